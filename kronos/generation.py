@@ -1,0 +1,139 @@
+"""Autoregressive generation of token paths: the published (uncached) algorithm and an
+exact key-value-cached equivalent.
+
+Both take normalised inputs and return every sample path in normalised space, shape
+(B, S, pred_len, d_in). Sampling draws from per-row uniforms supplied by the caller, so a
+series' paths depend only on its own seed, never on what else shares the batch, and the
+two implementations can be compared path by path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .model import Kronos
+from .tokenizer import KronosTokenizer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Temperature, top-k and nucleus settings (top_k > 0 overrides top_p, as published)."""
+
+    T: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+
+
+def top_k_top_p_filtering(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """The published filter: keep the top k, else the smallest nucleus above top_p."""
+    if top_k > 0:
+        top_k = min(top_k, logits.size(-1))
+        return logits.masked_fill(logits < torch.topk(logits, top_k)[0][..., -1, None], float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(logits, descending=True)
+        cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+        remove = cumulative > top_p
+        remove[..., 1:] = remove[..., :-1].clone()
+        remove[..., 0] = False
+        return logits.masked_fill(remove.scatter(1, sorted_indices, remove), float("-inf"))
+    return logits
+
+
+def sample_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor) -> torch.Tensor:
+    """Draw one token per row by inverting the filtered distribution's CDF at `uniforms`."""
+    logits = top_k_top_p_filtering(logits / sampling.T, sampling.top_k, sampling.top_p)
+    cdf = torch.softmax(logits.float(), dim=-1).cumsum(-1)
+    target = (uniforms.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_max(logits.shape[-1] - 1)
+
+
+def _check(pred_len: int, max_context: int) -> None:
+    if pred_len > max_context:
+        raise ValueError(f"pred_len {pred_len} exceeds the model's context of {max_context} tokens")
+
+
+@torch.inference_mode()
+def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
+                       y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
+                       uniforms: torch.Tensor) -> torch.Tensor:
+    """The published algorithm, unchanged: every step reruns the model on the whole window
+    for every sample path, and the tokenizer decodes the whole final window per path.
+    Kept as the parity reference for tests and the baseline for benchmarks."""
+    _check(pred_len, max_context)
+    b, n, _ = x.shape
+    s = uniforms.shape[1]
+    rows = b * s
+    u = uniforms.reshape(rows, pred_len, 2)
+    x = x.repeat_interleave(s, 0)
+    full_stamp = torch.cat([x_stamp, y_stamp], dim=1).repeat_interleave(s, 0)
+    s1_ctx, s2_ctx = tokenizer.encode(x, half=True)
+    gen_s1 = s1_ctx.new_empty(rows, pred_len)
+    gen_s2 = s2_ctx.new_empty(rows, pred_len)
+    for i in range(pred_len):
+        end = n + i
+        start = max(0, end - max_context)
+        win_s1 = torch.cat([s1_ctx, gen_s1[:, :i]], dim=1)[:, start:end]
+        win_s2 = torch.cat([s2_ctx, gen_s2[:, :i]], dim=1)[:, start:end]
+        s1_logits, context = model.decode_s1(win_s1, win_s2, full_stamp[:, start:end].contiguous())
+        s1 = sample_tokens(s1_logits[:, -1, :], sampling, u[:, i, 0])
+        s2_logits = model.decode_s2(context, s1[:, None])
+        gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits[:, -1, :], sampling, u[:, i, 1])
+    start = max(0, n + pred_len - max_context)
+    window = [torch.cat([s1_ctx, gen_s1], 1)[:, start:], torch.cat([s2_ctx, gen_s2], 1)[:, start:]]
+    z = tokenizer.decode(window, half=True)[:, -pred_len:]
+    return z.reshape(b, s, pred_len, -1)
+
+
+@torch.inference_mode()
+def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
+                    y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
+                    uniforms: torch.Tensor, rolling: bool = False) -> torch.Tensor:
+    """Same result as `generate_reference`, computing each thing once.
+
+    The history is tokenized and run through the model once per series; its keys/values
+    are shared by all sample paths, and each step feeds only the new token. Once the window
+    must slide (history + generated > max_context) the positions of every token change, so
+    the exact mode reruns the whole shifted window per step, as the published code does.
+    `rolling=True` instead keeps the cache and drops the oldest keys: faster, approximate.
+    Finally the tokenizer decodes only the generated rows, against the cached history.
+    """
+    _check(pred_len, max_context)
+    b, n, _ = x.shape
+    s = uniforms.shape[1]
+    rows = b * s
+    u = uniforms.reshape(rows, pred_len, 2)
+    s1_ctx, s2_ctx = tokenizer.encode(x, half=True)
+    stamps = torch.cat([x_stamp, y_stamp], dim=1)
+    start = max(0, n - max_context)
+    width = n - start
+    h_last, caches, dep_cache = model.prefill(s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    h_rows = h_last.repeat_interleave(s, 0)
+    s1_logits = model.head(h_last)[:, -1].repeat_interleave(s, 0)
+    gen_s1 = s1_ctx.new_empty(rows, pred_len)
+    gen_s2 = s2_ctx.new_empty(rows, pred_len)
+    row_stamps = stamps.repeat_interleave(s, 0)
+    for i in range(pred_len):
+        end = n + i
+        if i > 0 and not rolling and end > max_context:  # shifted window: recompute it whole
+            ws = end - max_context
+            win_s1 = torch.cat([s1_ctx.repeat_interleave(s, 0), gen_s1[:, :i]], 1)[:, ws:end]
+            win_s2 = torch.cat([s2_ctx.repeat_interleave(s, 0), gen_s2[:, :i]], 1)[:, ws:end]
+            logits, context = model.decode_s1(win_s1, win_s2, row_stamps[:, ws:end].contiguous())
+            s1 = sample_tokens(logits[:, -1], sampling, u[:, i, 0])
+            s2_logits = model.decode_s2(context, s1[:, None])[:, -1]
+        else:
+            if i > 0:
+                if rolling:
+                    for cache in (*caches, dep_cache):
+                        cache.start = max(0, width + i - max_context)
+                h_rows = model.step(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end],
+                                    caches, dep_cache, position=width + i - 1)
+                s1_logits = model.head(h_rows)[:, -1]
+            s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
+            s2_logits = model.s2_logits_cached(h_rows, s1[:, None], dep_cache)
+        gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
+    ds = max(0, n + pred_len - max_context)
+    z = tokenizer.decode_suffix((s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
+    return z.reshape(b, s, pred_len, -1)

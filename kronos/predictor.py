@@ -1,0 +1,291 @@
+"""KronosPredictor: DataFrames in, forecasts out.
+
+Keeps the published `predict`/`predict_batch` signatures and outputs (the mean path as a
+DataFrame of open, high, low, close, volume, amount indexed by the future stamps) and adds
+`forecast`/`forecast_batch`, which keep every sample path with quantiles and P(up).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .generation import Sampling, generate_cached, generate_reference
+from .hub import resolve_spec
+from .model import Kronos
+from .tokenizer import KronosTokenizer
+
+PRICE_COLS = ["open", "high", "low", "close"]
+COLUMNS = PRICE_COLS + ["volume", "amount"]
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+Seed = int | Sequence[int] | None
+
+
+@dataclass
+class Forecast:
+    """All sample paths of one series plus the summaries traders read.
+
+    `paths` is (samples, steps, 6) in price units, columns as `COLUMNS`; `mean` is what
+    `predict` returns; `quantiles[q]` is a (steps x 6) frame; `p_up[h]` is the share of
+    paths whose close at step h is above the last observed close.
+    """
+
+    paths: np.ndarray
+    mean: pd.DataFrame
+    last_close: float
+    quantile_levels: tuple[float, ...] = QUANTILES
+    quantiles: dict[float, pd.DataFrame] = field(init=False)
+    p_up: pd.Series = field(init=False)
+
+    def __post_init__(self) -> None:
+        qs = np.quantile(self.paths, self.quantile_levels, axis=0)
+        self.quantiles = {q: pd.DataFrame(v, index=self.mean.index, columns=COLUMNS)
+                          for q, v in zip(self.quantile_levels, qs)}
+        self.p_up = pd.Series((self.paths[:, :, 3] > self.last_close).mean(axis=0), index=self.mean.index,
+                              name="p_up")
+
+    def summary(self, column: str = "close") -> pd.DataFrame:
+        """One row per step: mean, each quantile and P(up) for `column`."""
+        out = pd.DataFrame({"mean": self.mean[column]})
+        for q in self.quantile_levels:
+            out[f"q{round(q * 100):02d}"] = self.quantiles[q][column]
+        out["p_up"] = self.p_up
+        return out
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def time_features(stamps: pd.DatetimeIndex) -> np.ndarray:
+    """minute, hour, weekday (Monday 0), day of month, month: the model's time inputs."""
+    return np.stack([stamps.minute, stamps.hour, stamps.day_of_week, stamps.day, stamps.month], axis=1).astype(np.float32)
+
+
+def _as_stamps(stamps, what: str, expected_len: int | None) -> pd.DatetimeIndex:
+    try:
+        index = pd.DatetimeIndex(stamps)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} could not be read as timestamps ({exc})") from None
+    if index.hasnans:
+        raise ValueError(f"{what} contains missing timestamps (NaT) at position {int(np.argmax(index.isna()))}")
+    if expected_len is not None and len(index) != expected_len:
+        raise ValueError(f"{what} has {len(index)} stamps but {expected_len} are needed")
+    if len(index) > 1:
+        steps = np.diff(index.asi8)
+        if (steps <= 0).any():
+            pos = int(np.argmax(steps <= 0)) + 1
+            raise ValueError(f"{what} is not strictly increasing at position {pos} "
+                             f"({index[pos - 1]} then {index[pos]})")
+    return index
+
+
+def future_stamps(history: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
+    """Stamps of the next `steps` bars, continuing the history's bar interval
+    (its inferred frequency, e.g. business days, else the median spacing)."""
+    if len(history) < 2:
+        raise ValueError("y_timestamp is needed when the history has fewer than 2 stamps")
+    recent = history[-min(len(history), 200):]
+    offset = pd.DatetimeIndex(recent, freq="infer").freq if len(recent) >= 3 else None
+    if offset is not None:
+        return pd.date_range(history[-1] + offset, periods=steps, freq=offset)
+    step = pd.Timedelta(np.median(np.diff(history.asi8)))
+    return pd.DatetimeIndex([history[-1] + step * (k + 1) for k in range(steps)])
+
+
+def _prepare_frame(df, what: str) -> np.ndarray:
+    """Validate one input frame and return its float32 (rows x 6) values, filling volume
+    and amount the published way."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    if df.empty:
+        raise ValueError(f"{what} is empty")
+    missing = [c for c in PRICE_COLS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
+    used = [c for c in COLUMNS if c in df.columns]
+    for col in used:
+        if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+            raise ValueError(f"{what} column '{col}' is not numeric (dtype {df[col].dtype})")
+    frame = df[used].astype(np.float64)
+    bad = ~np.isfinite(frame.to_numpy())
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"{what} column '{used[c]}' has a NaN or infinite value at row {r} "
+                         f"(index {frame.index[r]})")
+    if "volume" not in frame:
+        frame["volume"] = 0.0
+        frame["amount"] = 0.0
+    elif "amount" not in frame:
+        frame["amount"] = frame["volume"] * frame[PRICE_COLS].mean(axis=1)
+    return frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def _history_stamps(df: pd.DataFrame, x_timestamp, what: str) -> pd.DatetimeIndex:
+    if x_timestamp is None:
+        for col in ("timestamps", "timestamp"):
+            if col in df.columns:
+                x_timestamp = df[col]
+                break
+        else:
+            if isinstance(df.index, pd.DatetimeIndex):
+                x_timestamp = df.index
+            else:
+                raise ValueError(f"{what}: pass x_timestamp, or give the frame a DatetimeIndex or a "
+                                 f"'timestamps' column")
+    return _as_stamps(x_timestamp, f"x_timestamp of {what}", len(df))
+
+
+def _uniforms(seed, samples: int, steps: int) -> np.ndarray:
+    """The random numbers one series' sampling consumes, from its own seed."""
+    return np.random.default_rng(seed).random((samples, steps, 2), dtype=np.float64).astype(np.float32)
+
+
+class KronosPredictor:
+    """Forecasts with a Kronos model and its tokenizer, exactly as the published predictor,
+    with KV-cached generation (`cached=False` runs the published uncached loop)."""
+
+    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
+                 max_context: int = 512, clip: float = 5, cached: bool = True, rolling: bool = False):
+        self.device = _device(device)
+        self.model = model.eval().to(self.device)
+        self.tokenizer = tokenizer.eval().to(self.device)
+        self.max_context, self.clip = int(max_context), clip
+        self.cached, self.rolling = cached, rolling
+        self.price_cols, self.vol_col, self.amt_vol = PRICE_COLS, "volume", "amount"
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str | torch.device | None = None, **kwargs) -> "KronosPredictor":
+        """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
+        spec = resolve_spec(name)
+        tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
+        model = Kronos.from_pretrained(spec.model, **kwargs)
+        return cls(model, tokenizer, device=device, max_context=spec.max_context)
+
+    # --- public API -----------------------------------------------------------------------
+    def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
+                T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = True,
+                seed: Seed = None) -> pd.DataFrame:
+        """Mean forecast path (the published output)."""
+        return self.forecast(df, x_timestamp, y_timestamp, pred_len, T, top_k, top_p, sample_count, verbose,
+                             seed).mean
+
+    def predict_batch(self, df_list, x_timestamp_list=None, y_timestamp_list=None, pred_len: int | None = None,
+                      T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1,
+                      verbose: bool = True, seed: Seed | Sequence[Seed] = None) -> list[pd.DataFrame]:
+        """Mean forecast path of each series; series may differ in length."""
+        return [f.mean for f in self.forecast_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len, T, top_k,
+                                                    top_p, sample_count, verbose, seed)]
+
+    def forecast(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
+                 T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1, verbose: bool = True,
+                 seed: Seed = None) -> Forecast:
+        """All sample paths, quantiles and P(up) for one series."""
+        return self.forecast_batch([df], None if x_timestamp is None else [x_timestamp],
+                                   None if y_timestamp is None else [y_timestamp], pred_len, T, top_k, top_p,
+                                   sample_count, verbose, [seed])[0]
+
+    def forecast_batch(self, df_list, x_timestamp_list=None, y_timestamp_list=None, pred_len: int | None = None,
+                       T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1,
+                       verbose: bool = True, seed: Seed | Sequence[Seed] = None) -> list[Forecast]:
+        """Forecasts for many series in as few model calls as possible.
+
+        `seed` is one int (series i then uses the seed (seed, i)) or one seed per series;
+        a series' paths depend only on its own seed and data.
+        """
+        sampling = self._check_settings(pred_len, T, top_k, top_p, sample_count)
+        if not isinstance(df_list, (list, tuple)) or not df_list:
+            raise ValueError("df_list must be a non-empty list of DataFrames")
+        n = len(df_list)
+        x_ts = self._per_series(x_timestamp_list, n, "x_timestamp_list")
+        y_ts = self._per_series(y_timestamp_list, n, "y_timestamp_list")
+        seeds = self._per_series_seeds(seed, n)
+        series = []
+        for i, df in enumerate(df_list):
+            what = "df" if n == 1 else f"df_list[{i}]"
+            values = _prepare_frame(df, what)
+            history = _history_stamps(df, x_ts[i], what)
+            future = future_stamps(history, pred_len) if y_ts[i] is None else \
+                _as_stamps(y_ts[i], f"y_timestamp of {what}", pred_len)
+            series.append((values, history, future))
+        return self._run(series, pred_len, sampling, sample_count, seeds, verbose)
+
+    # --- internals ------------------------------------------------------------------------
+    @staticmethod
+    def _per_series(values, n: int, what: str) -> list:
+        if values is None:
+            return [None] * n
+        if isinstance(values, (pd.Series, pd.DatetimeIndex)) or len(values) != n:
+            raise ValueError(f"{what} must be a list with one entry per series ({n})")
+        return list(values)
+
+    @staticmethod
+    def _per_series_seeds(seed, n: int) -> list:
+        if seed is None or isinstance(seed, (int, np.integer)):
+            return [None if seed is None else [int(seed), i] for i in range(n)]
+        if len(seed) != n:
+            raise ValueError(f"seed must be an int or a list of {n} seeds, got {len(seed)}")
+        return list(seed)
+
+    def _check_settings(self, pred_len, T, top_k, top_p, sample_count) -> Sampling:
+        if pred_len is None or isinstance(pred_len, bool) or not isinstance(pred_len, (int, np.integer)) \
+                or pred_len < 1:
+            raise ValueError(f"pred_len must be an integer >= 1, got {pred_len!r}")
+        if pred_len > self.max_context:
+            raise ValueError(f"pred_len {pred_len} exceeds the model's context of {self.max_context} tokens")
+        if not isinstance(sample_count, (int, np.integer)) or sample_count < 1:
+            raise ValueError(f"sample_count must be an integer >= 1, got {sample_count!r}")
+        if not np.isfinite(T) or T <= 0:
+            raise ValueError(f"T (temperature) must be > 0, got {T!r}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k!r}")
+        return Sampling(float(T), int(top_k), float(top_p))
+
+    def _run(self, series, pred_len: int, sampling: Sampling, samples: int, seeds: list, verbose: bool):
+        """Normalise each series, generate in groups of equal history length, map back."""
+        normed, stats = [], []
+        for values, _, _ in series:
+            mean, std = np.mean(values, axis=0), np.std(values, axis=0)
+            normed.append(np.clip((values - mean) / (std + 1e-5), -self.clip, self.clip))
+            stats.append((mean, std))
+        groups: dict[int, list[int]] = {}
+        for i, (values, _, _) in enumerate(series):
+            groups.setdefault(len(values), []).append(i)
+        paths: list[np.ndarray | None] = [None] * len(series)
+        generate = generate_cached if self.cached else generate_reference
+        extra = {"rolling": self.rolling} if self.cached else {}
+        batches = list(groups.values())
+        progress = _progress(batches, verbose)
+        for members in progress:
+            x = torch.from_numpy(np.stack([normed[i] for i in members])).to(self.device)
+            xs = torch.from_numpy(np.stack([time_features(series[i][1]) for i in members])).to(self.device)
+            ys = torch.from_numpy(np.stack([time_features(series[i][2]) for i in members])).to(self.device)
+            u = torch.from_numpy(np.stack([_uniforms(seeds[i], samples, pred_len) for i in members])).to(self.device)
+            z = generate(self.tokenizer, self.model, x, xs, ys, self.max_context, pred_len, sampling, u, **extra)
+            z = z.float().cpu().numpy()
+            for j, i in enumerate(members):
+                paths[i] = z[j]
+        out = []
+        for (values, _, future), (mean, std), z in zip(series, stats, paths):
+            mean_path = np.mean(z, axis=0) * (std + 1e-5) + mean  # the published averaging
+            frame = pd.DataFrame(mean_path, columns=COLUMNS, index=future)
+            out.append(Forecast(paths=z * (std + 1e-5) + mean, mean=frame, last_close=float(values[-1, 3])))
+        return out
+
+
+def _progress(items: list, verbose: bool):
+    if not verbose or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, desc="forecasting", unit="batch")

@@ -1,0 +1,42 @@
+"""Persistence for kronos-trader: SQLite (default) or PostgreSQL via SQLAlchemy 2 + Alembic.
+
+Backtests and paper/live trading write to the same schema.  Imports only
+sqlalchemy and pandas (alembic lazily, when migrating).
+"""
+
+from .engine import DEFAULT_URL, alembic_config, safe_url
+from .errors import StoreError
+from .models import (
+    Balance,
+    Base,
+    Candle,
+    EquitySnapshot,
+    Event,
+    Fill,
+    Forecast,
+    Order,
+    Run,
+    Signal,
+    Trade,
+)
+from .store import Store, open_store
+
+__all__ = [
+    "DEFAULT_URL",
+    "Balance",
+    "Base",
+    "Candle",
+    "EquitySnapshot",
+    "Event",
+    "Fill",
+    "Forecast",
+    "Order",
+    "Run",
+    "Signal",
+    "Store",
+    "StoreError",
+    "Trade",
+    "alembic_config",
+    "open_store",
+    "safe_url",
+]

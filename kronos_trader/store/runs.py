@@ -1,0 +1,271 @@
+"""Run-scoped writes: runs, signals, orders, fills, equity, balances, trades, events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select, update
+
+from ._util import dedupe, opt_float, opt_utc_naive, records, to_utc_naive
+from .base import StoreBase
+from .errors import StoreError
+from .models import (
+    EVENT_LEVELS,
+    ORDER_SIDES,
+    ORDER_STATUSES,
+    ORDER_TYPES,
+    RUN_KINDS,
+    RUN_STATUSES,
+    Balance,
+    EquitySnapshot,
+    Event,
+    Fill,
+    Order,
+    Run,
+    Signal,
+    Trade,
+    new_run_id,
+    utcnow,
+)
+
+_TRADE_FIELDS = (
+    "symbol", "entry_time", "exit_time", "side", "size",
+    "entry_price", "exit_price", "pnl", "pnl_pct",
+)
+_TRADE_UPDATE = ("exit_time", "side", "size", "entry_price", "exit_price", "pnl", "pnl_pct", "fees")
+_EQUITY_UPDATE = ("equity", "cash", "position_value", "details")
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+class RunsMixin(StoreBase):
+    # ------------------------------------------------------------------ runs
+    def create_run(
+        self,
+        kind: str,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        code_version: str | None = None,
+        *,
+        run_id: str | None = None,
+        started_at: Any = None,
+    ) -> str:
+        """Register a run (status 'running') and return its id (uuid4 hex).
+
+        Passing an existing ``run_id`` (e.g. resuming a paper run) is a no-op.
+        """
+        _check("kind", kind, RUN_KINDS)
+        rid = run_id or new_run_id()
+        row = {
+            "id": rid, "kind": kind, "name": name,
+            "config": dict(config) if config is not None else None,
+            "code_version": code_version,
+            "started_at": opt_utc_naive(started_at) or utcnow(),
+            "status": "running", "finished_at": None, "summary": None,
+        }
+        with self.session() as s:
+            self._write(s, Run.__table__, [row], ("id",))
+        return rid
+
+    def finish_run(
+        self, run_id: str, status: str = "finished", summary: Mapping[str, Any] | None = None
+    ) -> None:
+        """Mark a run finished/failed (finished_at = now); ``summary=None`` keeps the old one."""
+        _check("status", status, RUN_STATUSES)
+        values: dict[str, Any] = {"status": status, "finished_at": utcnow()}
+        if summary is not None:
+            values["summary"] = dict(summary)
+        with self.session() as s:
+            res = s.execute(update(Run).where(Run.id == run_id).values(**values))
+            if res.rowcount == 0:
+                raise StoreError(f"unknown run {run_id!r}")
+
+    # ------------------------------------------------------------------ signals
+    def record_signal(
+        self,
+        run_id: str,
+        symbol: str,
+        timeframe: str,
+        bar_time: Any,
+        target_position: float,
+        *,
+        forecast_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Signal:
+        """Record the decision for a bar; an existing one for that bar is kept and returned."""
+        key = {"run_id": run_id, "symbol": symbol, "timeframe": timeframe,
+               "bar_time": to_utc_naive(bar_time)}
+        row = {**key, "forecast_id": forecast_id, "target_position": float(target_position),
+               "details": dict(details) if details is not None else None, "created_at": utcnow()}
+        with self.session() as s:
+            self._write(s, Signal.__table__, [row], tuple(key))
+            return s.scalars(select(Signal).filter_by(**key)).one()
+
+    # ------------------------------------------------------------------ orders
+    def record_order(
+        self,
+        run_id: str,
+        client_order_id: str,
+        symbol: str,
+        timeframe: str,
+        bar_time: Any,
+        side: str,
+        amount: float,
+        *,
+        type: str = "market",
+        price: float | None = None,
+        status: str = "new",
+        reason: str | None = None,
+        exchange_order_id: str | None = None,
+    ) -> Order:
+        """Record an order; if ``client_order_id`` exists nothing changes. Returns the stored row."""
+        _check("side", side, ORDER_SIDES)
+        _check("type", type, ORDER_TYPES)
+        _check("status", status, ORDER_STATUSES)
+        now = utcnow()
+        row = {
+            "run_id": run_id, "client_order_id": client_order_id, "symbol": symbol,
+            "timeframe": timeframe, "bar_time": to_utc_naive(bar_time), "side": side,
+            "type": type, "amount": float(amount), "price": opt_float(price), "status": status,
+            "exchange_order_id": exchange_order_id, "reason": reason,
+            "created_at": now, "updated_at": now,
+        }
+        with self.session() as s:
+            self._write(s, Order.__table__, [row], ("client_order_id",))
+            return s.scalars(select(Order).where(Order.client_order_id == client_order_id)).one()
+
+    def update_order_status(
+        self,
+        client_order_id: str,
+        status: str,
+        *,
+        exchange_order_id: str | None = None,
+        reason: str | None = None,
+    ) -> Order:
+        """Set an order's status (and exchange id / reason when given); returns the row."""
+        _check("status", status, ORDER_STATUSES)
+        with self.session() as s:
+            order = s.scalars(
+                select(Order).where(Order.client_order_id == client_order_id).with_for_update()
+            ).one_or_none()
+            if order is None:
+                raise StoreError(f"unknown order {client_order_id!r}")
+            order.status = status
+            if exchange_order_id is not None:
+                order.exchange_order_id = exchange_order_id
+            if reason is not None:
+                order.reason = reason
+            order.updated_at = utcnow()
+            return order
+
+    def record_fill(
+        self,
+        order_id: int,
+        seq: int,
+        ts: Any,
+        price: float,
+        amount: float,
+        *,
+        fee: float = 0.0,
+        fee_currency: str | None = None,
+    ) -> Fill:
+        """Record fill number ``seq`` of an order (idempotent on (order_id, seq))."""
+        with self.session() as s:
+            run_id = s.scalar(select(Order.run_id).where(Order.id == order_id))
+            if run_id is None:
+                raise StoreError(f"unknown order id {order_id!r}")
+            row = {"order_id": order_id, "run_id": run_id, "seq": int(seq),
+                   "ts": to_utc_naive(ts), "price": float(price), "amount": float(amount),
+                   "fee": float(fee or 0.0), "fee_currency": fee_currency}
+            self._write(s, Fill.__table__, [row], ("order_id", "seq"))
+            return s.scalars(select(Fill).filter_by(order_id=order_id, seq=int(seq))).one()
+
+    # ------------------------------------------------------------------ equity / balances
+    def record_equity(
+        self,
+        run_id: str,
+        ts: Any,
+        equity: float,
+        cash: float,
+        position_value: float,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Upsert the equity snapshot at ``ts``."""
+        self.record_equity_many(
+            run_id,
+            [{"ts": ts, "equity": equity, "cash": cash, "position_value": position_value,
+              "details": details}],
+        )
+
+    def record_equity_many(
+        self, run_id: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]
+    ) -> int:
+        """Bulk upsert of snapshots (DataFrame indexed by ``ts`` or rows with a ``ts`` key)."""
+        prepared = [
+            {"run_id": run_id, "ts": to_utc_naive(r["ts"]), "equity": float(r["equity"]),
+             "cash": float(r["cash"]), "position_value": float(r["position_value"]),
+             "details": _opt_dict(r.get("details"))}
+            for r in records(rows)
+        ]
+        prepared = dedupe(prepared, ("ts",), keep="last")
+        with self.session() as s:
+            self._write(s, EquitySnapshot.__table__, prepared, ("run_id", "ts"), _EQUITY_UPDATE)
+        return len(prepared)
+
+    def set_balance(
+        self, run_id: str, currency: str, free: float, used: float, *, updated_at: Any = None
+    ) -> None:
+        """Upsert the balance of ``currency`` for a run."""
+        row = {"run_id": run_id, "currency": currency, "free": float(free),
+               "used": float(used), "updated_at": opt_utc_naive(updated_at) or utcnow()}
+        with self.session() as s:
+            self._write(s, Balance.__table__, [row], ("run_id", "currency"),
+                        ("free", "used", "updated_at"))
+
+    # ------------------------------------------------------------------ trades / events
+    def record_trades(self, run_id: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+        """Upsert closed round trips keyed by (run_id, symbol, entry_time); returns row count."""
+        prepared = []
+        for r in records(rows):
+            missing = [k for k in _TRADE_FIELDS if k not in r]
+            if missing:
+                raise ValueError(f"trade row is missing: {', '.join(missing)}")
+            prepared.append({
+                "run_id": run_id, "symbol": r["symbol"], "side": str(r["side"]),
+                "entry_time": to_utc_naive(r["entry_time"]),
+                "exit_time": to_utc_naive(r["exit_time"]),
+                **{k: float(r[k]) for k in ("size", "entry_price", "exit_price", "pnl", "pnl_pct")},
+                "fees": float(r.get("fees") or 0.0),
+            })
+        prepared = dedupe(prepared, ("symbol", "entry_time"), keep="last")
+        with self.session() as s:
+            self._write(s, Trade.__table__, prepared, ("run_id", "symbol", "entry_time"),
+                        _TRADE_UPDATE)
+        return len(prepared)
+
+    def record_event(
+        self,
+        run_id: str | None,
+        level: str,
+        message: str,
+        *,
+        symbol: str | None = None,
+        ts: Any = None,
+    ) -> None:
+        """Append a log event (not deduplicated: events are a log)."""
+        _check("level", level, EVENT_LEVELS)
+        with self.session() as s:
+            s.add(Event(run_id=run_id, level=level, message=str(message), symbol=symbol,
+                        ts=opt_utc_naive(ts) or utcnow()))
+
+
+def _opt_dict(value: Any) -> dict[str, Any] | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return dict(value)

@@ -1,0 +1,170 @@
+"""The cached generator reproduces the published (uncached) algorithm exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kronos import KronosPredictor, Sampling, generate_cached, generate_reference
+from tests.conftest import make_candles
+
+GREEDY = dict(T=1.0, top_k=1, top_p=1.0)
+
+
+def _inputs(b: int, n: int, h: int, s: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, 6, generator=g).clamp(-5, 5)
+    xs = torch.stack([torch.randint(0, k, (b, n + h), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
+    return x, xs[:, :n], xs[:, n:], torch.rand(b, s, h, 2, generator=g)
+
+
+@pytest.mark.parametrize("b,n,h,s,m", [
+    (1, 8, 5, 1, 64),     # short context
+    (2, 40, 20, 1, 64),   # context + steps within max_context
+    (2, 50, 30, 2, 64),   # context + steps beyond it: the window slides
+    (1, 100, 12, 2, 64),  # context longer than max_context
+    (2, 30, 16, 4, 64),   # several sample paths
+])
+def test_cached_equals_reference_greedy(mini_pair, b, n, h, s, m):
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(b, n, h, s)
+    ref = generate_reference(tokenizer, model, x, xs, ys, m, h, Sampling(**GREEDY), u)
+    out = generate_cached(tokenizer, model, x, xs, ys, m, h, Sampling(**GREEDY), u)
+    assert out.shape == (b, s, h, 6)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cached_equals_reference_when_sampling(mini_pair):
+    """With the same random numbers, sampled paths match too (top-p and temperature)."""
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(2, 30, 20, 4, seed=3)
+    sampling = Sampling(T=0.8, top_k=0, top_p=0.9)
+    ref = generate_reference(tokenizer, model, x, xs, ys, 64, 20, sampling, u)
+    out = generate_cached(tokenizer, model, x, xs, ys, 64, 20, sampling, u)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(out[:, 0], out[:, 1]), "paths with different random numbers should differ"
+
+
+def test_rolling_mode_is_exact_until_the_window_slides(mini_pair):
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(1, 40, 20, 1)
+    exact = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u)
+    rolling = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u, rolling=True)
+    torch.testing.assert_close(rolling, exact, rtol=1e-4, atol=1e-4)
+    x, xs, ys, u = _inputs(1, 60, 20, 1)
+    rolling = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u, rolling=True)
+    assert rolling.shape == (1, 1, 20, 6) and torch.isfinite(rolling).all()
+
+
+def _predictor(pair, cached=True, max_context=64):
+    tokenizer, model = pair
+    return KronosPredictor(model, tokenizer, device="cpu", max_context=max_context, cached=cached)
+
+
+def test_predict_batch_unequal_lengths_matches_reference_and_single(mini_pair):
+    frames = [make_candles(n, seed=n) for n in (30, 45, 30, 70)]
+    cached = _predictor(mini_pair).predict_batch(frames, pred_len=12, verbose=False, seed=5, **GREEDY)
+    reference = _predictor(mini_pair, cached=False).predict_batch(frames, pred_len=12, verbose=False, seed=5,
+                                                                   **GREEDY)
+    for a, b, df in zip(cached, reference, frames):
+        pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-3)
+        single = _predictor(mini_pair).predict(df, pred_len=12, verbose=False, **GREEDY)
+        pd.testing.assert_frame_equal(a, single, rtol=1e-4, atol=1e-3)
+
+
+def test_batch_with_per_series_seeds_equals_single_calls(mini_pair):
+    frames = [make_candles(40, seed=k) for k in range(3)]
+    predictor = _predictor(mini_pair)
+    batch = predictor.forecast_batch(frames, pred_len=8, sample_count=3, verbose=False, seed=[11, 12, 13])
+    for df, seed, f in zip(frames, (11, 12, 13), batch):
+        single = predictor.forecast(df, pred_len=8, sample_count=3, verbose=False, seed=seed)
+        np.testing.assert_allclose(f.paths, single.paths, rtol=1e-5, atol=1e-4)
+
+
+def test_published_output_format(mini_pair):
+    df = make_candles(50).reset_index()
+    x_ts = df["timestamps"]
+    y_ts = pd.Series(pd.date_range(x_ts.iloc[-1] + pd.Timedelta("1h"), periods=6, freq="h"), name="timestamps")
+    out = _predictor(mini_pair).predict(df, x_ts, y_ts, pred_len=6, verbose=False, seed=0)
+    assert list(out.columns) == ["open", "high", "low", "close", "volume", "amount"]
+    assert list(out.index) == list(y_ts)
+    assert np.isfinite(out.to_numpy()).all()
+
+
+def test_future_stamps_are_inferred(mini_pair):
+    daily = make_candles(60, freq="B")
+    out = _predictor(mini_pair).predict(daily, pred_len=5, verbose=False, seed=0)
+    expected = pd.bdate_range(daily.index[-1] + pd.offsets.BDay(), periods=5)
+    assert list(out.index) == list(expected)
+    minutes = make_candles(60, freq="15min").drop(columns="volume")
+    out = _predictor(mini_pair).predict(minutes, pred_len=3, verbose=False, seed=0)
+    assert out.index[0] - minutes.index[-1] == pd.Timedelta("15min")
+
+
+def test_probabilistic_forecast(mini_pair):
+    df = make_candles(60)
+    predictor = _predictor(mini_pair)
+    f = predictor.forecast(df, pred_len=10, sample_count=16, verbose=False, seed=7)
+    assert f.paths.shape == (16, 10, 6)
+    levels = sorted(f.quantiles)
+    assert levels == [0.05, 0.25, 0.5, 0.75, 0.95]
+    for lo, hi in zip(levels, levels[1:]):
+        assert (f.quantiles[lo].to_numpy() <= f.quantiles[hi].to_numpy() + 1e-9).all()
+    assert ((f.p_up >= 0) & (f.p_up <= 1)).all()
+    np.testing.assert_allclose(f.p_up.to_numpy(), (f.paths[:, :, 3] > df["close"].iloc[-1]).mean(0))
+    np.testing.assert_allclose(f.mean.to_numpy(), f.paths.mean(0), rtol=1e-4, atol=1e-3)
+    mean = predictor.predict(df, pred_len=10, sample_count=16, verbose=False, seed=7)
+    pd.testing.assert_frame_equal(mean, f.mean)
+    again = predictor.forecast(df, pred_len=10, sample_count=16, verbose=False, seed=7)
+    np.testing.assert_array_equal(again.paths, f.paths)
+    other = predictor.forecast(df, pred_len=10, sample_count=16, verbose=False, seed=8)
+    assert not np.array_equal(other.paths, f.paths)
+    summary = f.summary()
+    assert list(summary.columns) == ["mean", "q05", "q25", "q50", "q75", "q95", "p_up"]
+
+
+def test_missing_volume_and_amount_follow_published_rules(mini_pair):
+    predictor = _predictor(mini_pair)
+    df = make_candles(40)
+    no_amount = predictor.predict(df, pred_len=4, verbose=False, seed=1, **GREEDY)
+    explicit = df.assign(amount=df["volume"] * df[["open", "high", "low", "close"]].mean(axis=1))
+    pd.testing.assert_frame_equal(no_amount, predictor.predict(explicit, pred_len=4, verbose=False, seed=1, **GREEDY))
+    no_volume = predictor.predict(df.drop(columns="volume"), pred_len=4, verbose=False, seed=1, **GREEDY)
+    zeros = predictor.predict(df.assign(volume=0.0, amount=0.0), pred_len=4, verbose=False, seed=1, **GREEDY)
+    pd.testing.assert_frame_equal(no_volume, zeros)
+
+
+BAD_INPUTS = [
+    (lambda df: df.drop(columns=["close", "low"]), {}, "lacks column\\(s\\) low, close"),
+    (lambda df: df.assign(close=df["close"].astype(str)), {}, "column 'close' is not numeric"),
+    (lambda df: df.assign(high=np.where(np.arange(len(df)) == 7, np.nan, df["high"])), {},
+     "column 'high' has a NaN or infinite value at row 7"),
+    (lambda df: df.assign(volume=np.where(np.arange(len(df)) == 3, np.inf, df["volume"])), {},
+     "column 'volume' has a NaN or infinite value at row 3"),
+    (lambda df: df.iloc[:0], {}, "df is empty"),
+    (lambda df: df.iloc[[0, 2, 1, 3]], {}, "not strictly increasing at position 2"),
+    (lambda df: df, {"x_timestamp": pd.date_range("2024-01-01", periods=5, freq="h")}, "has 5 stamps but 40"),
+    (lambda df: df, {"pred_len": 0}, "pred_len must be an integer >= 1"),
+    (lambda df: df, {"pred_len": 65}, "pred_len 65 exceeds the model's context of 64"),
+    (lambda df: df, {"sample_count": 0}, "sample_count must be an integer >= 1"),
+    (lambda df: df, {"T": 0}, "T \\(temperature\\) must be > 0"),
+    (lambda df: df, {"top_p": 0}, "top_p must be in \\(0, 1\\]"),
+    (lambda df: df, {"top_p": 1.5}, "top_p must be in \\(0, 1\\]"),
+    (lambda df: df, {"y_timestamp": pd.date_range("2030-01-01", periods=2, freq="h")}, "has 2 stamps but 4"),
+    (lambda df: df.reset_index(drop=True), {}, "pass x_timestamp"),
+]
+
+
+@pytest.mark.parametrize("change,kwargs,message", BAD_INPUTS)
+def test_bad_inputs_give_one_line_errors(mini_pair, change, kwargs, message):
+    predictor = _predictor(mini_pair)
+    args = {"pred_len": 4, "verbose": False, **kwargs}
+    with pytest.raises(ValueError, match=message) as info:
+        predictor.predict(change(make_candles(40)), **args)
+    assert "\n" not in str(info.value)
+
+
+def test_predict_rejects_non_frames(mini_pair):
+    with pytest.raises(ValueError, match="must be a pandas DataFrame"):
+        _predictor(mini_pair).predict([[1, 2, 3, 4]], pred_len=2)
