@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .decoding import FastDecoder
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -104,13 +105,14 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     s = uniforms.shape[1]
     rows = b * s
     u = uniforms.reshape(rows, pred_len, 2)
+    fast = FastDecoder.for_model(model)
     s1_ctx, s2_ctx = tokenizer.encode(x, half=True)
     stamps = torch.cat([x_stamp, y_stamp], dim=1)
     start = max(0, n - max_context)
     width = n - start
     h_last, caches, dep_cache = model.prefill(s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
     h_rows = h_last.repeat_interleave(s, 0)
-    s1_logits = model.head(h_last)[:, -1].repeat_interleave(s, 0)
+    s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
     row_stamps = stamps.repeat_interleave(s, 0)
@@ -120,19 +122,19 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
             ws = end - max_context
             win_s1 = torch.cat([s1_ctx.repeat_interleave(s, 0), gen_s1[:, :i]], 1)[:, ws:end]
             win_s2 = torch.cat([s2_ctx.repeat_interleave(s, 0), gen_s2[:, :i]], 1)[:, ws:end]
-            logits, context = model.decode_s1(win_s1, win_s2, row_stamps[:, ws:end].contiguous())
-            s1 = sample_tokens(logits[:, -1], sampling, u[:, i, 0])
-            s2_logits = model.decode_s2(context, s1[:, None])[:, -1]
+            h_rows, _, step_cache = model.prefill(win_s1, win_s2, row_stamps[:, ws:end], 1, 0, layer_caches=False)
+            s1 = sample_tokens(fast.s1_logits(h_rows), sampling, u[:, i, 0])
+            s2_logits = fast.s2_logits(h_rows, s1, step_cache)
         else:
             if i > 0:
                 if rolling:
                     for cache in (*caches, dep_cache):
                         cache.start = max(0, width + i - max_context)
-                h_rows = model.step(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end],
-                                    caches, dep_cache, position=width + i - 1)
-                s1_logits = model.head(h_rows)[:, -1]
+                h_rows = fast.step(gen_s1[:, i - 1], gen_s2[:, i - 1], row_stamps[:, end - 1], caches, dep_cache,
+                                   position=width + i - 1)
+                s1_logits = fast.s1_logits(h_rows)
             s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
-            s2_logits = model.s2_logits_cached(h_rows, s1[:, None], dep_cache)
+            s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
         gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
     ds = max(0, n + pred_len - max_context)
     z = tokenizer.decode_suffix((s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)

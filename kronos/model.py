@@ -1,7 +1,7 @@
 """Kronos: the autoregressive transformer over hierarchical (s1, s2) tokens.
 
 `decode_s1`/`decode_s2` are the published uncached calls (full window every step).
-`prefill`/`step`/`s2_logits_cached` are the cached equivalents used by generation.
+`prefill` runs a shared history once and returns caches for `decoding.FastDecoder`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from .hub import HubMixin
 from .modules import DependencyAwareLayer, DualHead, HierarchicalEmbedding, KVCache, RMSNorm, TemporalEmbedding, \
-    TransformerBlock, attend_with_cache
+    TransformerBlock
 
 
 class Kronos(nn.Module, HubMixin):
@@ -81,39 +81,22 @@ class Kronos(nn.Module, HubMixin):
         return self.head.cond_forward(self.dep_layer(context, sibling, key_padding_mask=padding_mask))
 
     # --- cached generation -------------------------------------------------------------
-    def prefill(self, s1_ids, s2_ids, stamp, paths: int, capacity: int):
+    def prefill(self, s1_ids, s2_ids, stamp, paths: int, capacity: int, layer_caches: bool = True):
         """Run the shared history once per series (B rows) and set up caches sized for
         `paths` rows per series and `capacity` generated tokens.
 
-        Returns the last position's hidden state (B, 1, d), the per-layer caches and the
-        dependency layer's cache of keys/values over the hidden states.
+        Returns the last position's hidden state (B, d), the per-layer caches (empty when
+        `layer_caches` is false) and the dependency layer's cache over the hidden states.
         """
         x = self._embed(s1_ids, s2_ids, stamp)
         caches = []
         for layer in self.transformer:
-            x, cache = layer.prefill_cache(x, paths, capacity)
-            caches.append(cache)
+            if layer_caches:
+                x, cache = layer.prefill_cache(x, paths, capacity)
+                caches.append(cache)
+            else:
+                x = layer(x)
         h = self.norm(x)
         attn = self.dep_layer.cross_attn
         k, v = attn._heads(attn.k_proj(h)), attn._heads(attn.v_proj(h))
-        b, heads, _, d = k.shape
-        dep_cache = KVCache(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d))
-        return h[:, -1:], caches, dep_cache
-
-    def step(self, s1_ids, s2_ids, stamp, caches: list[KVCache], dep_cache: KVCache, position: int) -> torch.Tensor:
-        """Feed one new token per row (B*S, 1) at `position`; returns its final hidden state."""
-        x = self._embed(s1_ids, s2_ids, stamp)
-        for layer, cache in zip(self.transformer, caches):
-            x = layer(x, cache=cache, position=position)
-        h = self.norm(x)
-        attn = self.dep_layer.cross_attn
-        dep_cache.append(attn._heads(attn.k_proj(h)), attn._heads(attn.v_proj(h)))
-        return h
-
-    def s2_logits_cached(self, h_last: torch.Tensor, s1_ids: torch.Tensor, dep_cache: KVCache) -> torch.Tensor:
-        """s2 logits (B*S, V) from the last hidden state and cached keys/values of the window."""
-        attn = self.dep_layer.cross_attn
-        q = attn._heads(attn.q_proj(self.embedding.emb_s1(s1_ids)))
-        out = attend_with_cache(q, dep_cache, causal_suffix=False)
-        out = attn.out_proj(out.transpose(1, 2).reshape(q.shape[0], 1, self.d_model))
-        return self.head.cond_forward(self.dep_layer.norm(h_last + out))[:, -1]
+        return h[:, -1], caches, KVCache.from_prefix(k, v, paths, capacity)

@@ -69,21 +69,28 @@ class RotaryEmbedding(nn.Module):
 class KVCache:
     """Keys/values of one attention layer during cached generation.
 
-    `prefix_k/v` hold the shared history, one row per series (shape B, H, P, D).
-    `suffix_k/v` hold each row's own tokens (shape B*S, H, capacity, D), filled up to
-    `length`. `start` drops the oldest keys (only the approximate rolling mode uses it).
+    `prefix_k/v` hold the shared history, one row per series (B, H, P, D); `suffix_k/v`
+    hold each row's own tokens (B*S, H, capacity, D), filled up to `length`. With one path
+    per series the history is copied into the rows' buffers instead (P == 0), so attention
+    is a single fused call. `start` drops the oldest keys (the approximate rolling mode).
     """
 
     prefix_k: torch.Tensor
     prefix_v: torch.Tensor
     suffix_k: torch.Tensor
     suffix_v: torch.Tensor
+    paths: int
     length: int = 0
     start: int = 0
 
-    @property
-    def paths(self) -> int:
-        return self.suffix_k.shape[0] // self.prefix_k.shape[0]
+    @classmethod
+    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> "KVCache":
+        b, heads, p, d = k.shape
+        if paths == 1:
+            sk, sv = k.new_empty(b, heads, p + capacity, d), v.new_empty(b, heads, p + capacity, d)
+            sk[:, :, :p], sv[:, :, :p] = k, v
+            return cls(k[:, :, :0], v[:, :, :0], sk, sv, paths, length=p)
+        return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         t = k.shape[2]
@@ -100,25 +107,26 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     are the queries' own tokens; with `causal_suffix` each query sees only those before it.
     """
     rows, heads, t, d = q.shape
-    b, s = cache.prefix_k.shape[0], cache.paths
-    scale = 1.0 / math.sqrt(d)
-    p0 = min(cache.start, cache.prefix_k.shape[2])
-    s0 = max(0, cache.start - cache.prefix_k.shape[2])
-    pk, pv = cache.prefix_k[:, :, p0:], cache.prefix_v[:, :, p0:]
+    n_prefix = cache.prefix_k.shape[2]
+    p0, s0 = min(cache.start, n_prefix), max(0, cache.start - n_prefix)
     sk, sv = cache.suffix_k[:, :, s0:cache.length], cache.suffix_v[:, :, s0:cache.length]
-    # prefix scores: (B, H, S*T, P)
-    qp = q.reshape(b, s, heads, t, d).permute(0, 2, 1, 3, 4).reshape(b, heads, s * t, d)
-    scores_p = torch.matmul(qp, pk.transpose(-1, -2)) * scale
-    scores_p = scores_p.reshape(b, heads, s, t, -1).permute(0, 2, 1, 3, 4).reshape(rows, heads, t, -1)
-    scores_s = torch.matmul(q, sk.transpose(-1, -2)) * scale  # (B*S, H, T, L)
+    mask = None
     if causal_suffix and t > 1:
-        n = sk.shape[2]
-        mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
+        mask = torch.ones(t, sk.shape[2], dtype=torch.bool, device=q.device).tril(sk.shape[2] - t)
+    if n_prefix - p0 == 0:
+        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
+    b, s = cache.prefix_k.shape[0], cache.paths
+    pk, pv = cache.prefix_k[:, :, p0:], cache.prefix_v[:, :, p0:]
+    scale = 1.0 / math.sqrt(d)
+    qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)
+    scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
+    scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
+    if mask is not None:
         scores_s = scores_s.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(torch.cat((scores_p, scores_s), dim=-1), dim=-1)
     n_p = scores_p.shape[-1]
-    probs_p = probs[..., :n_p].reshape(b, s, heads, t, n_p).permute(0, 2, 1, 3, 4).reshape(b, heads, s * t, n_p)
-    out_p = torch.matmul(probs_p, pv).reshape(b, heads, s, t, d).permute(0, 2, 1, 3, 4).reshape(rows, heads, t, d)
+    probs = torch.softmax(torch.cat((scores_p.reshape(rows, heads, t, n_p), scores_s), dim=-1) * scale, dim=-1)
+    probs_p = probs[..., :n_p].reshape(b, s, heads, t, n_p).transpose(1, 2).reshape(b, heads, s * t, n_p)
+    out_p = torch.matmul(probs_p, pv).reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
     return out_p + torch.matmul(probs[..., n_p:], sv)
 
 
@@ -210,10 +218,7 @@ class TransformerBlock(nn.Module):
         in a cache with room for `capacity` tokens of each of the `paths` rows per series."""
         kv: list = []
         out = self(x, kv_out=kv)
-        k, v = kv[0]
-        b, heads, _, d = k.shape
-        cache = KVCache(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d))
-        return out, cache
+        return out, KVCache.from_prefix(*kv[0], paths, capacity)
 
 
 class BinarySphericalQuantizer(nn.Module):

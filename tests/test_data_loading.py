@@ -117,7 +117,7 @@ def test_quote_volume_alias(tmp_path):
     ],
 )
 def test_epoch_seconds_and_milliseconds(tmp_path, stamps, unit):
-    rows = [f"{stamp},{row.split(',', 1)[1]}" for stamp, row in zip(stamps, GOOD_ROWS)]
+    rows = [f"{stamp},{row.split(',', 1)[1]}" for stamp, row in zip(stamps, GOOD_ROWS, strict=True)]
     frame = load_candles(csv_with(tmp_path, rows=rows))
     expected = pd.date_range("2023-01-01", periods=3, freq="h")
     assert list(frame.index) == list(expected), unit
@@ -140,7 +140,7 @@ def test_epoch_ms_in_parquet_open_time(tmp_path):
 
 def test_timezone_offsets_become_naive_utc(tmp_path):
     stamps = ["2023-01-01T02:00:00+02:00", "2023-01-01T01:00:00Z", "2023-01-01 02:00:00"]
-    rows = [f"{stamp},{row.split(',', 1)[1]}" for stamp, row in zip(stamps, GOOD_ROWS)]
+    rows = [f"{stamp},{row.split(',', 1)[1]}" for stamp, row in zip(stamps, GOOD_ROWS, strict=True)]
     frame = load_candles(csv_with(tmp_path, rows=rows))
     assert frame.index.tz is None
     assert list(frame.index) == list(pd.date_range("2023-01-01", periods=3, freq="h"))
@@ -148,9 +148,51 @@ def test_timezone_offsets_become_naive_utc(tmp_path):
 
 def test_frame_with_aware_datetime_index(tmp_path):
     index = pd.date_range("2023-01-01 01:00", periods=3, freq="h", tz="Europe/Berlin")
-    raw = pd.DataFrame({"Open": [1.0, 1, 1], "High": [2.0, 2, 2], "Low": [0.5, 0.5, 0.5], "Close": [1.5, 1.5, 1.5]}, index=index)
+    raw = pd.DataFrame(
+        {"Open": [1.0, 1, 1], "High": [2.0, 2, 2], "Low": [0.5, 0.5, 0.5], "Close": [1.5, 1.5, 1.5]},
+        index=index,
+    )
     frame = validate_candles(raw)
     assert frame.index[0] == pd.Timestamp("2023-01-01 00:00") and frame.index.tz is None
+
+
+def test_object_column_of_datetimes_and_epoch_index():
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    raw = pd.DataFrame(
+        {
+            "Time": [
+                dt.datetime(2023, 1, 1, tzinfo=utc),
+                pd.Timestamp("2023-01-01 03:00", tz="Asia/Tokyo") + pd.Timedelta("7h"),
+            ],
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+        }
+    )
+    assert raw["Time"].dtype == object
+    frame = validate_candles(raw)
+    assert list(frame.index) == [pd.Timestamp("2023-01-01 00:00"), pd.Timestamp("2023-01-01 01:00")]
+    by_index = raw.drop(columns="Time").set_axis(pd.Index([1672531200000, 1672534800000], name="date"))
+    assert validate_candles(by_index).index[1] == pd.Timestamp("2023-01-01 01:00")
+    raw.loc[1, "Time"] = "garbage"
+    assert_mentions(
+        error_of(validate_candles, raw), "row 2", "column 'Time'", "cannot read timestamp 'garbage'"
+    )
+
+
+def test_error_is_a_value_error_with_parts(tmp_path):
+    with pytest.raises(ValueError) as info:
+        load_candles(str(csv_with(tmp_path, rows=replace_row(0, "2023-01-01,1,2,0.5,x,1"))))
+    err = info.value
+    assert isinstance(err, CandleDataError)
+    assert (err.row, err.column, err.problem) == (
+        "line 2 (2023-01-01 00:00:00)",
+        "close",
+        "not a number: 'x'",
+    )
 
 
 def test_unnamed_index_column_from_to_csv(tmp_path):
@@ -177,7 +219,9 @@ def test_round_trip_all_formats(tmp_path, suffix):
 
 def test_round_trip_daily_and_subsecond(tmp_path):
     daily = generate_market(10, interval="1D")
-    pd.testing.assert_frame_equal(load_candles(save_candles(daily, tmp_path / "d.csv")), daily, check_exact=True)
+    pd.testing.assert_frame_equal(
+        load_candles(save_candles(daily, tmp_path / "d.csv")), daily, check_exact=True
+    )
     fine = daily.copy()
     fine.index = fine.index + pd.Timedelta(milliseconds=250)
     pd.testing.assert_frame_equal(load_candles(save_candles(fine, tmp_path / "f.csv")), fine)
@@ -189,37 +233,106 @@ def test_round_trip_daily_and_subsecond(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "parts"),
     [
-        ("timestamp,open,high,low,volume", [r.rsplit(",", 2)[0] + ",1" for r in GOOD_ROWS],
-         ["missing required column(s) close", "found columns: timestamp, open, high, low, volume"]),
-        ("timestamp,high,low", ["2023-01-01,1,1"],
-         ["missing required column(s) open, close", "found columns: timestamp, high, low"]),
-        ("when,open,high,low,close", ["2023-01-01,1,1,1,1"], ["no timestamp column", "found columns: when, open"]),
-        ("time,timestamp,open,high,low,close", ["1,1,1,1,1,1"], ["columns 'time' and 'timestamp' both mean 'timestamp'"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,105,112,101,abc,12"),
-         ["line 3", "column 'close'", "not a number: 'abc'"]),
-        (HEADER, replace_row(2, "2023-01-01 02:00:00,108,,100,101,8"), ["line 4", "column 'high'", "missing value"]),
-        (HEADER, replace_row(0, "2023-01-01 00:00:00,100,110,90,NaN,10"), ["line 2", "column 'close'", "missing value"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,105,inf,101,108,12"), ["line 3", "column 'high'", "infinite"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,0,112,0,108,12"), ["line 3", "column 'open'", "price must be positive, got 0"]),
-        (HEADER, replace_row(2, "2023-01-01 02:00:00,-1,109,-2,101,8"), ["line 4", "price must be positive, got -1"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,105,100,101,100.5,12"), ["line 3", "column 'high'", "high 100 is below low 101"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,105,106,101,108,12"),
-         ["line 3", "column 'high'", "high 106 is below max(open, close) 108"]),
-        (HEADER, replace_row(2, "2023-01-01 02:00:00,108,109,102,101,8"),
-         ["line 4", "column 'low'", "low 102 is above min(open, close) 101"]),
-        (HEADER, replace_row(2, "2023-01-01 02:00:00,108,109,100,101,-8"),
-         ["line 4", "column 'volume'", "volume must not be negative, got -8"]),
-        (HEADER, replace_row(2, "2023-01-01 01:00:00,108,109,100,101,8"),
-         ["line 4", "duplicate timestamp 2023-01-01 01:00:00", "already on line 3"]),
-        (HEADER, replace_row(2, "2022-12-31 23:00:00,108,109,100,101,8"),
-         ["line 4", "out of order", "2022-12-31 23:00:00", "2023-01-01 01:00:00", "(line 3)"]),
-        (HEADER, replace_row(1, "yesterday,105,112,101,108,12"),
-         ["line 3", "column 'timestamp'", "cannot read timestamp 'yesterday'"]),
-        (HEADER, replace_row(1, ",105,112,101,108,12"), ["line 3", "column 'timestamp'", "missing timestamp"]),
-        (HEADER, ["1672531200,100,110,90,105,10", "2023-01-01 01:00:00,105,112,101,108,12"],
-         ["line 3", "cannot read timestamp '2023-01-01 01:00:00'", "epoch"]),
-        (HEADER, replace_row(1, "2023-01-01 01:00:00,105,112,101,108,12,99"),
-         ["line 3", "row has 7 fields but the header (line 1) has 6"]),
+        (
+            "timestamp,open,high,low,volume",
+            [r.rsplit(",", 2)[0] + ",1" for r in GOOD_ROWS],
+            ["missing required column(s) close", "found columns: timestamp, open, high, low, volume"],
+        ),
+        (
+            "timestamp,high,low",
+            ["2023-01-01,1,1"],
+            ["missing required column(s) open, close", "found columns: timestamp, high, low"],
+        ),
+        (
+            "when,open,high,low,close",
+            ["2023-01-01,1,1,1,1"],
+            ["no timestamp column", "found columns: when, open"],
+        ),
+        (
+            "time,timestamp,open,high,low,close",
+            ["1,1,1,1,1,1"],
+            ["columns 'time' and 'timestamp' both mean 'timestamp'"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,105,112,101,abc,12"),
+            ["line 3", "column 'close'", "not a number: 'abc'"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2023-01-01 02:00:00,108,,100,101,8"),
+            ["line 4", "column 'high'", "missing value"],
+        ),
+        (
+            HEADER,
+            replace_row(0, "2023-01-01 00:00:00,100,110,90,NaN,10"),
+            ["line 2", "column 'close'", "missing value"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,105,inf,101,108,12"),
+            ["line 3", "column 'high'", "infinite"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,0,112,0,108,12"),
+            ["line 3", "column 'open'", "price must be positive, got 0"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2023-01-01 02:00:00,-1,109,-2,101,8"),
+            ["line 4", "price must be positive, got -1"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,105,100,101,100.5,12"),
+            ["line 3", "column 'high'", "high 100 is below low 101"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,105,106,101,108,12"),
+            ["line 3", "column 'high'", "high 106 is below max(open, close) 108"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2023-01-01 02:00:00,108,109,102,101,8"),
+            ["line 4", "column 'low'", "low 102 is above min(open, close) 101"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2023-01-01 02:00:00,108,109,100,101,-8"),
+            ["line 4", "column 'volume'", "volume must not be negative, got -8"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2023-01-01 01:00:00,108,109,100,101,8"),
+            ["line 4", "duplicate timestamp 2023-01-01 01:00:00", "already on line 3"],
+        ),
+        (
+            HEADER,
+            replace_row(2, "2022-12-31 23:00:00,108,109,100,101,8"),
+            ["line 4", "out of order", "2022-12-31 23:00:00", "2023-01-01 01:00:00", "(line 3)"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "yesterday,105,112,101,108,12"),
+            ["line 3", "column 'timestamp'", "cannot read timestamp 'yesterday'"],
+        ),
+        (
+            HEADER,
+            replace_row(1, ",105,112,101,108,12"),
+            ["line 3", "column 'timestamp'", "missing timestamp"],
+        ),
+        (
+            HEADER,
+            ["1672531200,100,110,90,105,10", "2023-01-01 01:00:00,105,112,101,108,12"],
+            ["line 3", "cannot read timestamp '2023-01-01 01:00:00'", "epoch"],
+        ),
+        (
+            HEADER,
+            replace_row(1, "2023-01-01 01:00:00,105,112,101,108,12,99"),
+            ["line 3", "row has 7 fields but the header (line 1) has 6"],
+        ),
         (HEADER, replace_row(2, "2023-01-01 02:00:00,108,109"), ["line 4", "row has 3 fields"]),
         (HEADER, replace_row(1, '2023-01-01 01:00:00,"105"x,112,101,108,12'), ["line 3", "malformed CSV"]),
         (HEADER, replace_row(2, '2023-01-01 02:00:00,"108,109,100,101,8'), ["line 4", "malformed CSV"]),
@@ -234,7 +347,9 @@ def test_bad_csv_content(tmp_path, header, rows, parts):
 
 
 def test_row_error_includes_the_bar_time(tmp_path):
-    message = error_of(load_candles, csv_with(tmp_path, rows=replace_row(1, "2023-01-01 01:00:00,105,112,101,x,12")))
+    message = error_of(
+        load_candles, csv_with(tmp_path, rows=replace_row(1, "2023-01-01 01:00:00,105,112,101,x,12"))
+    )
     assert re.search(r"line 3 \(2023-01-01 01:00:00\), column 'close': not a number", message), message
 
 
@@ -266,7 +381,9 @@ def test_directory(tmp_path):
 @pytest.mark.parametrize("name", ["candles.txt", "candles.xlsx", "candles"])
 def test_unknown_suffix(tmp_path, name):
     path = write(tmp_path, HEADER, name)
-    assert_mentions(error_of(load_candles, path), name, "unsupported file type", ".csv", ".parquet", ".feather")
+    assert_mentions(
+        error_of(load_candles, path), name, "unsupported file type", ".csv", ".parquet", ".feather"
+    )
 
 
 def test_non_utf8(tmp_path):
@@ -286,7 +403,9 @@ def test_parquet_errors_use_one_based_rows(tmp_path):
     frame = generate_market(5).reset_index()
     frame.loc[3, "low"] = -1.0
     frame.to_parquet(tmp_path / "x.parquet")
-    assert_mentions(error_of(load_candles, tmp_path / "x.parquet"), "x.parquet", "row 4", "column 'low'", "positive")
+    assert_mentions(
+        error_of(load_candles, tmp_path / "x.parquet"), "x.parquet", "row 4", "column 'low'", "positive"
+    )
 
 
 # --------------------------------------------------------------------------- frames
@@ -366,7 +485,9 @@ def test_find_gaps_lists_missing_ranges():
 
 def test_assert_no_gaps_names_first_gap():
     message = error_of(assert_no_gaps, hourly_with_gaps(), "1h", "btc.csv")
-    assert_mentions(message, "btc.csv", "3 missing 1h bar(s) from 2023-01-01 05:00:00 to 2023-01-01 07:00:00", "2 gaps")
+    assert_mentions(
+        message, "btc.csv", "3 missing 1h bar(s) from 2023-01-01 05:00:00 to 2023-01-01 07:00:00", "2 gaps"
+    )
     assert_no_gaps(generate_market(10), "1h", "ok.csv")
 
 
@@ -414,7 +535,13 @@ def test_data_hash_is_stable_and_sensitive():
 
 def test_data_hash_known_value():
     frame = pd.DataFrame(
-        {"open": [1.0, 2.0], "high": [2.0, 3.0], "low": [0.5, 1.5], "close": [2.0, 2.5], "volume": [1.0, 0.0]},
+        {
+            "open": [1.0, 2.0],
+            "high": [2.0, 3.0],
+            "low": [0.5, 1.5],
+            "close": [2.0, 2.5],
+            "volume": [1.0, 0.0],
+        },
         index=pd.DatetimeIndex(["2023-01-01", "2023-01-01 01:00"], name="timestamp"),
     )
     assert data_hash(frame) == KNOWN_HASH

@@ -106,7 +106,10 @@ def test_bad_arguments():
 
 def test_sample_file_loads_and_validates():
     assert SAMPLE_DATA_PATH.is_file()
-    assert SAMPLE_DATA_PATH.read_text(encoding="utf-8").splitlines()[0] == "timestamp,open,high,low,close,volume,amount"
+    assert (
+        SAMPLE_DATA_PATH.read_text(encoding="utf-8").splitlines()[0]
+        == "timestamp,open,high,low,close,volume,amount"
+    )
     frame = load_candles(SAMPLE_DATA_PATH)
     assert len(frame) == 17_520
     assert infer_bar_interval(frame) == pd.Timedelta("1h")
@@ -115,7 +118,9 @@ def test_sample_file_loads_and_validates():
 
 
 def test_sample_file_matches_generator_script():
-    spec = importlib.util.spec_from_file_location("make_sample_data", REPO / "scripts" / "make_sample_data.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_data", REPO / "scripts" / "make_sample_data.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     expected = module.build_sample()

@@ -15,13 +15,13 @@ from kronos_trader.exchange import (
 )
 from kronos_trader.exchange.timeframes import to_ms
 
-T0 = pd.Timestamp("2024-01-01", tz="UTC")
+T0 = pd.Timestamp("2024-01-01")
 FAST = {"backoff": 0.001}
 
 
 def assert_canonical(frame):
     assert list(frame.columns) == CANDLE_COLUMNS
-    assert isinstance(frame.index, pd.DatetimeIndex) and str(frame.index.tz) == "UTC"
+    assert isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is None and frame.index.unit == "ns"
     assert frame.index.name == "timestamp"
     assert frame.index.is_monotonic_increasing and frame.index.is_unique
     assert all(dtype == np.float64 for dtype in frame.dtypes)
@@ -30,7 +30,7 @@ def assert_canonical(frame):
 def served(server, symbol="BTCUSDT"):
     """The server's source candles as a canonical frame."""
     s = server.series[symbol]
-    index = pd.DatetimeIndex(pd.to_datetime(s.open_ms, unit="ms", utc=True), name="timestamp")
+    index = pd.DatetimeIndex(pd.to_datetime(s.open_ms, unit="ms"), name="timestamp").as_unit("ns")
     return pd.DataFrame({"open": s.o, "high": s.h, "low": s.l, "close": s.c, "volume": s.v}, index=index)
 
 
@@ -165,3 +165,9 @@ def test_ohlcv_to_frame_dedupes_sorts_and_uses_amount_column():
     assert frame.iloc[0]["amount"] == pytest.approx(4 * (1 + 2 + 0.5 + 1.5) / 4)
     with_amount = ohlcv_to_frame([[60_000, 1, 2, 0.5, 1.5, 4, 99.0], [120_000, 1, 2, 0.5, 1.5, 4, None]])
     assert with_amount["amount"].tolist() == [99.0, 4 * 1.25]
+
+
+def test_frame_is_accepted_by_the_data_layer(binance_public_client):
+    data = pytest.importorskip("kronos_trader.data.candles")
+    frame = fetch_closed_candles(binance_public_client, "BTC/USDT", "1m", since=None, limit_per_call=50, **FAST)
+    pd.testing.assert_frame_equal(data.validate_candles(frame), frame, check_freq=False)

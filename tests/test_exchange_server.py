@@ -13,7 +13,7 @@ import pytest
 from fake_exchange import FakeBinance, make_candles
 from fake_exchange.fixtures import FAKE_API_KEY, binance_server  # noqa: F401
 
-START_MS = int(pd.Timestamp("2024-01-01", tz="UTC").value // 10**6)
+START_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 MIN = 60_000
 
 
@@ -86,7 +86,7 @@ def test_klines_pagination_semantics(binance_server):
 
 
 def test_klines_only_reveal_up_to_server_clock(binance_server):
-    binance_server.set_now(pd.Timestamp("2024-01-01 00:10:00", tz="UTC"))
+    binance_server.set_now(pd.Timestamp("2024-01-01 00:10:00"))
     _, rows = get(binance_server, f"/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={START_MS}")
     assert rows[-1][0] == START_MS + 10 * MIN  # the candle opening exactly "now" is forming
     assert len(rows) == 11

@@ -12,11 +12,8 @@ from kronos_trader.exchange import (
     to_utc_timestamp,
 )
 
-UTC = "UTC"
-
-
 def ts(text):
-    return pd.Timestamp(text, tz=UTC)
+    return pd.Timestamp(text)
 
 
 @pytest.mark.parametrize(
@@ -70,13 +67,16 @@ def test_three_day_candles_are_epoch_aligned():
     assert open_ <= ts("2024-01-01 05:00") < open_ + pd.Timedelta(days=3)
 
 
-def test_naive_timestamps_are_utc_and_results_aware():
-    naive = pd.Timestamp("2024-01-01 12:00:30")
-    out = last_closed_candle_open(naive, "1m")
-    assert out == ts("2024-01-01 11:59") and str(out.tz) == "UTC"
+def test_results_are_naive_utc_and_aware_inputs_are_converted():
+    out = last_closed_candle_open(pd.Timestamp("2024-01-01 12:00:30"), "1m")
+    assert out == ts("2024-01-01 11:59") and out.tz is None and out.unit == "ns"
     other_tz = pd.Timestamp("2024-01-01 13:00:30", tz="Europe/Berlin")
     assert last_closed_candle_open(other_tz, "1m") == ts("2024-01-01 11:59")
+    assert last_closed_candle_open(pd.Timestamp("2024-01-01 12:00:30", tz="UTC"), "1m") == ts("2024-01-01 11:59")
     assert to_utc_timestamp(1704110400000) == ts("2024-01-01 12:00")
+    assert last_closed_candle_open(ts("2024-03-15"), "1M").tz is None
+    with pytest.raises(ExchangeConfigError):
+        to_utc_timestamp("not a time")
 
 
 def test_shift_and_close_time():

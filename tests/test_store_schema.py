@@ -112,3 +112,16 @@ def test_import_is_light_and_never_pulls_trading_libs():
     for path in STORE_DIR.rglob("*.py"):
         src = path.read_text()
         assert "import backtrader" not in src and "import ccxt" not in src, path
+
+
+def test_in_memory_sqlite_is_shared_across_threads():
+    import threading
+
+    st = open_store("sqlite://")
+    rid = st.create_run("backtest", "mem", {}, None)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(st.get_run(rid)))
+    t.start()
+    t.join()
+    assert seen[0] is not None and seen[0].name == "mem"
+    st.close()

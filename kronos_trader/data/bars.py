@@ -7,6 +7,8 @@ make the spacing explicit and reportable.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
 
@@ -16,7 +18,7 @@ from .validation import validate_candles
 
 __all__ = ["infer_bar_interval", "find_gaps", "assert_no_gaps", "resample_candles", "parse_interval"]
 
-IntervalLike = str | pd.Timedelta
+IntervalLike: TypeAlias = str | pd.Timedelta
 
 
 def infer_bar_interval(index: pd.DatetimeIndex | pd.DataFrame) -> pd.Timedelta:
@@ -102,7 +104,11 @@ def parse_interval(interval: IntervalLike) -> pd.Timedelta:
 
 def _label(step: pd.Timedelta) -> str:
     """Compact interval text such as '1h' or '15min' for messages."""
-    for unit, size in (("D", pd.Timedelta(days=1)), ("h", pd.Timedelta(hours=1)), ("min", pd.Timedelta(minutes=1))):
+    for unit, size in (
+        ("D", pd.Timedelta(days=1)),
+        ("h", pd.Timedelta(hours=1)),
+        ("min", pd.Timedelta(minutes=1)),
+    ):
         if step % size == pd.Timedelta(0):
             return f"{step // size}{unit}"
     return str(step)

@@ -7,7 +7,7 @@ reader and validator agreeing on what a column means.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Hashable
+from collections.abc import Hashable, Iterable
 
 from .errors import CandleDataError
 

@@ -105,7 +105,7 @@ def generate_market(
         * activity
     )
     amount = volume * (opens + highs + lows + closes) / 4.0
-    columns = dict(zip(CANONICAL_COLUMNS, (opens, highs, lows, closes, volume, amount)))
+    columns = dict(zip(CANONICAL_COLUMNS, (opens, highs, lows, closes, volume, amount), strict=True))
     return pd.DataFrame(columns, index=index).astype(np.float64)
 
 

@@ -11,7 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import infer_dtype, is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+from pandas.api.types import (
+    infer_dtype,
+    is_bool_dtype,
+    is_datetime64_any_dtype,
+    is_numeric_dtype,
+)
 
 from .errors import CandleDataError
 from .schema import INDEX_NAME
@@ -102,9 +107,7 @@ def _from_text(series: pd.Series, fail: _Fail) -> pd.Series:
             pos = int(np.flatnonzero(bad)[0])
             raise fail.at(pos, f"cannot read timestamp {text.iloc[pos]!r}; column holds epoch numbers")
         return _from_epoch(numeric, fail)
-    parsed = _coerce(
-        lambda: pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"), fail
-    )
+    parsed = _coerce(lambda: pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"), fail)
     _reject_unparsed(text, parsed, fail)
     return parsed
 

@@ -75,7 +75,7 @@ def check_frame(
     report = _Reporter(source, where_at, labels)
     values = report.numeric({name: df[label] for name, label in labels.items()})
     report.values(values)
-    _check_order(index, source, where)
+    _check_order(index, source, where, time_label)
     return _assemble(index, values)
 
 
@@ -123,7 +123,9 @@ class _Reporter:
         for name, column in columns.items():
             if is_bool_dtype(column.dtype):
                 raise CandleDataError(
-                    "holds true/false values, expected numbers", source=self.source, column=str(self.labels[name])
+                    "holds true/false values, expected numbers",
+                    source=self.source,
+                    column=str(self.labels[name]),
                 )
             if is_numeric_dtype(column.dtype):
                 numbers[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -145,7 +147,9 @@ class _Reporter:
     def values(self, values: dict[str, np.ndarray]) -> None:
         """Finite, positive prices, consistent OHLC, non-negative volume/amount."""
         self.fail({n: np.isnan(v) for n, v in values.items()}, lambda n, p: "missing value (empty or NaN)")
-        self.fail({n: np.isinf(v) for n, v in values.items()}, lambda n, p: f"infinite value {_num(values[n][p])}")
+        self.fail(
+            {n: np.isinf(v) for n, v in values.items()}, lambda n, p: f"infinite value {_num(values[n][p])}"
+        )
         prices = {n: values[n] for n in PRICE_COLUMNS}
         self.fail(
             {n: v <= 0 for n, v in prices.items()},
@@ -168,7 +172,7 @@ class _Reporter:
         )
 
 
-def _check_order(index: pd.DatetimeIndex, source: str, where: Callable[[int], str]) -> None:
+def _check_order(index: pd.DatetimeIndex, source: str, where: Callable[[int], str], column: str) -> None:
     """Timestamps must be unique and ascending; report whichever breaks first."""
     stamps = index.asi8
     dup = np.flatnonzero(index.duplicated(keep="first"))
@@ -183,14 +187,14 @@ def _check_order(index: pd.DatetimeIndex, source: str, where: Callable[[int], st
             f"duplicate timestamp {index[dup_pos]} (already on {where(first)})",
             source=source,
             row=where(dup_pos),
-            column=INDEX_NAME,
+            column=column,
         )
     raise CandleDataError(
         f"timestamps out of order: {index[back_pos]} comes after {index[back_pos - 1]} "
         f"({where(back_pos - 1)}); sort the rows by time",
         source=source,
         row=where(back_pos),
-        column=INDEX_NAME,
+        column=column,
     )
 
 

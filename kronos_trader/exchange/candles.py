@@ -25,18 +25,20 @@ __all__ = ["CANDLE_COLUMNS", "empty_candle_frame", "exchange_now", "fetch_closed
 
 log = logging.getLogger(__name__)
 
-#: columns of the canonical candle frame (index: tz-aware UTC DatetimeIndex of
-#: bar OPEN times, named ``timestamp``; all columns float64)
+#: columns of the canonical candle frame (same as ``kronos_trader.data``):
+#: index = tz-naive UTC DatetimeIndex[ns] of bar OPEN times named ``timestamp``;
+#: all columns float64
 CANDLE_COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
 
 
 def empty_candle_frame() -> pd.DataFrame:
-    index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
+    index = pd.DatetimeIndex([], dtype="datetime64[ns]", name="timestamp")
     return pd.DataFrame({col: pd.Series([], dtype="float64") for col in CANDLE_COLUMNS}, index=index)
 
 
 def exchange_now(client: ccxt.Exchange, **retry_kwargs: Any) -> pd.Timestamp:
-    """The exchange's clock (``fetch_time``) or, if unsupported, the local UTC clock."""
+    """The exchange's clock (``fetch_time``) or, if unsupported, the local
+    clock; tz-naive UTC."""
     if client.has.get("fetchTime"):
 
         def fetch_time() -> int:
@@ -46,7 +48,7 @@ def exchange_now(client: ccxt.Exchange, **retry_kwargs: Any) -> pd.Timestamp:
             return int(ms)
 
         return from_ms(call_with_retry(fetch_time, exchange=client.id, call="fetch_time", **retry_kwargs))
-    return pd.Timestamp.now(tz="UTC")
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ns")
 
 
 def ohlcv_to_frame(rows: list[list]) -> pd.DataFrame:
@@ -70,7 +72,7 @@ def ohlcv_to_frame(rows: list[list]) -> pd.DataFrame:
         frame["amount"] = pd.Series(data[:, 6]).fillna(derived)
     else:
         frame["amount"] = derived
-    frame.index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True), name="timestamp")
+    frame.index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms"), name="timestamp").as_unit("ns")
     frame = frame[~frame.index.duplicated(keep="last")].sort_index()
     return frame.astype("float64")
 
@@ -85,9 +87,9 @@ def fill_candle_gaps(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
         grid = [frame.index[0]]
         while grid[-1] < frame.index[-1]:
             grid.append(shift_open(grid[-1], timeframe, 1))
-        full = pd.DatetimeIndex(grid, name="timestamp")
+        full = pd.DatetimeIndex(grid, name="timestamp").as_unit("ns")
     else:
-        full = pd.date_range(frame.index[0], frame.index[-1], freq=timeframe_to_timedelta(timeframe), name="timestamp")
+        full = pd.date_range(frame.index[0], frame.index[-1], freq=timeframe_to_timedelta(timeframe), name="timestamp").as_unit("ns")
     if len(full) == len(frame):
         return frame
     out = frame.reindex(full)

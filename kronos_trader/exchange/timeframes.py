@@ -1,7 +1,9 @@
 """Candle boundary math shared by the fetcher and the live scheduler.
 
-All timestamps are UTC.  Naive ``pd.Timestamp`` values are interpreted as UTC;
-results are tz-aware UTC timestamps.  Candles are identified by their OPEN time.
+All timestamps are UTC.  Inputs may be naive (taken as UTC) or tz-aware
+(converted); results are tz-naive UTC ``pd.Timestamp`` values, the project's
+convention (see ``kronos_trader.data``).  Candles are identified by their OPEN
+time.
 Alignment follows Binance (and most ccxt exchanges): intraday and day frames are
 aligned to the Unix epoch, weekly frames to Monday 00:00 UTC, monthly frames to
 the first day of a calendar month.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from .errors import ExchangeConfigError
@@ -57,25 +60,33 @@ def timeframe_to_ms(tf: str) -> int:
     return int(timeframe_to_timedelta(tf) / pd.Timedelta(milliseconds=1))
 
 
+_EPOCH = pd.Timestamp(0)
+
+
 def to_utc_timestamp(value: pd.Timestamp | datetime | str | int | float) -> pd.Timestamp:
-    """Coerce to a tz-aware UTC ``pd.Timestamp`` (ints/floats are epoch ms)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return pd.Timestamp(int(value), unit="ms", tz="UTC")
-    ts = pd.Timestamp(value)
+    """Coerce to a tz-naive UTC ``pd.Timestamp`` (ns).  Naive input is taken as
+    UTC, aware input is converted; ints/floats are epoch milliseconds."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return (_EPOCH + pd.Timedelta(milliseconds=int(value))).as_unit("ns")
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ExchangeConfigError(f"invalid timestamp {value!r}") from exc
     if ts is pd.NaT:
         raise ExchangeConfigError(f"invalid timestamp {value!r}")
-    if ts.tzinfo is None:
-        return ts.tz_localize("UTC")
-    return ts.tz_convert("UTC")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns")
 
 
 def to_ms(value: pd.Timestamp | datetime | str | int | float) -> int:
-    ts = to_utc_timestamp(value)
-    return int((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1))
+    """Epoch milliseconds of ``value`` (see :func:`to_utc_timestamp`)."""
+    return int((to_utc_timestamp(value) - _EPOCH) // pd.Timedelta(milliseconds=1))
 
 
 def from_ms(ms: int) -> pd.Timestamp:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC")
+    """Epoch milliseconds -> tz-naive UTC timestamp."""
+    return to_utc_timestamp(int(ms))
 
 
 def floor_to_timeframe(ts, tf: str) -> pd.Timestamp:
@@ -85,7 +96,7 @@ def floor_to_timeframe(ts, tf: str) -> pd.Timestamp:
     if unit == "M":
         months = (t.year - 1970) * 12 + (t.month - 1)
         months -= months % count
-        return pd.Timestamp(year=1970 + months // 12, month=months % 12 + 1, day=1, tz="UTC")
+        return pd.Timestamp(year=1970 + months // 12, month=months % 12 + 1, day=1).as_unit("ns")
     step = count * _UNIT_SECONDS[unit] * 1000
     origin = _WEEK_ORIGIN_MS if unit == "w" else 0
     ms = to_ms(t)
@@ -97,7 +108,7 @@ def shift_open(open_time, tf: str, n: int) -> pd.Timestamp:
     count, unit = parse_timeframe(tf)
     t = to_utc_timestamp(open_time)
     if unit == "M":
-        return t + pd.DateOffset(months=count * n)
+        return (t + pd.DateOffset(months=count * n)).as_unit("ns")
     return t + timeframe_to_timedelta(tf) * n
 
 

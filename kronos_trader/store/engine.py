@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
 
 from .errors import StoreError
 
@@ -93,15 +94,15 @@ def _install_sqlite_listeners(engine: Engine, in_memory: bool) -> None:
     # SQLAlchemy's documented recipe ("Enabling Non-Legacy SQLite Transactional
     # Modes"): stop pysqlite from emitting BEGIN itself and emit our own.
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+    def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA foreign_keys = ON")
             if not in_memory:
+                # synchronous stays at SQLite's default FULL: order records must survive power loss
                 cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA synchronous = NORMAL")
         finally:
             cur.close()
 
@@ -121,11 +122,13 @@ def create_store_engine(url: str | URL, *, echo: bool = False) -> Engine:
             in_memory = db in ("", ":memory:") or "mode=memory" in db
             if not in_memory and not db.startswith("file:"):
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
+            extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
             engine = create_engine(
                 u,
                 echo=echo,
                 json_serializer=json_dumps,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+                **extra,
             )
             _install_sqlite_listeners(engine, in_memory)
         elif backend == "postgresql":

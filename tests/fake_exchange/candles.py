@@ -16,12 +16,15 @@ def make_candles(
     price: float = 40_000.0,
     with_amount: bool = True,
 ) -> pd.DataFrame:
-    """Random-walk OHLCV frame: tz-aware UTC DatetimeIndex of bar OPEN times,
-    columns open, high, low, close, volume(, amount).  Prices are rounded to
-    cents and volumes to 1e-5 so that they survive Binance's 8-decimal strings."""
+    """Random-walk OHLCV frame in the canonical layout: tz-naive UTC
+    DatetimeIndex[ns] of bar OPEN times named ``timestamp``, float columns
+    open, high, low, close, volume(, amount).  Prices are rounded to cents and
+    volumes to 1e-5 so that they survive Binance's 8-decimal strings."""
     rng = np.random.default_rng(seed)
-    index = pd.date_range(pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tzinfo is None else start,
-                          periods=periods, freq=freq, name="timestamp")
+    first = pd.Timestamp(start)
+    if first.tzinfo is not None:
+        first = first.tz_convert("UTC").tz_localize(None)
+    index = pd.date_range(first, periods=periods, freq=freq, name="timestamp").as_unit("ns")
     close = price * np.exp(np.cumsum(rng.normal(0, 0.001, periods)))
     open_ = np.r_[price, close[:-1]]
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.0008, periods))
@@ -48,9 +51,11 @@ def drop_bars(frame: pd.DataFrame, *spans: tuple[str | pd.Timestamp, str | pd.Ti
     """Remove the bars whose open time falls in each inclusive ``(start, end)``
     span, simulating exchange downtime."""
     keep = np.ones(len(frame), dtype=bool)
+    aware = frame.index.tz is not None
     for start, end in spans:
         s, e = pd.Timestamp(start), pd.Timestamp(end)
-        s = s.tz_localize("UTC") if s.tzinfo is None else s
-        e = e.tz_localize("UTC") if e.tzinfo is None else e
+        if aware:
+            s = s.tz_localize("UTC") if s.tzinfo is None else s
+            e = e.tz_localize("UTC") if e.tzinfo is None else e
         keep &= ~((frame.index >= s) & (frame.index <= e))
     return frame[keep]

@@ -1,0 +1,180 @@
+"""Settings from config.yaml, validated with pydantic.
+
+Every section has defaults that run the demo offline (bundled sample data, bundled model,
+SQLite). A wrong field produces one line per problem naming the field and what is allowed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+
+class ConfigError(ValueError):
+    """config.yaml (or an override) is unreadable or invalid."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(Section):
+    name: str = Field("kronos-nano", description="bundled name, kronos-mini/small/base, or a pair directory")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    max_context: int | None = Field(None, ge=8, description="defaults to the model's own context length")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "mps", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+
+class ForecastSettings(Section):
+    lookback: int = Field(256, ge=8, description="history bars per forecast window")
+    horizon: int = Field(24, ge=1, description="bars forecast ahead")
+    sample_count: int = Field(8, ge=1, description="sample paths per forecast")
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    seed: int = 42
+    every: int = Field(1, ge=1, description="forecast at every N-th bar")
+    batch_windows: int = Field(64, ge=1, description="windows per model call")
+    calibration: Literal["none", "conformal"] = "none"
+
+
+class DataSettings(Section):
+    path: Path | None = Field(None, description="CSV/Parquet/Feather file; default: the bundled sample")
+    source: str = Field("binance", description="where stored candles came from (exchange id)")
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1h"
+    start: str | None = None
+    end: str | None = None
+
+
+class StrategySettings(Section):
+    name: str = Field("strategies.directional:Directional", description="module:Class of the decision policy")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if ":" not in value:
+            raise ValueError("must look like 'package.module:ClassName'")
+        return value
+
+
+class BacktestSettings(Section):
+    cash: float = Field(10_000.0, gt=0)
+    commission: float = Field(0.001, ge=0, lt=1, description="fee as a fraction of notional")
+    slippage: float = Field(0.0005, ge=0, lt=1, description="price slippage as a fraction")
+    stop_loss: float | None = Field(0.05, gt=0, lt=1)
+    take_profit: float | None = Field(0.10, gt=0)
+    report_dir: Path = Path("reports")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///kronos_trader.db"
+
+
+class PairSettings(Section):
+    symbol: str
+    timeframe: str = "1h"
+
+
+class PaperSettings(Section):
+    exchange: str = "binance"
+    api_url: str | None = Field(None, description="override the exchange's REST base URL (testnet, local)")
+    pairs: list[PairSettings] = Field(default_factory=lambda: [PairSettings(symbol="BTC/USDT")])
+    quote_balance: float = Field(10_000.0, gt=0)
+    delay_seconds: float = Field(5.0, ge=0, description="run this long after each candle close")
+    misfire_grace_seconds: int = Field(300, ge=1)
+    missed_candles: Literal["catch_up", "skip"] = "skip"
+    live: bool = Field(False, description="send real orders (also needs the --live flag)")
+    api_key_env: str = "KRONOS_API_KEY"
+    api_secret_env: str = "KRONOS_API_SECRET"
+
+
+class WebSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(7070, ge=1, le=65535)
+    max_upload_mb: float = Field(20.0, gt=0)
+    model_dirs: list[Path] = Field(default_factory=list, description="local model directories users may pick")
+
+
+class Settings(Section):
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+
+    @model_validator(mode="after")
+    def _context(self) -> "Settings":
+        ctx = self.model.max_context
+        if ctx is not None and self.forecast.horizon > ctx:
+            raise ValueError(f"forecast.horizon {self.forecast.horizon} exceeds model.max_context {ctx}")
+        return self
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "config"
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
+    if kind == "literal_error":
+        return f"{where}: {msg} (got {error.get('input')!r})"
+    return f"{where}: {msg.removeprefix('Value error, ')} (got {error.get('input')!r})"
+
+
+def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
+    """Validate a settings dict; errors name every bad field in one line each."""
+    try:
+        return Settings.model_validate(raw or {})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            line = _describe(error)
+            if error["type"] == "extra_forbidden":
+                owner: type[BaseModel] = Settings
+                for part in error["loc"][:-1]:
+                    owner = owner.model_fields[str(part)].annotation  # type: ignore[assignment]
+                line += f" (allowed: {', '.join(owner.model_fields)})"
+            lines.append(line)
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read config.yaml (or the given file; defaults when absent) and apply dotted overrides
+    such as {"forecast.horizon": 12} from CLI flags."""
+    raw: dict[str, Any] = {}
+    source = str(path or DEFAULT_CONFIG_PATH)
+    file = Path(path) if path else DEFAULT_CONFIG_PATH
+    if path is not None and not file.is_file():
+        raise ConfigError(f"{source}: file not found")
+    if file.is_file():
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}: not valid YAML{where}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_settings(raw, source)

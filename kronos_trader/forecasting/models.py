@@ -1,0 +1,55 @@
+"""Model loading for the trader: a named or local Kronos pair and its identity.
+
+The identity (name + a hash of the weights) keys stored forecasts, so a changed checkpoint
+never reuses forecasts made by another.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from kronos import KronosPredictor
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    predictor: KronosPredictor
+    name: str
+    model_id: str  # name@sha256-prefix of the weights
+
+    @property
+    def max_context(self) -> int:
+        return self.predictor.max_context
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def weights_hash(predictor: KronosPredictor) -> str:
+    """sha256 over the tokenizer's and model's tensors (names, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for module in (predictor.tokenizer, predictor.model):
+        for key, tensor in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_model(name: str, device: str = "auto", max_context: int | None = None) -> LoadedModel:
+    """Load a pair by name ('kronos-nano', 'kronos-small', ...) or directory, once per process."""
+    predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device))
+    if max_context is not None:
+        predictor.max_context = min(predictor.max_context, max_context)
+    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}")
