@@ -1,24 +1,14 @@
 """Shared fixtures: small random-weight Kronos models built from the official configs."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from factories import make_candles
 from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS, Kronos, KronosTokenizer
 
-
-def make_candles(n: int, seed: int = 0, start: str = "2024-01-01", freq: str = "h") -> pd.DataFrame:
-    """A random-walk OHLCV frame with a DatetimeIndex."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    spread = np.abs(rng.normal(0, 0.004, n)) * close
-    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + spread,
-                         "low": np.minimum(open_, close) - spread, "close": close,
-                         "volume": rng.gamma(2.0, 50.0, n)},
-                        index=pd.date_range(start, periods=n, freq=freq, name="timestamps"))
+pytest_plugins = ["conftest_postgres"]
 
 
 @pytest.fixture(scope="session")

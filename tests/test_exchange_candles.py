@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fake_exchange import FakeBinance, drop_bars, make_candles
-from fake_exchange.fixtures import binance_public_client, binance_server, fast_client  # noqa: F401
+from fake_exchange import drop_bars, make_candles
+from fake_exchange.helpers import fast_client
 from kronos_trader.exchange import (
     CANDLE_COLUMNS,
     ExchangeConfigError,
@@ -14,6 +14,8 @@ from kronos_trader.exchange import (
     ohlcv_to_frame,
 )
 from kronos_trader.exchange.timeframes import to_ms
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 T0 = pd.Timestamp("2024-01-01")
 FAST = {"backoff": 0.001}

@@ -4,17 +4,7 @@ import logging
 import ccxt
 import pytest
 
-from fake_exchange.fixtures import (  # noqa: F401
-    FAKE_API_KEY,
-    FAKE_API_SECRET,
-    KEY_ENV,
-    SECRET_ENV,
-    binance_client,
-    binance_env,
-    binance_public_client,
-    binance_server,
-    fast_client,
-)
+from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, fast_client
 from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeAuthError,
@@ -24,6 +14,8 @@ from kronos_trader.exchange import (
     fetch_closed_candles,
     make_client,
 )
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 
 def test_unknown_exchange_id_is_one_line_with_hint():
@@ -116,3 +108,5 @@ def test_keys_never_in_logs_or_errors(binance_server, binance_env, caplog, monke
 def test_adapter_errors_are_single_line():
     err = ExchangeAdapterError("first line\nsecond   line")
     assert str(err) == "first line second line"
+    err = ExchangeAdapterError("binance GET http://h:1/api/v3/account?timestamp=1&signature=ab 500 why?")
+    assert str(err) == "binance GET http://h:1/api/v3/account?... 500 why?"

@@ -3,7 +3,7 @@ import ccxt
 import pandas as pd
 import pytest
 
-from fake_exchange.fixtures import binance_client, binance_env, binance_public_client, binance_server, fast_client  # noqa: F401
+from fake_exchange.helpers import fast_client
 from kronos_trader.exchange import (
     BadSymbolError,
     ExchangeAuthError,
@@ -16,6 +16,8 @@ from kronos_trader.exchange import (
     is_retryable,
 )
 from kronos_trader.exchange.timeframes import to_ms
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 T0 = pd.Timestamp("2024-01-01")
 FAST = {"backoff": 0.001}

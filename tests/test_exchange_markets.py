@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from fake_exchange.fixtures import binance_client, binance_env, binance_public_client, binance_server, fast_client  # noqa: F401
+from fake_exchange.helpers import fast_client
 from kronos_trader.exchange import (
     MarketRules,
     UnknownSymbolError,
@@ -13,6 +13,8 @@ from kronos_trader.exchange import (
     round_amount,
     round_price,
 )
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 
 def test_load_markets_parses_filters(binance_public_client):
@@ -82,3 +84,13 @@ def test_unknown_symbol_lists_close_matches(binance_public_client):
     assert err.value.suggestions[0] == "BTC/USDT"
     with pytest.raises(UnknownSymbolError, match="DOGE/USDT"):
         market_rules(binance_public_client, "DOGE/USDT")
+
+
+def test_ticker_and_last_prices(binance_public_client, binance_server):
+    series = binance_server.series["BTCUSDT"]
+    last = float(series.c[series.revealed(binance_server.clock_ms()) - 1])
+    ticker = binance_public_client.fetch_ticker("BTC/USDT")
+    assert ticker["last"] == last and ticker["bid"] < last < ticker["ask"]
+    assert binance_server.requests_to("/api/v3/ticker/24hr")[0].params == {"symbol": "BTCUSDT"}
+    prices = binance_public_client.fetch_last_prices(["BTC/USDT", "ETH/USDT"])
+    assert prices["BTC/USDT"]["price"] == last

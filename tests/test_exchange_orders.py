@@ -1,9 +1,11 @@
 """Signed order endpoints through the real ccxt.binance client (live-runner path)."""
-import pandas as pd
+import time
+
 import pytest
 
-from fake_exchange.fixtures import binance_client, binance_env, binance_server  # noqa: F401
 from kronos_trader.exchange import InvalidOrderError, OrderNotFoundError, call_with_retry, market_rules, round_amount
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 FAST = {"backoff": 0.001}
 
@@ -96,3 +98,21 @@ def test_open_orders_are_per_symbol(binance_client):
     assert [o["clientOrderId"] for o in binance_client.fetch_open_orders("ETH/USDT")] == ["b"]
     binance_client.options["fetchOpenOrders"]["warnWithoutSymbol"] = False
     assert sorted(o["clientOrderId"] for o in binance_client.fetch_open_orders()) == ["a", "b"]
+
+
+def test_timed_out_order_retry_does_not_duplicate(binance_client, binance_server):
+    """The "timeout" fault still executes the request after the client gave up
+    (response lost, order placed).  Retrying with the same client order id
+    leaves exactly one order on the exchange."""
+    binance_client.load_markets()
+    binance_server.inject("timeout", count=1, path="/api/v3/order")
+    order = call_with_retry(binance_client.create_order, "BTC/USDT", "limit", "buy", 0.01, 30000.0,
+                            {"clientOrderId": "kt-timeout-1"}, retries=2, backoff=0.001)
+    assert order["clientOrderId"] == "kt-timeout-1"
+    posts = binance_server.requests_to("/api/v3/order", "POST")
+    deadline = time.monotonic() + 3
+    while posts[0].status is None and time.monotonic() < deadline:  # the delayed original
+        time.sleep(0.05)
+    assert [p.fault for p in posts] == ["timeout", None]
+    assert posts[0].status == 400  # the late original was refused as a duplicate
+    assert [o["clientOrderId"] for o in binance_client.fetch_open_orders("BTC/USDT")] == ["kt-timeout-1"]

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from fake_exchange import FakeBinance, make_candles
-from fake_exchange.fixtures import FAKE_API_KEY, binance_server  # noqa: F401
+from fake_exchange.helpers import FAKE_API_KEY
+
+pytest_plugins = ["fake_exchange.fixtures"]
 
 START_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 MIN = 60_000
@@ -57,7 +59,7 @@ def test_klines_row_format(binance_server):
 
 
 def test_klines_pagination_semantics(binance_server):
-    base = f"/api/v3/klines?symbol=BTCUSDT&interval=1m"
+    base = "/api/v3/klines?symbol=BTCUSDT&interval=1m"
     # default limit 500, ascending from startTime (inclusive)
     _, rows = get(binance_server, f"{base}&startTime={START_MS}")
     opens = [r[0] for r in rows]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kronos import KronosPredictor, Sampling, generate_cached, generate_reference
-from tests.conftest import make_candles
+from factories import make_candles
 
 GREEDY = dict(T=1.0, top_k=1, top_p=1.0)
 

@@ -25,7 +25,7 @@ __all__ = [
 
 _SECRETS: set[str] = set()
 _SECRETS_LOCK = threading.Lock()
-_QUERY_RE = re.compile(r"\?[^\s\"']*")
+_QUERY_RE = re.compile(r"(\w+://[^\s?\"']*)\?[^\s\"']*")
 _WS_RE = re.compile(r"\s+")
 MAX_REASON_CHARS = 300
 
@@ -49,7 +49,7 @@ def redact(text: str) -> str:
 def one_line(reason: object, max_chars: int = MAX_REASON_CHARS) -> str:
     """Collapse ``reason`` to one redacted line without URL query strings."""
     text = str(reason)
-    text = _QUERY_RE.sub("?...", text)
+    text = _QUERY_RE.sub(r"\1?...", text)
     text = _WS_RE.sub(" ", text).strip()
     text = redact(text)
     if len(text) > max_chars:

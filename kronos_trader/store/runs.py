@@ -186,6 +186,52 @@ class RunsMixin(StoreBase):
             self._write(s, Fill.__table__, [row], ("order_id", "seq"))
             return s.scalars(select(Fill).filter_by(order_id=order_id, seq=int(seq))).one()
 
+    def record_journal(
+        self,
+        run_id: str,
+        timeframe: str,
+        signals: Iterable[Mapping[str, Any]],
+        orders: Iterable[Mapping[str, Any]],
+        fills: Iterable[Mapping[str, Any]],
+    ) -> None:
+        """Bulk-write a run's signals, orders and fills in one transaction (idempotent).
+
+        Signals need symbol, bar_time, target_position (forecast_id, details optional);
+        orders need client_order_id, symbol, bar_time, side, amount, status; fills name
+        their order by client_order_id and carry seq, ts, price, amount, fee.
+        """
+        now = utcnow()
+        sig_rows = dedupe([
+            {"run_id": run_id, "symbol": r["symbol"], "timeframe": timeframe,
+             "bar_time": to_utc_naive(r["bar_time"]), "forecast_id": r.get("forecast_id"),
+             "target_position": float(r["target_position"]), "details": _opt_dict(r.get("details")),
+             "created_at": now} for r in signals], ("symbol", "timeframe", "bar_time"), keep="first")
+        order_rows = []
+        for r in orders:
+            _check("side", r["side"], ORDER_SIDES)
+            _check("status", r["status"], ORDER_STATUSES)
+            order_rows.append({
+                "run_id": run_id, "client_order_id": r["client_order_id"], "symbol": r["symbol"],
+                "timeframe": timeframe, "bar_time": to_utc_naive(r["bar_time"]), "side": r["side"],
+                "type": r.get("type", "market"), "amount": float(r["amount"]), "price": opt_float(r.get("price")),
+                "status": r["status"], "exchange_order_id": None, "reason": r.get("reason"),
+                "created_at": now, "updated_at": now})
+        order_rows = dedupe(order_rows, ("client_order_id",), keep="first")
+        fill_rows = list(fills)
+        with self.session() as s:
+            self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
+            self._write(s, Order.__table__, order_rows, ("client_order_id",))
+            if fill_rows:
+                wanted = list({r["client_order_id"] for r in fill_rows})
+                ids = dict(s.execute(select(Order.client_order_id, Order.id)
+                                     .where(Order.client_order_id.in_(wanted))).all())
+                prepared = dedupe([
+                    {"order_id": ids[r["client_order_id"]], "run_id": run_id, "seq": int(r.get("seq", 0)),
+                     "ts": to_utc_naive(r["ts"]), "price": float(r["price"]), "amount": float(r["amount"]),
+                     "fee": float(r.get("fee") or 0.0), "fee_currency": r.get("fee_currency")}
+                    for r in fill_rows], ("order_id", "seq"), keep="first")
+                self._write(s, Fill.__table__, prepared, ("order_id", "seq"))
+
     # ------------------------------------------------------------------ equity / balances
     def record_equity(
         self,

@@ -1,0 +1,168 @@
+"""The backtest job: candles -> batched forecasts -> Backtrader run -> metrics -> database.
+
+Forecasts for every decision bar are computed (or read back) in one batched pass with a
+progress bar before Cerebro starts; the indicator then only looks them up.
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from kronos_trader.config import Settings
+from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
+from kronos_trader.decision import load_policy
+from kronos_trader.forecasting.models import load_model
+from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.store import Store
+
+from .compat import bt, num2timestamps
+from .metrics import summarize
+from .strategy import Journal, PolicyStrategy, frame_feed
+
+
+class FractionalCommission(bt.CommInfoBase):
+    """Percentage fees with fractional sizes (crypto): Backtrader's default rounds sizes
+    down to whole units, which buys nothing at BTC prices."""
+
+    params = (("stocklike", True), ("commtype", bt.CommInfoBase.COMM_PERC), ("percabs", True))
+
+    def getsize(self, price, cash):
+        return self.p.leverage * (cash / price)
+
+
+class EquityRecorder(bt.Analyzer):
+    """Account value, cash and position value at each bar's close."""
+
+    def start(self):
+        self.rows = []
+
+    def next(self):
+        value, cash = self.strategy.broker.getvalue(), self.strategy.broker.getcash()
+        self.rows.append((self.data.datetime[0], value, cash, value - cash))
+
+    def frame(self, interval: pd.Timedelta) -> pd.DataFrame:
+        stamps, value, cash, position = zip(*self.rows) if self.rows else ((), (), (), ())
+        index = num2timestamps(list(stamps)) + interval
+        return pd.DataFrame({"equity": value, "cash": cash, "position_value": position},
+                            index=pd.DatetimeIndex(index, name="ts"))
+
+
+@dataclass
+class BacktestResult:
+    run_id: str | None
+    symbol: str
+    timeframe: str
+    candles: pd.DataFrame
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    journal: Journal
+    forecasts: dict[int, WindowForecast]
+    metrics: dict[str, dict[str, float]]
+    forecasts_computed: int = 0
+    forecasts_reused: int = 0
+    orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.DataFrame, str]:
+    """Candles from the configured file, or from the database when no file is set but a
+    start/end range is; the bundled sample otherwise. Returns (candles, source label)."""
+    data = settings.data
+    if data.path is None and (data.start or data.end) and store is not None:
+        candles = store.load_candles(data.source, data.symbol, data.timeframe, data.start, data.end)
+        if candles.empty:
+            raise ValueError(f"no stored candles for {data.source} {data.symbol} {data.timeframe} "
+                             f"between {data.start or 'the start'} and {data.end or 'the end'}: run "
+                             f"`kronos-trader fetch` first")
+        candles.index.name = "timestamp"
+        return validate_candles(candles, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
+    path = Path(data.path) if data.path is not None else SAMPLE_DATA_PATH
+    candles = load_candles(path)
+    if data.start or data.end:
+        candles = candles.loc[data.start:data.end]
+    return candles, f"file:{path.name}"
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timeframe: str,
+                 store: Store | None, progress: bool = True, name: str = "backtest",
+                 service: ForecastService | None = None) -> BacktestResult:
+    """Run the configured strategy over `candles` and (with a store) persist everything."""
+    if len(candles) <= settings.forecast.lookback:
+        raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
+                         f"{settings.forecast.lookback} bars")
+    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    if service is None:
+        model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+        service = ForecastService(model, settings.forecast, store, progress)
+    interval = infer_bar_interval(candles.index)
+    forecasts = service.forecast_series(candles, symbol, timeframe)
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(frame_feed(candles, symbol))
+    cerebro.broker.setcash(settings.backtest.cash)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.backtest.commission))
+    if settings.backtest.slippage:
+        cerebro.broker.set_slippage_perc(settings.backtest.slippage, slip_open=True, slip_match=True)
+    journal = Journal()
+    cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
+                        stop_loss=settings.backtest.stop_loss, take_profit=settings.backtest.take_profit,
+                        indicator={"symbol": symbol, "timeframe": timeframe})
+    cerebro.addanalyzer(EquityRecorder, _name="equity")
+    strategy = cerebro.run()[0]
+    equity = strategy.analyzers.equity.frame(interval)
+    trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
+                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
+    fees = sum(f["fee"] for f in journal.fills)
+    closes = candles["close"].copy()
+    closes.index = closes.index + interval
+    first = equity.index[0] if len(equity) else closes.index[0]
+    metrics = summarize(equity, trades, closes.loc[first:], fees, interval)
+    result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
+                            service.computed, service.reused)
+    if store is not None:
+        result.run_id = _persist(store, settings, result, name)
+    return result
+
+
+def client_order_id(run_id: str, symbol: str, bar_time: pd.Timestamp, side: str, ref: int) -> str:
+    """Deterministic id: run, pair, candle, side (and Backtrader's order ref)."""
+    pair = symbol.replace("/", "").replace(":", "")
+    return f"bt-{run_id[:12]}-{pair}-{pd.Timestamp(bar_time):%Y%m%dT%H%M}-{side}-{ref}"
+
+
+def _persist(store: Store, settings: Settings, result: BacktestResult, name: str) -> str:
+    run_id = store.create_run("backtest", name, settings.model_dump(mode="json"), code_version())
+    try:
+        orders = []
+        ids = {}
+        for o in result.journal.orders:
+            if o["bar_time"] is None:
+                continue
+            cid = client_order_id(run_id, o["symbol"], o["bar_time"], o["side"], o["ref"])
+            ids[o["ref"]] = cid
+            orders.append({**o, "client_order_id": cid})
+        fills = [{**f, "client_order_id": ids[f["ref"]], "seq": 0} for f in result.journal.fills if f["ref"] in ids]
+        signals = [{**s, "details": {"reason": s["reason"], "p_up": s["p_up"],
+                                     "expected_return": s["expected_return"]}} for s in result.journal.signals]
+        store.record_journal(run_id, result.timeframe, signals, orders, fills)
+        store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
+        if not result.trades.empty:
+            store.record_trades(run_id, result.trades.to_dict("records"))
+        result.orders = pd.DataFrame(orders)
+        store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
+                                              "timeframe": result.timeframe, "bars": len(result.candles)})
+    except Exception:
+        store.finish_run(run_id, "failed")
+        raise
+    return run_id

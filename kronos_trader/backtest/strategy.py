@@ -1,0 +1,129 @@
+"""PolicyStrategy: runs any decision policy on Kronos forecasts inside Backtrader.
+
+For each data feed it attaches a KronosIndicator, and at each new forecast asks the
+shared `decide` function (the same one the live runner calls) for a target exposure, then
+orders the difference. Orders fill at the next bar's open (Backtrader's market orders),
+so a decision at the close of bar t trades at t+1: no look-ahead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance
+
+from .compat import bt, num2timestamps
+from .indicator import KronosIndicator
+
+
+@dataclass
+class Journal:
+    """What a run decided and did, for reports and the database."""
+
+    signals: list[dict] = field(default_factory=list)
+    orders: list[dict] = field(default_factory=list)
+    fills: list[dict] = field(default_factory=list)
+    trades: list[dict] = field(default_factory=list)
+
+
+class PolicyStrategy(bt.Strategy):
+    params = (
+        ("policy", None),        # an object with decide(forecast, position) -> Decision
+        ("service", None),       # ForecastService shared by the indicators (optional)
+        ("indicator", {}),       # extra KronosIndicator params (model, lookback, ...)
+        ("stop_loss", None),
+        ("take_profit", None),
+        ("min_change", 0.02),    # ignore target changes smaller than this fraction of equity
+        ("journal", None),       # a Journal to fill (one is created when None)
+    )
+
+    def __init__(self):
+        if self.p.policy is None:
+            raise ValueError("PolicyStrategy needs a policy (e.g. strategies.directional.Directional())")
+        self.journal: Journal = self.p.journal if self.p.journal is not None else Journal()
+        self.kronos = {d: KronosIndicator(d, service=self.p.service, **self.p.indicator) for d in self.datas}
+        self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
+        self._decided: dict = {}
+        self._target: dict = {}
+
+    def _symbol(self, data) -> str:
+        return self.kronos[data].symbol
+
+    def next(self) -> None:
+        for data, indicator in self.kronos.items():
+            forecast = indicator.current()
+            if forecast is None or self._decided.get(data) == forecast.window_end:
+                continue
+            self._decided[data] = forecast.window_end
+            position = self.getposition(data)
+            state = PositionState(size=position.size, entry_price=position.price or None,
+                                  equity=self.broker.getvalue(), price=forecast.last_close)
+            decision = decide(self.p.policy, forecast, state, self.risk)
+            self._record_signal(data, forecast, decision)
+            units = rebalance(decision, self._target.get(data, 0.0), state, self.p.min_change)
+            if units:
+                self._target[data] = decision.target
+                order = self.buy if units > 0 else self.sell
+                order(data=data, size=abs(units), info=decision.reason)
+
+    def _record_signal(self, data, forecast, decision: Decision) -> None:
+        self.journal.signals.append({
+            "symbol": self._symbol(data), "bar_time": forecast.window_end, "target_position": decision.target,
+            "forecast_id": forecast.forecast_id, "reason": decision.reason,
+            "p_up": forecast.prob_up(), "expected_return": forecast.expected_return()})
+
+    def notify_order(self, order) -> None:
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        data = order.data
+        when = num2timestamps([data.datetime[0]])[0]
+        status = {order.Completed: "filled", order.Partial: "partially_filled", order.Canceled: "canceled",
+                  order.Margin: "rejected", order.Rejected: "rejected", order.Expired: "canceled"}[order.status]
+        decided = self._decided.get(data)
+        self.journal.orders.append({
+            "ref": order.ref, "symbol": self._symbol(data), "bar_time": decided,
+            "side": "buy" if order.isbuy() else "sell", "amount": abs(order.created.size), "status": status,
+            "reason": order.info.get("info") if hasattr(order.info, "get") else None})
+        if order.status in (order.Completed, order.Partial):
+            self.journal.fills.append({
+                "ref": order.ref, "ts": when, "price": order.executed.price, "amount": abs(order.executed.size),
+                "fee": order.executed.comm})
+
+    def notify_trade(self, trade) -> None:
+        if not trade.isclosed:
+            return
+        data = trade.data
+        history = trade.history
+        entry_time = num2timestamps([trade.dtopen])[0]
+        exit_time = num2timestamps([trade.dtclose])[0]
+        size = max((abs(h.status.size) for h in history), default=abs(trade.size)) if history else 0.0
+        entry_price = trade.price
+        gross = trade.pnl
+        exit_price = entry_price + gross / size * (1 if trade.long else -1) if size else entry_price
+        self.journal.trades.append({
+            "symbol": self._symbol(data), "entry_time": entry_time, "exit_time": exit_time,
+            "side": "long" if trade.long else "short", "size": size, "entry_price": entry_price,
+            "exit_price": exit_price, "pnl": trade.pnlcomm,
+            "pnl_pct": trade.pnlcomm / (entry_price * size) if size else 0.0, "fees": trade.commission})
+
+
+class ForecastSizer(bt.Sizer):
+    """A Backtrader sizer for your own strategies: sizes each order from the latest Kronos
+    forecast of its data feed using a forecast sizer from `strategies.sizing`."""
+
+    params = (("sizer", None), ("indicators", None))
+
+    def _getsizing(self, comminfo, cash, data, isbuy):
+        indicators = self.p.indicators or getattr(self.strategy, "kronos", {})
+        indicator = indicators.get(data)
+        forecast = indicator.current() if indicator is not None else None
+        if forecast is None or self.p.sizer is None:
+            return 0
+        price = data.close[0]
+        return self.p.sizer.size(forecast) * self.broker.getvalue() / price if price > 0 else 0
+
+
+def frame_feed(candles: pd.DataFrame, name: str):
+    """A PandasData feed for a canonical candle frame (the indicator reads `amount` from it)."""
+    return bt.feeds.PandasData(dataname=candles, name=name, openinterest=None)

@@ -1,0 +1,93 @@
+"""The one place a forecast becomes a target position, for backtests and live trading alike.
+
+A policy maps (forecast, position) to a target exposure; `decide` adds the risk exits
+(stop-loss, take-profit) that every policy shares. Inputs carry their own time (the
+forecast's window end), so nothing here reads a clock.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from kronos_trader.forecasting.service import WindowForecast
+
+
+@dataclass(frozen=True)
+class PositionState:
+    """What the trader holds when deciding: signed units, average entry, account equity and
+    the decision bar's close."""
+
+    size: float
+    entry_price: float | None
+    equity: float
+    price: float
+
+    @property
+    def exposure(self) -> float:
+        """Signed position value as a fraction of equity."""
+        return 0.0 if self.equity <= 0 else self.size * self.price / self.equity
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Target exposure (fraction of equity, negative = short) and why."""
+
+    target: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    stop_loss: float | None = None    # close when the price moved this fraction against the entry
+    take_profit: float | None = None  # close when it moved this fraction in favour
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def decide(self, forecast: WindowForecast, position: PositionState) -> Decision: ...
+
+
+def decide(policy: Policy, forecast: WindowForecast, position: PositionState, risk: RiskLimits) -> Decision:
+    """Risk exits first (on the decision bar's close), then the policy."""
+    if position.size != 0 and position.entry_price:
+        move = position.price / position.entry_price - 1.0
+        if position.size < 0:
+            move = -move
+        if risk.stop_loss is not None and move <= -risk.stop_loss:
+            return Decision(0.0, f"stop-loss ({move:+.2%})")
+        if risk.take_profit is not None and move >= risk.take_profit:
+            return Decision(0.0, f"take-profit ({move:+.2%})")
+    return policy.decide(forecast, position)
+
+
+def rebalance(decision: Decision, held_target: float, position: PositionState,
+              min_change: float = 0.02) -> float:
+    """Signed units to trade so the position matches the decision (0 when nothing to do).
+
+    Targets closer than `min_change` to the one already held are ignored (no churn from
+    small moves); a flat target always closes an open position. Units are computed at the
+    decision bar's close, as Backtrader's order_target_percent does.
+    """
+    closing = decision.target == 0 and position.size != 0
+    if not closing and abs(decision.target - held_target) < min_change:
+        return 0.0
+    if position.price <= 0:
+        return 0.0
+    return decision.target * position.equity / position.price - position.size
+
+
+def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
+    """Instantiate 'package.module:Class' with params (how config names a strategy)."""
+    module_name, _, class_name = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"strategy.name '{name}' cannot be loaded: {exc}") from None
+    try:
+        policy = cls(**(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"strategy.params for '{name}': {exc}") from None
+    if not isinstance(policy, Policy):
+        raise ValueError(f"strategy.name '{name}' has no decide(forecast, position) method")
+    return policy

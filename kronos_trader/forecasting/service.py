@@ -1,0 +1,192 @@
+"""Forecast service: candle windows in, stored forecast summaries out.
+
+A decision at bar t may use only data up to the close of bar t, so the window for bar t is
+the `lookback` bars ending at t, and its future stamps come from the bar interval alone.
+Each window's sampling seed derives from the global seed and the window's end time, so a
+forecast does not depend on which other windows share its batch: a stored forecast equals
+a recomputed one, and a rerun or a parameter sweep reads rows instead of recomputing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kronos import QUANTILES
+from kronos_trader.config import ForecastSettings
+from kronos_trader.data import data_hash, infer_bar_interval
+from kronos_trader.store import Store
+
+from .models import LoadedModel
+
+COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+
+
+@dataclass(frozen=True)
+class WindowForecast:
+    """Summary of the sample paths for one window (what strategies decide on).
+
+    `mean` is (horizon x 6) in price units; `quantiles[q]` and `p_up` are per step of the
+    close. `window_end` is the close time of the window's last bar: the decision time.
+    """
+
+    window_end: pd.Timestamp
+    bar_open: pd.Timestamp
+    last_close: float
+    mean: np.ndarray
+    quantiles: dict[float, np.ndarray]
+    p_up: np.ndarray
+    forecast_id: int | None = None
+
+    @property
+    def horizon(self) -> int:
+        return len(self.p_up)
+
+    def close(self, step: int | None = None) -> float:
+        """Mean predicted close at `step` (1-based; default: the last step)."""
+        return float(self.mean[(step or self.horizon) - 1, 3])
+
+    def expected_return(self, step: int | None = None) -> float:
+        return self.close(step) / self.last_close - 1.0
+
+    def quantile(self, q: float, step: int | None = None) -> float:
+        return float(self.quantiles[q][(step or self.horizon) - 1])
+
+    def prob_up(self, step: int | None = None) -> float:
+        return float(self.p_up[(step or self.horizon) - 1])
+
+    def to_payload(self) -> dict:
+        return {"bar_open": self.bar_open.isoformat(), "last_close": self.last_close,
+                "mean": np.round(self.mean, 8).tolist(),
+                "quantiles": {f"{q:g}": np.round(v, 8).tolist() for q, v in self.quantiles.items()},
+                "p_up": np.round(self.p_up, 6).tolist()}
+
+    @classmethod
+    def from_payload(cls, window_end, payload: dict, forecast_id: int | None = None) -> "WindowForecast":
+        return cls(window_end=pd.Timestamp(window_end), bar_open=pd.Timestamp(payload["bar_open"]),
+                   last_close=float(payload["last_close"]), mean=np.asarray(payload["mean"], dtype=float),
+                   quantiles={float(q): np.asarray(v, dtype=float) for q, v in payload["quantiles"].items()},
+                   p_up=np.asarray(payload["p_up"], dtype=float), forecast_id=forecast_id)
+
+
+def window_seed(seed: int, window_end: pd.Timestamp) -> list[int]:
+    """Seed of one window: independent of batching, reproducible from its end time."""
+    return [int(seed), int(pd.Timestamp(window_end).value // 1_000_000_000)]
+
+
+class ForecastService:
+    """Batched, stored forecasts for the windows ending at chosen bars of a series."""
+
+    def __init__(self, model: LoadedModel, settings: ForecastSettings, store: Store | None = None,
+                 progress: bool = True):
+        if settings.horizon > model.max_context:
+            raise ValueError(f"forecast horizon {settings.horizon} exceeds the model's context of "
+                             f"{model.max_context} bars")
+        self.model, self.settings, self.store, self.progress = model, settings, store, progress
+        self.computed = 0  # windows computed by the model (not read from the store), for reports
+        self.reused = 0
+        self._memory: dict[str, WindowForecast] = {}  # this process's forecasts by window hash
+
+    @property
+    def settings_hash(self) -> str:
+        s = self.settings
+        key = {"lookback": s.lookback, "horizon": s.horizon, "sample_count": s.sample_count, "T": s.temperature,
+               "top_k": s.top_k, "top_p": s.top_p, "seed": s.seed, "max_context": self.model.max_context,
+               "quantiles": list(QUANTILES), "v": 1}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    def decision_positions(self, n_bars: int, first: int | None = None) -> list[int]:
+        """Bars at which a forecast is due: every `every` bars once the lookback is full."""
+        start = self.settings.lookback - 1 if first is None else max(first, self.settings.lookback - 1)
+        return list(range(start, n_bars, self.settings.every))
+
+    def forecast_at(self, candles: pd.DataFrame, positions: Sequence[int], symbol: str, timeframe: str,
+                    interval: pd.Timedelta | None = None) -> dict[int, WindowForecast]:
+        """Forecasts for the windows ending at each bar position (only past bars each)."""
+        lookback = self.settings.lookback
+        bad = [p for p in positions if p < lookback - 1 or p >= len(candles)]
+        if bad:
+            raise ValueError(f"{symbol} {timeframe}: bar {bad[0]} has fewer than {lookback} bars of history "
+                             f"(series has {len(candles)} bars)")
+        interval = interval if interval is not None else infer_bar_interval(candles.index)
+        windows = {p: candles.iloc[p - lookback + 1:p + 1] for p in positions}
+        hashes = {p: data_hash(w) for p, w in windows.items()}
+        unknown = [h for h in hashes.values() if h not in self._memory]
+        if self.store is not None and unknown:
+            for h, row in self.store.get_forecasts(self.model.model_id, self.settings_hash, unknown).items():
+                self._memory[h] = WindowForecast.from_payload(row.window_end, row.payload, row.id)
+        out: dict[int, WindowForecast] = {}
+        missing = []
+        for p in positions:
+            if hashes[p] in self._memory:
+                out[p] = self._memory[hashes[p]]
+            else:
+                missing.append(p)
+        self.reused += len(positions) - len(missing)
+        computed = self._compute([windows[p] for p in missing], interval)
+        if missing:
+            self.computed += len(missing)
+            ids: dict = {}
+            if self.store is not None:
+                self.store.add_forecasts([self._row(f, hashes[p], symbol, timeframe)
+                                          for p, f in zip(missing, computed)])
+                ids = self.store.get_forecasts(self.model.model_id, self.settings_hash,
+                                               [hashes[p] for p in missing])
+            # through the stored form, so a fresh forecast equals one read back later
+            computed = [WindowForecast.from_payload(f.window_end, f.to_payload(),
+                                                    ids[hashes[p]].id if hashes[p] in ids else None)
+                        for p, f in zip(missing, computed)]
+            self._memory.update((hashes[p], f) for p, f in zip(missing, computed))
+        out.update(zip(missing, computed))
+        return out
+
+    def forecast_series(self, candles: pd.DataFrame, symbol: str, timeframe: str,
+                        first: int | None = None) -> dict[int, WindowForecast]:
+        """All forecasts a backtest over `candles` needs, in as few model calls as possible."""
+        return self.forecast_at(candles, self.decision_positions(len(candles), first), symbol, timeframe)
+
+    # --- internals ------------------------------------------------------------------------
+    def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta) -> list[WindowForecast]:
+        if not windows:
+            return []
+        s = self.settings
+        out: list[WindowForecast] = []
+        batches = [windows[i:i + s.batch_windows] for i in range(0, len(windows), s.batch_windows)]
+        for batch in _progress(batches, self.progress and len(batches) > 1, len(windows), s.batch_windows):
+            ends = [w.index[-1] + interval for w in batch]
+            futures = [pd.DatetimeIndex([w.index[-1] + interval * (k + 1) for k in range(s.horizon)]) for w in batch]
+            results = self.model.predictor.forecast_batch(
+                list(batch), [w.index for w in batch], futures, pred_len=s.horizon, T=s.temperature,
+                top_k=s.top_k, top_p=s.top_p, sample_count=s.sample_count, verbose=False,
+                seed=[window_seed(s.seed, e) for e in ends])
+            for w, end, f in zip(batch, ends, results):
+                out.append(WindowForecast(
+                    window_end=end, bar_open=w.index[-1], last_close=float(w["close"].iloc[-1]),
+                    mean=f.mean.to_numpy(dtype=float),
+                    quantiles={q: f.quantiles[q]["close"].to_numpy(dtype=float) for q in f.quantile_levels},
+                    p_up=f.p_up.to_numpy(dtype=float)))
+        return out
+
+    def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
+        s = self.settings
+        return {"model_id": self.model.model_id, "data_hash": window_hash, "settings_hash": self.settings_hash,
+                "symbol": symbol, "timeframe": timeframe, "window_end": f.window_end, "horizon": s.horizon,
+                "sample_count": s.sample_count, "seed": s.seed, "payload": f.to_payload()}
+
+
+def _progress(batches: list, show: bool, total: int, size: int) -> Iterable:
+    if not show:
+        yield from batches
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("forecasting windows", total=total)
+        for batch in batches:
+            yield batch
+            bar.advance(task, min(size, total - bar.tasks[0].completed))

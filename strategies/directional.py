@@ -1,0 +1,56 @@
+"""Directional policy: long, short or flat by thresholds on P(up) or the expected return.
+
+Use it as it is from config (`strategy.name: strategies.directional:Directional`), pass it
+to `PolicyStrategy` in your own Cerebro, or subclass and override `direction`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kronos_trader.decision import Decision, PositionState
+from kronos_trader.forecasting.service import WindowForecast
+
+from .sizing import make_sizer
+
+
+@dataclass
+class Directional:
+    """Go long when the signal is above `long_threshold`, short (if allowed) below
+    `short_threshold`, flat in between; size with the configured sizer.
+
+    signal "p_up" reads P(close at `step` > last close); "return" reads the mean path's
+    expected return at `step` (thresholds are then returns, e.g. 0.002 and -0.002).
+    """
+
+    signal: Literal["p_up", "return"] = "p_up"
+    long_threshold: float = 0.55
+    short_threshold: float = 0.45
+    allow_short: bool = False
+    step: int | None = None  # horizon step to read (default: the last)
+    sizing: dict[str, Any] = field(default_factory=lambda: {"kind": "fixed", "fraction": 0.95})
+
+    def __post_init__(self) -> None:
+        if self.signal not in ("p_up", "return"):
+            raise ValueError(f"signal must be 'p_up' or 'return', got {self.signal!r}")
+        if self.short_threshold > self.long_threshold:
+            raise ValueError("short_threshold must not exceed long_threshold")
+        params = dict(self.sizing)
+        self._sizer = make_sizer(params.pop("kind", "fixed"), **params)
+
+    def value(self, forecast: WindowForecast) -> float:
+        return forecast.prob_up(self.step) if self.signal == "p_up" else forecast.expected_return(self.step)
+
+    def direction(self, forecast: WindowForecast) -> int:
+        value = self.value(forecast)
+        if value > self.long_threshold:
+            return 1
+        if value < self.short_threshold and self.allow_short:
+            return -1
+        return 0
+
+    def decide(self, forecast: WindowForecast, position: PositionState) -> Decision:
+        side = self.direction(forecast)
+        label = {1: "long", -1: "short", 0: "flat"}[side]
+        size = self._sizer.size(forecast, self.step) if side else 0.0
+        return Decision(side * size, f"{label}: {self.signal}={self.value(forecast):.4f}")
