@@ -32,6 +32,10 @@ class Series:
     stamps: np.ndarray
     name: str = "series"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", np.ascontiguousarray(self.values, dtype=np.float32))
+        object.__setattr__(self, "stamps", np.ascontiguousarray(self.stamps, dtype=np.float32))
+
     def __len__(self) -> int:
         return len(self.values)
 

@@ -1,0 +1,178 @@
+"""kronos-trader command line: thin shells that parse, call a service and render.
+
+Every expected failure (bad config, bad data, missing model, exchange or database error)
+is printed as one line and exits with status 1: no tracebacks for user mistakes.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Backtests and paper trading driven by Kronos candlestick forecasts.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from kronos import CheckpointError
+    from kronos_trader.config import ConfigError
+    from kronos_trader.data import CandleDataError
+    from kronos_trader.exchange.errors import ExchangeAdapterError
+    from kronos_trader.store import StoreError
+
+    return (ConfigError, CandleDataError, CheckpointError, StoreError, ExchangeAdapterError, ValueError,
+            FileNotFoundError)
+
+
+def friendly(command: Callable) -> Callable:
+    """Turn expected errors into a one-line message and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except _user_errors() as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+ConfigOption = typer.Option(None, "--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
+
+
+@app.command()
+@friendly
+def forecast(
+    config: Optional[Path] = ConfigOption,
+    data: Optional[Path] = typer.Option(None, help="CSV/Parquet/Feather candles (default: bundled sample)"),
+    model: Optional[str] = typer.Option(None, help="model name or directory"),
+    lookback: Optional[int] = typer.Option(None, help="history bars"),
+    horizon: Optional[int] = typer.Option(None, help="bars to forecast"),
+    samples: Optional[int] = typer.Option(None, help="sample paths"),
+    seed: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("reports/forecast"), help="folder for the CSV and the fan chart PNG"),
+) -> None:
+    """Forecast the next bars of a series from its latest window."""
+    from kronos_trader.commands.forecast import run_forecast
+    from kronos_trader.config import load_settings
+
+    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
+                                      "forecast.lookback": lookback, "forecast.horizon": horizon,
+                                      "forecast.sample_count": samples, "forecast.seed": seed})
+    run_forecast(settings, out, console)
+
+
+@app.command()
+@friendly
+def backtest(
+    config: Optional[Path] = ConfigOption,
+    data: Optional[Path] = typer.Option(None, help="CSV/Parquet/Feather candles (default: bundled sample)"),
+    symbol: Optional[str] = typer.Option(None, help="symbol (with --start/--end: read stored candles)"),
+    timeframe: Optional[str] = typer.Option(None),
+    start: Optional[str] = typer.Option(None, help="first bar, e.g. 2024-01-01"),
+    end: Optional[str] = typer.Option(None, help="last bar"),
+    model: Optional[str] = typer.Option(None, help="model name or directory"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
+    report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Backtest the configured strategy on Kronos forecasts and write a report."""
+    from kronos_trader.backtest.report import default_report_dir, print_report, write_report
+    from kronos_trader.backtest.runner import load_backtest_candles, run_backtest
+    from kronos_trader.config import load_settings
+    from kronos_trader.store import open_store
+
+    settings = load_settings(config, {"data.path": str(data) if data else None, "data.symbol": symbol,
+                                      "data.timeframe": timeframe, "data.start": start, "data.end": end,
+                                      "model.name": model, "database.url": db,
+                                      "backtest.report_dir": str(report_dir) if report_dir else None})
+    store = open_store(settings.database.url)
+    candles, _ = load_backtest_candles(settings, store)
+    result = run_backtest(settings, candles, settings.data.symbol, settings.data.timeframe, store, progress)
+    folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
+    print_report(result, folder, console)
+
+
+@app.command("lookahead-check")
+@friendly
+def lookahead_check(
+    config: Optional[Path] = ConfigOption,
+    data: Optional[Path] = typer.Option(None, help="candles (default: bundled sample)"),
+    model: Optional[str] = typer.Option(None),
+    bars: int = typer.Option(600, help="bars of the series to use (from its start)"),
+    cut: float = typer.Option(0.6, help="cut point as a fraction of the bars"),
+) -> None:
+    """Prove no look-ahead: perturb the data after a cut and compare everything before it."""
+    from kronos_trader.backtest.lookahead import check_lookahead
+    from kronos_trader.backtest.runner import load_backtest_candles
+    from kronos_trader.config import load_settings
+
+    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model})
+    candles, _ = load_backtest_candles(settings, None)
+    report = check_lookahead(settings, candles.iloc[:bars], cut)
+    console.print(report.describe())
+    if not report.passed:
+        raise typer.Exit(2)
+
+
+@app.command()
+@friendly
+def fetch(
+    config: Optional[Path] = ConfigOption,
+    exchange: Optional[str] = typer.Option(None, help="ccxt exchange id (default: paper.exchange)"),
+    symbol: Optional[str] = typer.Option(None),
+    timeframe: Optional[str] = typer.Option(None),
+    start: str = typer.Option(..., help="first bar open time, e.g. 2024-01-01"),
+    end: Optional[str] = typer.Option(None, help="last bar open time (default: the last closed bar)"),
+    api_url: Optional[str] = typer.Option(None, help="exchange REST base URL override"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
+) -> None:
+    """Download closed candles through ccxt (paginated) into the database."""
+    import pandas as pd
+
+    from kronos_trader.config import load_settings
+    from kronos_trader.exchange import fetch_closed_candles, make_client
+    from kronos_trader.store import open_store
+
+    settings = load_settings(config, {"data.symbol": symbol, "data.timeframe": timeframe, "database.url": db,
+                                      "paper.exchange": exchange, "paper.api_url": api_url})
+    client = make_client(settings.paper.exchange, api_url=settings.paper.api_url)
+    candles = fetch_closed_candles(client, settings.data.symbol, settings.data.timeframe, pd.Timestamp(start),
+                                   pd.Timestamp(end) if end else None)
+    store = open_store(settings.database.url)
+    count = store.upsert_candles(settings.paper.exchange, settings.data.symbol, settings.data.timeframe, candles)
+    first, last = (candles.index[0], candles.index[-1]) if len(candles) else ("-", "-")
+    console.print(f"stored {count} candles of {settings.data.symbol} {settings.data.timeframe} from "
+                  f"{settings.paper.exchange} ({first} .. {last}) in {store.url}")
+
+
+def _register_optional() -> None:
+    """Commands living in their own modules (training, evaluation, paper trading, web)."""
+    import importlib
+
+    for name in ("train", "evaluate", "paper", "web"):
+        try:
+            module = importlib.import_module(f"kronos_trader.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"kronos_trader.commands.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

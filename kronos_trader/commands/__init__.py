@@ -1,0 +1,1 @@
+"""CLI command implementations, one module per job (registered by kronos_trader.cli)."""
