@@ -23,3 +23,33 @@ def mini_pair() -> tuple[KronosTokenizer, Kronos]:
 @pytest.fixture
 def candles() -> pd.DataFrame:
     return make_candles(200)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small random-weight Kronos pair directory, usable as a model name."""
+    from factories import save_tiny_pair
+
+    return str(save_tiny_pair(tmp_path_factory.mktemp("tiny") / "pair", max_context=128))
+
+
+@pytest.fixture(scope="session")
+def sample_candles():
+    """The first 400 bars of the bundled sample (synthetic BTC/USDT 1h)."""
+    from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+
+    return load_candles(SAMPLE_DATA_PATH).iloc[:400]
+
+
+@pytest.fixture
+def fast_settings(tiny_model_dir, tmp_path):
+    """Settings for quick backtests: tiny model, short windows, SQLite in tmp_path."""
+    from kronos_trader.config import parse_settings
+
+    return parse_settings({
+        "model": {"name": tiny_model_dir, "device": "cpu"},
+        "forecast": {"lookback": 32, "horizon": 4, "sample_count": 4, "batch_windows": 512},
+        "strategy": {"params": {"long_threshold": 0.5, "short_threshold": 0.3, "allow_short": True}},
+        "database": {"url": f"sqlite:///{tmp_path / 'kt.db'}"},
+        "backtest": {"report_dir": str(tmp_path / "reports")},
+    })

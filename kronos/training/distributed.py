@@ -81,3 +81,15 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device if info.device.type == "cuda" else "cpu")
     dist.broadcast(t, 0)
     return bool(t.item() > 0.5)
+
+
+@torch.no_grad()
+def replica_divergence(module: torch.nn.Module, info: DistInfo) -> float:
+    """Largest difference of any parameter between the processes' replicas (0 when in sync)."""
+    if not info.enabled:
+        return 0.0
+    vec = torch.cat([p.detach().float().flatten() for p in module.parameters()])
+    high, low = vec.clone(), vec.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max())

@@ -28,7 +28,7 @@ from ..hub import PAIR_FILE, CheckpointError
 from ..model import Kronos
 from ..tokenizer import KronosTokenizer
 from .data import WindowDataset, build_datasets
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, replica_divergence
 from .errors import TrainingConfigError, TrainingDataError, TrainingStateError
 from .sizes import model_size, tokenizer_size
 from .state import has_state, load_state, optimizer_state_from_flat, save_checkpoint
@@ -414,6 +414,7 @@ def _loop(build, cls, data, cfg: TrainConfig, names, info: DistInfo) -> TrainRes
             best_val, best_step = last_val, step
             if info.is_main:
                 save_checkpoint(out / "best", module)
+        divergence = replica_divergence(module, info) if do_save else 0.0
         if do_save and info.is_main:
             state = {"stage": stage.name, "step": step, "best_val_loss": best_val, "best_step": best_step,
                      "last_val_loss": last_val, "world_size": info.world_size,
@@ -424,6 +425,7 @@ def _loop(build, cls, data, cfg: TrainConfig, names, info: DistInfo) -> TrainRes
             _write_json(out / METRICS_JSON, {**summary_base, "step": step, "max_steps": cfg.max_steps,
                                              "train_loss": last_loss, "last_val_loss": last_val,
                                              "best_val_loss": best_val, "best_step": best_step,
+                                             "replica_max_abs_diff": divergence,
                                              "elapsed_s": time.perf_counter() - started})
         if do_save:
             barrier(info)

@@ -77,7 +77,8 @@ class KronosIndicator(bt.Indicator):
         """Add the traded amount from a pandas feed's source frame, when it has one (feeds
         carry only OHLCV; without it the amount is estimated as volume x mean price)."""
         source = getattr(self.data.p, "dataname", None)
-        if isinstance(source, pd.DataFrame) and "amount" in source.columns and not self.data.replaying:
+        if isinstance(source, pd.DataFrame) and "amount" in source.columns and not (
+                self.data.replaying or self.data.resampling):
             amount = source["amount"].reindex(frame.index)
             if amount.notna().all():
                 frame["amount"] = amount.to_numpy(dtype=np.float64)

@@ -46,7 +46,9 @@ def perturb_after(candles: pd.DataFrame, cut: int, seed: int = 1) -> pd.DataFram
         out.iloc[cut + 1:, out.columns.get_loc(col)] *= factor
     out.iloc[cut + 1:, out.columns.get_loc("volume")] *= rng.uniform(0.5, 2.0, len(candles) - cut - 1)
     if "amount" in out:
-        out["amount"] = out["volume"] * out[["open", "high", "low", "close"]].mean(axis=1)
+        later = out.iloc[cut + 1:]
+        out.iloc[cut + 1:, out.columns.get_loc("amount")] = \
+            later["volume"] * later[["open", "high", "low", "close"]].mean(axis=1)
     return out
 
 
@@ -79,7 +81,7 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
                    sum(1 for x, y in zip(a["signals"], b["signals"]) if x != y) + abs(len(a["signals"]) -
                                                                                     len(b["signals"])),
                    "orders": 0 if a["orders"] == b["orders"] else max(1, abs(len(a["orders"]) - len(b["orders"])))}
-    after_a = {f.window_end: f.p_up.tolist() for f in base.forecasts.values() if f.window_end > cut_close}
-    after_b = {f.window_end: f.p_up.tolist() for f in changed.forecasts.values() if f.window_end > cut_close}
+    after_a = {f.window_end: f.mean.tolist() for f in base.forecasts.values() if f.window_end > cut_close}
+    after_b = {f.window_end: f.mean.tolist() for f in changed.forecasts.values() if f.window_end > cut_close}
     changed_after = sum(1 for k, v in after_a.items() if after_b.get(k) != v)
     return LookaheadReport(candles.index[cut], compared, differences, changed_after)

@@ -107,6 +107,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
         service = ForecastService(model, settings.forecast, store, progress)
     interval = infer_bar_interval(candles.index)
     forecasts = service.forecast_series(candles, symbol, timeframe)
+    computed, reused = service.computed, service.reused
 
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(frame_feed(candles, symbol))
@@ -129,7 +130,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     first = equity.index[0] if len(equity) else closes.index[0]
     metrics = summarize(equity, trades, closes.loc[first:], fees, interval)
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
-                            service.computed, service.reused)
+                            computed, reused)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

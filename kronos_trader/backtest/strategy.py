@@ -112,16 +112,16 @@ class ForecastSizer(bt.Sizer):
     """A Backtrader sizer for your own strategies: sizes each order from the latest Kronos
     forecast of its data feed using a forecast sizer from `strategies.sizing`."""
 
-    params = (("sizer", None), ("indicators", None))
+    params = (("forecast_sizer", None), ("indicators", None))
 
     def _getsizing(self, comminfo, cash, data, isbuy):
         indicators = self.p.indicators or getattr(self.strategy, "kronos", {})
         indicator = indicators.get(data)
         forecast = indicator.current() if indicator is not None else None
-        if forecast is None or self.p.sizer is None:
+        if forecast is None or self.p.forecast_sizer is None:
             return 0
         price = data.close[0]
-        return self.p.sizer.size(forecast) * self.broker.getvalue() / price if price > 0 else 0
+        return self.p.forecast_sizer.size(forecast) * self.broker.getvalue() / price if price > 0 else 0
 
 
 def frame_feed(candles: pd.DataFrame, name: str):

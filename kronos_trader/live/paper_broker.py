@@ -1,0 +1,259 @@
+"""Paper broker: simulated fills persisted atomically.
+
+Fill price (``fill="next_open"``, the default, the backtest's rule): an order decided at the
+close of bar t fills at the OPEN of bar t+1, moved against the trader by ``slippage`` and
+capped to that bar's high/low (Backtrader's ``set_slippage_perc(slippage, slip_open=True,
+slip_match=True)``), then rounded to the market's tick. The fill is made when bar t+1 has
+closed (the next cycle), because the cap needs its high/low; the fill is stamped with bar
+t+1's open time. ``fill="ticker"`` fills at once at the latest ticker price plus slippage
+instead (no parity with the backtest).
+
+Fees are ``commission`` x notional in the quote currency. Amounts are truncated to the
+market's step and checked against its min/max amount and min notional before an order is
+sent; refused orders are stored as 'rejected' with the reason. Balances are kept per
+currency (quote and each base; a short is a negative base balance). Every state change (an
+order's status, its fill and the balances it moves) is written in ONE transaction.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import pandas as pd
+from sqlalchemy import select
+
+from kronos_trader.exchange import MarketRules
+from kronos_trader.store import Balance, Fill, Order, Store
+from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
+
+from .accounting import Account, Book, Position
+
+log = logging.getLogger(__name__)
+
+FILL_MODES = ("next_open", "ticker")
+
+
+@dataclass
+class PendingOrder:
+    """An order the broker holds until it fills (mirror of an open 'orders' row)."""
+
+    client_order_id: str
+    symbol: str
+    timeframe: str
+    bar_time: pd.Timestamp  # decision candle's close = the fill candle's open
+    side: str
+    amount: float
+    status: str = "new"
+
+    @property
+    def book(self) -> Book:
+        return (self.symbol, self.timeframe)
+
+    @property
+    def signed(self) -> float:
+        return self.amount if self.side == "buy" else -self.amount
+
+    @classmethod
+    def from_row(cls, row: Order) -> "PendingOrder":
+        return cls(row.client_order_id, row.symbol, row.timeframe, pd.Timestamp(row.bar_time), row.side,
+                   float(row.amount), row.status)
+
+
+@dataclass
+class FillResult:
+    client_order_id: str
+    status: str            # filled / canceled / rejected
+    ts: pd.Timestamp | None = None
+    price: float = 0.0
+    amount: float = 0.0    # executed (unsigned)
+    fee: float = 0.0
+    reason: str | None = None
+
+
+def slipped_open(side: str, open_: float, high: float, low: float, slippage: float) -> float:
+    """Backtrader's market fill at the open with percentage slippage and slip_match."""
+    if not slippage:
+        return open_
+    if side == "buy":
+        return min(open_ * (1 + slippage), high)
+    return max(open_ * (1 - slippage), low)
+
+
+def order_problem(rules: MarketRules, amount: float, price: float) -> str | None:
+    """Why an (already rounded) amount cannot be sent at about ``price``; None when fine."""
+    if amount <= 0:
+        return f"amount rounds to 0 at the market step {rules.amount_step}"
+    if rules.min_amount is not None and amount < rules.min_amount:
+        return f"amount {amount:g} below the market minimum {rules.min_amount:g}"
+    if rules.max_amount is not None and amount > rules.max_amount:
+        return f"amount {amount:g} above the market maximum {rules.max_amount:g}"
+    if not rules.notional_ok(amount, price):
+        return f"notional {amount * price:.8g} below the market minimum {rules.min_notional:g}"
+    return None
+
+
+class PaperBroker:
+    """Simulated exchange account for one run (see the module docstring)."""
+
+    kind = "paper"
+
+    def __init__(self, store: Store, run_id: str, quote: str, rules: dict[str, MarketRules], *,
+                 commission: float, slippage: float, fill: str = "next_open",
+                 hook: Callable[..., None] | None = None):
+        if fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {', '.join(FILL_MODES)}, got {fill!r}")
+        self.store, self.run_id, self.rules = store, run_id, rules
+        self.commission, self.slippage, self.fill_mode = commission, slippage, fill
+        self.account = Account(quote)
+        self.pending: dict[str, PendingOrder] = {}
+        self.hook = hook or (lambda name, **kw: None)
+
+    # ------------------------------------------------------------------ state
+    def initialize(self, quote_balance: float, currencies: Iterable[str]) -> None:
+        """Opening balances of a new run (once; existing balances are kept)."""
+        with self.store.session() as s:
+            have = set(s.scalars(select(Balance.currency).where(Balance.run_id == self.run_id)))
+            if have:
+                return
+            now = utcnow()
+            for currency in dict.fromkeys([self.account.quote, *currencies]):
+                s.add(Balance(run_id=self.run_id, currency=currency, used=0.0, updated_at=now,
+                              free=float(quote_balance) if currency == self.account.quote else 0.0))
+
+    def load(self) -> None:
+        """Balances, positions (from the fills, in order) and open orders from the database."""
+        with self.store.session(readonly=True) as s:
+            balances = {b.currency: float(b.free) + float(b.used)
+                        for b in s.scalars(select(Balance).where(Balance.run_id == self.run_id))}
+            fills = s.execute(
+                select(Order.symbol, Order.timeframe, Order.side, Fill.amount, Fill.price)
+                .join(Fill, Fill.order_id == Order.id)
+                .where(Fill.run_id == self.run_id).order_by(Fill.ts, Fill.id)).all()
+            open_rows = list(s.scalars(
+                select(Order).where(Order.run_id == self.run_id, Order.status.in_(OPEN_ORDER_STATUSES))
+                .order_by(Order.bar_time, Order.id)))
+        account = Account(self.account.quote, balances)
+        for symbol, timeframe, side, amount, price in fills:
+            account.position((symbol, timeframe)).update(amount if side == "buy" else -amount, price)
+        self.account = account
+        self.pending = {o.client_order_id: PendingOrder.from_row(o) for o in open_rows}
+
+    def position(self, book: Book) -> Position:
+        return self.account.position(book)
+
+    # ------------------------------------------------------------------ orders
+    def track(self, orders: Iterable[PendingOrder]) -> None:
+        """Orders just stored as 'new' (the broker will send and fill them)."""
+        for o in orders:
+            self.pending[o.client_order_id] = o
+
+    def send(self, orders: list[PendingOrder]) -> None:
+        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction)."""
+        todo = [o for o in orders if o.status == "new"]
+        if not todo:
+            return
+        with self.store.session() as s:
+            rows = s.scalars(select(Order).where(Order.client_order_id.in_([o.client_order_id for o in todo]))
+                             .with_for_update())
+            now = utcnow()
+            for row in rows:
+                if row.status == "new":
+                    row.status, row.updated_at = "sent", now
+        for o in todo:
+            o.status = "sent"
+
+    def due(self, book: Book, upto: pd.Timestamp) -> list[PendingOrder]:
+        """Pending orders of ``book`` whose fill candle (opening at ``bar_time``) is ``<= upto``."""
+        return sorted((o for o in self.pending.values() if o.book == book and o.bar_time <= upto),
+                      key=lambda o: o.bar_time)
+
+    def settle(self, book: Book, candles: pd.DataFrame, upto: pd.Timestamp) -> list[FillResult]:
+        """Fill the due orders of ``book`` at their fill candle's open (next_open mode)."""
+        results = []
+        for order in self.due(book, upto):
+            at = candles.index.searchsorted(order.bar_time)
+            if at >= len(candles):
+                continue  # fill candle not known yet
+            ts = candles.index[at]
+            bar = candles.iloc[at]
+            raw = slipped_open(order.side, float(bar["open"]), float(bar["high"]), float(bar["low"]), self.slippage)
+            results.append(self._execute(order, ts, raw, cap=(float(bar["low"]), float(bar["high"]))))
+        self.commit(results)
+        return results
+
+    def fill_at(self, order: PendingOrder, ts: pd.Timestamp, last_price: float) -> FillResult:
+        """Ticker mode: fill at once at ``last_price`` moved by the slippage."""
+        raw = last_price * (1 + self.slippage if order.side == "buy" else 1 - self.slippage)
+        result = self._execute(order, ts, raw)
+        self.commit([result])
+        return result
+
+    def _execute(self, order: PendingOrder, ts: pd.Timestamp, raw_price: float,
+                 cap: tuple[float, float] | None = None) -> FillResult:
+        rules = self.rules.get(order.symbol)
+        price = rules.round_price(raw_price) if rules is not None else raw_price
+        if cap is not None:
+            price = min(max(price, cap[0]), cap[1])
+        position = self.account.position(order.book)
+        closing, opening = position.split(order.signed)
+        cash = self.account.cash - closing * price - abs(closing) * price * self.commission
+        if opening and cash - opening * price - abs(opening) * price * self.commission < 0:
+            reason = f"insufficient {self.account.quote} at fill ({cash:.8g} for {abs(opening):g} at {price:g})"
+            if not closing:
+                return FillResult(order.client_order_id, "rejected", reason=reason)
+            # Backtrader executes the closing part and refuses the rest
+            return FillResult(order.client_order_id, "canceled", ts, price, abs(closing),
+                              abs(closing) * price * self.commission, reason + "; closing part filled")
+        return FillResult(order.client_order_id, "filled", ts, price, order.amount,
+                          order.amount * price * self.commission)
+
+    # ------------------------------------------------------------------ persistence
+    def commit(self, results: list[FillResult]) -> None:
+        """Write fills, order statuses and balances in one transaction, then apply them."""
+        results = [r for r in results if r.client_order_id in self.pending]
+        if not results:
+            return
+        account = copy.deepcopy(self.account)
+        changed: set[str] = set()
+        for r in results:
+            order = self.pending[r.client_order_id]
+            if r.amount:
+                signed = r.amount if order.side == "buy" else -r.amount
+                base = self.rules[order.symbol].base if order.symbol in self.rules else order.symbol.split("/")[0]
+                account.balances[account.quote] = account.cash - signed * r.price - r.fee
+                account.balances[base] = account.balances.get(base, 0.0) + signed
+                account.position(order.book).update(signed, r.price)
+                changed.update((account.quote, base))
+        with self.store.session() as s:
+            now = utcnow()
+            rows = {o.client_order_id: o for o in s.scalars(
+                select(Order).where(Order.client_order_id.in_([r.client_order_id for r in results])).with_for_update())}
+            for r in results:
+                row = rows.get(r.client_order_id)
+                if row is None or row.status not in OPEN_ORDER_STATUSES:
+                    raise RuntimeError(f"order {r.client_order_id} is not open in the database "
+                                       f"({row.status if row is not None else 'missing'}); reload the broker")
+                row.status, row.updated_at = r.status, now
+                if r.reason:
+                    row.reason = r.reason if not row.reason else f"{row.reason}; {r.reason}"
+                if r.amount:
+                    s.add(Fill(order_id=row.id, run_id=self.run_id, seq=0, ts=r.ts.to_pydatetime(),
+                               price=float(r.price), amount=float(r.amount), fee=float(r.fee),
+                               fee_currency=account.quote))
+            existing = {b.currency: b for b in s.scalars(
+                select(Balance).where(Balance.run_id == self.run_id, Balance.currency.in_(changed)).with_for_update())}
+            for currency in changed:
+                value = float(account.balances[currency])
+                if currency in existing:
+                    existing[currency].free, existing[currency].used = value, 0.0
+                    existing[currency].updated_at = now
+                else:
+                    s.add(Balance(run_id=self.run_id, currency=currency, free=value, used=0.0, updated_at=now))
+            s.flush()
+            self.hook("fill_tx", results=results)  # inside the transaction, before the commit
+        self.account = account
+        for r in results:
+            self.pending.pop(r.client_order_id, None)
+            log.info("paper %s %s %g @ %g (%s)", r.status, r.client_order_id, r.amount, r.price, r.reason or "ok")

@@ -1,0 +1,69 @@
+"""The FastAPI application factory."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from kronos_trader.config import Settings
+
+from .context import WebContext
+from .errors import install_error_handlers
+from .routes import backtests, pages, paper, workbench
+from .services.models import Loader, default_loader
+
+HERE = Path(__file__).parent
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def _hosts(bind: str) -> list[str]:
+    """Host headers to accept: loopback names when bound to loopback (a guard against DNS
+    rebinding), anything when bound to all interfaces."""
+    if bind in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return sorted({bind, *LOOPBACK_HOSTS})
+
+
+def create_app(settings: Settings | None = None, store=None, loader: Loader | None = None,
+               trusted_hosts: list[str] | None = None) -> FastAPI:
+    """Build the web app. `store` defaults to opening `settings.database.url` on first use;
+    `loader(name, device)` loads models (tests inject a fake)."""
+    settings = settings or Settings()
+    context = WebContext(settings, store, loader or default_loader)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        context.jobs.shutdown()
+
+    app = FastAPI(title="kronos-trader", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ctx = context
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _headers(request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return response
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts or _hosts(settings.web.host))
+    app.include_router(pages.router)
+    app.include_router(workbench.router)
+    app.include_router(backtests.router)
+    app.include_router(paper.router)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    logging.getLogger("kronos_trader.web").setLevel(logging.INFO)
+    return app

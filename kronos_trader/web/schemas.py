@@ -1,0 +1,29 @@
+"""Request bodies, validated server-side with pydantic (bad fields give one-line 422s)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoredDatasetRequest(Body):
+    source: str = Field(min_length=1, max_length=100)
+    symbol: str = Field(min_length=1, max_length=50)
+    timeframe: str = Field(min_length=1, max_length=16)
+
+
+class ForecastRequest(Body):
+    dataset_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    model: str = Field(min_length=1, max_length=300)
+    device: str = Field("auto", max_length=20)
+    lookback: int = Field(400, ge=8, le=8192)
+    horizon: int = Field(120, ge=1, le=4096)
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(0, ge=0, le=100_000)
+    sample_count: int = Field(8, ge=1, le=256)
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    start: int | None = Field(None, ge=0, description="index of the window's first bar")
+    start_time: str | None = Field(None, max_length=40, description="or the window's first bar time")
