@@ -77,6 +77,8 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
                              f"between {data.start or 'the start'} and {data.end or 'the end'}: run "
                              f"`kronos-trader fetch` first")
         candles.index.name = "timestamp"
+        if candles["amount"].isna().any():  # not stored by every source: estimate it as usual
+            candles = candles.drop(columns="amount")
         return validate_candles(candles, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
     path = Path(data.path) if data.path is not None else SAMPLE_DATA_PATH
     candles = load_candles(path)

@@ -46,6 +46,7 @@ class PolicyStrategy(bt.Strategy):
         self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
         self._decided: dict = {}
         self._target: dict = {}
+        self._trade_size: dict = {}  # largest size of each open trade, for its round-trip record
 
     def _symbol(self, data) -> str:
         return self.kronos[data].symbol
@@ -92,12 +93,12 @@ class PolicyStrategy(bt.Strategy):
 
     def notify_trade(self, trade) -> None:
         if not trade.isclosed:
+            self._trade_size[trade.ref] = max(self._trade_size.get(trade.ref, 0.0), abs(trade.size))
             return
         data = trade.data
-        history = trade.history
         entry_time = num2timestamps([trade.dtopen])[0]
         exit_time = num2timestamps([trade.dtclose])[0]
-        size = max((abs(h.status.size) for h in history), default=abs(trade.size)) if history else 0.0
+        size = self._trade_size.pop(trade.ref, 0.0)
         entry_price = trade.price
         gross = trade.pnl
         exit_price = entry_price + gross / size * (1 if trade.long else -1) if size else entry_price

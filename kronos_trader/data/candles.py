@@ -16,7 +16,7 @@ import pandas as pd
 
 from .bars import assert_no_gaps, find_gaps, infer_bar_interval, resample_candles
 from .fileio import read_table, write_table
-from .hashing import data_hash
+from .hashing import data_hash, frame_hash
 from .schema import CANONICAL_COLUMNS, INDEX_NAME
 from .validation import check_frame, validate_candles
 
@@ -31,6 +31,7 @@ __all__ = [
     "assert_no_gaps",
     "resample_candles",
     "data_hash",
+    "frame_hash",
 ]
 
 

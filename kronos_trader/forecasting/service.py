@@ -18,7 +18,7 @@ import pandas as pd
 
 from kronos import QUANTILES
 from kronos_trader.config import ForecastSettings
-from kronos_trader.data import data_hash, infer_bar_interval
+from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
 from kronos_trader.store import Store
 
 from .models import LoadedModel
@@ -112,9 +112,11 @@ class ForecastService:
         if bad:
             raise ValueError(f"{symbol} {timeframe}: bar {bad[0]} has fewer than {lookback} bars of history "
                              f"(series has {len(candles)} bars)")
+        candles = validate_candles(candles, f"{symbol} {timeframe}")
         interval = interval if interval is not None else infer_bar_interval(candles.index)
         windows = {p: candles.iloc[p - lookback + 1:p + 1] for p in positions}
-        hashes = {p: data_hash(w) for p, w in windows.items()}
+        stamps, values = candles.index.asi8, candles.to_numpy(dtype=np.float64)
+        hashes = {p: frame_hash(stamps[p - lookback + 1:p + 1], values[p - lookback + 1:p + 1]) for p in positions}
         unknown = [h for h in hashes.values() if h not in self._memory]
         if self.store is not None and unknown:
             for h, row in self.store.get_forecasts(self.model.model_id, self.settings_hash, unknown).items():

@@ -13,7 +13,7 @@ from typing import Hashable
 
 import pandas as pd
 
-from kronos_trader.data import data_hash
+from kronos_trader.data import data_hash, validate_candles
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 
 
@@ -30,15 +30,16 @@ class WindowRequest:
 def forecast_windows(service: ForecastService, requests: list[WindowRequest]) -> dict[Hashable, WindowForecast]:
     """Forecast every requested window, reusing stored ones; one model pass per interval
     (split into ``forecast.batch_windows`` chunks by the service)."""
-    if hasattr(service, "forecast_many"):  # the service's own batched helper, when it has one
-        return service.forecast_many(requests)  # pragma: no cover
     lookback = service.settings.lookback
     windows, hashes = {}, {}
+    valid: dict[int, pd.DataFrame] = {}  # each series validated once (as forecast_at does)
     for r in requests:
         if r.position < lookback - 1 or r.position >= len(r.candles):
             raise ValueError(f"{r.symbol} {r.timeframe}: bar {r.position} has fewer than {lookback} bars of "
                              f"history (series has {len(r.candles)} bars)")
-        windows[r.key] = r.candles.iloc[r.position - lookback + 1:r.position + 1]
+        if id(r.candles) not in valid:
+            valid[id(r.candles)] = validate_candles(r.candles, f"{r.symbol} {r.timeframe}")
+        windows[r.key] = valid[id(r.candles)].iloc[r.position - lookback + 1:r.position + 1]
         hashes[r.key] = data_hash(windows[r.key])
     memory = service._memory
     unknown = [h for h in hashes.values() if h not in memory]
@@ -51,7 +52,7 @@ def forecast_windows(service: ForecastService, requests: list[WindowRequest]) ->
     for r in requests:
         if hashes[r.key] in memory:
             out[r.key] = memory[hashes[r.key]]
-        elif not any(q.key == r.key for q in missing[r.interval]):
+        else:
             missing[r.interval].append(r)
     service.reused += len(out)
     for interval, group in missing.items():

@@ -46,6 +46,7 @@ class PendingOrder:
     side: str
     amount: float
     status: str = "new"
+    created: pd.Timestamp | None = None  # when it was stored (naive UTC)
 
     @property
     def book(self) -> Book:
@@ -58,7 +59,7 @@ class PendingOrder:
     @classmethod
     def from_row(cls, row: Order) -> "PendingOrder":
         return cls(row.client_order_id, row.symbol, row.timeframe, pd.Timestamp(row.bar_time), row.side,
-                   float(row.amount), row.status)
+                   float(row.amount), row.status, pd.Timestamp(row.created_at))
 
 
 @dataclass

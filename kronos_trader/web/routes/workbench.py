@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..context import ctx
 from ..errors import WebError
@@ -44,6 +45,9 @@ async def upload(request: Request, x_filename: str | None = Header(None)):
     if not x_filename:
         raise WebError(400, "missing X-Filename header: send the file as the request body and its name in it")
     name = display_name(x_filename)
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        raise WebError(415, f"{name}: send the file itself as the request body, not a multipart form "
+                            f"(e.g. curl --data-binary @{name} -H 'X-Filename: {name}')")
     c = ctx(request)
     async with received_file(request, name, c.upload_limit) as path:
         candles, columns, notes = await run_in_threadpool(ds.parse_file, path, name)
@@ -84,6 +88,19 @@ def dataset_candles(request: Request, dataset_id: str, start: int = Query(0, ge=
             **{col: floats(part[col], 8) for col in ("open", "high", "low", "close", "volume")}}
 
 
+@router.get("/datasets/{dataset_id}/locate")
+def dataset_locate(request: Request, dataset_id: str, time: str = Query(..., max_length=40)):
+    """Index of the first bar at or after `time` (for the window-start date picker)."""
+    candles = ctx(request).datasets.get(dataset_id).candles
+    try:
+        t = pd.Timestamp(time)
+    except (ValueError, TypeError):
+        raise WebError(422, f"'{time}' is not a date/time") from None
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    return {"index": int(min(candles.index.searchsorted(t), len(candles) - 1))}
+
+
 @router.post("/forecasts", status_code=202)
 def submit_forecast(request: Request, body: ForecastRequest):
     c = ctx(request)
@@ -102,7 +119,7 @@ def submit_forecast(request: Request, body: ForecastRequest):
         except Exception as exc:  # any loader failure is shown as one clear line
             raise WebError(422, load_error_message(choice, exc)) from None
         device = str(getattr(model.predictor, "device", body.device))
-        return run_forecast(dataset, body, model, window, device, report)
+        return run_forecast(dataset, body, model, window, device, report, choice.short_name)
 
     job = c.jobs.submit(f"{choice.id} on {dataset.name}", work)
     return job.public()
@@ -147,5 +164,3 @@ def job_result_csv(request: Request, job_id: str):
     return Response(result_csv(result), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{_filename(result, "csv")}"'})
 
-
-__all__ = ["router", "JSONResponse"]

@@ -10,7 +10,7 @@ import pandas as pd
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
 
 from ..errors import WebError
-from .serialize import clean, floats, format_interval, records, stamp, stamps
+from .serialize import clean, floats, format_interval, records, stamps
 from .store_queries import forecasts_by_id
 
 MAX_BARS = 5000
@@ -69,9 +69,24 @@ def backtest_detail(store, run_id: str) -> dict:
         "equity": {"timestamps": stamps(equity.index), "equity": floats(eq, 6),
                    "cash": floats(equity["cash"], 6) if len(equity) else [],
                    "drawdown": floats(drawdown, 6)},
+        "hold": _hold_curve(store, run, equity),
         "trades": records(trades, [c for c in trade_cols if c in trades.columns]) if len(trades) else [],
         "counts": {"orders": int(len(orders)), "fills": int(len(fills)), "trades": int(len(trades))},
     }
+
+
+def _hold_curve(store, run, equity: pd.DataFrame) -> dict:
+    """Buy-and-hold equity on the same bars, starting from the strategy's first equity."""
+    candles, _ = run_candles(store, run)
+    if candles is None or equity.empty:
+        return {"timestamps": [], "equity": []}
+    closes = candles["close"].copy()
+    closes.index = closes.index + infer_bar_interval(candles.index)
+    closes = closes.reindex(equity.index).ffill().dropna()
+    if closes.empty:
+        return {"timestamps": [], "equity": []}
+    curve = float(equity["equity"].iloc[0]) * closes / closes.iloc[0]
+    return {"timestamps": stamps(curve.index), "equity": floats(curve, 6)}
 
 
 def _matches(candles: pd.DataFrame, equity: pd.DataFrame, summary: dict) -> bool:
@@ -198,6 +213,7 @@ def forecast_payload(f, interval: pd.Timedelta | None = None) -> dict:
     return clean({"id": int(f.id), "window_end": f.window_end, "last_close": p.get("last_close"),
                   "horizon": h, "timestamps": stamps(ts), "close": floats(mean[:, 3], 8), "quantiles": quant,
                   "p_up": floats(p_up, 6) if p_up else [],
-                  "expected_return": (float(mean[-1, 3]) / float(p["last_close"]) - 1.0) if p.get("last_close") else None,
+                  "expected_return": (float(mean[-1, 3]) / float(p["last_close"]) - 1.0)
+                  if p.get("last_close") else None,
                   "prob_up": float(p_up[-1]) if p_up else None,
                   "symbol": f.symbol, "timeframe": f.timeframe, "model_id": f.model_id})

@@ -141,6 +141,10 @@ def load_stored(store, source: str, symbol: str, timeframe: str) -> pd.DataFrame
     if candles.empty:
         raise WebError(404, f"{label}: no stored candles (run `kronos-trader fetch` first)")
     candles.index.name = "timestamp"
+    # exchanges without quote volume store NULL amounts: let validation derive them
+    candles = candles.drop(columns=[c for c in ("amount", "volume") if candles[c].isna().all()])
+    if "volume" not in candles:
+        candles = candles.drop(columns=["amount"], errors="ignore")
     try:
         from kronos_trader.data import validate_candles
 

@@ -90,7 +90,7 @@ def error_metrics(actual: np.ndarray, mean: np.ndarray, lo90: np.ndarray, hi90: 
 
 
 def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, device: str,
-                 report: Callable[[str, float], None]) -> dict:
+                 report: Callable[[str, float], None], model_label: str | None = None) -> dict:
     """Forecast one window; returns the JSON-safe result the UI draws and downloads."""
     candles = dataset.candles
     history = candles.iloc[window.start:window.end]
@@ -117,7 +117,7 @@ def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, 
                             result.last_close)
     return {
         "meta": {
-            "dataset": dataset.name, "dataset_source": dataset.source, "model": model.name,
+            "dataset": dataset.name, "dataset_source": dataset.source, "model": model_label or model.name,
             "model_id": model.model_id, "device": device, "interval": format_interval(interval),
             "window_start": window.start, "window_end": window.end - 1,
             "window_start_time": stamp(history.index[0]), "window_end_time": stamp(history.index[-1]),

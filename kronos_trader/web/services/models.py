@@ -26,6 +26,10 @@ class ModelChoice:
     max_context: int
     note: str = ""
 
+    @property
+    def short_name(self) -> str:
+        return Path(self.load_name).name if self.kind == "local" else self.id
+
     def public(self) -> dict:
         d = asdict(self)
         d.pop("load_name")
@@ -58,10 +62,6 @@ def model_choices(model_dirs: list[Path], default: str | None = None) -> list[Mo
         for p in sorted(BUNDLED_DIR.iterdir()):
             if p.is_dir() and _is_pair(p):
                 out.append(ModelChoice(p.name, f"{p.name} (bundled)", "bundled", p.name, _context(p)))
-    for name, spec in HUB_MODELS.items():
-        cached = _hub_cached(spec.model) and _hub_cached(spec.tokenizer)
-        note = "in the local hub cache" if cached else "downloads from the Hugging Face hub (needs internet)"
-        out.append(ModelChoice(name, f"{name} (hub)", "hub", name, spec.max_context, note))
     for i, entry in enumerate(model_dirs):
         root = Path(entry).expanduser()
         try:
@@ -79,6 +79,10 @@ def model_choices(model_dirs: list[Path], default: str | None = None) -> list[Mo
                 if real.is_dir() and real.is_relative_to(root) and _is_pair(real):
                     out.append(ModelChoice(f"local:{i}:{child.name}", f"{child.name} ({real})", "local", str(real),
                                            _context(real)))
+    for name, spec in HUB_MODELS.items():
+        cached = _hub_cached(spec.model) and _hub_cached(spec.tokenizer)
+        note = "in the local hub cache" if cached else "downloads from the Hugging Face hub (needs internet)"
+        out.append(ModelChoice(name, f"{name} (hub)", "hub", name, spec.max_context, note))
     if default:
         out.sort(key=lambda c: (c.load_name != default and c.id != default))
     return out

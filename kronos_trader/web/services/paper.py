@@ -31,6 +31,18 @@ def _split(symbol: str) -> tuple[str, str]:
     return base, quote.split(":")[0]
 
 
+def _broker_positions(store, run) -> dict:
+    """Per-pair size and entry price as the paper trader's own status report computes them
+    (replaying its orders and fills); empty when that is unavailable, and the balances of
+    each pair's base currency are shown instead."""
+    try:
+        from kronos_trader.live.status import run_status
+
+        return {(p.symbol, p.timeframe): p for p in run_status(store, run).pairs}
+    except Exception:  # an older or partial run must still render
+        return {}
+
+
 def paper_detail(store, run_id: str) -> dict:
     run = store.get_run(run_id)
     if run is None or run.kind not in KINDS:
@@ -53,6 +65,7 @@ def paper_detail(store, run_id: str) -> dict:
     held = {}
     if len(balances):
         held = {c: float(f) + float(u) for c, f, u in zip(balances["currency"], balances["free"], balances["used"])}
+    books = _broker_positions(store, run)
     pair_rows = []
     for p in pairs:
         sym, tf = p["symbol"], p["timeframe"]
@@ -74,15 +87,20 @@ def paper_detail(store, run_id: str) -> dict:
                                   **{c: floats(tail[c], 8) for c in ("open", "high", "low", "close")}}
                 last_price = float(tail["close"].iloc[-1])
         if last_price is None and len(fills):
-            pair_fills = fills[fills["order_id"].isin(orders.loc[orders["symbol"] == sym, "id"])] if len(orders) else fills.iloc[0:0]
+            ids = orders.loc[orders["symbol"] == sym, "id"] if len(orders) else []
+            pair_fills = fills[fills["order_id"].isin(ids)]
             if len(pair_fills):
                 last_price = float(pair_fills["price"].iloc[-1])
         if last_price is None and row["forecast"]:
             last_price = row["forecast"]["last_close"]
         base, quote = _split(sym)
-        amount = held.get(base)
-        row["position"] = clean({"base": base, "quote": quote, "amount": amount, "price": last_price,
-                                 "value": amount * last_price if amount is not None and last_price else None})
+        book = books.get((sym, tf))
+        amount = book.size if book is not None else held.get(base)
+        entry = (book.entry_price or None) if book is not None else None
+        row["position"] = clean({
+            "base": base, "quote": quote, "amount": amount, "price": last_price, "entry_price": entry,
+            "value": amount * last_price if amount is not None and last_price else None,
+            "unrealized_pnl": (last_price - entry) * amount if entry and last_price and amount else None})
         pair_rows.append(row)
 
     errors = sorted(store.last_errors(run_id).values(), key=lambda e: e.ts, reverse=True)

@@ -1,0 +1,138 @@
+"""Scores of Kronos (raw and calibrated) beside two random-walk baselines, as a table, JSON and PNG."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from kronos_trader.forecasting.calibration import RollingCalibrator
+
+from .metrics import central_interval, coverage, crps_ensemble, crps_normal, direction_accuracy, mae, \
+    normal_interval, rmse
+from .walkforward import WalkForward, random_walk_sigma
+
+__all__ = ["ScoreSettings", "Evaluation", "score_walk_forward", "MODELS", "MODEL_LABELS", "MODEL_SHORT"]
+
+MODELS = ("kronos", "kronos_calibrated", "rw_static", "rw_rolling")
+MODEL_LABELS = {"kronos": "Kronos", "kronos_calibrated": "Kronos (calibrated)",
+                "rw_static": "Random walk (static vol)", "rw_rolling": "Random walk (rolling vol)"}
+MODEL_SHORT = {"kronos": "Kronos", "kronos_calibrated": "Kronos calib.", "rw_static": "RW static",
+               "rw_rolling": "RW rolling"}
+CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+@dataclass
+class ScoreSettings:
+    horizons: Sequence[int] = (1, 6, 24)
+    band_levels: Sequence[float] = (0.5, 0.9)
+    calibration_level: float = 0.9
+    min_history: int = 10
+    vol_window: int = 48
+    curve_levels: Sequence[float] = CURVE_LEVELS
+
+
+@dataclass
+class Evaluation:
+    """metrics[model][horizon] = {mae, rmse, direction, crps, coverage_50, coverage_90, ...}."""
+
+    metrics: dict[str, dict[int, dict[str, float]]]
+    curves: dict[str, list[float]]
+    settings: ScoreSettings
+    windows: int
+    calibration_factors: np.ndarray  # (windows, horizon) factors used for each window
+    calibrated_paths: np.ndarray     # (windows, samples, horizon, 6)
+    sigmas: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.meta,
+            "windows": self.windows,
+            "settings": _jsonable(asdict(self.settings)),
+            "metrics": {m: {str(h): v for h, v in rows.items()} for m, rows in self.metrics.items()},
+            "calibration_curve": {"nominal": list(self.settings.curve_levels), **self.curves},
+            "calibration_factors_mean_by_step": np.round(self.calibration_factors.mean(axis=0), 4).tolist(),
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
+        return path
+
+    def table(self):
+        """A rich Table: one row per horizon and model."""
+        from rich.table import Table
+
+        levels = [f"{round(lv * 100)}" for lv in self.settings.band_levels]
+        table = Table(title=f"Walk-forward evaluation ({self.windows} windows; RW = random walk)")
+        for col in ("h", "model", "MAE", "RMSE", "dir. acc", "CRPS", *[f"cov {lv}%" for lv in levels]):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for h in self.settings.horizons:
+            for m in MODELS:
+                row = self.metrics[m][h]
+                direction = "n/a" if np.isnan(row["direction"]) else f"{row['direction']:.1%}"
+                table.add_row(str(h), MODEL_SHORT[m], f"{row['mae']:.2f}", f"{row['rmse']:.2f}", direction,
+                              f"{row['crps']:.2f}", *[f"{row[f'coverage_{lv}']:.1%}" for lv in levels])
+            table.add_section()
+        return table
+
+
+def score_walk_forward(wf: WalkForward, settings: ScoreSettings | None = None) -> Evaluation:
+    """Score the walk-forward forecasts, their rolling calibration and both baselines."""
+    s = settings or ScoreSettings()
+    bad = [h for h in s.horizons if not 1 <= h <= wf.horizon]
+    if bad:
+        raise ValueError(f"horizon {bad[0]} is outside the forecast's 1..{wf.horizon} steps")
+    calibrator = RollingCalibrator(level=s.calibration_level, min_history=s.min_history)
+    known = wf.known_at()
+    calibrated, factors = calibrator.run(list(wf.origins), list(wf.paths), list(known), wf.closes)
+    calibrated = np.stack(calibrated)
+    sigmas = {"rw_static": random_walk_sigma(wf, None), "rw_rolling": random_walk_sigma(wf, s.vol_window)}
+    metrics: dict[str, dict[int, dict[str, float]]] = {m: {} for m in MODELS}
+    curves: dict[str, list[float]] = {}
+    for m in MODELS:
+        pooled: dict[float, list[float]] = {lv: [] for lv in s.curve_levels}
+        for h in s.horizons:
+            y, last = wf.realized[:, h - 1], wf.last_close
+            if m.startswith("kronos"):
+                samples = (wf.paths if m == "kronos" else calibrated)[:, :, h - 1, 3]
+                point = samples.mean(axis=1)
+                row = {"mae": mae(point, y), "rmse": rmse(point, y), "direction": direction_accuracy(point - last,
+                                                                                                      y - last),
+                       "crps": float(np.mean(crps_ensemble(samples, y)))}
+                bands = {lv: central_interval(samples, lv) for lv in {*s.band_levels, *s.curve_levels}}
+            else:
+                sd = last * sigmas[m] * np.sqrt(h)
+                row = {"mae": mae(last, y), "rmse": rmse(last, y), "direction": float("nan"),
+                       "crps": float(np.mean(crps_normal(last, sd, y)))}
+                bands = {lv: normal_interval(last, sd, lv) for lv in {*s.band_levels, *s.curve_levels}}
+            for lv in s.band_levels:
+                lo, hi = bands[lv]
+                row[f"coverage_{round(lv * 100)}"] = coverage(lo, hi, y)
+                row[f"width_{round(lv * 100)}"] = float(np.mean(hi - lo))
+            for lv in s.curve_levels:
+                lo, hi = bands[lv]
+                pooled[lv].extend(((y >= lo) & (y <= hi)).tolist())
+            metrics[m][h] = row
+        curves[m] = [float(np.mean(pooled[lv])) for lv in s.curve_levels]
+    return Evaluation(metrics, curves, s, len(wf.origins), factors, calibrated, sigmas)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value

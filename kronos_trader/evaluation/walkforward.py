@@ -1,0 +1,108 @@
+"""Walk-forward forecasts over held-out data, and the random-walk baselines on the same windows.
+
+The series is cut at `1 - holdout`; forecast origins are bars p from the cut on (every
+`stride` bars) whose next `horizon` bars exist. Each forecast sees only the `lookback` bars
+ending at p; bars after p are used only to score it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["WalkForward", "origins", "run_walk_forward", "random_walk_sigma", "holdout_start"]
+
+
+@dataclass
+class WalkForward:
+    """Forecasts made at `origins` (bar positions of the last history bar).
+
+    `paths` (windows, samples, horizon, 6) in price units; `realized` (windows, horizon)
+    closes that followed; `last_close` (windows,) close at the origin.
+    """
+
+    origins: np.ndarray
+    times: pd.DatetimeIndex
+    last_close: np.ndarray
+    realized: np.ndarray
+    paths: np.ndarray
+    closes: pd.Series  # the whole close series (by bar position), for baselines and calibration
+    cut: int
+
+    @property
+    def horizon(self) -> int:
+        return self.realized.shape[1]
+
+    def known_at(self) -> np.ndarray:
+        """Bar position at which each target close is known (windows, horizon)."""
+        return self.origins[:, None] + np.arange(1, self.horizon + 1)[None, :]
+
+
+def holdout_start(n: int, holdout: float) -> int:
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    return n - int(round(n * holdout))
+
+
+def origins(n: int, holdout: float, lookback: int, horizon: int, stride: int,
+            max_windows: int | None = None) -> np.ndarray:
+    """Forecast origins: the first at the last bar before the hold-out (so its targets are
+    the hold-out's first bars), then every `stride` bars while `horizon` bars follow."""
+    cut = holdout_start(n, holdout)
+    first = max(cut - 1, lookback - 1)
+    out = np.arange(first, n - horizon, max(1, stride))
+    if max_windows is not None and len(out) > max_windows:
+        out = out[:max_windows]
+    if len(out) == 0:
+        raise ValueError(f"no forecast window fits: {n} bars, hold-out {holdout:.0%} ({n - cut} bars), "
+                         f"lookback {lookback}, horizon {horizon}")
+    return out
+
+
+def run_walk_forward(predictor, candles: pd.DataFrame, holdout: float = 0.2, lookback: int = 256,
+                     horizon: int = 24, stride: int = 24, samples: int = 32, seed: int = 42, T: float = 1.0,
+                     top_k: int = 0, top_p: float = 0.9, batch_windows: int = 64, max_windows: int | None = None,
+                     progress: bool = True) -> WalkForward:
+    """Forecast every origin with `predictor` (a `KronosPredictor`), batched."""
+    n = len(candles)
+    pos = origins(n, holdout, lookback, horizon, stride, max_windows)
+    close = candles["close"].to_numpy(dtype=np.float64)
+    index = candles.index
+    paths = []
+    batches = [pos[i:i + batch_windows] for i in range(0, len(pos), batch_windows)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(pos), desc="walk-forward forecasts", unit="window")
+    for chunk in batches:
+        frames = [candles.iloc[p - lookback + 1:p + 1] for p in chunk]
+        futures = [index[p + 1:p + 1 + horizon] for p in chunk]
+        results = predictor.forecast_batch(frames, [f.index for f in frames], futures, pred_len=horizon, T=T,
+                                           top_k=top_k, top_p=top_p, sample_count=samples, verbose=False,
+                                           seed=[[int(seed), int(p)] for p in chunk])
+        paths.extend(r.paths for r in results)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    realized = np.stack([close[p + 1:p + 1 + horizon] for p in pos])
+    return WalkForward(origins=pos, times=pd.DatetimeIndex(index[pos]), last_close=close[pos], realized=realized,
+                       paths=np.stack(paths).astype(np.float64), closes=pd.Series(close),
+                       cut=holdout_start(n, holdout))
+
+
+def random_walk_sigma(wf: WalkForward, vol_window: int | None) -> np.ndarray:
+    """Per-window volatility of one-bar log returns known at the origin: over all bars
+    before the hold-out (`vol_window` None: the static baseline) or over the last
+    `vol_window` returns up to the origin (the rolling baseline)."""
+    log_close = np.log(np.maximum(wf.closes.to_numpy(), 1e-12))
+    returns = np.diff(log_close)  # returns[i] is from bar i to bar i + 1
+    if vol_window is None:
+        static = float(np.std(returns[:max(1, wf.cut - 1)]))
+        return np.full(len(wf.origins), static)
+    out = []
+    for p in wf.origins:
+        recent = returns[max(0, p - vol_window):p]  # returns ending at bar p
+        out.append(float(np.std(recent)) if len(recent) > 1 else float(np.std(returns[:max(2, p)])))
+    return np.asarray(out)

@@ -1,0 +1,58 @@
+"""Consistency checks of a paper/live run in the database (used by tests and `status`)."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from sqlalchemy import select
+
+from kronos_trader.store import Balance, Fill, Order, Run, Signal, Store
+
+EPS = 1e-6
+
+
+def audit_run(store: Store, run_id: str, *, paper: bool = True) -> list[str]:
+    """Problems found (empty when consistent): fills vs orders, orders vs signals, and for
+    paper runs the balances vs the opening balance plus every fill."""
+    problems: list[str] = []
+    with store.session(readonly=True) as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return [f"unknown run {run_id}"]
+        orders = list(s.scalars(select(Order).where(Order.run_id == run_id)))
+        fills = list(s.scalars(select(Fill).where(Fill.run_id == run_id)))
+        signals = {(x.symbol, x.timeframe, x.bar_time) for x in s.scalars(select(Signal).where(Signal.run_id == run_id))}
+        balances = {b.currency: b.free + b.used for b in s.scalars(select(Balance).where(Balance.run_id == run_id))}
+    by_order = defaultdict(list)
+    for f in fills:
+        by_order[f.order_id].append(f)
+    per_bar = Counter((o.symbol, o.timeframe, o.bar_time) for o in orders)
+    for key, n in per_bar.items():
+        if n > 1:
+            problems.append(f"{n} orders for {key}")
+    quote_delta: float = 0.0
+    base_delta: dict[str, float] = defaultdict(float)
+    for o in orders:
+        got = by_order.get(o.id, [])
+        done = sum(f.amount for f in got)
+        if (o.symbol, o.timeframe, o.bar_time) not in signals:
+            problems.append(f"order {o.client_order_id} has no signal")
+        if o.status == "filled" and abs(done - o.amount) > EPS * max(1.0, o.amount):
+            problems.append(f"order {o.client_order_id} is filled but its fills sum to {done} of {o.amount}")
+        if o.status in ("new", "sent", "rejected") and got:
+            problems.append(f"order {o.client_order_id} is {o.status} but has fills")
+        for f in got:
+            signed = f.amount if o.side == "buy" else -f.amount
+            quote_delta -= signed * f.price + f.fee
+            base_delta[o.symbol.split("/")[0]] += signed
+    if paper and run.config:
+        pairs = (run.config.get("paper") or {}).get("pairs") or []
+        quotes = {p["symbol"].split("/")[1].split(":")[0] for p in pairs if "/" in p["symbol"]}
+        opening = float((run.config.get("paper") or {}).get("quote_balance") or 0.0)
+        for quote in quotes:
+            expected = opening + quote_delta
+            if abs(balances.get(quote, 0.0) - expected) > EPS * max(1.0, abs(expected)):
+                problems.append(f"{quote} balance {balances.get(quote)} != opening + fills {expected}")
+        for base, delta in base_delta.items():
+            if abs(balances.get(base, 0.0) - delta) > EPS * max(1.0, abs(delta)):
+                problems.append(f"{base} balance {balances.get(base)} != fills {delta}")
+    return problems

@@ -1,0 +1,136 @@
+/* One backtest run: metrics, equity and drawdown, candles with forecasts, trades. */
+"use strict";
+(() => {
+  const { $, el, api, table, pct, num, price, kv, stat, showError, signClass, COLORS } = K;
+  const runId = document.body.dataset.runId;
+  const PCT = new Set(["total_return", "annual_return", "max_drawdown", "win_rate", "exposure"]);
+  const LABELS = { total_return: "total return", annual_return: "annual return", sharpe: "Sharpe",
+    sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
+    exposure: "exposure" };
+  const fmtMetric = (k, v) => (PCT.has(k) ? pct(v) : k === "trades" ? num(v, 0) : num(v, 2));
+
+  async function load() {
+    try {
+      const d = await api(`/api/backtests/${runId}`);
+      const r = d.run;
+      $("run-title").textContent = `Backtest ${r.name}`;
+      $("run-badges").replaceChildren(el("span", { class: `badge ${r.status}`, text: r.status }), " ",
+        el("span", { class: "badge", text: `${r.symbol || "?"} ${r.timeframe || ""}` }));
+      const m = Object.fromEntries(d.metrics.map((x) => [x.metric, x]));
+      const get = (k, side) => (m[k] ? m[k][side] : null);
+      $("headline").replaceChildren(
+        stat("strategy return", pct(get("total_return", "strategy")), `buy & hold ${pct(get("total_return", "buy_and_hold"))}`,
+          signClass(get("total_return", "strategy"))),
+        stat("Sharpe", num(get("sharpe", "strategy"), 2), `buy & hold ${num(get("sharpe", "buy_and_hold"), 2)}`),
+        stat("max drawdown", pct(get("max_drawdown", "strategy")), `buy & hold ${pct(get("max_drawdown", "buy_and_hold"))}`, "neg"),
+        stat("trades", num(get("trades", "strategy"), 0), `win rate ${pct(get("win_rate", "strategy"), 0)}`),
+        stat("exposure", pct(get("exposure", "strategy"), 0), `fees ${num(get("fees", "strategy"), 2)}`));
+      $("metrics-table").replaceChildren(table(d.metrics.map((x) => ({ ...x, label: LABELS[x.metric] || x.metric })), [
+        { key: "label", label: "metric" },
+        { key: "strategy", label: "strategy", num: true, fmt: (v, row) => fmtMetric(row.metric, v) },
+        { key: "buy_and_hold", label: "buy & hold", num: true, fmt: (v, row) => fmtMetric(row.metric, v) }]));
+      const c = d.config || {};
+      kv($("config-kv"), [["run id", r.id], ["started", r.started_at], ["finished", r.finished_at],
+        ["model", (c.model || {}).name], ["lookback / horizon", c.forecast ? `${c.forecast.lookback} / ${c.forecast.horizon}` : null],
+        ["samples", c.forecast ? String(c.forecast.sample_count) : null],
+        ["strategy", (c.strategy || {}).name], ["cash", c.backtest ? num(c.backtest.cash, 2) : null],
+        ["commission / slippage", c.backtest ? `${pct(c.backtest.commission, 3)} / ${pct(c.backtest.slippage, 3)}` : null],
+        ["bars", r.bars != null ? String(r.bars) : null]]);
+      drawEquity(d);
+      $("trades").replaceChildren(table(d.trades, [
+        { key: "entry_time", label: "entry (UTC)" }, { key: "exit_time", label: "exit (UTC)" },
+        { key: "side", label: "side" }, { key: "size", label: "size", num: true, fmt: (v) => num(v, 4) },
+        { key: "entry_price", label: "entry", num: true, fmt: price }, { key: "exit_price", label: "exit", num: true, fmt: price },
+        { key: "pnl", label: "PnL", num: true, fmt: (v) => num(v, 2), cls: signClass },
+        { key: "pnl_pct", label: "PnL %", num: true, fmt: (v) => pct(v), cls: signClass },
+        { key: "fees", label: "fees", num: true, fmt: (v) => num(v, 2) }], { empty: "no closed trades" }));
+    } catch (err) {
+      showError("run-error", err.message);
+    }
+    loadOverlay();
+  }
+
+  function drawEquity(d) {
+    const e = d.equity;
+    const traces = [{ type: "scatter", mode: "lines", name: "strategy equity", x: e.timestamps, y: e.equity,
+      line: { color: COLORS.accent, width: 2 } }];
+    if (d.hold && d.hold.equity.length) {
+      traces.push({ type: "scatter", mode: "lines", name: "buy & hold", x: d.hold.timestamps, y: d.hold.equity,
+        line: { color: "#64748b", width: 1.5, dash: "dot" } });
+    }
+    K.plot("equity-chart", traces, K.baseLayout());
+    K.plot("drawdown-chart", [{ type: "scatter", mode: "lines", name: "drawdown", x: e.timestamps, y: e.drawdown,
+      fill: "tozeroy", line: { color: COLORS.down, width: 1 }, fillcolor: "rgba(220,38,38,0.18)" }],
+      K.baseLayout({ showlegend: false, yaxis: { tickformat: ".0%", gridcolor: "#eef1f5" } }));
+  }
+
+  let baseTraces = [];
+  let baseLayout = null;
+
+  async function loadOverlay() {
+    try {
+      const o = await api(`/api/backtests/${runId}/overlay`);
+      $("overlay-notes").replaceChildren(...o.notes.map((n) => el("div", { class: "note", text: n })));
+      const f = o.forecasts;
+      const traces = [];
+      if (o.candles) traces.push(K.candles(o.candles, "candles"));
+      if (f.ids.length) {
+        traces.push({ type: "scatter", mode: "lines", x: f.ahead.timestamps, y: f.ahead.q95, line: { width: 0 },
+          hoverinfo: "skip", showlegend: false, legendgroup: "band" });
+        traces.push({ type: "scatter", mode: "lines", x: f.ahead.timestamps, y: f.ahead.q05, fill: "tonexty",
+          fillcolor: COLORS.band90, line: { width: 0 }, name: `5–95% at ${f.horizon} bars ahead`, legendgroup: "band",
+          hoverinfo: "skip" });
+        traces.push({ type: "scatter", mode: "lines+markers", name: `forecast ${f.horizon} bars ahead (mean close)`,
+          x: f.ahead.timestamps, y: f.ahead.close, customdata: f.ids, marker: { size: 3 },
+          line: { color: COLORS.accent, width: 1.5 } });
+        traces.push({ type: "scatter", mode: "lines+markers", name: "forecast next bar (mean close)",
+          x: f.next.timestamps, y: f.next.close, customdata: f.ids, marker: { size: 3 },
+          line: { color: "#f59e0b", width: 1 }, visible: "legendonly" });
+      }
+      const fl = o.fills;
+      for (const side of ["buy", "sell"]) {
+        const idx = fl.side.map((s, i) => (s === side ? i : -1)).filter((i) => i >= 0);
+        if (!idx.length) continue;
+        traces.push({ type: "scatter", mode: "markers", name: side === "buy" ? "buys" : "sells",
+          x: idx.map((i) => fl.timestamps[i]), y: idx.map((i) => fl.price[i]),
+          marker: { symbol: side === "buy" ? "triangle-up" : "triangle-down", size: 11,
+            color: side === "buy" ? COLORS.up : COLORS.down, line: { color: "#fff", width: 1 } } });
+      }
+      if (!traces.length) {
+        $("overlay-chart").replaceChildren(el("div", { class: "empty", text: "no candles or forecasts stored for this run" }));
+        return;
+      }
+      baseTraces = traces;
+      baseLayout = K.baseLayout({ hovermode: "closest" });
+      await K.plot("overlay-chart", traces, baseLayout);
+      $("overlay-chart").on("plotly_click", (ev) => {
+        const pt = ev.points && ev.points[0];
+        if (pt && pt.customdata !== undefined) inspect(pt.customdata);
+      });
+    } catch (err) {
+      $("overlay-notes").replaceChildren(el("div", { class: "error", text: err.message }));
+    }
+  }
+
+  async function inspect(id) {
+    try {
+      const f = await api(`/api/backtests/${runId}/forecasts/${id}`);
+      const q = f.quantiles;
+      const extra = [];
+      if (q["0.05"] && q["0.95"]) {
+        extra.push({ type: "scatter", mode: "lines", x: f.timestamps, y: q["0.95"], line: { width: 0 }, showlegend: false,
+          hoverinfo: "skip" });
+        extra.push({ type: "scatter", mode: "lines", x: f.timestamps, y: q["0.05"], fill: "tonexty",
+          fillcolor: "rgba(245,158,11,0.22)", line: { width: 0 }, name: "selected: 5–95%", hoverinfo: "skip" });
+      }
+      extra.push({ type: "scatter", mode: "lines+markers", x: f.timestamps, y: f.close, name:
+        `selected forecast @ ${f.window_end} (E[r] ${pct(f.expected_return)}, P(up) ${pct(f.prob_up, 0)})`,
+        line: { color: "#f59e0b", width: 2.5 }, marker: { size: 4 } });
+      await K.plot("overlay-chart", [...baseTraces, ...extra], baseLayout);
+    } catch (err) {
+      $("overlay-notes").replaceChildren(el("div", { class: "error", text: err.message }));
+    }
+  }
+
+  load();
+})();
