@@ -80,7 +80,8 @@ def main() -> None:
             "model": {"name": model_name, "device": args.device},
             "forecast": {"lookback": args.context, "horizon": args.horizon, "sample_count": args.samples,
                          "batch_windows": args.batch},
-            "strategy": {"params": {"long_threshold": 0.0, "short_threshold": 0.0,  # trade every pair
+            "strategy": {"params": {"signal": "return", "long_threshold": 0.0, "short_threshold": 0.0,
+                                    "allow_short": True,  # every pair trades
                                     "sizing": {"kind": "fixed", "fraction": 0.9 / args.pairs}}},
             "database": {"url": f"sqlite:///{tmp / 'bench.db'}"},
             "paper": {"api_url": server.url, "quote_balance": 100_000.0, "delay_seconds": args.delay,

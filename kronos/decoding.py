@@ -19,7 +19,13 @@ from .modules import KVCache, attend_with_cache
 
 
 class PackedLinear:
-    """Inference-only `x @ W.T + b` with the weight pre-packed for oneDNN on CPU."""
+    """Inference-only `x @ W.T + b` with the weight pre-packed for oneDNN on CPU.
+
+    The packed kernel wins for the few rows of single-series decoding; many rows (batched
+    windows and paths) go to the regular GEMM, which is faster there.
+    """
+
+    few_rows = 32
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias, self.packed = weight, bias, None
@@ -31,7 +37,7 @@ class PackedLinear:
                 self.packed = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
+        if self.packed is not None and x.shape[0] <= self.few_rows:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 

@@ -93,7 +93,7 @@ def _stream(n: int, steps: int, stride: int, seed: int = 4):
 
 def test_rolling_calibrator_improves_coverage_and_never_uses_future_targets():
     steps = 4
-    closes, origins, paths, known = _stream(3000, steps, stride=2)  # stride < horizon: overlapping targets
+    closes, origins, paths, known = _stream(2000, steps, stride=2)  # stride < horizon: overlapping targets
     calibrated, factors = RollingCalibrator(level=0.9, min_history=20).run(origins, paths, known, closes)
     assert (factors[0] == 1).all() and (factors[-1] > 1.5).all()
     late = slice(len(origins) // 2, None)

@@ -15,8 +15,10 @@ with past forecasts whose target closes were already known at t (no future data)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -129,59 +131,103 @@ def apply_spread_scale(paths: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return out
 
 
+def _time_key(value) -> float:
+    """A number that orders times: Timestamps/datetimes by nanoseconds, numbers as they are."""
+    if isinstance(value, (pd.Timestamp, np.datetime64, datetime)):
+        return float(pd.Timestamp(value).value)
+    return float(value)
+
+
 @dataclass
 class _Past:
-    made_at: Any
-    closes: np.ndarray      # (samples, steps) close paths
-    known_at: np.ndarray    # (steps,) when each step's close becomes known
+    made_at: float
+    known_keys: np.ndarray   # (steps,) ordering keys of when each step's close is known
+    known_at: list           # the same times as given (to look the closes up)
+    med: np.ndarray          # per-step median of the log close paths
+    lo: np.ndarray           # per-step lower/upper ends of the central band (log)
+    hi: np.ndarray
+    scores: np.ndarray       # per-step conformity score, NaN until the outcome is known
 
 
-@dataclass
 class RollingCalibrator:
     """Walk-forward calibration that never looks at the future.
 
     Register each forecast with `add(made_at, paths, known_at)`: `made_at` is when the
     forecast was made (its window end), `known_at[h]` when the close of step h becomes known
     (e.g. the bar's close time, or a bar position). `scale(now, closes)` fits factors on the
-    registered forecasts made before `now`, using only their steps with `known_at <= now`
-    and only entries of `closes` (indexed by the time they became known) up to `now`.
-    `calibrate` applies them; `run` does add/calibrate over a time-ordered list.
+    forecasts made before `now`, using only their steps with `known_at <= now`, whose closes
+    are read from `closes` (indexed by the time each became known) only at those times.
+    Scores are computed once per (forecast, step) and kept, so past closes must not be
+    revised between calls. `calibrate` applies the factors; `run` does add/calibrate over a
+    time-ordered list of forecasts.
     """
 
-    level: float = 0.9
-    min_history: int = 10     # outcomes a step needs before its factor departs from 1
-    max_history: int | None = None  # use only the most recent forecasts
-    history: list[_Past] = field(default_factory=list)
+    def __init__(self, level: float = 0.9, min_history: int = 10, max_history: int | None = None):
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        self.level, self.min_history, self.max_history = level, int(min_history), max_history
+        self.history: list[_Past] = []
+        self._made: list[float] = []  # made_at keys of `history`, ascending
+        self._pending: list[_Past] = []  # forecasts with steps whose outcome is not scored yet
 
     def add(self, made_at, paths: np.ndarray, known_at: Sequence) -> None:
         paths = np.asarray(paths, dtype=np.float64)
         closes = paths[..., CLOSE] if paths.ndim == 3 else paths
-        known = np.asarray(list(known_at))
+        known = list(known_at)
         if len(known) != closes.shape[1]:
             raise ValueError(f"known_at has {len(known)} entries for {closes.shape[1]} steps")
-        if self.history and _lt(made_at, self.history[-1].made_at):
+        key = _time_key(made_at)
+        if self.history and key < self.history[-1].made_at:
             raise ValueError("forecasts must be added in time order")
-        self.history.append(_Past(made_at, closes, known))
+        med, lo, hi = _band(_log(closes), self.level)
+        past = _Past(key, np.array([_time_key(k) for k in known]), known, med, lo, hi,
+                     np.full(closes.shape[1], np.nan))
+        self.history.append(past)
+        self._made.append(key)
+        self._pending.append(past)
+
+    def _score_known(self, now: float, closes: pd.Series) -> None:
+        still = []
+        for p in self._pending:
+            todo = np.isnan(p.scores) & (p.known_keys <= now) & (p.made_at < now)
+            if todo.any():
+                steps = np.flatnonzero(todo)
+                y = closes.reindex([p.known_at[h] for h in steps]).to_numpy(dtype=np.float64)
+                ly = _log(y)
+                up = ly >= p.med[steps]
+                width = np.where(up, p.hi[steps] - p.med[steps], p.med[steps] - p.lo[steps])
+                dist = np.abs(ly - p.med[steps])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    score = np.where(width > _TINY, dist / np.maximum(width, _TINY),
+                                     np.where(dist > _TINY, np.inf, 0.0))
+                p.scores[steps] = np.where(np.isnan(y), np.nan, score)
+            if np.isnan(p.scores).any():
+                still.append(p)
+        self._pending = still
 
     def scale(self, now, closes: pd.Series, steps: int | None = None) -> np.ndarray:
-        """Factors for a forecast made at `now` (steps: its number of steps)."""
-        visible = closes[closes.index <= now]  # nothing after `now` is ever read
-        past = [p for p in self.history if _lt(p.made_at, now)]
-        if self.max_history is not None:
-            past = past[-self.max_history:]
-        paths, outcomes = [], []
-        for p in past:
-            known = np.array([not _lt(now, when) for when in p.known_at])
-            y = visible.reindex(p.known_at).to_numpy(dtype=np.float64)
-            paths.append(p.closes)
-            outcomes.append(np.where(known, y, np.nan))
-        n = steps if steps is not None else (past[-1].closes.shape[1] if past else 0)
-        if not paths:
-            return np.ones(n)
-        fitted = fit_spread_scale(paths, outcomes, self.level, min_count=self.min_history)
-        if len(fitted) < n:
-            fitted = np.concatenate([fitted, np.ones(n - len(fitted))])
-        return fitted[:n] if steps is not None else fitted
+        """Factors for a forecast made at `now` (`steps`: its number of steps)."""
+        key = _time_key(now)
+        self._score_known(key, closes)
+        count = bisect_left(self._made, key)  # forecasts made before `now`
+        first = 0 if self.max_history is None else max(0, count - self.max_history)
+        past = self.history[first:count]
+        n = steps if steps is not None else (len(past[-1].scores) if past else 0)
+        out = np.ones(n)
+        if not past:
+            return out
+        width = max(len(p.scores) for p in past)
+        scores = np.full((len(past), width), np.nan)
+        keys = np.full((len(past), width), np.inf)
+        for i, p in enumerate(past):
+            scores[i, :len(p.scores)], keys[i, :len(p.scores)] = p.scores, p.known_keys
+        scores[keys > key] = np.nan  # never a score of an outcome after `now`
+        for h in range(min(n, width)):
+            column = scores[:, h]
+            column = column[~np.isnan(column)]
+            if len(column) >= max(1, self.min_history):
+                out[h] = conformal_quantile(column, self.level)
+        return np.clip(out, MIN_SCALE, MAX_SCALE)
 
     def calibrate(self, now, paths: np.ndarray, closes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated paths, factors) for a forecast made at `now`."""
@@ -200,7 +246,3 @@ class RollingCalibrator:
             used.append(factors)
             self.add(t, p, k)
         return out, np.array(used)
-
-
-def _lt(a, b) -> bool:
-    return bool(a < b)
