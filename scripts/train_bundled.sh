@@ -19,7 +19,7 @@ python -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m kronos
   --out "$OUT" --run-dir "$RUNS" --overwrite --init nano \
   --sample --synthetic 12 --synthetic-bars 8760 --synthetic-seed 100 \
   --lookback 256 --horizon 32 --max-context 512 --val-fraction 0.1 --max-val-windows 256 \
-  --tokenizer-steps 400 --tokenizer-lr 1e-3 --predictor-steps 750 --predictor-lr 8e-4 \
+  --tokenizer-steps 1500 --tokenizer-lr 1e-3 --predictor-steps 600 --predictor-lr 8e-4 \
   --batch-size 16 --grad-accum 1 --warmup 50 --weight-decay 0.05 --clip-grad 1.0 \
-  --eval-every 125 --log-every 25 --seed 0 --device cpu
+  --eval-every 150 --log-every 25 --seed 0 --device cpu
 echo "trained in $(( $(date +%s) - start ))s -> $OUT (runs and metrics in $RUNS)"

@@ -174,17 +174,27 @@ def test_indicator_with_csv_feed_and_two_datas(fast_settings, sample_candles, tm
     assert strat.rows["OTHER"][-1][1] == pytest.approx(expected[len(other) - 1].prob_up())
 
 
-def test_indicator_on_resampled_data(fast_settings, sample_candles):
-    minutes = sample_candles.iloc[:60]
-    quarter = pd.DataFrame(np.repeat(minutes.to_numpy(), 4, axis=0), columns=minutes.columns,
-                           index=pd.date_range(minutes.index[0], periods=len(minutes) * 4, freq="15min"))
-    service, kw = _indicator_kw(fast_settings)
+def _quarter_hours(hourly: pd.DataFrame) -> pd.DataFrame:
+    """15-minute bars (each hour's bar repeated 4 times) to resample or replay."""
+    return pd.DataFrame(np.repeat(hourly.to_numpy(), 4, axis=0), columns=hourly.columns,
+                        index=pd.date_range(hourly.index[0], periods=len(hourly) * 4, freq="15min"))
+
+
+def _run_hourly(settings, quarter: pd.DataFrame, mode: str):
+    """Feed 15-minute bars resampled or replayed to 1h through a Recorder strategy."""
+    service, kw = _indicator_kw(settings)
+    before = service.computed + service.reused
     cerebro = _cerebro(runonce=False)
     feed = bt.feeds.PandasData(dataname=quarter, timeframe=bt.TimeFrame.Minutes, compression=15)
-    cerebro.resampledata(feed, timeframe=bt.TimeFrame.Minutes, compression=60, name="H1")
+    getattr(cerebro, f"{mode}data")(feed, timeframe=bt.TimeFrame.Minutes, compression=60, name="H1")
     cerebro.addstrategy(Recorder, kw=kw)
-    strat = cerebro.run()[0]
-    rows = strat.rows["H1"]
+    rows = cerebro.run()[0].rows["H1"]
+    return service, rows, service.computed + service.reused - before
+
+
+def test_indicator_on_resampled_data(fast_settings, sample_candles):
+    quarter = _quarter_hours(sample_candles.iloc[:60])
+    service, rows, _ = _run_hourly(fast_settings, quarter, "resample")
     assert rows, "the indicator produced no values on resampled data"
     # backtrader takes feed stamps as bar ends: an hour is (h-1, h], labelled h
     agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
@@ -196,18 +206,7 @@ def test_indicator_on_resampled_data(fast_settings, sample_candles):
 
 
 def test_replay_forecasts_once_per_closed_bar(fast_settings, sample_candles):
-    hourly = sample_candles.iloc[:50]
-    quarter = pd.DataFrame(np.repeat(hourly.to_numpy(), 4, axis=0), columns=hourly.columns,
-                           index=pd.date_range(hourly.index[0], periods=len(hourly) * 4, freq="15min"))
-    service, kw = _indicator_kw(fast_settings)
-    before = service.computed + service.reused
-    cerebro = _cerebro(runonce=False)
-    feed = bt.feeds.PandasData(dataname=quarter, timeframe=bt.TimeFrame.Minutes, compression=15)
-    cerebro.replaydata(feed, timeframe=bt.TimeFrame.Minutes, compression=60, name="R")
-    cerebro.addstrategy(Recorder, kw=kw)
-    strat = cerebro.run()[0]
-    rows = strat.rows["R"]
-    calls = service.computed + service.reused - before
+    _, rows, calls = _run_hourly(fast_settings, _quarter_hours(sample_candles.iloc[:50]), "replay")
     closed_bars = max(r[3] for r in rows) - 1
     assert calls == closed_bars - 31, "one forecast per closed bar, none per tick"
     ticks_per_bar = pd.Series([r[3] for r in rows]).value_counts()

@@ -239,7 +239,9 @@ def _autocast_factory(device: torch.device, amp: str):
     if device.type != "cuda" or amp == "off":
         return contextlib.nullcontext, None
     dtype = torch.bfloat16 if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()) else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    scaler = None
+    if dtype == torch.float16:  # bf16 needs no loss scaling
+        scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
