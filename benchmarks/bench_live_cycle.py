@@ -94,8 +94,9 @@ def main() -> None:
         model = load_model(model_name, args.device)
         load_s = time.perf_counter() - t
         client = make_client("binance", api_url=server.url, rate_limit_ms=args.rate_limit_ms)
-        runner = LiveRunner(settings, store=store, client=client, service=ForecastService(model, settings.forecast,
-                                                                                          store, False))
+        # each pair's target (0.9 / pairs) must exceed rebalance's min_change, or nothing trades
+        runner = LiveRunner(settings, store=store, client=client, min_change=min(0.02, 0.45 / args.pairs),
+                            service=ForecastService(model, settings.forecast, store, False))
         t = time.perf_counter()
         runner.start()
         start_s = time.perf_counter() - t

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,18 @@ class WindowForecast:
                    p_up=np.asarray(payload["p_up"], dtype=float), forecast_id=forecast_id)
 
 
+@dataclass(frozen=True)
+class WindowRequest:
+    """One window to forecast: the `lookback` bars of `candles` ending at row `position`."""
+
+    key: Hashable
+    candles: pd.DataFrame
+    position: int
+    symbol: str
+    timeframe: str
+    interval: pd.Timedelta
+
+
 def window_seed(seed: int, window_end: pd.Timestamp) -> list[int]:
     """Seed of one window: independent of batching, reproducible from its end time."""
     return [int(seed), int(pd.Timestamp(window_end).value // 1_000_000_000)]
@@ -107,44 +119,38 @@ class ForecastService:
     def forecast_at(self, candles: pd.DataFrame, positions: Sequence[int], symbol: str, timeframe: str,
                     interval: pd.Timedelta | None = None) -> dict[int, WindowForecast]:
         """Forecasts for the windows ending at each bar position (only past bars each)."""
-        lookback = self.settings.lookback
-        bad = [p for p in positions if p < lookback - 1 or p >= len(candles)]
-        if bad:
-            raise ValueError(f"{symbol} {timeframe}: bar {bad[0]} has fewer than {lookback} bars of history "
-                             f"(series has {len(candles)} bars)")
-        candles = validate_candles(candles, f"{symbol} {timeframe}")
         interval = interval if interval is not None else infer_bar_interval(candles.index)
-        windows = {p: candles.iloc[p - lookback + 1:p + 1] for p in positions}
-        stamps, values = candles.index.asi8, candles.to_numpy(dtype=np.float64)
-        hashes = {p: frame_hash(stamps[p - lookback + 1:p + 1], values[p - lookback + 1:p + 1]) for p in positions}
-        unknown = [h for h in hashes.values() if h not in self._memory]
+        return self.forecast_many([WindowRequest(p, candles, p, symbol, timeframe, interval) for p in positions])
+
+    def forecast_many(self, requests: Sequence["WindowRequest"]) -> dict[Hashable, WindowForecast]:
+        """Forecasts for windows of any number of series (e.g. the newest bar of every pair
+        in a live cycle), reusing stored ones and computing the rest in batched calls."""
+        lookback = self.settings.lookback
+        valid: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}  # each series validated once
+        windows, hashes = {}, {}
+        for r in requests:
+            if r.position < lookback - 1 or r.position >= len(r.candles):
+                raise ValueError(f"{r.symbol} {r.timeframe}: bar {r.position} has fewer than {lookback} bars of "
+                                 f"history (series has {len(r.candles)} bars)")
+            if id(r.candles) not in valid:
+                frame = validate_candles(r.candles, f"{r.symbol} {r.timeframe}")
+                valid[id(r.candles)] = (frame, frame.index.asi8, frame.to_numpy(dtype=np.float64))
+            frame, stamps, values = valid[id(r.candles)]
+            rows = slice(r.position - lookback + 1, r.position + 1)
+            windows[r.key], hashes[r.key] = frame.iloc[rows], frame_hash(stamps[rows], values[rows])
+        unknown = list({h for h in hashes.values() if h not in self._memory})
         if self.store is not None and unknown:
             for h, row in self.store.get_forecasts(self.model.model_id, self.settings_hash, unknown).items():
                 self._memory[h] = WindowForecast.from_payload(row.window_end, row.payload, row.id)
-        out: dict[int, WindowForecast] = {}
-        missing = []
-        for p in positions:
-            if hashes[p] in self._memory:
-                out[p] = self._memory[hashes[p]]
-            else:
-                missing.append(p)
-        self.reused += len(positions) - len(missing)
-        computed = self._compute([windows[p] for p in missing], interval)
-        if missing:
-            self.computed += len(missing)
-            ids: dict = {}
-            if self.store is not None:
-                self.store.add_forecasts([self._row(f, hashes[p], symbol, timeframe)
-                                          for p, f in zip(missing, computed)])
-                ids = self.store.get_forecasts(self.model.model_id, self.settings_hash,
-                                               [hashes[p] for p in missing])
-            # through the stored form, so a fresh forecast equals one read back later
-            computed = [WindowForecast.from_payload(f.window_end, f.to_payload(),
-                                                    ids[hashes[p]].id if hashes[p] in ids else None)
-                        for p, f in zip(missing, computed)]
-            self._memory.update((hashes[p], f) for p, f in zip(missing, computed))
-        out.update(zip(missing, computed))
-        return out
+        todo: dict[pd.Timedelta, dict[str, WindowRequest]] = {}
+        for r in requests:
+            if hashes[r.key] not in self._memory:  # the same window twice is computed once
+                todo.setdefault(r.interval, {}).setdefault(hashes[r.key], r)
+        self.reused += sum(1 for r in requests if hashes[r.key] in self._memory)
+        for interval, group in todo.items():
+            self._compute_and_store(list(group.values()), [windows[r.key] for r in group.values()],
+                                    list(group), interval)
+        return {r.key: self._memory[hashes[r.key]] for r in requests}
 
     def forecast_series(self, candles: pd.DataFrame, symbol: str, timeframe: str,
                         first: int | None = None) -> dict[int, WindowForecast]:
@@ -152,6 +158,19 @@ class ForecastService:
         return self.forecast_at(candles, self.decision_positions(len(candles), first), symbol, timeframe)
 
     # --- internals ------------------------------------------------------------------------
+    def _compute_and_store(self, requests: list["WindowRequest"], windows: list[pd.DataFrame], hashes: list[str],
+                           interval: pd.Timedelta) -> None:
+        computed = self._compute(windows, interval)
+        self.computed += len(computed)
+        ids: dict = {}
+        if self.store is not None:
+            self.store.add_forecasts([self._row(f, h, r.symbol, r.timeframe)
+                                      for r, f, h in zip(requests, computed, hashes)])
+            ids = self.store.get_forecasts(self.model.model_id, self.settings_hash, hashes)
+        for f, h in zip(computed, hashes):
+            # through the stored form, so a fresh forecast equals one read back later
+            self._memory[h] = WindowForecast.from_payload(f.window_end, f.to_payload(), ids[h].id if h in ids else None)
+
     def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta) -> list[WindowForecast]:
         if not windows:
             return []

@@ -45,12 +45,11 @@ from kronos_trader.exchange import (
     timeframe_to_timedelta,
 )
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService, WindowForecast, WindowRequest
 from kronos_trader.store import EquitySnapshot, Order, Run, Signal, Store, open_store
 from kronos_trader.store.models import new_run_id, utcnow
 
 from .accounting import Book
-from .forecasts import WindowRequest, forecast_windows
 from .ids import client_order_id
 from .paper_broker import FillResult, PaperBroker, PendingOrder, order_problem
 
@@ -366,7 +365,7 @@ class LiveRunner:
 
         # 2. forecasts, all pairs and bars in one batch
         t = time.time()
-        forecasts: dict = forecast_windows(self.service, requests) if requests else {}
+        forecasts: dict = self.service.forecast_many(requests) if requests else {}
         report.timings["forecast"] = time.time() - t
 
         # 3. per decision bar, in time order: settle, decide, store, send
