@@ -45,7 +45,9 @@ class ForecastSettings(Section):
     seed: int = 42
     every: int = Field(1, ge=1, description="forecast at every N-th bar")
     batch_windows: int = Field(64, ge=1, description="windows per model call")
-    calibration: Literal["none", "conformal"] = "none"
+    calibration: Literal["none", "conformal"] = Field(
+        "none", description="conformal: widen/narrow the path spread to past coverage (no future data)")
+    calibration_window: int = Field(200, ge=10, description="past forecasts the calibration is fitted on")
 
 
 class DataSettings(Section):

@@ -21,6 +21,7 @@ from kronos_trader.config import ForecastSettings
 from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
 from kronos_trader.store import Store
 
+from .calibration import RollingCalibrator
 from .models import LoadedModel
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -41,6 +42,7 @@ class WindowForecast:
     quantiles: dict[float, np.ndarray]
     p_up: np.ndarray
     forecast_id: int | None = None
+    close_paths: np.ndarray | None = None  # (samples, horizon): what calibration rescales
 
     @property
     def horizon(self) -> int:
@@ -63,14 +65,27 @@ class WindowForecast:
         return {"bar_open": self.bar_open.isoformat(), "last_close": self.last_close,
                 "mean": np.round(self.mean, 8).tolist(),
                 "quantiles": {f"{q:g}": np.round(v, 8).tolist() for q, v in self.quantiles.items()},
-                "p_up": np.round(self.p_up, 6).tolist()}
+                "p_up": np.round(self.p_up, 6).tolist(),
+                "close_paths": None if self.close_paths is None else np.round(self.close_paths, 8).tolist()}
 
     @classmethod
     def from_payload(cls, window_end, payload: dict, forecast_id: int | None = None) -> "WindowForecast":
         return cls(window_end=pd.Timestamp(window_end), bar_open=pd.Timestamp(payload["bar_open"]),
                    last_close=float(payload["last_close"]), mean=np.asarray(payload["mean"], dtype=float),
                    quantiles={float(q): np.asarray(v, dtype=float) for q, v in payload["quantiles"].items()},
-                   p_up=np.asarray(payload["p_up"], dtype=float), forecast_id=forecast_id)
+                   p_up=np.asarray(payload["p_up"], dtype=float), forecast_id=forecast_id,
+                   close_paths=None if payload.get("close_paths") is None
+                   else np.asarray(payload["close_paths"], dtype=float))
+
+    def with_close_paths(self, paths: np.ndarray) -> "WindowForecast":
+        """The same forecast with its close distribution replaced by `paths` (e.g. after
+        calibration): mean close, quantiles and P(up) are recomputed from them."""
+        mean = self.mean.copy()
+        mean[:, 3] = paths.mean(axis=0)
+        levels = sorted(self.quantiles)
+        quantiles = dict(zip(levels, np.quantile(paths, levels, axis=0)))
+        return WindowForecast(self.window_end, self.bar_open, self.last_close, mean, quantiles,
+                              (paths > self.last_close).mean(axis=0), self.forecast_id, paths)
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,7 @@ class ForecastService:
         s = self.settings
         key = {"lookback": s.lookback, "horizon": s.horizon, "sample_count": s.sample_count, "T": s.temperature,
                "top_k": s.top_k, "top_p": s.top_p, "seed": s.seed, "max_context": self.model.max_context,
-               "quantiles": list(QUANTILES), "v": 1}
+               "quantiles": list(QUANTILES), "v": 2}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
     def decision_positions(self, n_bars: int, first: int | None = None) -> list[int]:
@@ -124,7 +139,30 @@ class ForecastService:
 
     def forecast_many(self, requests: Sequence["WindowRequest"]) -> dict[Hashable, WindowForecast]:
         """Forecasts for windows of any number of series (e.g. the newest bar of every pair
-        in a live cycle), reusing stored ones and computing the rest in batched calls."""
+        in a live cycle), reusing stored ones and computing the rest in batched calls.
+
+        With conformal calibration each forecast's spread is rescaled from the coverage of
+        the `calibration_window` forecasts before it on the same series (only outcomes known
+        at its window end): the same result whether it is computed in a backtest or live.
+        """
+        if self.settings.calibration == "none":
+            return self._raw_many(requests)
+        history = self._calibration_history(requests)
+        raw = self._raw_many(list(requests) + history)
+        return calibrate_requests(requests, history, raw, self.settings)
+
+    def _calibration_history(self, requests: Sequence["WindowRequest"]) -> list["WindowRequest"]:
+        """The earlier decision bars whose forecasts calibrate the requested ones."""
+        s, extra = self.settings, {}
+        for r in requests:
+            first = max(s.lookback - 1, r.position - s.every * s.calibration_window)
+            start = first + (r.position - first) % s.every
+            for p in range(start, r.position, s.every):
+                extra.setdefault((id(r.candles), p), WindowRequest(("history", id(r.candles), p), r.candles, p,
+                                                                   r.symbol, r.timeframe, r.interval))
+        return list(extra.values())
+
+    def _raw_many(self, requests: Sequence["WindowRequest"]) -> dict[Hashable, WindowForecast]:
         lookback = self.settings.lookback
         valid: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}  # each series validated once
         windows, hashes = {}, {}
@@ -189,7 +227,7 @@ class ForecastService:
                     window_end=end, bar_open=w.index[-1], last_close=float(w["close"].iloc[-1]),
                     mean=f.mean.to_numpy(dtype=float),
                     quantiles={q: f.quantiles[q]["close"].to_numpy(dtype=float) for q in f.quantile_levels},
-                    p_up=f.p_up.to_numpy(dtype=float)))
+                    p_up=f.p_up.to_numpy(dtype=float), close_paths=f.paths[:, :, 3].astype(float)))
         return out
 
     def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
@@ -211,3 +249,31 @@ def _progress(batches: list, show: bool, total: int, size: int) -> Iterable:
         for batch in batches:
             yield batch
             bar.advance(task, min(size, total - bar.tasks[0].completed))
+
+
+def calibrate_requests(requests: Sequence[WindowRequest], history: Sequence[WindowRequest],
+                       raw: dict[Hashable, WindowForecast], settings: ForecastSettings) -> dict:
+    """Walk each series forward in time, calibrating the requested forecasts with the
+    `calibration_window` forecasts before them (conformal spread scaling, 90% level)."""
+    out: dict[Hashable, WindowForecast] = {}
+    series: dict[int, list[WindowRequest]] = {}
+    for r in [*history, *requests]:
+        series.setdefault(id(r.candles), []).append(r)
+    wanted = {r.key for r in requests}
+    for items in series.values():
+        first = items[0]
+        closes = first.candles["close"].set_axis(first.candles.index + first.interval)
+        calibrator = RollingCalibrator(level=0.9, min_history=10, max_history=settings.calibration_window)
+        done: set[int] = set()
+        for r in sorted(items, key=lambda r: r.position):
+            f = raw[r.key]
+            if f.close_paths is None:
+                raise ValueError("stored forecasts without sample paths cannot be calibrated: rerun them")
+            if r.key in wanted:
+                paths, _ = calibrator.calibrate(f.window_end, f.close_paths, closes)
+                out[r.key] = f.with_close_paths(paths)
+            if r.position not in done:
+                done.add(r.position)
+                known = [f.window_end + r.interval * (h + 1) for h in range(f.horizon)]  # close times
+                calibrator.add(f.window_end, f.close_paths, known)
+    return out
