@@ -153,21 +153,18 @@ def fetch(
                   f"{settings.paper.exchange} ({first} .. {last}) in {store.url}")
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
     """Commands living in their own modules (training, evaluation, paper trading, web)."""
-    import importlib
+    from kronos_trader.commands import evaluate as evaluate_cmd
+    from kronos_trader.commands import paper as paper_cmd
+    from kronos_trader.commands import train as train_cmd
+    from kronos_trader.commands import web as web_cmd
 
-    for name in ("train", "evaluate", "paper", "web"):
-        try:
-            module = importlib.import_module(f"kronos_trader.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"kronos_trader.commands.{name}":
-                raise
-            continue
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd):
         module.register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -4,7 +4,7 @@
 # Trained ONLY on SYNTHETIC candles: 12 generate_market series (seeds 100-111; 1h, 4h, 15m,
 # 30m and 1d bars) plus the first 80% of the bundled synthetic BTCUSDT-1h sample. The sample's
 # last 20% stays unseen, so `kronos-trader evaluate` (whose default hold-out it is) is honest.
-# Data-parallel over 2 CPU processes (gloo); about 20 minutes on 2 CPU cores.
+# Data-parallel over 2 CPU processes (gloo); about 12 minutes on 2 CPU cores (more when they are busy).
 #
 # Usage: scripts/train_bundled.sh [OUT_DIR]   (default: kronos/bundled/kronos-nano)
 set -euo pipefail

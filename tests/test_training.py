@@ -105,6 +105,13 @@ def test_bad_data_errors_are_one_line_value_errors(market, tmp_path):
     (bad / "training_state.json").write_text("{not json")
     with pytest.raises(TrainingStateError, match="unreadable"):
         train_tokenizer(market, small_cfg(tmp_path / "bad", resume=True), init=KronosTokenizer(**TOK))
+    # an unreadable checkpoint to start from
+    broken = tmp_path / "broken"
+    KronosTokenizer(**TOK).save_pretrained(broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(TrainingStateError, match="unreadable") as info:
+        train_predictor(market, broken, small_cfg(tmp_path / "q"), init=Kronos(**MOD))
+    assert "\n" not in str(info.value)
     assert issubclass(TrainingStateError, TrainingError) and issubclass(TrainingError, ValueError)
 
 
@@ -121,6 +128,10 @@ def test_tokenizer_and_predictor_losses_fall(trained_tokenizer, market, tmp_path
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
     summary = json.loads((tmp_path / "pred" / "metrics.json").read_text())
     assert summary["stage"] == "predictor" and summary["best_val_loss"] == pytest.approx(pred.best_val_loss)
+    # fine-tuning starts from the checkpoint's weights
+    tuned = train_predictor(market, trained_tokenizer.best_dir, small_cfg(tmp_path / "tune", max_steps=2),
+                            init=pred.best_dir)
+    assert tuned.history[0]["loss"] < np.mean(losses[:5]) - 0.3
     pair = export_pair(trained_tokenizer.best_dir, pred.best_dir, tmp_path / "pair", max_context=64)
     forecast = KronosPredictor.from_pretrained(str(pair), device="cpu").forecast(
         market.iloc[-48:], pred_len=4, sample_count=3, seed=1, verbose=False)

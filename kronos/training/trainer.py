@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
@@ -167,18 +168,28 @@ def _checkpoint_dir(source, kind: str):
     return source
 
 
+def _load(cls, source, kind: str):
+    path = _checkpoint_dir(source, kind)
+    try:
+        return cls.from_pretrained(path)
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrainingStateError(f"{kind} checkpoint '{path}' is unreadable ({type(exc).__name__}: {exc})") from None
+
+
 def load_tokenizer(source) -> KronosTokenizer:
     """A `KronosTokenizer`, a run or pair directory, or anything `from_pretrained` accepts."""
     if isinstance(source, KronosTokenizer):
         return source
-    return KronosTokenizer.from_pretrained(_checkpoint_dir(source, "tokenizer"))
+    return _load(KronosTokenizer, source, "tokenizer")
 
 
 def load_model(source) -> Kronos:
     """A `Kronos`, a run or pair directory, or anything `from_pretrained` accepts."""
     if isinstance(source, Kronos):
         return source
-    return Kronos.from_pretrained(_checkpoint_dir(source, "model"))
+    return _load(Kronos, source, "model")
 
 
 def _fresh_or_finetune(kind: str, init, seed: int) -> tuple[torch.nn.Module, str]:
@@ -298,7 +309,7 @@ def _loop(build, cls, data, cfg: TrainConfig, names, info: DistInfo) -> TrainRes
         meta, tensors = load_state(last_dir)
         if meta.get("stage") != stage.name:
             raise TrainingStateError(f"{last_dir} holds a {meta.get('stage')} run, not a {stage.name} run")
-        module = cls.from_pretrained(last_dir)
+        module = _load(cls, last_dir, stage.name if stage.name == "tokenizer" else "model")
         if stage.name == "predictor":
             check_bits(stage.tokenizer, module)
         stage.module = module
