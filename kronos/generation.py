@@ -27,19 +27,39 @@ class Sampling:
     top_p: float = 0.9
 
 
+NUCLEUS_CANDIDATES = 128  # nucleus searched among this many top tokens first (full sort if not enough)
+
+
 def top_k_top_p_filtering(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """The published filter: keep the top k, else the smallest nucleus above top_p."""
+    """The published filter: keep the top k, else the smallest nucleus above top_p.
+
+    The nucleus is the run of most likely tokens up to and including the one where the
+    cumulative probability passes top_p. It is looked for among the top candidates first
+    (a partial sort) and only rows whose nucleus is larger pay for a full sort.
+    """
     if top_k > 0:
         top_k = min(top_k, logits.size(-1))
         return logits.masked_fill(logits < torch.topk(logits, top_k)[0][..., -1, None], float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, sorted_indices = torch.sort(logits, descending=True)
-        cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
-        remove = cumulative > top_p
-        remove[..., 1:] = remove[..., :-1].clone()
-        remove[..., 0] = False
-        return logits.masked_fill(remove.scatter(1, sorted_indices, remove), float("-inf"))
-    return logits
+    if top_p >= 1.0:
+        return logits
+    probs = F.softmax(logits, dim=-1)
+    k = min(NUCLEUS_CANDIDATES, logits.size(-1))
+    top_probs, top_index = probs.topk(k, dim=-1)
+    keep = _nucleus(top_probs, top_index, top_p, logits.shape)
+    wide = top_probs.sum(-1) <= top_p  # nucleus reaches past the candidates
+    if wide.any():
+        sorted_probs, sorted_index = torch.sort(probs[wide], descending=True)
+        keep[wide] = _nucleus(sorted_probs, sorted_index, top_p, sorted_probs.shape)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def _nucleus(sorted_probs: torch.Tensor, sorted_index: torch.Tensor, top_p: float, shape) -> torch.Tensor:
+    """Keep-mask over the vocabulary: tokens (in descending order) until the cumulative
+    probability first exceeds top_p, that token included."""
+    remove = sorted_probs.cumsum(-1) > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    return torch.zeros(shape, dtype=torch.bool, device=sorted_probs.device).scatter(-1, sorted_index, ~remove)
 
 
 def sample_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor) -> torch.Tensor:

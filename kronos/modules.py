@@ -99,6 +99,13 @@ class KVCache:
         self.length += t
 
 
+# CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
+try:
+    _FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+except (AttributeError, RuntimeError):  # older torch: the plain matmul path below is used
+    _FLASH_CPU = None
+
+
 def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> torch.Tensor:
     """Attention of `q` (B*S, H, T, D) over the shared prefix plus each row's suffix.
 
@@ -117,6 +124,17 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
         return F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
     b, s = cache.prefix_k.shape[0], cache.paths
     pk, pv = cache.prefix_k[:, :, p0:], cache.prefix_v[:, :, p0:]
+    if mask is None and _FLASH_CPU is not None and q.device.type == "cpu" and sk.shape[2] > 0:
+        # two fused attentions (prefix with the paths as query rows, own suffix), merged
+        # exactly through their log-sum-exps
+        out_p, lse_p = _FLASH_CPU(q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d), pk, pv)
+        out_s, lse_s = _FLASH_CPU(q, sk, sv)
+        out_p = out_p.reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
+        lse_p = lse_p.reshape(b, heads, s, t).transpose(1, 2).reshape(rows, heads, t)
+        top = torch.maximum(lse_p, lse_s)
+        w_p, w_s = torch.exp(lse_p - top), torch.exp(lse_s - top)
+        total = w_p + w_s
+        return out_p * (w_p / total)[..., None] + out_s * (w_s / total)[..., None]
     scale = 1.0 / math.sqrt(d)
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
