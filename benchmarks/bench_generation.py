@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the cached path")
     parser.add_argument("--reference-repeats", type=int, default=1, help="timed runs of the uncached path")
     parser.add_argument("--models", default="Kronos-mini,Kronos-small")
+    parser.add_argument("--batch-models", default="Kronos-mini,Kronos-small",
+                        help="models that also run the predict_batch case (its baseline is long)")
     args = parser.parse_args()
     peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak:.0f} GFLOP/s")
@@ -103,6 +105,8 @@ def main() -> None:
                 print(f"{name:13} {f'{n}+{steps}, {paths} path(s)':22} {r['cached_s']:9.3f} {r['uncached_s']:11.2f} "
                       f"{r['speedup']:8.1f}x {r['cached_gflops']:8.1f} {r['cached_gflops'] / peak:7.1%} {r['equal']}",
                       flush=True)
+        if name not in args.batch_models.split(","):
+            continue
         series = 4 if args.quick else 16
         r = batch_case(tokenizer, model, small_context, series, 400, 120, 1, args)
         print(f"{name:13} {f'predict_batch of {series}':22} {r['cached_s']:9.3f} {r['uncached_s']:11.2f} "

@@ -138,13 +138,16 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     row_stamps = stamps.repeat_interleave(s, 0)
     for i in range(pred_len):
         end = n + i
-        if i > 0 and not rolling and end > max_context:  # shifted window: recompute it whole
+        if i > 0 and not rolling and end > max_context:
+            # the window slid: every position changed, so recompute it. Its history part
+            # is the same for all paths (run once per series); only the generated tokens
+            # are run per path, against that shared prefix.
             ws = end - max_context
-            win_s1 = torch.cat([s1_ctx.repeat_interleave(s, 0), gen_s1[:, :i]], 1)[:, ws:end]
-            win_s2 = torch.cat([s2_ctx.repeat_interleave(s, 0), gen_s2[:, :i]], 1)[:, ws:end]
-            h_rows, _, step_cache = model.prefill(win_s1, win_s2, row_stamps[:, ws:end], 1, 0, layer_caches=False)
+            _, step_caches, step_dep = model.prefill(s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
+            h_gen = model.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, step_dep, n - ws)
+            h_rows = h_gen[:, -1]
             s1 = sample_tokens(fast.s1_logits(h_rows), sampling, u[:, i, 0])
-            s2_logits = fast.s2_logits(h_rows, s1, step_cache)
+            s2_logits = fast.s2_logits(h_rows, s1, step_dep)
         else:
             if i > 0:
                 if rolling:

@@ -81,22 +81,30 @@ class Kronos(nn.Module, HubMixin):
         return self.head.cond_forward(self.dep_layer(context, sibling, key_padding_mask=padding_mask))
 
     # --- cached generation -------------------------------------------------------------
-    def prefill(self, s1_ids, s2_ids, stamp, paths: int, capacity: int, layer_caches: bool = True):
+    def prefill(self, s1_ids, s2_ids, stamp, paths: int, capacity: int):
         """Run the shared history once per series (B rows) and set up caches sized for
         `paths` rows per series and `capacity` generated tokens.
 
-        Returns the last position's hidden state (B, d), the per-layer caches (empty when
-        `layer_caches` is false) and the dependency layer's cache over the hidden states.
+        Returns the last position's hidden state (B, d), the per-layer caches and the
+        dependency layer's cache over the hidden states.
         """
         x = self._embed(s1_ids, s2_ids, stamp)
         caches = []
         for layer in self.transformer:
-            if layer_caches:
-                x, cache = layer.prefill_cache(x, paths, capacity)
-                caches.append(cache)
-            else:
-                x = layer(x)
+            x, cache = layer.prefill_cache(x, paths, capacity)
+            caches.append(cache)
         h = self.norm(x)
         attn = self.dep_layer.cross_attn
         k, v = attn._heads(attn.k_proj(h)), attn._heads(attn.v_proj(h))
         return h[:, -1], caches, KVCache.from_prefix(k, v, paths, capacity)
+
+    def extend(self, s1_ids, s2_ids, stamp, caches: list[KVCache], dep_cache: KVCache, position: int):
+        """Feed T tokens per row (B*S, T) after the cached prefix, at `position` onwards;
+        returns their final-norm hidden states (B*S, T, d)."""
+        x = self._embed(s1_ids, s2_ids, stamp)
+        for layer, cache in zip(self.transformer, caches):
+            x = layer(x, cache=cache, position=position)
+        h = self.norm(x)
+        attn = self.dep_layer.cross_attn
+        dep_cache.append(attn._heads(attn.k_proj(h)), attn._heads(attn.v_proj(h)))
+        return h

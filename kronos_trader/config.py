@@ -58,6 +58,20 @@ class DataSettings(Section):
     start: str | None = None
     end: str | None = None
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _stamp(cls, value: Any) -> Any:
+        """YAML reads 2024-01-01 as a date: keep it as text, checked to be a time."""
+        if value is None:
+            return None
+        import pandas as pd
+
+        try:
+            pd.Timestamp(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a date or time such as 2024-01-01 or 2024-01-01 12:00") from None
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
 
 class StrategySettings(Section):
     name: str = Field("strategies.directional:Directional", description="module:Class of the decision policy")

@@ -21,6 +21,9 @@ class Directional:
 
     signal "p_up" reads P(close at `step` > last close); "return" reads the mean path's
     expected return at `step` (thresholds are then returns, e.g. 0.002 and -0.002).
+    `hold_long_above` / `hold_short_below` add hysteresis: an open long is kept while the
+    signal stays above the first (an open short while below the second), which avoids
+    paying fees for every flicker around a threshold.
     """
 
     signal: Literal["p_up", "return"] = "p_up"
@@ -28,6 +31,8 @@ class Directional:
     short_threshold: float = 0.45
     allow_short: bool = False
     step: int | None = None  # horizon step to read (default: the last)
+    hold_long_above: float | None = None   # default: long_threshold (no hysteresis)
+    hold_short_below: float | None = None  # default: short_threshold
     sizing: dict[str, Any] = field(default_factory=lambda: {"kind": "fixed", "fraction": 0.95})
 
     def __post_init__(self) -> None:
@@ -41,16 +46,19 @@ class Directional:
     def value(self, forecast: WindowForecast) -> float:
         return forecast.prob_up(self.step) if self.signal == "p_up" else forecast.expected_return(self.step)
 
-    def direction(self, forecast: WindowForecast) -> int:
+    def direction(self, forecast: WindowForecast, held: int = 0) -> int:
+        """+1 long, -1 short, 0 flat, given the side currently held."""
         value = self.value(forecast)
-        if value > self.long_threshold:
+        keep_long = self.long_threshold if self.hold_long_above is None else self.hold_long_above
+        keep_short = self.short_threshold if self.hold_short_below is None else self.hold_short_below
+        if value > self.long_threshold or (held > 0 and value > keep_long):
             return 1
-        if value < self.short_threshold and self.allow_short:
+        if self.allow_short and (value < self.short_threshold or (held < 0 and value < keep_short)):
             return -1
         return 0
 
     def decide(self, forecast: WindowForecast, position: PositionState) -> Decision:
-        side = self.direction(forecast)
+        side = self.direction(forecast, (position.size > 0) - (position.size < 0))
         label = {1: "long", -1: "short", 0: "flat"}[side]
         size = self._sizer.size(forecast, self.step) if side else 0.0
         return Decision(side * size, f"{label}: {self.signal}={self.value(forecast):.4f}")

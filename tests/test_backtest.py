@@ -108,6 +108,10 @@ def test_directional_policy_thresholds():
     assert decide(policy, forecast(0.9), long, RiskLimits(stop_loss=0.05)).reason.startswith("stop-loss")
     won = PositionState(1.0, 100.0, 1000.0, 111.0)
     assert decide(policy, forecast(0.9), won, RiskLimits(take_profit=0.1)).target == 0
+    sticky = Directional(long_threshold=0.6, hold_long_above=0.4)
+    assert sticky.decide(forecast(0.5), flat).target == 0.0
+    assert sticky.decide(forecast(0.5), PositionState(1.0, 100.0, 1000.0, 100.0)).target > 0
+    assert sticky.decide(forecast(0.3), PositionState(1.0, 100.0, 1000.0, 100.0)).target == 0.0
     sized = Directional(sizing={"kind": "vol_target", "target_vol": 0.01, "max_fraction": 1.0})
     assert 0 < sized.decide(forecast(0.9), flat).target <= 1.0
     with pytest.raises(ValueError, match="unknown sizing"):

@@ -68,23 +68,32 @@ class BacktestResult:
 
 def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.DataFrame, str]:
     """Candles from the configured file, or from the database when no file is set but a
-    start/end range is; the bundled sample otherwise. Returns (candles, source label)."""
+    start/end range is; the bundled sample otherwise. Returns (candles, source label).
+
+    With a start, the `lookback` bars before it are kept as history, so the first decision
+    falls on the start bar itself.
+    """
     data = settings.data
     if data.path is None and (data.start or data.end) and store is not None:
-        candles = store.load_candles(data.source, data.symbol, data.timeframe, data.start, data.end)
+        candles = store.load_candles(data.source, data.symbol, data.timeframe, None, data.end)
         if candles.empty:
-            raise ValueError(f"no stored candles for {data.source} {data.symbol} {data.timeframe} "
-                             f"between {data.start or 'the start'} and {data.end or 'the end'}: run "
+            raise ValueError(f"no stored candles for {data.source} {data.symbol} {data.timeframe}: run "
                              f"`kronos-trader fetch` first")
         candles.index.name = "timestamp"
         if candles["amount"].isna().any():  # not stored by every source: estimate it as usual
             candles = candles.drop(columns="amount")
-        return validate_candles(candles, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
-    path = Path(data.path) if data.path is not None else SAMPLE_DATA_PATH
-    candles = load_candles(path)
-    if data.start or data.end:
-        candles = candles.loc[data.start:data.end]
-    return candles, f"file:{path.name}"
+        candles, label = validate_candles(candles, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
+    else:
+        path = Path(data.path) if data.path is not None else SAMPLE_DATA_PATH
+        candles, label = load_candles(path), f"file:{path.name}"
+        if data.end:
+            candles = candles.loc[:data.end]
+    if data.start:
+        first = int(candles.index.searchsorted(pd.Timestamp(data.start)))
+        if first >= len(candles):
+            raise ValueError(f"data.start {data.start} is after the last bar ({candles.index[-1]})")
+        candles = candles.iloc[max(0, first - settings.forecast.lookback + 1):]
+    return candles, label
 
 
 def code_version() -> str:
