@@ -39,6 +39,9 @@ class EquityRecorder(bt.Analyzer):
     def start(self):
         self.rows = []
 
+    def prenext(self):
+        """Bars before the first forecast are history, not part of the backtest."""
+
     def next(self):
         value, cash = self.strategy.broker.getvalue(), self.strategy.broker.getcash()
         self.rows.append((self.data.datetime[0], value, cash, value - cash))
@@ -66,23 +69,29 @@ class BacktestResult:
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
+
+
 def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.DataFrame, str]:
-    """Candles from the configured file, or from the database when no file is set but a
-    start/end range is; the bundled sample otherwise. Returns (candles, source label).
+    """Candles from the configured file; else those stored for the symbol and timeframe
+    (by `kronos-trader fetch`); else, for BTC/USDT 1h, the bundled synthetic sample.
+    Returns (candles, source label).
 
     With a start, the `lookback` bars before it are kept as history, so the first decision
     falls on the start bar itself.
     """
     data = settings.data
-    if data.path is None and (data.start or data.end) and store is not None:
-        candles = store.load_candles(data.source, data.symbol, data.timeframe, None, data.end)
-        if candles.empty:
-            raise ValueError(f"no stored candles for {data.source} {data.symbol} {data.timeframe}: run "
-                             f"`kronos-trader fetch` first")
-        candles.index.name = "timestamp"
-        if candles["amount"].isna().any():  # not stored by every source: estimate it as usual
-            candles = candles.drop(columns="amount")
-        candles, label = validate_candles(candles, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
+    stored = pd.DataFrame()
+    if data.path is None and store is not None:
+        stored = store.load_candles(data.source, data.symbol, data.timeframe, None, data.end)
+    if not stored.empty:
+        stored.index.name = "timestamp"
+        if stored["amount"].isna().any():  # not stored by every source: estimate it as usual
+            stored = stored.drop(columns="amount")
+        candles, label = validate_candles(stored, f"database {data.symbol} {data.timeframe}"), f"db:{data.source}"
+    elif data.path is None and (data.symbol, data.timeframe) != SAMPLE_SERIES:
+        raise ValueError(f"no stored candles for {data.source} {data.symbol} {data.timeframe}: run "
+                         f"`kronos-trader fetch` first, or pass --data FILE")
     else:
         path = Path(data.path) if data.path is not None else SAMPLE_DATA_PATH
         candles, label = load_candles(path), f"file:{path.name}"
