@@ -50,7 +50,8 @@ def test_detail_metrics_equity_drawdown_trades(c, run_id):
 def test_overlay_has_candles_forecasts_and_fills(c, run_id):
     o = c.get(f"/api/backtests/{run_id}/overlay").json()
     assert o["source"].startswith("database") and o["notes"] == []
-    assert len(o["candles"]["timestamps"]) >= 390 and o["interval"] == "1h"
+    # the backtest span: from the first decision bar (bar 64 of 400) on
+    assert len(o["candles"]["timestamps"]) >= 400 - 64 and o["interval"] == "1h"
     f = o["forecasts"]
     signals = store().load_signals(run_id)
     assert f["horizon"] == 8 and len(f["ids"]) == signals["forecast_id"].nunique() > 300
