@@ -163,6 +163,24 @@ def _report(result, what: str) -> None:
     _say(f"{what}: {result.step} steps in {result.elapsed_s:.0f}s, {best}; checkpoints in {result.out_dir}")
 
 
+def _collect(options: dict):
+    """The training series named by a command's data options."""
+    o = options
+    return collect_data(o["data"], o["until"], o["synthetic"], o["synthetic_bars"], o["synthetic_seed"], o["symbol"],
+                        o["timeframe"], o["source"], o["db"], o["sample"])
+
+
+def _common(options: dict) -> dict:
+    """TrainConfig fields every stage takes from the command's options."""
+    o = options
+    return dict(lookback=o["lookback"], horizon=o["horizon"], max_context=o["max_context"],
+                val_fraction=o["val_fraction"], batch_size=o["batch_size"], grad_accum=o["grad_accum"],
+                warmup_steps=o["warmup"], weight_decay=o["weight_decay"], clip_grad=o["clip_grad"],
+                eval_every=o["eval_every"], log_every=o["log_every"], max_val_windows=o["max_val_windows"],
+                stride=o["stride"], seed=o["seed"], device=o["device"], amp=o["amp"], resume=o["resume"],
+                overwrite=o["overwrite"], progress=o["progress"])
+
+
 @train_app.command("tokenizer")
 def tokenizer_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="run directory (last/, best/, metrics.csv)"),
@@ -180,16 +198,12 @@ def tokenizer_cmd(
     progress: bool = ProgressOpt,
 ) -> None:
     """Stage 1: train the tokenizer to reconstruct normalised candles through its codes."""
+    options = dict(locals())
     def action() -> None:
         from kronos.training import train_tokenizer
 
-        frames, names = collect_data(data, until, synthetic, synthetic_bars, synthetic_seed, symbol, timeframe,
-                                     source, db, sample)
-        cfg = _config(out, lookback=lookback, horizon=horizon, max_context=max_context, val_fraction=val_fraction,
-                      max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup,
-                      weight_decay=weight_decay, clip_grad=clip_grad, eval_every=eval_every, log_every=log_every,
-                      max_val_windows=max_val_windows, stride=stride, seed=seed, device=device, amp=amp,
-                      resume=resume, overwrite=overwrite, progress=progress)
+        frames, names = _collect(options)
+        cfg = _config(out, max_steps=steps, lr=lr, **_common(options))
         _report(train_tokenizer(frames, cfg, init=init, names=names), "tokenizer")
     _run(action)
 
@@ -213,16 +227,12 @@ def predictor_cmd(
     progress: bool = ProgressOpt,
 ) -> None:
     """Stage 2: train the predictor on the frozen tokenizer's tokens (next-token cross-entropy)."""
+    options = dict(locals())
     def action() -> None:
         from kronos.training import export_pair, train_predictor
 
-        frames, names = collect_data(data, until, synthetic, synthetic_bars, synthetic_seed, symbol, timeframe,
-                                     source, db, sample)
-        cfg = _config(out, lookback=lookback, horizon=horizon, max_context=max_context, val_fraction=val_fraction,
-                      max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup,
-                      weight_decay=weight_decay, clip_grad=clip_grad, eval_every=eval_every, log_every=log_every,
-                      max_val_windows=max_val_windows, stride=stride, seed=seed, device=device, amp=amp,
-                      resume=resume, overwrite=overwrite, progress=progress)
+        frames, names = _collect(options)
+        cfg = _config(out, max_steps=steps, lr=lr, **_common(options))
         result = train_predictor(frames, tokenizer, cfg, init=init, names=names)
         _report(result, "predictor")
         if export is not None and _rank() == 0:
@@ -251,11 +261,11 @@ def all_cmd(
     amp: str = AmpOpt, resume: bool = ResumeOpt, overwrite: bool = OverwriteOpt, progress: bool = ProgressOpt,
 ) -> None:
     """Both stages, then a pair directory that KronosPredictor.from_pretrained loads."""
+    options = dict(locals())
     def action() -> None:
         from kronos.training.distributed import cleanup, init_distributed
 
-        frames, names = collect_data(data, until, synthetic, synthetic_bars, synthetic_seed, symbol, timeframe,
-                                     source, db, sample)
+        frames, names = _collect(options)
         info = init_distributed(device)  # one process group for both stages under torchrun
         try:
             _all_stages(frames, names, info)
@@ -266,11 +276,7 @@ def all_cmd(
         from kronos.training import export_pair, train_predictor, train_tokenizer
 
         runs = run_dir or out / "runs"
-        common = dict(lookback=lookback, horizon=horizon, max_context=max_context, val_fraction=val_fraction,
-                      batch_size=batch_size, grad_accum=grad_accum, warmup_steps=warmup, weight_decay=weight_decay,
-                      clip_grad=clip_grad, eval_every=eval_every, log_every=log_every,
-                      max_val_windows=max_val_windows, stride=stride, seed=seed, device=device, amp=amp,
-                      resume=resume, overwrite=overwrite, progress=progress)
+        common = _common(options)
         tok_init, mod_init = _pair_inits(init)
         tok = train_tokenizer(frames, _config(runs / "tokenizer", max_steps=tokenizer_steps, lr=tokenizer_lr,
                                               **common), init=tok_init, names=names)
