@@ -19,25 +19,40 @@ from .modules import KVCache, attend_with_cache
 
 
 class PackedLinear:
-    """Inference-only `x @ W.T + b` with the weight pre-packed for oneDNN on CPU.
+    """Inference-only `x @ W.T + b`, laid out for the CPU's few-row products.
 
-    The packed kernel wins for the few rows of single-series decoding; many rows (batched
-    windows and paths) go to the regular GEMM, which is faster there.
+    One row (single-path decoding) is a matrix-vector product bound by memory bandwidth:
+    the weight is split by output rows into one block per thread and run as a batched
+    product, which streams from every core at once (the library's own GEMV does not).
+    A few rows use a weight pre-packed for oneDNN; many rows (batched windows and paths)
+    go to the regular GEMM, which is faster there.
     """
 
     few_rows = 32
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        self.weight, self.bias, self.packed = weight, bias, None
-        if weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        self.weight, self.bias, self.packed, self.blocks = weight, bias, None, None
+        if weight.device.type != "cpu" or weight.dtype != torch.float32:
+            return
+        threads = torch.get_num_threads()
+        if threads > 1 and weight.shape[0] % threads == 0:
+            self.blocks = weight.reshape(threads, weight.shape[0] // threads, weight.shape[1])
+            self.block_bias = None if bias is None else bias.reshape(threads, -1, 1)
+        if torch.backends.mkldnn.is_available():
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
-                self(torch.zeros(1, weight.shape[1]))  # fail here, not mid-generation
+                self(torch.zeros(2, weight.shape[1]))  # fail here, not mid-generation
             except (RuntimeError, AttributeError):
                 self.packed = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None and x.shape[0] <= self.few_rows:
+        rows = x.shape[0]
+        if rows == 1 and self.blocks is not None:
+            xt = x.t().expand(self.blocks.shape[0], -1, 1)
+            if self.block_bias is None:
+                return torch.bmm(self.blocks, xt).reshape(1, -1)
+            return torch.baddbmm(self.block_bias, self.blocks, xt).reshape(1, -1)
+        if self.packed is not None and rows <= self.few_rows:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
@@ -62,7 +77,7 @@ class _Block:
         self.w13 = _fused(block.ffn.w1, block.ffn.w3)
         self.w2 = _linear(block.ffn.w2)
         self.ff_dim = block.ffn.w1.out_features
-        self.inv_freq = attn.rotary.inv_freq
+        self.rotary = attn.rotary
 
 
 class FastDecoder:
@@ -74,6 +89,7 @@ class FastDecoder:
         self.eps = model.norm.eps
         self.blocks = [_Block(b) for b in model.transformer]
         self.norm = model.norm.weight.detach()
+        self.dtype = self.norm.dtype
         self.fusion = _linear(model.embedding.fusion_proj)
         self.proj_s1 = _linear(model.head.proj_s1)
         self.proj_s2 = _linear(model.head.proj_s2)
@@ -93,15 +109,12 @@ class FastDecoder:
         return cached[1]
 
     def _rotation(self, block: _Block, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sign-folded sin at `position`, so rotate_half(x)*sin == roll(x)*sin'."""
+        """cos and (sign-folded) sin at `position`, kept for the steps of one position."""
         key = (block.head_dim, position)
         if key not in self._rotary:
-            freqs = position * block.inv_freq
-            emb = torch.cat((freqs, freqs))
-            half = block.head_dim // 2
-            sign = torch.cat((-torch.ones(half), torch.ones(half))).to(emb)
+            cos, sin = block.rotary.cos_sin(torch.tensor([position], device=block.rotary.inv_freq.device), self.dtype)
             self._rotary = {k: v for k, v in self._rotary.items() if k[1] >= position - 1}
-            self._rotary[key] = (emb.cos(), emb.sin() * sign)
+            self._rotary[key] = (cos.reshape(-1), sin.reshape(-1))
         return self._rotary[key]
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

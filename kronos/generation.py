@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .decoding import FastDecoder
 from .model import Kronos
+from .modules import KVCache
 from .tokenizer import KronosTokenizer
 
 
@@ -27,47 +29,77 @@ class Sampling:
     top_p: float = 0.9
 
 
-NUCLEUS_CANDIDATES = 128  # nucleus searched among this many top tokens first (full sort if not enough)
-
-
-def top_k_top_p_filtering(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """The published filter: keep the top k, else the smallest nucleus above top_p.
+def kept_tokens(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor | None:
+    """Mask of the tokens the published filter keeps: the top k, else the smallest nucleus
+    above top_p (None when it keeps everything).
 
     The nucleus is the run of most likely tokens up to and including the one where the
-    cumulative probability passes top_p. It is looked for among the top candidates first
-    (a partial sort) and only rows whose nucleus is larger pay for a full sort.
+    cumulative probability passes top_p, so it is every token at or above that token's
+    logit: only the sorted values are needed, not a sorted index.
     """
     if top_k > 0:
-        top_k = min(top_k, logits.size(-1))
-        return logits.masked_fill(logits < torch.topk(logits, top_k)[0][..., -1, None], float("-inf"))
+        return logits >= torch.topk(logits, min(top_k, logits.size(-1)))[0][..., -1:]
     if top_p >= 1.0:
-        return logits
-    probs = F.softmax(logits, dim=-1)
-    k = min(NUCLEUS_CANDIDATES, logits.size(-1))
-    top_probs, top_index = probs.topk(k, dim=-1)
-    keep = _nucleus(top_probs, top_index, top_p, logits.shape)
-    wide = top_probs.sum(-1) <= top_p  # nucleus reaches past the candidates
-    if wide.any():
-        sorted_probs, sorted_index = torch.sort(probs[wide], descending=True)
-        keep[wide] = _nucleus(sorted_probs, sorted_index, top_p, sorted_probs.shape)
-    return logits.masked_fill(~keep, float("-inf"))
+        return None
+    ranked = _sorted_descending(logits)
+    cumulative = F.softmax(ranked, dim=-1).cumsum(-1)
+    last = (cumulative <= top_p).sum(-1, keepdim=True).clamp_max(ranked.shape[-1] - 1)
+    return logits >= ranked.gather(-1, last)
 
 
-def _nucleus(sorted_probs: torch.Tensor, sorted_index: torch.Tensor, top_p: float, shape) -> torch.Tensor:
-    """Keep-mask over the vocabulary: tokens (in descending order) until the cumulative
-    probability first exceeds top_p, that token included."""
-    remove = sorted_probs.cumsum(-1) > top_p
-    remove[..., 1:] = remove[..., :-1].clone()
-    remove[..., 0] = False
-    return torch.zeros(shape, dtype=torch.bool, device=sorted_probs.device).scatter(-1, sorted_index, ~remove)
+def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
+    """Each row's values, largest first. On CPU numpy's vectorised sort of the values alone
+    is several times faster than torch.sort, which also builds an index."""
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+        return values.sort(dim=-1, descending=True).values
+    flat = values.reshape(-1, values.shape[-1]).numpy()
+    return torch.from_numpy(np.ascontiguousarray(np.sort(flat, axis=-1)[:, ::-1])).reshape(values.shape)
 
 
 def sample_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor) -> torch.Tensor:
-    """Draw one token per row by inverting the filtered distribution's CDF at `uniforms`."""
-    logits = top_k_top_p_filtering(logits / sampling.T, sampling.top_k, sampling.top_p)
-    cdf = torch.softmax(logits.float(), dim=-1).cumsum(-1)
-    target = (uniforms.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
+    """Draw one token per row by inverting the filtered distribution's CDF at `uniforms`.
+
+    The CDF is cumulated over unnormalised weights and the target scaled by their total,
+    which draws from the renormalised kept set without a second softmax.
+    """
+    scaled = logits.float() / sampling.T
+    keep = kept_tokens(scaled, sampling.top_k, sampling.top_p)
+    weights = (scaled - scaled.amax(-1, keepdim=True)).exp_()
+    if keep is not None:
+        weights.masked_fill_(~keep, 0.0)
+    cdf = weights.cumsum(-1)
+    target = uniforms.to(cdf.dtype)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_max(logits.shape[-1] - 1)
+
+
+CHUNK_ROWS = 2048  # history rows per pass: batched windows run in groups whose activations stay in cache
+
+
+def _chunks(series: int, width: int) -> list[slice]:
+    size = max(1, CHUNK_ROWS // max(1, width))
+    return [slice(i, i + size) for i in range(0, series, size)]
+
+
+def _encode(tokenizer: KronosTokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [tokenizer.encode(x[c], half=True) for c in _chunks(x.shape[0], x.shape[1])]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _prefill(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int, capacity: int):
+    """`Kronos.prefill`, a group of series at a time."""
+    parts = [model.prefill(s1[c], s2[c], stamp[c], paths, capacity) for c in _chunks(s1.shape[0], s1.shape[1])]
+    caches = [KVCache.join([p[1][layer] for p in parts]) for layer in range(len(parts[0][1]))]
+    return torch.cat([p[0] for p in parts]), caches, KVCache.join([p[2] for p in parts])
+
+
+def _decode_suffix(tokenizer: KronosTokenizer, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
+    """`KronosTokenizer.decode_suffix`, a group of series at a time."""
+    width = prefix[0].shape[1] + suffix[0].shape[1]
+    return torch.cat([
+        tokenizer.decode_suffix((prefix[0][c], prefix[1][c]),
+                                (suffix[0][c.start * paths:c.stop * paths], suffix[1][c.start * paths:c.stop * paths]),
+                                paths)
+        for c in _chunks(prefix[0].shape[0], width)])
 
 
 def _check(pred_len: int, max_context: int) -> None:
@@ -119,6 +151,8 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     the exact mode reruns the whole shifted window per step, as the published code does.
     `rolling=True` instead keeps the cache and drops the oldest keys: faster, approximate.
     Finally the tokenizer decodes only the generated rows, against the cached history.
+    The per-series passes (tokenizing, prefilling, decoding) run a group of series at a
+    time so that their activations stay in cache; the decode steps run on all rows.
     """
     _check(pred_len, max_context)
     b, n, _ = x.shape
@@ -126,11 +160,11 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     rows = b * s
     u = uniforms.reshape(rows, pred_len, 2)
     fast = FastDecoder.for_model(model)
-    s1_ctx, s2_ctx = tokenizer.encode(x, half=True)
+    s1_ctx, s2_ctx = _encode(tokenizer, x)
     stamps = torch.cat([x_stamp, y_stamp], dim=1)
     start = max(0, n - max_context)
     width = n - start
-    h_last, caches, dep_cache = model.prefill(s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    h_last, caches, dep_cache = _prefill(model, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
     h_rows = h_last.repeat_interleave(s, 0)
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
@@ -143,7 +177,7 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
             # is the same for all paths (run once per series); only the generated tokens
             # are run per path, against that shared prefix.
             ws = end - max_context
-            _, step_caches, step_dep = model.prefill(s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
+            _, step_caches, step_dep = _prefill(model, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
             h_gen = model.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, step_dep, n - ws)
             h_rows = h_gen[:, -1]
             s1 = sample_tokens(fast.s1_logits(h_rows), sampling, u[:, i, 0])
@@ -160,5 +194,5 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
             s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
         gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
     ds = max(0, n + pred_len - max_context)
-    z = tokenizer.decode_suffix((s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
+    z = _decode_suffix(tokenizer, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
     return z.reshape(b, s, pred_len, -1)

@@ -55,14 +55,18 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq)  # persistent: it is in the checkpoints
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables for `positions`; the sin's first half is negated so that
+        rotating half of x is a roll (one pass) instead of a split, negation and concat."""
         freqs = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype)[None, None], emb.sin().to(dtype)[None, None]
+        sin = emb.sin()
+        sin[:, :freqs.shape[1]].neg_()
+        return emb.cos().to(dtype)[None, None], sin.to(dtype)[None, None]
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+        """x * cos + rotate_half(x) * sin, with rotate_half(x) = cat(-x2, x1)."""
+        return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
 @dataclass
@@ -91,6 +95,20 @@ class KVCache:
             sk[:, :, :p], sv[:, :, :p] = k, v
             return cls(k[:, :, :0], v[:, :, :0], sk, sv, paths, length=p)
         return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
+
+    @classmethod
+    def join(cls, parts: list["KVCache"]) -> "KVCache":
+        """One cache over the series of several prefills (histories run in chunks)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        prefix_k, prefix_v = torch.cat([p.prefix_k for p in parts]), torch.cat([p.prefix_v for p in parts])
+        if first.paths == 1:  # the rows' buffers hold the history
+            suffix_k, suffix_v = torch.cat([p.suffix_k for p in parts]), torch.cat([p.suffix_v for p in parts])
+        else:  # nothing written yet
+            shape = (sum(p.suffix_k.shape[0] for p in parts), *first.suffix_k.shape[1:])
+            suffix_k, suffix_v = first.suffix_k.new_empty(shape), first.suffix_v.new_empty(shape)
+        return cls(prefix_k, prefix_v, suffix_k, suffix_v, first.paths, first.length, first.start)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         t = k.shape[2]
@@ -166,15 +184,17 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
+    def keys_values(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated keys and values of `x`, (B, H, T, D) each."""
+        return self.rotary.rotate(self._heads(self.k_proj(x)), cos, sin), self._heads(self.v_proj(x))
+
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, position: int = 0,
                 kv_out: list | None = None) -> torch.Tensor:
         b, t, _ = x.shape
-        positions = torch.arange(position, position + t, device=x.device)
-        cos, sin = self.rotary.cos_sin(positions, x.dtype)
+        cos, sin = self.rotary.cos_sin(torch.arange(position, position + t, device=x.device), x.dtype)
         q = self.rotary.rotate(self._heads(self.q_proj(x)), cos, sin)
-        k = self.rotary.rotate(self._heads(self.k_proj(x)), cos, sin)
-        v = self._heads(self.v_proj(x))
+        k, v = self.keys_values(x, cos, sin)
         if kv_out is not None:
             kv_out.append((k, v))
         if cache is not None:
@@ -231,9 +251,18 @@ class TransformerBlock(nn.Module):
         x = x + self.self_attn(self.norm1(x), key_padding_mask, cache, position, kv_out)
         return x + self.ffn(self.norm2(x))
 
-    def prefill_cache(self, x: torch.Tensor, paths: int, capacity: int) -> tuple[torch.Tensor, KVCache]:
+    def prefill_cache(self, x: torch.Tensor, paths: int, capacity: int,
+                      keys_only: bool = False) -> tuple[torch.Tensor | None, KVCache]:
         """Run the block on a shared prefix (one row per series) and keep its keys/values
-        in a cache with room for `capacity` tokens of each of the `paths` rows per series."""
+        in a cache with room for `capacity` tokens of each of the `paths` rows per series.
+
+        `keys_only` skips the block's output (None is returned instead): a last layer's
+        history rows are needed only as keys and values for the rows that follow.
+        """
+        if keys_only:
+            attn = self.self_attn
+            cos, sin = attn.rotary.cos_sin(torch.arange(x.shape[1], device=x.device), x.dtype)
+            return None, KVCache.from_prefix(*attn.keys_values(self.norm1(x), cos, sin), paths, capacity)
         kv: list = []
         out = self(x, kv_out=kv)
         return out, KVCache.from_prefix(*kv[0], paths, capacity)

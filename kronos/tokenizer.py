@@ -96,7 +96,7 @@ class KronosTokenizer(nn.Module, HubMixin):
         zp = self.post_quant_embed(self.indices_to_bits(prefix_ids))
         zs = self.post_quant_embed(self.indices_to_bits(suffix_ids))
         position = zp.shape[1]
-        for layer in self.decoder:
-            zp, cache = layer.prefill_cache(zp, paths, zs.shape[1])
+        for i, layer in enumerate(self.decoder):
+            zp, cache = layer.prefill_cache(zp, paths, zs.shape[1], keys_only=i == len(self.decoder) - 1)
             zs = layer(zs, cache=cache, position=position)
         return self.head(zs)

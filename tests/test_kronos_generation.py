@@ -168,3 +168,20 @@ def test_bad_inputs_give_one_line_errors(mini_pair, change, kwargs, message):
 def test_predict_rejects_non_frames(mini_pair):
     with pytest.raises(ValueError, match="must be a pandas DataFrame"):
         _predictor(mini_pair).predict([[1, 2, 3, 4]], pred_len=2)
+
+
+def _published_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The published top-p filter: sort, cumulate, shift the removal mask, scatter back."""
+    sorted_logits, sorted_index = torch.sort(logits, descending=True)
+    remove = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1) > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    return logits.masked_fill(remove.scatter(1, sorted_index, remove), float("-inf"))
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 4.0, 30.0])  # near-uniform to one dominant token
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
+def test_nucleus_filter_keeps_the_published_set(scale, top_p):
+    from kronos.generation import kept_tokens
+    logits = torch.randn(64, 1024, generator=torch.Generator().manual_seed(3)) * scale
+    assert torch.equal(kept_tokens(logits, top_p=top_p), ~torch.isinf(_published_nucleus(logits, top_p)))
