@@ -2,9 +2,8 @@
 
 One decode step multiplies a handful of rows by every weight of the model, so it is bound
 by reading weights and by per-operation overhead, not by arithmetic. This module fuses the
-q/k/v and the two SwiGLU input projections into single products, packs weights for the
-CPU's GEMM library (oneDNN) where available, rotates q and k together with precomputed
-tables, and works on 2-D (rows x features) tensors. The arithmetic is the model's own:
+q/k/v and the two SwiGLU input projections into single products (packed for the CPU,
+see `linear`), rotates q and k together with precomputed tables, and works on 2-D (rows x features) tensors. The arithmetic is the model's own:
 results match `Kronos` to float rounding.
 """
 from __future__ import annotations
@@ -14,51 +13,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .linear import PackedLinear, packed
 from .model import Kronos
 from .modules import KVCache, attend_with_cache
-
-
-class PackedLinear:
-    """Inference-only `x @ W.T + b`, laid out for the CPU's few-row products.
-
-    One row (single-path decoding) is a matrix-vector product bound by memory bandwidth:
-    the weight is split by output rows into one block per thread and run as a batched
-    product, which streams from every core at once (the library's own GEMV does not).
-    A few rows use a weight pre-packed for oneDNN; many rows (batched windows and paths)
-    go to the regular GEMM, which is faster there.
-    """
-
-    few_rows = 32
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        self.weight, self.bias, self.packed, self.blocks = weight, bias, None, None
-        if weight.device.type != "cpu" or weight.dtype != torch.float32:
-            return
-        threads = torch.get_num_threads()
-        if threads > 1 and weight.shape[0] % threads == 0:
-            self.blocks = weight.reshape(threads, weight.shape[0] // threads, weight.shape[1])
-            self.block_bias = None if bias is None else bias.reshape(threads, -1, 1)
-        if torch.backends.mkldnn.is_available():
-            try:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
-                self(torch.zeros(2, weight.shape[1]))  # fail here, not mid-generation
-            except (RuntimeError, AttributeError):
-                self.packed = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.shape[0]
-        if rows == 1 and self.blocks is not None:
-            xt = x.t().expand(self.blocks.shape[0], -1, 1)
-            if self.block_bias is None:
-                return torch.bmm(self.blocks, xt).reshape(1, -1)
-            return torch.baddbmm(self.block_bias, self.blocks, xt).reshape(1, -1)
-        if self.packed is not None and rows <= self.few_rows:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
-
-
-def _linear(layer: torch.nn.Linear) -> PackedLinear:
-    return PackedLinear(layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
 
 
 def _fused(*layers: torch.nn.Linear) -> PackedLinear:
@@ -73,9 +30,9 @@ class _Block:
         self.heads, self.head_dim, self.d_model = attn.n_heads, attn.head_dim, attn.d_model
         self.norm1, self.norm2 = block.norm1.weight.detach(), block.norm2.weight.detach()
         self.qkv = _fused(attn.q_proj, attn.k_proj, attn.v_proj)
-        self.out = _linear(attn.out_proj)
+        self.out = packed(attn.out_proj)
         self.w13 = _fused(block.ffn.w1, block.ffn.w3)
-        self.w2 = _linear(block.ffn.w2)
+        self.w2 = packed(block.ffn.w2)
         self.ff_dim = block.ffn.w1.out_features
         self.rotary = attn.rotary
 
@@ -90,12 +47,12 @@ class FastDecoder:
         self.blocks = [_Block(b) for b in model.transformer]
         self.norm = model.norm.weight.detach()
         self.dtype = self.norm.dtype
-        self.fusion = _linear(model.embedding.fusion_proj)
-        self.proj_s1 = _linear(model.head.proj_s1)
-        self.proj_s2 = _linear(model.head.proj_s2)
+        self.fusion = packed(model.embedding.fusion_proj)
+        self.proj_s1 = packed(model.head.proj_s1)
+        self.proj_s2 = packed(model.head.proj_s2)
         dep = model.dep_layer.cross_attn
-        self.dep_heads, self.dep_q, self.dep_kv = dep.n_heads, _linear(dep.q_proj), _fused(dep.k_proj, dep.v_proj)
-        self.dep_out, self.dep_norm = _linear(dep.out_proj), model.dep_layer.norm.weight.detach()
+        self.dep_heads, self.dep_q, self.dep_kv = dep.n_heads, packed(dep.q_proj), _fused(dep.k_proj, dep.v_proj)
+        self.dep_out, self.dep_norm = packed(dep.out_proj), model.dep_layer.norm.weight.detach()
         self._rotary: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod

@@ -8,6 +8,8 @@ two implementations can be compared path by path.
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +55,26 @@ def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
     if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
         return values.sort(dim=-1, descending=True).values
     flat = values.reshape(-1, values.shape[-1]).numpy()
-    return torch.from_numpy(np.ascontiguousarray(np.sort(flat, axis=-1)[:, ::-1])).reshape(values.shape)
+    out = np.empty_like(flat)
+
+    def sort_rows(rows: slice) -> None:
+        out[rows] = np.sort(flat[rows], axis=-1)[:, ::-1]
+
+    parts = min(torch.get_num_threads(), len(flat) // SORT_ROWS_PER_THREAD)
+    if parts > 1:  # numpy releases the GIL while sorting
+        step = -(-len(flat) // parts)
+        list(_sort_pool(parts).map(sort_rows, [slice(i, i + step) for i in range(0, len(flat), step)]))
+    else:
+        sort_rows(slice(None))
+    return torch.from_numpy(out).reshape(values.shape)
+
+
+SORT_ROWS_PER_THREAD = 64
+
+
+@functools.lru_cache(maxsize=None)
+def _sort_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="kronos-sort")
 
 
 def sample_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm computed in float32, as in the published code."""
@@ -37,9 +39,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
         super().__init__()
-        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.w1 = Linear(d_model, ff_dim, bias=False)
+        self.w3 = Linear(d_model, ff_dim, bias=False)
+        self.w2 = Linear(ff_dim, d_model, bias=False)
         self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,10 +174,10 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
         super().__init__()
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.rotary = RotaryEmbedding(self.head_dim)
         self.attn_dropout_p = attn_dropout_p
         self.resid_dropout = nn.Dropout(resid_dropout_p)
@@ -341,7 +343,7 @@ class HierarchicalEmbedding(nn.Module):
         self.d_model = d_model
         self.emb_s1 = nn.Embedding(2 ** s1_bits, d_model)
         self.emb_s2 = nn.Embedding(2 ** s2_bits, d_model)
-        self.fusion_proj = nn.Linear(2 * d_model, d_model)
+        self.fusion_proj = Linear(2 * d_model, d_model)
 
     def forward(self, token_ids) -> torch.Tensor:
         s1_ids, s2_ids = token_ids
@@ -406,8 +408,8 @@ class DualHead(nn.Module):
     def __init__(self, s1_bits: int, s2_bits: int, d_model: int):
         super().__init__()
         self.vocab_s1, self.vocab_s2 = 2 ** s1_bits, 2 ** s2_bits
-        self.proj_s1 = nn.Linear(d_model, self.vocab_s1)
-        self.proj_s2 = nn.Linear(d_model, self.vocab_s2)
+        self.proj_s1 = Linear(d_model, self.vocab_s1)
+        self.proj_s2 = Linear(d_model, self.vocab_s2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_s1(x)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .hub import HubMixin
+from .linear import Linear
 from .modules import BSQuantizer, TransformerBlock
 
 
@@ -34,13 +35,13 @@ class KronosTokenizer(nn.Module, HubMixin):
         def block() -> TransformerBlock:
             return TransformerBlock(d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p, resid_dropout_p)
 
-        self.embed = nn.Linear(d_in, d_model)
-        self.head = nn.Linear(d_model, d_in)
+        self.embed = Linear(d_in, d_model)
+        self.head = Linear(d_model, d_in)
         self.encoder = nn.ModuleList([block() for _ in range(n_enc_layers - 1)])
         self.decoder = nn.ModuleList([block() for _ in range(n_dec_layers - 1)])
-        self.quant_embed = nn.Linear(d_model, self.codebook_dim)
-        self.post_quant_embed_pre = nn.Linear(s1_bits, d_model)
-        self.post_quant_embed = nn.Linear(self.codebook_dim, d_model)
+        self.quant_embed = Linear(d_model, self.codebook_dim)
+        self.post_quant_embed_pre = Linear(s1_bits, d_model)
+        self.post_quant_embed = Linear(self.codebook_dim, d_model)
         self.tokenizer = BSQuantizer(s1_bits, s2_bits, beta, gamma0, gamma, zeta, group_size)
 
     def _encode_latent(self, x: torch.Tensor) -> torch.Tensor:
