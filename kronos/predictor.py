@@ -6,7 +6,9 @@ DataFrame of open, high, low, close, volume, amount indexed by the future stamps
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -30,22 +32,33 @@ class Forecast:
 
     `paths` is (samples, steps, 6) in price units, columns as `COLUMNS`; `mean` is what
     `predict` returns; `quantiles[q]` is a (steps x 6) frame; `p_up[h]` is the share of
-    paths whose close at step h is above the last observed close.
+    paths whose close at step h is above the last observed close. The summaries are
+    computed on first use: batch callers that read only arrays skip the frames.
     """
 
     paths: np.ndarray
     mean: pd.DataFrame
     last_close: float
     quantile_levels: tuple[float, ...] = QUANTILES
-    quantiles: dict[float, pd.DataFrame] = field(init=False)
-    p_up: pd.Series = field(init=False)
 
-    def __post_init__(self) -> None:
-        qs = np.quantile(self.paths, self.quantile_levels, axis=0)
-        self.quantiles = {q: pd.DataFrame(v, index=self.mean.index, columns=COLUMNS)
-                          for q, v in zip(self.quantile_levels, qs)}
-        self.p_up = pd.Series((self.paths[:, :, 3] > self.last_close).mean(axis=0), index=self.mean.index,
-                              name="p_up")
+    @functools.cached_property
+    def quantile_values(self) -> np.ndarray:
+        """(levels, steps, 6) array behind `quantiles`."""
+        return np.quantile(self.paths, self.quantile_levels, axis=0)
+
+    @functools.cached_property
+    def quantiles(self) -> dict[float, pd.DataFrame]:
+        return {q: pd.DataFrame(v, index=self.mean.index, columns=COLUMNS)
+                for q, v in zip(self.quantile_levels, self.quantile_values)}
+
+    @functools.cached_property
+    def prob_up(self) -> np.ndarray:
+        """P(close > last close) per step, the array behind `p_up`."""
+        return (self.paths[:, :, 3] > self.last_close).mean(axis=0)
+
+    @functools.cached_property
+    def p_up(self) -> pd.Series:
+        return pd.Series(self.prob_up, index=self.mean.index, name="p_up")
 
     def summary(self, column: str = "close") -> pd.DataFrame:
         """One row per step: mean, each quantile and P(up) for `column`."""
@@ -113,21 +126,24 @@ def _prepare_frame(df, what: str) -> np.ndarray:
     if missing:
         raise ValueError(f"{what} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
     used = [c for c in COLUMNS if c in df.columns]
+    dtypes = df.dtypes
     for col in used:
-        if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
-            raise ValueError(f"{what} column '{col}' is not numeric (dtype {df[col].dtype})")
-    frame = df[used].astype(np.float64)
-    bad = ~np.isfinite(frame.to_numpy())
+        if not pd.api.types.is_numeric_dtype(dtypes[col]) or pd.api.types.is_bool_dtype(dtypes[col]):
+            raise ValueError(f"{what} column '{col}' is not numeric (dtype {dtypes[col]})")
+    values = df[used].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{what} column '{used[c]}' has a NaN or infinite value at row {r} "
-                         f"(index {frame.index[r]})")
-    if "volume" not in frame:
-        frame["volume"] = 0.0
-        frame["amount"] = 0.0
-    elif "amount" not in frame:
-        frame["amount"] = frame["volume"] * frame[PRICE_COLS].mean(axis=1)
-    return frame[COLUMNS].to_numpy(dtype=np.float32)
+                         f"(index {df.index[r]})")
+    out = np.zeros((len(values), len(COLUMNS)), dtype=np.float64)
+    out[:, [COLUMNS.index(c) for c in used]] = values
+    amount = COLUMNS.index("amount")
+    if "volume" not in used:  # the published rules: no volume means no amount either
+        out[:, amount] = 0.0
+    elif "amount" not in used:  # else amount is volume x mean price
+        out[:, amount] = out[:, COLUMNS.index("volume")] * out[:, :len(PRICE_COLS)].mean(axis=1)
+    return out.astype(np.float32)
 
 
 def _history_stamps(df: pd.DataFrame, x_timestamp, what: str) -> pd.DatetimeIndex:

@@ -25,6 +25,7 @@ from .calibration import RollingCalibrator
 from .models import LoadedModel
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+CLOSE = COLUMNS.index("close")
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,8 @@ class ForecastService:
         batches = [windows[i:i + s.batch_windows] for i in range(0, len(windows), s.batch_windows)]
         for batch in _progress(batches, self.progress and len(batches) > 1, len(windows), s.batch_windows):
             ends = [w.index[-1] + interval for w in batch]
-            futures = [pd.DatetimeIndex([w.index[-1] + interval * (k + 1) for k in range(s.horizon)]) for w in batch]
+            steps = pd.TimedeltaIndex(interval * np.arange(1, s.horizon + 1))
+            futures = [w.index[-1] + steps for w in batch]
             results = self.model.predictor.forecast_batch(
                 list(batch), [w.index for w in batch], futures, pred_len=s.horizon, T=s.temperature,
                 top_k=s.top_k, top_p=s.top_p, sample_count=s.sample_count, verbose=False,
@@ -226,8 +228,8 @@ class ForecastService:
                 out.append(WindowForecast(
                     window_end=end, bar_open=w.index[-1], last_close=float(w["close"].iloc[-1]),
                     mean=f.mean.to_numpy(dtype=float),
-                    quantiles={q: f.quantiles[q]["close"].to_numpy(dtype=float) for q in f.quantile_levels},
-                    p_up=f.p_up.to_numpy(dtype=float), close_paths=f.paths[:, :, 3].astype(float)))
+                    quantiles={q: v[:, CLOSE].astype(float) for q, v in zip(f.quantile_levels, f.quantile_values)},
+                    p_up=f.prob_up.astype(float), close_paths=f.paths[:, :, CLOSE].astype(float)))
         return out
 
     def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
