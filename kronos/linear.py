@@ -8,6 +8,8 @@ autograd keep the plain `nn.Linear` path; results agree to float rounding.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
 
 import torch
@@ -49,6 +51,18 @@ class PackedLinear:
 
 
 _PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
+_STOCK = contextvars.ContextVar("kronos_stock_kernels", default=False)
+
+
+@contextlib.contextmanager
+def stock_kernels():
+    """Run `Linear` layers through torch's default kernels, as the published Kronos code
+    does: benchmarks time the published algorithm this way, as its users run it."""
+    token = _STOCK.set(True)
+    try:
+        yield
+    finally:
+        _STOCK.reset(token)
 
 
 class Linear(nn.Linear):
@@ -56,7 +70,7 @@ class Linear(nn.Linear):
     through a `PackedLinear`, rebuilt whenever the weights change."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu":
+        if torch.is_grad_enabled() or x.device.type != "cpu" or _STOCK.get():
             return super().forward(x)
         return packed(self)(x)
 
