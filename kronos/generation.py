@@ -194,13 +194,18 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     for i in range(pred_len):
         end = n + i
         if i > 0 and not rolling and end > max_context:
-            # the window slid: every position changed, so recompute it. Its history part
-            # is the same for all paths (run once per series); only the generated tokens
-            # are run per path, against that shared prefix.
+            # the window slid: every position changed, so recompute it. With several paths
+            # its history part is the same for all of them (run once per series) and only
+            # the generated tokens run per path, against that shared prefix; one path runs
+            # the window in one pass.
             ws = end - max_context
-            _, step_caches, step_dep = _prefill(model, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
-            h_gen = model.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, step_dep, n - ws)
-            h_rows = h_gen[:, -1]
+            if s == 1:
+                h_rows, _, step_dep = _prefill(model, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
+                                               torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), stamps[:, ws:end], 1, 0)
+            else:
+                _, step_caches, step_dep = _prefill(model, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
+                h_rows = model.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, step_dep,
+                                      n - ws)[:, -1]
             s1 = sample_tokens(fast.s1_logits(h_rows), sampling, u[:, i, 0])
             s2_logits = fast.s2_logits(h_rows, s1, step_dep)
         else:

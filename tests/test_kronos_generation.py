@@ -23,6 +23,7 @@ def _inputs(b: int, n: int, h: int, s: int, seed: int = 0):
     (1, 8, 5, 1, 64),     # short context
     (2, 40, 20, 1, 64),   # context + steps within max_context
     (2, 50, 30, 2, 64),   # context + steps beyond it: the window slides
+    (2, 50, 30, 1, 64),   # ... with one path (the window runs in one pass)
     (1, 100, 12, 2, 64),  # context longer than max_context
     (2, 30, 16, 4, 64),   # several sample paths
 ])
