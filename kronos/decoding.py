@@ -3,8 +3,9 @@
 One decode step multiplies a handful of rows by every weight of the model, so it is bound
 by reading weights and by per-operation overhead, not by arithmetic. This module fuses the
 q/k/v and the two SwiGLU input projections into single products (packed for the CPU,
-see `linear`), rotates q and k together with precomputed tables, and works on 2-D (rows x features) tensors. The arithmetic is the model's own:
-results match `Kronos` to float rounding.
+see `linear`), rotates q and k together with precomputed tables, and works on 2-D
+(rows x features) tensors. The arithmetic is the model's own: results match `Kronos` to
+float rounding.
 """
 from __future__ import annotations
 

@@ -49,6 +49,9 @@ def kept_tokens(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> tor
     return logits >= ranked.gather(-1, last)
 
 
+SORT_ROWS_PER_THREAD = 64  # fewer rows than this per thread are sorted on the calling thread
+
+
 def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
     """Each row's values, largest first. On CPU numpy's vectorised sort of the values alone
     is several times faster than torch.sort, which also builds an index."""
@@ -67,9 +70,6 @@ def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
     else:
         sort_rows(slice(None))
     return torch.from_numpy(out).reshape(values.shape)
-
-
-SORT_ROWS_PER_THREAD = 64
 
 
 @functools.lru_cache(maxsize=None)

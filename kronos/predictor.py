@@ -7,7 +7,6 @@ DataFrame of open, high, low, close, volume, amount indexed by the future stamps
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from typing import Sequence
 
