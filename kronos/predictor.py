@@ -17,6 +17,7 @@ import torch
 from .generation import Sampling, generate_cached, generate_reference
 from .hub import resolve_spec
 from .model import Kronos
+from .stamps import as_stamps, future_stamps
 from .tokenizer import KronosTokenizer
 
 PRICE_COLS = ["open", "high", "low", "close"]
@@ -84,8 +85,10 @@ def time_features(stamps: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _as_stamps(stamps, what: str, expected_len: int | None) -> pd.DatetimeIndex:
+    """Stamps as tz-naive UTC nanoseconds (any datetime64 unit; aware stamps converted),
+    checked to be complete and strictly increasing."""
     try:
-        index = pd.DatetimeIndex(stamps)
+        index = as_stamps(stamps)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} could not be read as timestamps ({exc})") from None
     if index.hasnans:
@@ -99,19 +102,6 @@ def _as_stamps(stamps, what: str, expected_len: int | None) -> pd.DatetimeIndex:
             raise ValueError(f"{what} is not strictly increasing at position {pos} "
                              f"({index[pos - 1]} then {index[pos]})")
     return index
-
-
-def future_stamps(history: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
-    """Stamps of the next `steps` bars, continuing the history's bar interval
-    (its inferred frequency, e.g. business days, else the median spacing)."""
-    if len(history) < 2:
-        raise ValueError("y_timestamp is needed when the history has fewer than 2 stamps")
-    recent = history[-min(len(history), 200):]
-    offset = pd.DatetimeIndex(recent, freq="infer").freq if len(recent) >= 3 else None
-    if offset is not None:
-        return pd.date_range(history[-1] + offset, periods=steps, freq=offset)
-    step = pd.Timedelta(np.median(np.diff(history.asi8)))
-    return pd.DatetimeIndex([history[-1] + step * (k + 1) for k in range(steps)])
 
 
 def _prepare_frame(df, what: str) -> np.ndarray:

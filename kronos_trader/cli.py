@@ -57,6 +57,8 @@ def forecast(
     horizon: Optional[int] = typer.Option(None, help="bars to forecast"),
     samples: Optional[int] = typer.Option(None, help="sample paths"),
     seed: Optional[int] = typer.Option(None),
+    symbol: Optional[str] = typer.Option(None, help="what --data holds (default: from its file name)"),
+    timeframe: Optional[str] = typer.Option(None, help="its bar size (default: file name, else the bars)"),
     out: Path = typer.Option(Path("reports/forecast"), help="folder for the CSV and the fan chart PNG"),
 ) -> None:
     """Forecast the next bars of a series from its latest window."""
@@ -66,7 +68,7 @@ def forecast(
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
                                       "forecast.lookback": lookback, "forecast.horizon": horizon,
                                       "forecast.sample_count": samples, "forecast.seed": seed})
-    run_forecast(settings, out, console)
+    run_forecast(settings, out, console, symbol, timeframe)
 
 
 @app.command()
@@ -85,7 +87,7 @@ def backtest(
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
     from kronos_trader.backtest.report import default_report_dir, print_report, write_report
-    from kronos_trader.backtest.runner import load_backtest_candles, run_backtest
+    from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
 
@@ -95,7 +97,8 @@ def backtest(
                                       "backtest.report_dir": str(report_dir) if report_dir else None})
     store = open_store(settings.database.url)
     candles, _ = load_backtest_candles(settings, store)
-    result = run_backtest(settings, candles, settings.data.symbol, settings.data.timeframe, store, progress)
+    names = backtest_names(settings, candles, symbol, timeframe)
+    result = run_backtest(settings, candles, *names, store, progress)
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
     print_report(result, folder, console)
 

@@ -57,6 +57,15 @@ class DataSettings(Section):
     timeframe: str = "1h"
     start: str | None = None
     end: str | None = None
+    calendar: str = Field("auto", description="future bar stamps: auto (sessions seen in the window), 24/7, "
+                                              "or an exchange code such as XNYS, XSHG (exchange-calendars)")
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, value: str) -> str:
+        from kronos_trader.data.calendar import check_calendar
+
+        return check_calendar(value)
 
     @field_validator("start", "end", mode="before")
     @classmethod

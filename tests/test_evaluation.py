@@ -10,10 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from kronos import Forecast
+from kronos_trader.config import ForecastSettings
 from kronos_trader.data import generate_market
 from kronos_trader.evaluation import (ScoreSettings, central_interval, coverage, crps_ensemble, crps_normal,
                                       direction_accuracy, mae, normal_interval, normal_ppf, origins, rmse,
                                       run_walk_forward, score_walk_forward)
+from kronos_trader.forecasting.models import LoadedModel
+from kronos_trader.forecasting.service import ForecastService
 
 COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
 
@@ -55,6 +59,8 @@ class Oracle:
     """A 'predictor' that knows the future (to check the scoring) and checks it is only
     given the past as history."""
 
+    max_context = 512
+
     def __init__(self, candles: pd.DataFrame, noise: float = 0.0):
         self.candles, self.noise, self.calls = candles, noise, 0
 
@@ -68,30 +74,36 @@ class Oracle:
             if self.noise:
                 rng = np.random.default_rng(s)
                 paths = paths * np.exp(rng.standard_normal((sample_count, pred_len, 1)) * self.noise)
-            out.append(SimpleNamespace(paths=paths))
+            mean = pd.DataFrame(paths.mean(axis=0), index=future, columns=COLUMNS)
+            out.append(Forecast(paths=paths, mean=mean, last_close=float(frame["close"].iloc[-1])))
         return out
+
+
+def walk(predictor, candles, lookback, horizon, stride, samples, holdout=0.2, batch_windows=64):
+    """Walk-forward through the forecast service, with `predictor` as its model."""
+    settings = ForecastSettings(lookback=lookback, horizon=horizon, sample_count=samples, batch_windows=batch_windows)
+    service = ForecastService(LoadedModel(predictor, "oracle", "oracle@0"), settings, progress=False)
+    return run_walk_forward(service, candles, holdout=holdout, stride=stride)
 
 
 @pytest.fixture(scope="module")
 def candles() -> pd.DataFrame:
-    return generate_market(2000, "1h", seed=9)
+    return generate_market(2000, "1h", seed=9).round(2)  # cents: exact through the stored forecasts' rounding
 
 
 def test_walk_forward_windows_lie_in_the_holdout(candles):
     pos = origins(len(candles), 0.2, 128, 24, 24)
     cut = 2000 - 400
     assert pos[0] == cut - 1 and (np.diff(pos) == 24).all() and pos[-1] + 24 <= 1999
-    wf = run_walk_forward(Oracle(candles), candles, holdout=0.2, lookback=128, horizon=24, stride=24, samples=4,
-                          batch_windows=5, progress=False)
-    assert wf.paths.shape == (len(pos), 4, 24, 6) and wf.cut == cut
+    wf = walk(Oracle(candles), candles, lookback=128, horizon=24, stride=24, samples=4, batch_windows=5)
+    assert wf.paths.shape == (len(pos), 4, 24) and wf.cut == cut and wf.aligned == 1.0
     assert np.array_equal(wf.realized[0], candles["close"].to_numpy()[cut:cut + 24])
     with pytest.raises(ValueError, match="no forecast window"):
         origins(100, 0.05, 64, 24, 1)
 
 
 def test_perfect_forecasts_score_zero_and_baselines_are_random_walks(candles):
-    wf = run_walk_forward(Oracle(candles), candles, holdout=0.2, lookback=128, horizon=24, stride=12, samples=4,
-                          progress=False)
+    wf = walk(Oracle(candles), candles, lookback=128, horizon=24, stride=12, samples=4)
     ev = score_walk_forward(wf, ScoreSettings(horizons=(1, 6, 24), min_history=3))
     for model in ("kronos", "kronos_calibrated"):
         for h in (1, 6, 24):
@@ -111,11 +123,10 @@ def test_perfect_forecasts_score_zero_and_baselines_are_random_walks(candles):
 
 def test_calibration_in_evaluation_fixes_too_narrow_bands(candles):
     # right centre, far too little spread: raw 90% bands cover little, calibrated ones ~90%
-    wf = run_walk_forward(Oracle(candles, noise=0.0005), candles, holdout=0.5, lookback=64, horizon=6, stride=1,
-                          samples=16, progress=False)
+    wf = walk(Oracle(candles, noise=0.0005), candles, lookback=64, horizon=6, stride=1, samples=16, holdout=0.5)
     # move every path's centre to the last close so the spread (not the oracle) must explain the outcome
-    shift = wf.last_close[:, None] / np.median(wf.paths[..., 3], axis=1)
-    wf.paths = wf.paths * shift[:, None, :, None]
+    shift = wf.last_close[:, None] / np.median(wf.paths, axis=1)
+    wf.paths = wf.paths * shift[:, None, :]
     ev = score_walk_forward(wf, ScoreSettings(horizons=(1, 6), min_history=30))
     for h in (1, 6):
         assert ev.metrics["kronos"][h]["coverage_90"] < 0.6

@@ -90,7 +90,8 @@ def test_models_offer_hub_names_and_allow_listed_dirs_without_paths_in_ids(c):
     assert {"kronos-mini", "kronos-small", "kronos-base", MODEL_ID} <= set(ids)
     assert ids[MODEL_ID]["max_context"] == 128 and ids["kronos-small"]["max_context"] == 512
     assert all("/" not in i for i in ids), ids
-    assert "cpu" in body["devices"] and body["defaults"]["lookback"] == 400 and body["defaults"]["horizon"] == 120
+    # the defaults are the config's (one place for CLI, web and Python)
+    assert "cpu" in body["devices"] and body["defaults"]["lookback"] == 64 and body["defaults"]["horizon"] == 8
 
 
 def test_folder_of_pairs_in_allow_list(tmp_path):
@@ -364,13 +365,13 @@ def test_hub_model_download_failure_is_reported_clearly(dataset_id):
 def test_unexpected_job_error_is_one_line(dataset_id):
     def broken(name, device):
         class M:
-            name, model_id = "x", "x@0"
+            name, model_id, max_context, trained_window = "x", "x@0", 512, None
 
             class predictor:  # noqa: N801
                 device = "cpu"
 
                 @staticmethod
-                def forecast(*a, **k):
+                def forecast_batch(*a, **k):
                     raise RuntimeError("boom\nwith a second line")
         return M()
 

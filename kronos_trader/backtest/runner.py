@@ -13,8 +13,9 @@ import pandas as pd
 
 from kronos_trader.config import Settings
 from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
+from kronos_trader.data.calendar import bars_per_year
+from kronos_trader.data.naming import series_names
 from kronos_trader.decision import load_policy
-from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 
@@ -105,6 +106,16 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
     return candles, label
 
 
+def backtest_names(settings: Settings, candles: pd.DataFrame, symbol: str | None = None,
+                   timeframe: str | None = None) -> tuple[str, str]:
+    """Symbol and timeframe that label the run: data.symbol/timeframe for stored candles and
+    the bundled sample; for a --data file the --symbol/--timeframe flags, else its file
+    name, else a neutral name and the bars' interval (never an invented BTC/USDT)."""
+    if settings.data.path is None:
+        return symbol or settings.data.symbol, timeframe or settings.data.timeframe
+    return series_names(settings.data.path, candles, symbol, timeframe)
+
+
 def code_version() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -123,8 +134,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
                          f"{settings.forecast.lookback} bars")
     policy = load_policy(settings.strategy.name, settings.strategy.params)
     if service is None:
-        model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
-        service = ForecastService(model, settings.forecast, store, progress)
+        service = ForecastService.from_settings(settings, store, progress)
     interval = infer_bar_interval(candles.index)
     forecasts = service.forecast_series(candles, symbol, timeframe)
     computed, reused = service.computed, service.reused
@@ -148,7 +158,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     closes = candles["close"].copy()
     closes.index = closes.index + interval
     first = equity.index[0] if len(equity) else closes.index[0]
-    metrics = summarize(equity, trades, closes.loc[first:], fees, interval)
+    metrics = summarize(equity, trades, closes.loc[first:], fees, interval,
+                        bars_per_year(candles.index, settings.data.calendar))
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
                             computed, reused)
     if store is not None:

@@ -15,6 +15,7 @@ def _store(url: str):
 
 
 def service_for(model: str, settings: ForecastSettings, db_url: str | None = None, device: str = "auto",
-                progress: bool = False) -> ForecastService:
+                progress: bool = False, calendar: str = "auto") -> ForecastService:
     """A ForecastService for a model name and settings, storing forecasts in `db_url` if given."""
-    return ForecastService(load_model(model, device), settings, _store(db_url) if db_url else None, progress)
+    return ForecastService(load_model(model, device), settings, _store(db_url) if db_url else None, progress,
+                           calendar)

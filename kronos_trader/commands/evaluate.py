@@ -42,7 +42,7 @@ def evaluate(
     horizons: str = typer.Option("1,6,24", help="comma-separated steps ahead to score"),
     lookback: Optional[int] = typer.Option(None, help="history bars per window (default: config)"),
     stride: int = typer.Option(24, help="bars between forecast origins"),
-    samples: int = typer.Option(32, help="sample paths per forecast"),
+    samples: Optional[int] = typer.Option(None, help="sample paths per forecast (default: config)"),
     seed: Optional[int] = typer.Option(None, help="sampling seed (default: config)"),
     temperature: Optional[float] = typer.Option(None, help="sampling temperature (default: config)"),
     top_p: Optional[float] = typer.Option(None, help="nucleus sampling threshold (default: config)"),
@@ -78,31 +78,37 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     from kronos_trader.config import load_settings
     from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
     from kronos_trader.evaluation import ScoreSettings, plot_evaluation, run_walk_forward, score_walk_forward
+    from kronos_trader.data.naming import series_names
     from kronos_trader.forecasting.models import load_model
+    from kronos_trader.forecasting.service import ForecastService
 
     steps = _parse_horizons(horizons)
     if not 0 < calibration_level < 1:
         raise ValueError(f"--calibration-level must be in (0, 1), got {calibration_level}")
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
                                       "model.device": device, "forecast.lookback": lookback, "forecast.seed": seed,
-                                      "forecast.temperature": temperature, "forecast.top_p": top_p})
+                                      "forecast.temperature": temperature, "forecast.top_p": top_p,
+                                      "forecast.sample_count": samples})
     f = settings.forecast
     source = settings.data.path or SAMPLE_DATA_PATH
     candles = load_candles(source)
+    symbol, timeframe = series_names(source, candles)
     loaded = load_model(settings.model.name, settings.model.device, settings.model.max_context)
     if max(steps) > loaded.max_context:
         raise ValueError(f"horizon {max(steps)} exceeds the model's context of {loaded.max_context}")
-    lookback_used = min(f.lookback, loaded.max_context)
+    service = ForecastService.from_settings(settings, None, progress, loaded, horizon=max(steps), calibration="none")
+    for message in service.warnings:
+        _err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
     started = time.perf_counter()
-    wf = run_walk_forward(loaded.predictor, candles, holdout=holdout, lookback=lookback_used, horizon=max(steps),
-                          stride=stride, samples=samples, seed=f.seed, T=f.temperature, top_k=f.top_k,
-                          top_p=f.top_p, batch_windows=f.batch_windows, max_windows=max_windows, progress=progress)
+    wf = run_walk_forward(service, candles, holdout=holdout, stride=stride, max_windows=max_windows, symbol=symbol,
+                          timeframe=timeframe)
     seconds = time.perf_counter() - started
     ev = score_walk_forward(wf, ScoreSettings(horizons=steps, calibration_level=calibration_level,
                                               min_history=min_history, vol_window=vol_window))
     ev.meta = {"model": settings.model.name, "model_id": loaded.model_id, "data": str(source),
                "bars": len(candles), "holdout": holdout, "holdout_start": str(candles.index[wf.cut]),
-               "lookback": lookback_used, "stride": stride, "samples": samples, "seed": f.seed,
+               "lookback": f.lookback, "stride": stride, "samples": f.sample_count, "seed": f.seed,
+               "calendar": settings.data.calendar, "stamps_aligned": round(wf.aligned, 4),
                "temperature": f.temperature, "top_p": f.top_p, "top_k": f.top_k, "forecast_seconds": round(seconds, 1)}
     out.mkdir(parents=True, exist_ok=True)
     json_path = ev.write_json(out / "evaluation.json")

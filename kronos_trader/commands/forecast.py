@@ -8,36 +8,48 @@ from rich.console import Console
 from rich.table import Table
 
 from kronos_trader.config import Settings
-from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles
-from kronos_trader.forecasting.models import load_model
+from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+from kronos_trader.data.display import price_digits
+from kronos_trader.data.naming import series_names
+from kronos_trader.forecasting.service import ForecastService, WindowForecast
 
 
-def run_forecast(settings: Settings, out: Path, console: Console) -> pd.DataFrame:
+def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | None = None,
+                 timeframe: str | None = None) -> pd.DataFrame:
+    """Forecast the bars after the file's last window through the forecast service."""
     path = Path(settings.data.path) if settings.data.path else SAMPLE_DATA_PATH
     candles = load_candles(path)
+    symbol, timeframe = series_names(path, candles, symbol, timeframe)
+    service = ForecastService.from_settings(settings, progress=False)
+    for message in service.warnings:
+        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
     f = settings.forecast
-    if len(candles) < f.lookback:
-        raise ValueError(f"{path.name} has {len(candles)} bars, fewer than the lookback of {f.lookback}")
-    model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    with console.status(f"forecasting {f.horizon} bars with {service.model.name} ({f.sample_count} paths)"):
+        result = service.forecast_latest(candles, symbol, timeframe)
+    summary = forecast_summary(result)
     window = candles.iloc[-f.lookback:]
-    interval = infer_bar_interval(candles.index)
-    future = pd.DatetimeIndex([window.index[-1] + interval * (k + 1) for k in range(f.horizon)], name="timestamp")
-    with console.status(f"forecasting {f.horizon} bars with {model.name} ({f.sample_count} paths)"):
-        result = model.predictor.forecast(window, y_timestamp=future, pred_len=f.horizon, T=f.temperature,
-                                          top_k=f.top_k, top_p=f.top_p, sample_count=f.sample_count,
-                                          verbose=False, seed=f.seed)
-    summary = result.summary()
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "forecast.csv", index_label="timestamp")
-    _fan_chart(window, result, out / "forecast.png", path.name)
-    table = Table(title=f"{path.name}: next {f.horizon} bars after {window.index[-1]} ({model.name})")
+    _fan_chart(window, result, out / "forecast.png", f"{symbol} {timeframe}")
+    table = Table(title=f"{symbol} {timeframe} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
+                        f"({service.model.name})")
+    digits = price_digits(window["close"].to_numpy())
     for col in ["time", *summary.columns]:
         table.add_column(col, justify="right")
     for stamp, row in summary.iterrows():
-        table.add_row(str(stamp), *[f"{v:.4f}" if c == "p_up" else f"{v:,.2f}" for c, v in row.items()])
+        table.add_row(str(stamp), *[f"{v:.4f}" if c == "p_up" else f"{v:,.{digits}f}" for c, v in row.items()])
     console.print(table)
     console.print(f"written: {out / 'forecast.csv'}, {out / 'forecast.png'}")
     return summary
+
+
+def forecast_summary(result: WindowForecast) -> pd.DataFrame:
+    """One row per forecast bar (its calendar stamp): mean close, each quantile, P(up)."""
+    out = pd.DataFrame({"mean": result.mean[:, 3]}, index=pd.DatetimeIndex(result.stamps, name="timestamp"))
+    for q in sorted(result.quantiles):
+        out[f"q{round(q * 100):02d}"] = result.quantiles[q]
+    out["p_up"] = result.p_up
+    return out
 
 
 def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
@@ -47,14 +59,12 @@ def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     tail = window["close"].iloc[-min(len(window), 200):]
-    q = result.quantiles
+    q, x = result.quantiles, result.stamps
     fig, ax = plt.subplots(figsize=(11, 5))
     ax.plot(tail.index, tail, color="black", lw=1, label="history")
-    ax.fill_between(result.mean.index, q[0.05]["close"], q[0.95]["close"], alpha=0.18, color="tab:blue",
-                    label="5-95%")
-    ax.fill_between(result.mean.index, q[0.25]["close"], q[0.75]["close"], alpha=0.3, color="tab:blue",
-                    label="25-75%")
-    ax.plot(result.mean.index, result.mean["close"], color="tab:blue", lw=1.5, label="mean")
+    ax.fill_between(x, q[0.05], q[0.95], alpha=0.18, color="tab:blue", label="5-95%")
+    ax.fill_between(x, q[0.25], q[0.75], alpha=0.3, color="tab:blue", label="25-75%")
+    ax.plot(x, result.mean[:, 3], color="tab:blue", lw=1.5, label="mean")
     ax.set_title(f"{title}: Kronos forecast of the close")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)

@@ -12,6 +12,8 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 
+from kronos.stamps import bar_interval
+
 from .errors import CandleDataError
 from .schema import CANONICAL_COLUMNS, INDEX_NAME
 from .validation import validate_candles
@@ -22,16 +24,14 @@ IntervalLike: TypeAlias = str | pd.Timedelta
 
 
 def infer_bar_interval(index: pd.DatetimeIndex | pd.DataFrame) -> pd.Timedelta:
-    """Median spacing between bars; the median ignores a few gaps or odd bars."""
+    """The most common spacing between bars (weekends, gaps and odd bars do not move it;
+    any datetime64 unit)."""
     if isinstance(index, pd.DataFrame):
         index = index.index
-    index = pd.DatetimeIndex(index)
-    if len(index) < 2:
-        raise CandleDataError(f"need at least 2 bars to infer the bar interval, got {len(index)}")
-    interval = pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8))), unit="ns")
-    if interval <= pd.Timedelta(0):
-        raise CandleDataError("cannot infer the bar interval: timestamps are not increasing")
-    return interval
+    try:
+        return bar_interval(index)
+    except ValueError as exc:
+        raise CandleDataError(str(exc)) from None
 
 
 def find_gaps(df: pd.DataFrame, interval: IntervalLike | None = None) -> pd.DataFrame:

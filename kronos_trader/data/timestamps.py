@@ -1,7 +1,8 @@
 """Turn whatever a user's time column holds into naive-UTC bar open times.
 
-Exports carry ISO text (with or without offsets), epoch seconds or epoch
-milliseconds, or real datetimes. Kronos and the backtester need one
+Exports carry ISO text (with or without offsets), epoch numbers (s, ms, us or ns,
+told apart by magnitude; numbers that fit no unit are refused), or real datetimes of
+any datetime64 unit. Kronos and the backtester need one
 unambiguous clock, so everything becomes a tz-naive UTC ``DatetimeIndex``.
 """
 
@@ -18,6 +19,8 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
+from kronos.stamps import as_stamps, epoch_unit
+
 from .errors import CandleDataError
 from .schema import INDEX_NAME
 
@@ -25,19 +28,7 @@ __all__ = ["parse_timestamps", "epoch_unit", "is_missing"]
 
 Where = Callable[[int], str]
 
-# Largest plausible |epoch| per unit: 1e11 s is year ~5138, so anything above
-# is a finer unit. Ordered from coarse to fine.
-_EPOCH_LIMITS: tuple[tuple[float, str], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 _EXPECTED = "expected ISO 8601 text or epoch seconds/milliseconds"
-
-
-def epoch_unit(values: np.ndarray) -> str:
-    """Pick the epoch unit from the magnitude of the largest value."""
-    largest = float(np.nanmax(np.abs(values))) if len(values) else 0.0
-    for limit, unit in _EPOCH_LIMITS:
-        if largest < limit:
-            return unit
-    return "ns"
 
 
 def parse_timestamps(
@@ -65,10 +56,7 @@ def parse_timestamps(
         _reject_unparsed(series, parsed, fail)
 
     fail.if_any(parsed.isna().to_numpy(), "missing timestamp")
-    index = pd.DatetimeIndex(parsed)
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    return index.as_unit("ns").rename(INDEX_NAME)
+    return as_stamps(parsed).rename(INDEX_NAME)
 
 
 class _Fail:
@@ -117,7 +105,10 @@ def _from_epoch(numbers: pd.Series, fail: _Fail) -> pd.Series:
     values = numbers.to_numpy(dtype=float, na_value=np.nan)
     fail.if_any(np.isnan(values), "missing timestamp")
     fail.if_any(np.isinf(values), "timestamp is infinite")
-    unit = epoch_unit(values)
+    try:
+        unit = epoch_unit(values)
+    except ValueError as exc:
+        raise fail.at(None, str(exc)) from None
     raw = numbers if numbers.dtype.kind in "iu" else values
     return _coerce(lambda: pd.Series(pd.to_datetime(raw, unit=unit, utc=True)), fail)
 

@@ -1,7 +1,8 @@
 """Walk-forward evaluation of Kronos forecasts against random-walk baselines.
 
     from kronos_trader.evaluation import run_walk_forward, score_walk_forward, plot_evaluation
-    wf = run_walk_forward(predictor, candles, holdout=0.2, horizon=24, stride=24, samples=32)
+    service = ForecastService.from_settings(settings, calibration="none")  # lookback, horizon, paths, seed
+    wf = run_walk_forward(service, candles, holdout=0.2, stride=24)
     ev = score_walk_forward(wf)               # MAE, RMSE, direction, CRPS, band coverage
     ev.write_json("eval.json"); plot_evaluation(wf, ev, "eval.png")
 """

@@ -44,7 +44,7 @@ def plot_evaluation(wf: WalkForward, evaluation: Evaluation, path: str | Path, e
     ax_fan.plot(fut_x, wf.realized[k], color="black", lw=1.2, ls="--", label="realised")
     for paths, color, name in ((wf.paths[k], COLORS["kronos"], "Kronos"),
                                (evaluation.calibrated_paths[k], COLORS["kronos_calibrated"], "calibrated")):
-        c = paths[:, :, 3]
+        c = paths
         q05, q25, q50, q75, q95 = np.quantile(c, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
         ax_fan.fill_between(fut_x, q05, q95, color=color, alpha=0.15, label=f"{name} 90%")
         ax_fan.fill_between(fut_x, q25, q75, color=color, alpha=0.3, label=f"{name} 50%")

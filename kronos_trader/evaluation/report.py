@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kronos_trader.data.display import format_significant
 from kronos_trader.forecasting.calibration import RollingCalibrator
 
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, direction_accuracy, mae, \
@@ -43,7 +44,7 @@ class Evaluation:
     settings: ScoreSettings
     windows: int
     calibration_factors: np.ndarray  # (windows, horizon) factors used for each window
-    calibrated_paths: np.ndarray     # (windows, samples, horizon, 6)
+    calibrated_paths: np.ndarray     # (windows, samples, horizon) closes
     sigmas: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -75,8 +76,9 @@ class Evaluation:
             for m in MODELS:
                 row = self.metrics[m][h]
                 direction = "n/a" if np.isnan(row["direction"]) else f"{row['direction']:.1%}"
-                table.add_row(str(h), MODEL_SHORT[m], f"{row['mae']:.2f}", f"{row['rmse']:.2f}", direction,
-                              f"{row['crps']:.2f}", *[f"{row[f'coverage_{lv}']:.1%}" for lv in levels])
+                table.add_row(str(h), MODEL_SHORT[m], format_significant(row["mae"]), format_significant(row["rmse"]),
+                              direction, format_significant(row["crps"]),
+                              *[f"{row[f'coverage_{lv}']:.1%}" for lv in levels])
             table.add_section()
         return table
 
@@ -99,7 +101,7 @@ def score_walk_forward(wf: WalkForward, settings: ScoreSettings | None = None) -
         for h in s.horizons:
             y, last = wf.realized[:, h - 1], wf.last_close
             if m.startswith("kronos"):
-                samples = (wf.paths if m == "kronos" else calibrated)[:, :, h - 1, 3]
+                samples = (wf.paths if m == "kronos" else calibrated)[:, :, h - 1]
                 point = samples.mean(axis=1)
                 row = {"mae": mae(point, y), "rmse": rmse(point, y), "direction": direction_accuracy(point - last,
                                                                                                       y - last),

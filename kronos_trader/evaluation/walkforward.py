@@ -2,7 +2,9 @@
 
 The series is cut at `1 - holdout`; forecast origins are bars p from the cut on (every
 `stride` bars) whose next `horizon` bars exist. Each forecast sees only the `lookback` bars
-ending at p; bars after p are used only to score it.
+ending at p; bars after p are used only to score it. Forecasts come from the forecast
+service (its seed rule, future stamps and batching), so a window scored here has the
+numbers the CLI, the web workbench and the backtest give for it.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ __all__ = ["WalkForward", "origins", "run_walk_forward", "random_walk_sigma", "h
 class WalkForward:
     """Forecasts made at `origins` (bar positions of the last history bar).
 
-    `paths` (windows, samples, horizon, 6) in price units; `realized` (windows, horizon)
-    closes that followed; `last_close` (windows,) close at the origin.
+    `paths` (windows, samples, horizon) close paths in price units; `realized` (windows,
+    horizon) closes that followed; `last_close` (windows,) close at the origin; `aligned`
+    the share of forecast stamps equal to the stamps of the bars they are scored against.
     """
 
     origins: np.ndarray
@@ -29,6 +32,7 @@ class WalkForward:
     paths: np.ndarray
     closes: pd.Series  # the whole close series (by bar position), for baselines and calibration
     cut: int
+    aligned: float = 1.0
 
     @property
     def horizon(self) -> int:
@@ -60,36 +64,20 @@ def origins(n: int, holdout: float, lookback: int, horizon: int, stride: int,
     return out
 
 
-def run_walk_forward(predictor, candles: pd.DataFrame, holdout: float = 0.2, lookback: int = 256,
-                     horizon: int = 24, stride: int = 24, samples: int = 32, seed: int = 42, T: float = 1.0,
-                     top_k: int = 0, top_p: float = 0.9, batch_windows: int = 64, max_windows: int | None = None,
-                     progress: bool = True) -> WalkForward:
-    """Forecast every origin with `predictor` (a `KronosPredictor`), batched."""
-    n = len(candles)
-    pos = origins(n, holdout, lookback, horizon, stride, max_windows)
+def run_walk_forward(service, candles: pd.DataFrame, holdout: float = 0.2, stride: int = 24,
+                     max_windows: int | None = None, symbol: str = "series", timeframe: str = "") -> WalkForward:
+    """Forecast every origin through `service` (a `ForecastService`; its settings give the
+    lookback, horizon, paths and seed; calibration is left to the scoring)."""
+    n, s = len(candles), service.settings
+    pos = origins(n, holdout, s.lookback, s.horizon, stride, max_windows)
+    found = service.forecast_at(candles, [int(p) for p in pos], symbol, timeframe)
     close = candles["close"].to_numpy(dtype=np.float64)
     index = candles.index
-    paths = []
-    batches = [pos[i:i + batch_windows] for i in range(0, len(pos), batch_windows)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(pos), desc="walk-forward forecasts", unit="window")
-    for chunk in batches:
-        frames = [candles.iloc[p - lookback + 1:p + 1] for p in chunk]
-        futures = [index[p + 1:p + 1 + horizon] for p in chunk]
-        results = predictor.forecast_batch(frames, [f.index for f in frames], futures, pred_len=horizon, T=T,
-                                           top_k=top_k, top_p=top_p, sample_count=samples, verbose=False,
-                                           seed=[[int(seed), int(p)] for p in chunk])
-        paths.extend(r.paths for r in results)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    realized = np.stack([close[p + 1:p + 1 + horizon] for p in pos])
+    paths = np.stack([found[int(p)].close_paths for p in pos]).astype(np.float64)
+    realized = np.stack([close[p + 1:p + 1 + s.horizon] for p in pos])
+    aligned = np.mean([np.mean(found[int(p)].stamps == index[p + 1:p + 1 + s.horizon]) for p in pos])
     return WalkForward(origins=pos, times=pd.DatetimeIndex(index[pos]), last_close=close[pos], realized=realized,
-                       paths=np.stack(paths).astype(np.float64), closes=pd.Series(close),
-                       cut=holdout_start(n, holdout))
+                       paths=paths, closes=pd.Series(close), cut=holdout_start(n, holdout), aligned=float(aligned))
 
 
 def random_walk_sigma(wf: WalkForward, vol_window: int | None) -> np.ndarray:

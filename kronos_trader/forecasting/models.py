@@ -6,12 +6,15 @@ never reuses forecasts made by another.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
 from kronos import KronosPredictor
+from kronos.hub import BUNDLED_DIR, PAIR_FILE
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class LoadedModel:
     predictor: KronosPredictor
     name: str
     model_id: str  # name@sha256-prefix of the weights
+    trained_window: tuple[int, int] | None = None  # (lookback, horizon) its card says it was trained on
 
     @property
     def max_context(self) -> int:
@@ -52,4 +56,18 @@ def load_model(name: str, device: str = "auto", max_context: int | None = None) 
     predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device))
     if max_context is not None:
         predictor.max_context = min(predictor.max_context, max_context)
-    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}")
+    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}", trained_window(name))
+
+
+def trained_window(name: str) -> tuple[int, int] | None:
+    """(lookback, horizon) of the training windows, where the pair's card (`kronos.json`:
+    ``"trained_window": {"lookback": 256, "horizon": 32}``) states them."""
+    for directory in (BUNDLED_DIR / name.lower(), Path(name).expanduser()):
+        card = directory / PAIR_FILE
+        if card.is_file():
+            try:
+                window = json.loads(card.read_text()).get("trained_window") or {}
+                return int(window["lookback"]), int(window["horizon"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return None
+    return None

@@ -1,28 +1,41 @@
 """Forecast service: candle windows in, stored forecast summaries out.
 
+This is the one forecast entry point: the CLI `forecast`, the web workbench, `evaluate`,
+the backtest and the live runner all call `ForecastService`, so the same window with the
+same settings gives the same numbers everywhere.
+
 A decision at bar t may use only data up to the close of bar t, so the window for bar t is
-the `lookback` bars ending at t, and its future stamps come from the bar interval alone.
-Each window's sampling seed derives from the global seed and the window's end time, so a
-forecast does not depend on which other windows share its batch: a stored forecast equals
-a recomputed one, and a rerun or a parameter sweep reads rows instead of recomputing.
+the `lookback` bars ending at t, and its future stamps come from the window alone through
+`data.calendar.future_stamps` (sessions inferred from the window, or a named exchange).
+Each window's sampling seed derives from the global seed and the window's end time
+(`window_seed`), so a forecast does not depend on which other windows share its batch: a
+stored forecast equals a recomputed one, and a rerun or a parameter sweep reads rows
+instead of recomputing.
+
+Degenerate windows never give NaN: values the model's float32 normalisation cannot hold
+are a one-line error, and a flat window (zero variance of the close) gets the neutral
+forecast: every path stays at the last close, so P(up) is 0.5 (a tie counts half up, half
+down) and the expected return 0.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from kronos import QUANTILES
-from kronos_trader.config import ForecastSettings
+from kronos_trader.config import ForecastSettings, Settings
 from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
+from kronos_trader.data.calendar import AUTO, check_calendar, future_stamps
 from kronos_trader.store import Store
 
 from .calibration import RollingCalibrator
-from .models import LoadedModel
+from .models import LoadedModel, load_model
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 CLOSE = COLUMNS.index("close")
@@ -44,6 +57,7 @@ class WindowForecast:
     p_up: np.ndarray
     forecast_id: int | None = None
     close_paths: np.ndarray | None = None  # (samples, horizon): what calibration rescales
+    stamps: pd.DatetimeIndex | None = None  # open times of the forecast bars (the calendar's)
 
     @property
     def horizon(self) -> int:
@@ -64,10 +78,11 @@ class WindowForecast:
 
     def to_payload(self) -> dict:
         return {"bar_open": self.bar_open.isoformat(), "last_close": self.last_close,
-                "mean": np.round(self.mean, 8).tolist(),
-                "quantiles": {f"{q:g}": np.round(v, 8).tolist() for q, v in self.quantiles.items()},
+                "mean": _significant(self.mean).tolist(),
+                "quantiles": {f"{q:g}": _significant(v).tolist() for q, v in self.quantiles.items()},
                 "p_up": np.round(self.p_up, 6).tolist(),
-                "close_paths": None if self.close_paths is None else np.round(self.close_paths, 8).tolist()}
+                "close_paths": None if self.close_paths is None else _significant(self.close_paths).tolist(),
+                "stamps": None if self.stamps is None else [t.isoformat() for t in self.stamps]}
 
     @classmethod
     def from_payload(cls, window_end, payload: dict, forecast_id: int | None = None) -> "WindowForecast":
@@ -76,7 +91,8 @@ class WindowForecast:
                    quantiles={float(q): np.asarray(v, dtype=float) for q, v in payload["quantiles"].items()},
                    p_up=np.asarray(payload["p_up"], dtype=float), forecast_id=forecast_id,
                    close_paths=None if payload.get("close_paths") is None
-                   else np.asarray(payload["close_paths"], dtype=float))
+                   else np.asarray(payload["close_paths"], dtype=float),
+                   stamps=None if payload.get("stamps") is None else pd.DatetimeIndex(payload["stamps"]).as_unit("ns"))
 
     def with_close_paths(self, paths: np.ndarray) -> "WindowForecast":
         """The same forecast with its close distribution replaced by `paths` (e.g. after
@@ -85,8 +101,7 @@ class WindowForecast:
         mean[:, 3] = paths.mean(axis=0)
         levels = sorted(self.quantiles)
         quantiles = dict(zip(levels, np.quantile(paths, levels, axis=0)))
-        return WindowForecast(self.window_end, self.bar_open, self.last_close, mean, quantiles,
-                              (paths > self.last_close).mean(axis=0), self.forecast_id, paths)
+        return replace(self, mean=mean, quantiles=quantiles, p_up=prob_up(paths, self.last_close), close_paths=paths)
 
 
 @dataclass(frozen=True)
@@ -101,30 +116,87 @@ class WindowRequest:
     interval: pd.Timedelta
 
 
+def _significant(values, digits: int = 12) -> np.ndarray:
+    """Values rounded to `digits` significant digits (stored forecasts stay compact and keep
+    their precision at any price level: 65,000.1234567 and 0.0000123456789 alike)."""
+    a = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        magnitude = np.floor(np.log10(np.abs(np.where(a == 0, 1.0, a))))
+        scale = 10.0 ** (digits - 1 - magnitude)
+        out = np.round(a * scale) / scale
+    return np.where(np.isfinite(out), out, a)
+
+
 def window_seed(seed: int, window_end: pd.Timestamp) -> list[int]:
-    """Seed of one window: independent of batching, reproducible from its end time."""
-    return [int(seed), int(pd.Timestamp(window_end).value // 1_000_000_000)]
+    """The one seed rule: (global seed, window end in epoch seconds). Independent of
+    batching and of the stamps' datetime unit (`Timestamp.value` is always nanoseconds)."""
+    end = pd.Timestamp(window_end)
+    end = end.tz_convert("UTC").tz_localize(None) if end.tzinfo is not None else end
+    return [int(seed), int(end.as_unit("ns").value // 1_000_000_000)]
+
+
+def prob_up(close_paths: np.ndarray, last_close: float) -> np.ndarray:
+    """P(close > last close) per step; a path ending exactly at the last close counts half,
+    so a flat forecast reads 0.5, never "up"."""
+    paths = np.asarray(close_paths, dtype=float)
+    return (paths > last_close).mean(axis=0) + 0.5 * (paths == last_close).mean(axis=0)
+
+
+class ForecastWindowWarning(UserWarning):
+    """A request far outside the window the model was trained on."""
+
+
+def window_warnings(model: LoadedModel, settings: ForecastSettings) -> list[str]:
+    """Warnings for a lookback or horizon far from the model card's training window."""
+    if model.trained_window is None:
+        return []
+    lookback, horizon = model.trained_window
+    out = []
+    if not lookback / 2 <= settings.lookback <= lookback * 1.25:
+        out.append(f"lookback {settings.lookback} is far from the {lookback} bars {model.name} was trained on; "
+                   f"its forecasts may jump or mis-state their spread")
+    if settings.horizon > horizon * 2:
+        out.append(f"horizon {settings.horizon} is far beyond the {horizon} bars {model.name} was trained to "
+                   f"forecast")
+    return out
 
 
 class ForecastService:
     """Batched, stored forecasts for the windows ending at chosen bars of a series."""
 
     def __init__(self, model: LoadedModel, settings: ForecastSettings, store: Store | None = None,
-                 progress: bool = True):
+                 progress: bool = True, calendar: str = AUTO):
+        if settings.lookback > model.max_context:
+            raise ValueError(f"lookback {settings.lookback} exceeds the model's context of {model.max_context} bars")
         if settings.horizon > model.max_context:
             raise ValueError(f"forecast horizon {settings.horizon} exceeds the model's context of "
                              f"{model.max_context} bars")
         self.model, self.settings, self.store, self.progress = model, settings, store, progress
+        self.calendar = check_calendar(calendar)
+        self.warnings = window_warnings(model, settings)
+        for message in self.warnings:
+            warnings.warn(message, ForecastWindowWarning, stacklevel=2)
         self.computed = 0  # windows computed by the model (not read from the store), for reports
         self.reused = 0
         self._memory: dict[str, WindowForecast] = {}  # this process's forecasts by window hash
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None, progress: bool = True,
+                      model: LoadedModel | None = None, **forecast: object) -> "ForecastService":
+        """The service for a whole config: its model, `forecast` section (with `forecast`
+        overrides, e.g. a web request's lookback) and `data.calendar`."""
+        if model is None:
+            model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+        fs = settings.forecast.model_copy(update=forecast) if forecast else settings.forecast
+        return cls(model, ForecastSettings.model_validate(fs.model_dump()), store, progress,
+                   settings.data.calendar)
 
     @property
     def settings_hash(self) -> str:
         s = self.settings
         key = {"lookback": s.lookback, "horizon": s.horizon, "sample_count": s.sample_count, "T": s.temperature,
                "top_k": s.top_k, "top_p": s.top_p, "seed": s.seed, "max_context": self.model.max_context,
-               "quantiles": list(QUANTILES), "v": 2}
+               "quantiles": list(QUANTILES), "calendar": self.calendar, "v": 3}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
     def decision_positions(self, n_bars: int, first: int | None = None) -> list[int]:
@@ -191,6 +263,15 @@ class ForecastService:
                                     list(group), interval)
         return {r.key: self._memory[hashes[r.key]] for r in requests}
 
+    def forecast_latest(self, candles: pd.DataFrame, symbol: str, timeframe: str,
+                        interval: pd.Timedelta | None = None) -> WindowForecast:
+        """The forecast from the window ending at the last bar (calibrated if configured)."""
+        if len(candles) < self.settings.lookback:
+            raise ValueError(f"{symbol} {timeframe}: {len(candles)} bars, fewer than the lookback of "
+                             f"{self.settings.lookback}")
+        last = len(candles) - 1
+        return self.forecast_at(candles, [last], symbol, timeframe, interval)[last]
+
     def forecast_series(self, candles: pd.DataFrame, symbol: str, timeframe: str,
                         first: int | None = None) -> dict[int, WindowForecast]:
         """All forecasts a backtest over `candles` needs, in as few model calls as possible."""
@@ -199,7 +280,7 @@ class ForecastService:
     # --- internals ------------------------------------------------------------------------
     def _compute_and_store(self, requests: list["WindowRequest"], windows: list[pd.DataFrame], hashes: list[str],
                            interval: pd.Timedelta) -> None:
-        computed = self._compute(windows, interval)
+        computed = self._compute(windows, interval, [f"{r.symbol} {r.timeframe}" for r in requests])
         self.computed += len(computed)
         ids: dict = {}
         if self.store is not None:
@@ -210,33 +291,72 @@ class ForecastService:
             # through the stored form, so a fresh forecast equals one read back later
             self._memory[h] = WindowForecast.from_payload(f.window_end, f.to_payload(), ids[h].id if h in ids else None)
 
-    def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta) -> list[WindowForecast]:
+    def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta, labels: list[str]
+                 ) -> list[WindowForecast]:
         if not windows:
             return []
         s = self.settings
-        out: list[WindowForecast] = []
-        batches = [windows[i:i + s.batch_windows] for i in range(0, len(windows), s.batch_windows)]
-        for batch in _progress(batches, self.progress and len(batches) > 1, len(windows), s.batch_windows):
-            ends = [w.index[-1] + interval for w in batch]
-            steps = pd.TimedeltaIndex(interval * np.arange(1, s.horizon + 1))
-            futures = [w.index[-1] + steps for w in batch]
+        out: dict[int, WindowForecast] = {}
+        model_windows = []
+        for i, (w, label) in enumerate(zip(windows, labels)):
+            stamps = future_stamps(w.index, s.horizon, self.calendar, interval)
+            if _is_flat(w, label):
+                out[i] = neutral_forecast(w, interval, stamps, s.sample_count)
+            else:
+                model_windows.append((i, w, stamps))
+        batches = [model_windows[i:i + s.batch_windows] for i in range(0, len(model_windows), s.batch_windows)]
+        for batch in _progress(batches, self.progress and len(batches) > 1, len(model_windows), s.batch_windows):
+            ends = [w.index[-1] + interval for _, w, _ in batch]
             results = self.model.predictor.forecast_batch(
-                list(batch), [w.index for w in batch], futures, pred_len=s.horizon, T=s.temperature,
-                top_k=s.top_k, top_p=s.top_p, sample_count=s.sample_count, verbose=False,
-                seed=[window_seed(s.seed, e) for e in ends])
-            for w, end, f in zip(batch, ends, results):
-                out.append(WindowForecast(
-                    window_end=end, bar_open=w.index[-1], last_close=float(w["close"].iloc[-1]),
+                [w for _, w, _ in batch], [w.index for _, w, _ in batch], [st for _, _, st in batch],
+                pred_len=s.horizon, T=s.temperature, top_k=s.top_k, top_p=s.top_p, sample_count=s.sample_count,
+                verbose=False, seed=[window_seed(s.seed, e) for e in ends])
+            for (i, w, stamps), end, f in zip(batch, ends, results):
+                last_close = float(w["close"].iloc[-1])
+                close_paths = f.paths[:, :, CLOSE].astype(float)
+                out[i] = WindowForecast(
+                    window_end=end, bar_open=w.index[-1], last_close=last_close,
                     mean=f.mean.to_numpy(dtype=float),
                     quantiles={q: v[:, CLOSE].astype(float) for q, v in zip(f.quantile_levels, f.quantile_values)},
-                    p_up=f.prob_up.astype(float), close_paths=f.paths[:, :, CLOSE].astype(float)))
-        return out
+                    p_up=prob_up(close_paths, last_close), close_paths=close_paths, stamps=stamps)
+        return [out[i] for i in range(len(windows))]
 
     def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
         s = self.settings
         return {"model_id": self.model.model_id, "data_hash": window_hash, "settings_hash": self.settings_hash,
                 "symbol": symbol, "timeframe": timeframe, "window_end": f.window_end, "horizon": s.horizon,
                 "sample_count": s.sample_count, "seed": s.seed, "payload": f.to_payload()}
+
+
+def _is_flat(window: pd.DataFrame, label: str) -> bool:
+    """True for a window whose close never moves; a one-line error for values the model's
+    float32 normalisation (mean, std, scaled values) cannot hold."""
+    values = window.to_numpy(dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        v32 = values.astype(np.float32)
+        mean, std = v32.mean(axis=0), v32.std(axis=0)
+        scaled = (v32 - mean) / (std + 1e-5)
+    if not (np.isfinite(v32).all() and np.isfinite(mean).all() and np.isfinite(std).all()
+            and np.isfinite(scaled).all()):
+        row, col = np.unravel_index(np.argmax(np.abs(values)), values.shape)
+        raise ValueError(f"{label}: value {values[row, col]:.6g} in column {window.columns[col]} at "
+                         f"{window.index[row]} overflows the model's float32 normalisation; rescale the series "
+                         f"(e.g. prices in thousands)")
+    close = values[:, CLOSE]
+    return bool(close.max() == close.min())
+
+
+def neutral_forecast(window: pd.DataFrame, interval: pd.Timedelta, stamps: pd.DatetimeIndex,
+                     samples: int) -> WindowForecast:
+    """The documented forecast of a flat window: every path stays at the last bar, so the
+    expected return is 0 and P(up) 0.5."""
+    last = window.iloc[-1].to_numpy(dtype=float)
+    horizon = len(stamps)
+    paths = np.full((samples, horizon), last[CLOSE])
+    return WindowForecast(window_end=window.index[-1] + interval, bar_open=window.index[-1], last_close=last[CLOSE],
+                          mean=np.repeat(last[None, :], horizon, axis=0),
+                          quantiles={q: np.full(horizon, last[CLOSE]) for q in QUANTILES},
+                          p_up=prob_up(paths, last[CLOSE]), close_paths=paths, stamps=stamps)
 
 
 def _progress(batches: list, show: bool, total: int, size: int) -> Iterable:
@@ -276,6 +396,7 @@ def calibrate_requests(requests: Sequence[WindowRequest], history: Sequence[Wind
                 out[r.key] = f.with_close_paths(paths)
             if r.position not in done:
                 done.add(r.position)
-                known = [f.window_end + r.interval * (h + 1) for h in range(f.horizon)]  # close times
+                known = list(f.stamps + r.interval) if f.stamps is not None else \
+                    [f.window_end + r.interval * (h + 1) for h in range(f.horizon)]  # close times
                 calibrator.add(f.window_end, f.close_paths, known)
     return out

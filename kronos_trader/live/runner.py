@@ -156,7 +156,7 @@ class LiveRunner:
             from kronos_trader.forecasting.models import load_model
 
             model = load_model(s.model.name, s.model.device, s.model.max_context)
-            self.service = ForecastService(model, s.forecast, self.store, self.progress)
+            self.service = ForecastService.from_settings(s, self.store, self.progress, model)
         if self.service.store is None:
             self.service.store = self.store
         for pair in s.paper.pairs:

@@ -31,7 +31,8 @@ def _choices(request: Request):
 def models(request: Request):
     settings = ctx(request).settings
     return {"models": [m.public() for m in _choices(request)], "devices": device_choices(),
-            "defaults": {"device": settings.model.device, "lookback": 400, "horizon": 120,
+            "defaults": {"device": settings.model.device, "lookback": settings.forecast.lookback,
+                         "horizon": settings.forecast.horizon, "calendar": settings.data.calendar,
                          "temperature": settings.forecast.temperature, "top_p": settings.forecast.top_p,
                          "top_k": settings.forecast.top_k, "sample_count": settings.forecast.sample_count,
                          "seed": settings.forecast.seed},
@@ -104,6 +105,8 @@ def dataset_locate(request: Request, dataset_id: str, time: str = Query(..., max
 @router.post("/forecasts", status_code=202)
 def submit_forecast(request: Request, body: ForecastRequest):
     c = ctx(request)
+    body = body.model_copy(update={"lookback": body.lookback or c.settings.forecast.lookback,
+                                   "horizon": body.horizon or c.settings.forecast.horizon})
     dataset = c.datasets.get(body.dataset_id)
     choice = find_choice(_choices(request), body.model)
     if body.device not in device_choices():
@@ -119,7 +122,7 @@ def submit_forecast(request: Request, body: ForecastRequest):
         except Exception as exc:  # any loader failure is shown as one clear line
             raise WebError(422, load_error_message(choice, exc)) from None
         device = str(getattr(model.predictor, "device", body.device))
-        return run_forecast(dataset, body, model, window, device, report, choice.short_name)
+        return run_forecast(dataset, body, model, window, device, report, choice.short_name, c.settings)
 
     job = c.jobs.submit(f"{choice.id} on {dataset.name}", work)
     return job.public()

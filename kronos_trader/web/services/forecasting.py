@@ -1,8 +1,10 @@
 """One workbench forecast: pick the window, sample paths, compare with what came next.
 
 The window is `lookback` bars starting at `start`; the model forecasts the `horizon` bars
-after it. Where the data continue past the window, those bars are the actuals the error
-metrics (MAE, RMSE, direction hit rate, band coverage) are computed against, step by step.
+after it, stamped by the calendar (`data.calendar`), so the band lines up with the actual
+bars that follow. Where the data continue past the window, those bars are the actuals the
+error metrics (MAE, RMSE, direction hit rate, band coverage) are computed against, step by
+step; `meta.stamps_aligned` counts the steps whose stamp equals the actual bar's.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from kronos import QUANTILES
+from kronos_trader.config import Settings
+from kronos_trader.data import CandleDataError
 
 from ..errors import WebError
 from ..schemas import ForecastRequest
 from .datasets import Dataset
-from .serialize import floats, format_interval, stamp, stamps
+from .serialize import clean, floats, format_interval, stamp, stamps
 
 OHLC = ("open", "high", "low", "close")
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -90,31 +94,33 @@ def error_metrics(actual: np.ndarray, mean: np.ndarray, lo90: np.ndarray, hi90: 
 
 
 def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, device: str,
-                 report: Callable[[str, float], None], model_label: str | None = None) -> dict:
-    """Forecast one window; returns the JSON-safe result the UI draws and downloads."""
+                 report: Callable[[str, float], None], model_label: str | None = None,
+                 settings: Settings | None = None) -> dict:
+    """Forecast one window through the forecast service (the CLI's and the backtest's
+    numbers for the same window and settings); returns the JSON-safe result the UI draws."""
+    from kronos_trader.forecasting.service import ForecastService
+
     candles = dataset.candles
     history = candles.iloc[window.start:window.end]
     interval = dataset.interval
-    future = pd.DatetimeIndex([history.index[-1] + interval * (k + 1) for k in range(window.horizon)],
-                              name="timestamp")
     actual = candles.iloc[window.end:window.end + window.horizon]
     report("sampling", 0.0)
     steps = _StepCounter(model.predictor, window.horizon, report)
     try:
-        result = model.predictor.forecast(history, x_timestamp=history.index, y_timestamp=future,
-                                          pred_len=window.horizon, T=req.temperature, top_k=req.top_k,
-                                          top_p=req.top_p, sample_count=req.sample_count, verbose=False,
-                                          seed=req.seed)
-    except ValueError as exc:
+        service = ForecastService.from_settings(
+            settings or Settings(), None, False, model, lookback=window.lookback, horizon=window.horizon,
+            temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, sample_count=req.sample_count,
+            seed=req.seed)
+        position = window.end - 1
+        result = service.forecast_at(candles, [position], dataset.name, format_interval(interval), interval)[position]
+    except (ValueError, CandleDataError) as exc:
         raise WebError(422, f"forecast failed: {exc}") from None
     finally:
         steps.close()
     report("scoring", 1.0)
-    q = result.quantiles
-    close = result.mean["close"].to_numpy()
-    metrics = error_metrics(actual["close"].to_numpy(), close, q[0.05]["close"].to_numpy(),
-                            q[0.95]["close"].to_numpy(), q[0.25]["close"].to_numpy(), q[0.75]["close"].to_numpy(),
-                            result.last_close)
+    q, close = result.quantiles, result.mean[:, 3]
+    future = pd.DatetimeIndex(result.stamps, name="timestamp")
+    metrics = error_metrics(actual["close"].to_numpy(), close, q[0.05], q[0.95], q[0.25], q[0.75], result.last_close)
     return {
         "meta": {
             "dataset": dataset.name, "dataset_source": dataset.source, "model": model_label or model.name,
@@ -123,18 +129,19 @@ def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, 
             "window_start_time": stamp(history.index[0]), "window_end_time": stamp(history.index[-1]),
             "lookback": window.lookback, "horizon": window.horizon, "temperature": req.temperature,
             "top_p": req.top_p, "top_k": req.top_k, "sample_count": req.sample_count, "seed": req.seed,
-            "last_close": result.last_close,
+            "calendar": service.calendar, "stamps_aligned": int(np.sum(future[:len(actual)] == actual.index)),
+            "last_close": result.last_close, "warnings": service.warnings,
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "history": _ohlcv(history),
         "forecast": {
             "timestamps": stamps(future),
-            "mean": {c: floats(result.mean[c], 8) for c in COLUMNS},
-            "quantiles": {f"{lvl:g}": {c: floats(q[lvl][c], 8) for c in COLUMNS} for lvl in QUANTILES},
+            "mean": {c: floats(result.mean[:, i], 8) for i, c in enumerate(COLUMNS)},
+            "quantiles": {f"{lvl:g}": {"close": floats(q[lvl], 8)} for lvl in QUANTILES},
             "p_up": floats(result.p_up, 6),
         },
         "actual": _ohlcv(actual),
-        "metrics": metrics,
+        "metrics": clean(metrics),
     }
 
 

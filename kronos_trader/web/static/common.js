@@ -60,8 +60,8 @@ const K = (() => {
   }
   function price(v) {
     if (!isNum(v)) return "–";
-    const abs = Math.abs(v);
-    const d = abs >= 1000 ? 2 : abs >= 1 ? 4 : 6;
+    const abs = Math.abs(v);  // about 6 significant digits: 65,000.12, 1.23456, 0.000123456
+    const d = abs === 0 ? 2 : Math.min(12, Math.max(2, 5 - Math.floor(Math.log10(abs))));
     return v.toLocaleString("en-US", { maximumFractionDigits: d });
   }
   function pct(v, digits = 2) { return isNum(v) ? (v * 100).toFixed(digits) + "%" : "–"; }

@@ -37,8 +37,8 @@
     $("model-hint").textContent = [`context ${ctx} bars`, m.note].filter(Boolean).join(" · ");
     $("lookback").max = ctx;
     $("horizon").max = ctx;
-    if (resetDefaults || +$("lookback").value > ctx) $("lookback").value = Math.min(state.defaults.lookback || 400, ctx);
-    if (resetDefaults || +$("horizon").value > ctx) $("horizon").value = Math.min(state.defaults.horizon || 120, ctx);
+    if (resetDefaults || +$("lookback").value > ctx) $("lookback").value = Math.min(state.defaults.lookback || 256, ctx);
+    if (resetDefaults || +$("horizon").value > ctx) $("horizon").value = Math.min(state.defaults.horizon || 24, ctx);
     $("context-hint").textContent = `Lookback and horizon are each capped at the model's context (${ctx}).`;
     fitWindow(false);
   }
@@ -260,7 +260,8 @@
 
   function drawResult(r) {
     const m = r.meta, f = r.forecast, q = f.quantiles;
-    $("chart-title").textContent = `${m.dataset} · ${m.model} · ${m.horizon} bars after ${m.window_end_time}`;
+    $("chart-title").textContent = `${m.dataset} · ${m.model} · ${m.horizon} bars after ${m.window_end_time}` +
+      ((m.warnings || []).length ? ` · warning: ${m.warnings.join("; ")}` : "");
     const x = f.timestamps;
     const band = (lo, hi, name, color) => [
       { type: "scatter", mode: "lines", x, y: q[hi].close, line: { width: 0 }, hoverinfo: "skip",
@@ -277,7 +278,8 @@
     traces.push({ type: "scatter", mode: "lines", name: "forecast mean (close)", x, y: f.mean.close,
       line: { color: COLORS.accent, width: 2 } });
     traces.push({ type: "bar", name: "P(close > last close)", x, y: f.p_up, yaxis: "y2",
-      marker: { color: f.p_up.map((p) => (p >= 0.5 ? "rgba(22,163,74,0.6)" : "rgba(220,38,38,0.6)")) },
+      marker: { color: f.p_up.map((p) => (p > 0.5 ? "rgba(22,163,74,0.6)" : p < 0.5 ? "rgba(220,38,38,0.6)"
+        : "rgba(100,116,139,0.6)")) },
       hovertemplate: "%{y:.0%}<extra>P(up)</extra>" });
     const layout = K.baseLayout({
       yaxis: { domain: [0.26, 1], gridcolor: "#eef1f5", title: { text: "price" } },

@@ -1,0 +1,36 @@
+"""Numbers for people: prices and price errors with the digits their level needs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["price_digits", "format_price", "format_significant"]
+
+
+def price_digits(prices) -> int:
+    """Decimals that keep about 6 significant digits at this price level: 2 for BTC at
+    60,000, 5 for EUR/USD at 1.23456, 8 for a coin at 0.00012345."""
+    values = np.abs(np.asarray(prices, dtype=float)).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return 2
+    return int(min(12, max(2, 5 - math.floor(math.log10(float(np.median(values)))))))
+
+
+def format_price(value: float, digits: int | None = None) -> str:
+    """A price or a price error with thousands separators and `digits` decimals (default:
+    enough for the value itself), so an error of 0.00042 never prints as 0.00."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.{price_digits([value]) if digits is None else digits}f}"
+
+
+def format_significant(value: float, digits: int = 4) -> str:
+    """`value` with `digits` significant digits and no exponent: 523.5, 0.0004213."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
