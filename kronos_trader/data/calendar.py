@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from kronos.stamps import as_stamps, bar_interval
+from kronos.stamps import Sessions, as_stamps, bar_interval
 from kronos.stamps import future_stamps as inferred_future_stamps
 
 from .errors import CandleDataError
@@ -57,10 +57,13 @@ def bars_per_year(stamps, calendar: str = AUTO) -> float:
     has per year of its span; an exchange counts its sessions times the bars per session."""
     index = as_stamps(stamps)
     step = bar_interval(index)
-    year = pd.Timedelta(days=365.25)
-    if calendar == CONTINUOUS or len(index) < 3:
+    year, week = pd.Timedelta(days=365.25), pd.Timedelta(days=7)
+    if calendar == CONTINUOUS or len(index) < 3 or (calendar == AUTO and Sessions.infer(index, step).continuous):
         return year / step
-    years = (index[-1] - index[0] + step) / year
+    span = index[-1] - index[0] + step
+    if step < week and span >= 2 * week:
+        span = week * round(span / week)  # whole weeks: a trailing weekend is part of the span
+    years = span / year
     if calendar == AUTO:
         return len(index) / years
     days = pd.DatetimeIndex(index.normalize().unique())
