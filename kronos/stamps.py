@@ -12,11 +12,11 @@ so the same window always gets the same future stamps, whatever data surrounds i
 
 * all spacings equal the bar interval: continuous (24/7 crypto, or too little history to
   see a closure);
-* intraday bars over at least `WEEKLY_SPAN`: the (weekday, time of day) slots that occur,
-  repeated weekly (FX: Sunday 22:00 to Friday 21:00 UTC);
-* intraday bars over less: every weekday that occurs x every time of day that occurs
-  (a session with a lunch break keeps its break);
-* daily bars: the weekdays that occur, at the last bar's time of day;
+* otherwise a weekly grid of bar slots (weekday x time of day; daily bars: weekdays, at the
+  last bar's time of day). A slot the history's span passed through is open when a bar
+  occurred in it (FX: Sunday 22:00 to Friday 21:00 UTC); a slot it never reached is open
+  when its weekday and its time of day both occur (a session with a lunch break keeps the
+  break, whatever day the window starts);
 * weekly and longer bars: pandas' inferred calendar offset (month starts, ...) or the
   interval itself.
 """
@@ -29,7 +29,6 @@ __all__ = ["as_stamps", "epoch_unit", "bar_interval", "Sessions", "future_stamps
 
 DAY = 86_400 * 10**9  # nanoseconds
 WEEK = 7 * DAY
-WEEKLY_SPAN = 8 * DAY  # history long enough to have seen every slot of a week
 _MONDAY = pd.Timestamp("1970-01-05").value  # a Monday 00:00, the origin of week offsets
 
 
@@ -101,21 +100,24 @@ class Sessions:
     def infer(cls, history, interval: pd.Timedelta | None = None) -> "Sessions":
         ns = _ns(history)
         step = int((bar_interval(history) if interval is None else pd.Timedelta(interval)).value)
+        interval = pd.Timedelta(step, unit="ns")
         if len(ns) < 3 or step >= WEEK or (np.diff(ns) == step).all():
-            return cls(pd.Timedelta(step, unit="ns"), None)
+            return cls(interval, None)
         offset = (ns - _MONDAY) % WEEK
-        weekday, tod = offset // DAY, offset % DAY
-        if step >= DAY:
-            days = np.unique(weekday)
-            return cls(pd.Timedelta(step, unit="ns"), None if len(days) == 7 else days * DAY, int(tod[-1]))
-        if ns[-1] - ns[0] >= WEEKLY_SPAN:
-            slots = np.unique(offset)
-        else:
-            slots = (np.unique(weekday)[:, None] * DAY + np.unique(tod)[None, :]).ravel()
-        per_day = DAY // step if DAY % step == 0 else None
-        if per_day is not None and len(slots) >= 7 * per_day and len(np.unique(tod % step)) == 1:
-            return cls(pd.Timedelta(step, unit="ns"), None)  # every slot of the week occurs: 24/7
-        return cls(pd.Timedelta(step, unit="ns"), slots)
+        daily = step >= DAY
+        tod = np.zeros(1, dtype=np.int64) if daily else np.unique(offset % DAY)
+        seen = np.unique(offset - offset % DAY) if daily else np.unique(offset)
+        weekdays = np.unique(offset // DAY)
+        # every slot of the week at an observed time of day; a slot the history's span passed
+        # through is open when a bar occurred in it, one it never reached when its weekday
+        # and time of day both occur
+        slots = (np.arange(7, dtype=np.int64)[:, None] * DAY + tod[None, :]).ravel()
+        covered = (slots - offset[0]) % WEEK <= ns[-1] - ns[0]
+        open_ = np.where(covered, np.isin(slots, seen), np.isin(slots // DAY, weekdays))
+        per_day = 1 if daily else (DAY // step if DAY % step == 0 else 0)
+        if open_.all() and len(tod) == per_day and len(np.unique(tod % min(step, DAY))) == 1:
+            return cls(interval, None)  # every slot of the week trades: 24/7
+        return cls(interval, slots[open_], int(offset[-1] % DAY) if daily else None)
 
     def after(self, last: pd.Timestamp, steps: int) -> pd.DatetimeIndex:
         last_ns = int(as_stamps([last]).asi8[0])

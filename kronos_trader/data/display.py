@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-__all__ = ["price_digits", "format_price", "format_significant"]
+__all__ = ["price_digits", "format_price", "format_significant", "round_significant"]
 
 
 def price_digits(prices) -> int:
@@ -34,3 +34,14 @@ def format_significant(value: float, digits: int = 4) -> str:
         return "0"
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
     return f"{value:,.{decimals}f}"
+
+
+def round_significant(values, digits: int = 12) -> np.ndarray:
+    """Values rounded to `digits` significant digits, for stored and served forecasts: compact,
+    and as precise at 0.0000123456789 as at 65,000.1234567 (fixed decimals are not)."""
+    a = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        magnitude = np.floor(np.log10(np.abs(np.where(a == 0, 1.0, a))))
+        scale = 10.0 ** (digits - 1 - magnitude)
+        out = np.round(a * scale) / scale
+    return np.where(np.isfinite(out), out, a)

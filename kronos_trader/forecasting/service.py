@@ -32,6 +32,7 @@ from kronos import QUANTILES
 from kronos_trader.config import ForecastSettings, Settings
 from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
 from kronos_trader.data.calendar import AUTO, check_calendar, future_stamps
+from kronos_trader.data.display import round_significant
 from kronos_trader.store import Store
 
 from .calibration import RollingCalibrator
@@ -78,10 +79,10 @@ class WindowForecast:
 
     def to_payload(self) -> dict:
         return {"bar_open": self.bar_open.isoformat(), "last_close": self.last_close,
-                "mean": _significant(self.mean).tolist(),
-                "quantiles": {f"{q:g}": _significant(v).tolist() for q, v in self.quantiles.items()},
+                "mean": round_significant(self.mean).tolist(),
+                "quantiles": {f"{q:g}": round_significant(v).tolist() for q, v in self.quantiles.items()},
                 "p_up": np.round(self.p_up, 6).tolist(),
-                "close_paths": None if self.close_paths is None else _significant(self.close_paths).tolist(),
+                "close_paths": None if self.close_paths is None else round_significant(self.close_paths).tolist(),
                 "stamps": None if self.stamps is None else [t.isoformat() for t in self.stamps]}
 
     @classmethod
@@ -114,17 +115,6 @@ class WindowRequest:
     symbol: str
     timeframe: str
     interval: pd.Timedelta
-
-
-def _significant(values, digits: int = 12) -> np.ndarray:
-    """Values rounded to `digits` significant digits (stored forecasts stay compact and keep
-    their precision at any price level: 65,000.1234567 and 0.0000123456789 alike)."""
-    a = np.asarray(values, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        magnitude = np.floor(np.log10(np.abs(np.where(a == 0, 1.0, a))))
-        scale = 10.0 ** (digits - 1 - magnitude)
-        out = np.round(a * scale) / scale
-    return np.where(np.isfinite(out), out, a)
 
 
 def window_seed(seed: int, window_end: pd.Timestamp) -> list[int]:

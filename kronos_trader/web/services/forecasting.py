@@ -20,6 +20,7 @@ import pandas as pd
 from kronos import QUANTILES
 from kronos_trader.config import Settings
 from kronos_trader.data import CandleDataError
+from kronos_trader.data.display import round_significant
 
 from ..errors import WebError
 from ..schemas import ForecastRequest
@@ -136,8 +137,8 @@ def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, 
         "history": _ohlcv(history),
         "forecast": {
             "timestamps": stamps(future),
-            "mean": {c: floats(result.mean[:, i], 8) for i, c in enumerate(COLUMNS)},
-            "quantiles": {f"{lvl:g}": {"close": floats(q[lvl], 8)} for lvl in QUANTILES},
+            "mean": {c: floats(round_significant(result.mean[:, i])) for i, c in enumerate(COLUMNS)},
+            "quantiles": {f"{lvl:g}": {"close": floats(round_significant(q[lvl]))} for lvl in QUANTILES},
             "p_up": floats(result.p_up, 6),
         },
         "actual": _ohlcv(actual),
@@ -146,7 +147,7 @@ def run_forecast(dataset: Dataset, req: ForecastRequest, model, window: Window, 
 
 
 def _ohlcv(frame: pd.DataFrame) -> dict:
-    return {"timestamps": stamps(frame.index), **{c: floats(frame[c], 8) for c in COLUMNS}}
+    return {"timestamps": stamps(frame.index), **{c: floats(round_significant(frame[c])) for c in COLUMNS}}
 
 
 def result_csv(result: dict) -> str:
