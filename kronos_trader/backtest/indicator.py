@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.config import ForecastSettings
+from kronos_trader.data import infer_bar_interval
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 
 from .compat import bt, num2timestamps
@@ -87,7 +88,7 @@ class KronosIndicator(bt.Indicator):
     def _timeframe(self, frame: pd.DataFrame) -> str:
         if self.p.timeframe:
             return self.p.timeframe
-        step = pd.Timedelta(np.median(np.diff(frame.index.asi8[-50:]))) if len(frame) > 1 else pd.Timedelta(0)
+        step = infer_bar_interval(frame.index[-50:]) if len(frame) > 1 else pd.Timedelta(0)
         return _label(step)
 
     def _show(self, index: int, forecast: WindowForecast | None) -> None:

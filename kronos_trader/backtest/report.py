@@ -116,7 +116,8 @@ def _chart_html(result: BacktestResult, path: Path) -> None:
     if forecasts:
         h = forecasts[0].horizon
         interval = forecasts[0].window_end - forecasts[0].bar_open
-        target_time = [f.bar_open + interval * h for f in forecasts]  # the bar the forecast is about
+        target_time = [f.stamps[-1] if f.stamps is not None else f.bar_open + interval * h
+                       for f in forecasts]  # the bar the forecast is about (its calendar stamp)
         fig.add_trace(go.Scatter(x=target_time, y=[f.quantile(0.95) for f in forecasts], line=dict(width=0),
                                  showlegend=False, hoverinfo="skip"), row=1, col=1)
         fig.add_trace(go.Scatter(x=target_time, y=[f.quantile(0.05) for f in forecasts], line=dict(width=0),

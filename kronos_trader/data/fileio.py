@@ -67,7 +67,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
-            whole_seconds = bool((frame.index.asi8 % 1_000_000_000 == 0).all())
+            whole_seconds = bool((frame.index.as_unit("ns").asi8 % 1_000_000_000 == 0).all())
             frame.to_csv(
                 path,
                 index_label=INDEX_NAME,

@@ -235,7 +235,7 @@ class ForecastService:
                                  f"history (series has {len(r.candles)} bars)")
             if id(r.candles) not in valid:
                 frame = validate_candles(r.candles, f"{r.symbol} {r.timeframe}")
-                valid[id(r.candles)] = (frame, frame.index.asi8, frame.to_numpy(dtype=np.float64))
+                valid[id(r.candles)] = (frame, frame.index.as_unit("ns").asi8, frame.to_numpy(dtype=np.float64))
             frame, stamps, values = valid[id(r.candles)]
             rows = slice(r.position - lookback + 1, r.position + 1)
             windows[r.key], hashes[r.key] = frame.iloc[rows], frame_hash(stamps[rows], values[rows])

@@ -151,7 +151,7 @@ def overlay(store, run_id: str) -> dict:
         out["candles"] = {"timestamps": stamps(candles.index),
                           **{c: floats(candles[c], 8) for c in ("open", "high", "low", "close")}}
     elif len(equity) > 1:
-        interval = pd.Timedelta(np.median(np.diff(equity.index.asi8)))
+        interval = infer_bar_interval(equity.index)
     rows = sorted(forecasts.values(), key=lambda f: f.window_end)
     if candles is not None and len(candles):
         lo = candles.index[0]
@@ -181,6 +181,10 @@ def _forecast_lines(rows, interval) -> dict:
     q95 = [q.get("0.95", [None])[-1] if q.get("0.95") else None for q in qs]
     h = np.array([len(f.payload["mean"]) for f in rows])
     ahead = ends + pd.to_timedelta((h - 1) * interval.value, unit="ns")
+    stamped = [f.payload.get("stamps") for f in rows]  # the calendar's stamps, where stored
+    if all(stamped):
+        ends = pd.DatetimeIndex([s[0] for s in stamped])
+        ahead = pd.DatetimeIndex([s[-1] for s in stamped])
     return {"ids": [int(f.id) for f in rows], "horizon": horizon,
             "next": {"timestamps": stamps(ends), "close": floats(mean_next, 8)},
             "ahead": {"timestamps": stamps(ahead), "close": floats(mean_last, 8), "q05": floats(q05, 8),
