@@ -181,6 +181,11 @@ def test_flat_series_gets_the_neutral_forecast_and_no_trades(setup):
 
     result = run_backtest(settings, candles, "FLAT", "1h", None, progress=False)
     assert result.trades.empty and result.metrics["strategy"]["total_return"] == 0.0
+    save_candles(candles, tmp_path / "flat.csv")
+    client, job = _web_forecast(settings, tmp_path / "flat.csv", 0)
+    assert job["status"] == "done", job
+    web = client.get(f"/api/jobs/{job['id']}/result")
+    assert web.status_code == 200 and web.json()["forecast"]["p_up"] == [0.5] * HORIZON
 
 
 def test_ties_do_not_read_as_up():
@@ -203,4 +208,5 @@ def test_data_file_is_labelled_by_its_name_never_btc(setup):
     assert backtest_names(with_file, candles, "EUR/USD") == ("EUR/USD", "1h")
     result = run_backtest(with_file, candles, *backtest_names(with_file, candles), None, progress=False)
     assert default_report_dir(tmp_path, result).name.startswith("prices-1h")
-    assert set(result.journal.signals and [s["symbol"] for s in result.journal.signals]) <= {"prices"}
+    assert result.journal.signals and {s["symbol"] for s in result.journal.signals} == {"prices"}
+    assert result.trades.empty or set(result.trades["symbol"]) == {"prices"}  # trades.csv
