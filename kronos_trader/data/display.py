@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-__all__ = ["price_digits", "format_price", "format_significant", "round_significant"]
+__all__ = ["price_digits", "format_significant", "round_significant"]
 
 
 def price_digits(prices) -> int:
@@ -16,14 +16,6 @@ def price_digits(prices) -> int:
     if not len(values):
         return 2
     return int(min(12, max(2, 5 - math.floor(math.log10(float(np.median(values)))))))
-
-
-def format_price(value: float, digits: int | None = None) -> str:
-    """A price or a price error with thousands separators and `digits` decimals (default:
-    enough for the value itself), so an error of 0.00042 never prints as 0.00."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:,.{price_digits([value]) if digits is None else digits}f}"
 
 
 def format_significant(value: float, digits: int = 4) -> str:
