@@ -101,7 +101,7 @@ def test_upload_forecast_chart_and_download(server, page, tmp_path):
     info = page.inner_text("#dataset-kv")
     assert "BTCUSDT-test.csv" in info and "300" in info and "1h" in info and "2024-01-01 00:00:00" in info
     page.select_option("#model", MODEL_ID)
-    assert page.input_value("#lookback") == "128" and page.input_value("#horizon") == "120"  # capped by context
+    assert page.input_value("#lookback") == "64" and page.input_value("#horizon") == "8"  # config defaults
     page.fill("#lookback", "64")
     page.dispatch_event("#lookback", "change")
     page.fill("#horizon", "16")

@@ -44,7 +44,10 @@
   }
 
   $("model").addEventListener("change", () => applyModel(false));
-  for (const id of ["lookback", "horizon"]) $(id).addEventListener("change", () => { state.result = null; fitWindow(false); });
+  // until the user picks a start, the window stays the latest one that leaves `horizon` actual bars
+  for (const id of ["lookback", "horizon"]) {
+    $(id).addEventListener("change", () => { state.result = null; fitWindow(!state.startPicked); });
+  }
 
   /* ---------- data ---------- */
   $("file-input").addEventListener("change", async (ev) => {
@@ -116,6 +119,7 @@
       num: k !== "timestamp", fmt: k === "timestamp" ? undefined : (v) => price(v) }));
     $("dataset-preview").replaceChildren(table([...info.preview.head, { timestamp: "…" }, ...info.preview.tail], cols));
     $("run").disabled = false;
+    state.startPicked = false;
     fitWindow(true);
   }
 
@@ -139,13 +143,14 @@
     schedulePreview();
   }
 
-  $("start-slider").addEventListener("input", () => { state.result = null; schedulePreview(); });
+  $("start-slider").addEventListener("input", () => { state.result = null; state.startPicked = true; schedulePreview(); });
   $("start-date").addEventListener("change", async () => {
     if (!state.dataset || !$("start-date").value) return;
     try {
       const r = await api(`/api/datasets/${state.dataset.id}/locate?time=${encodeURIComponent($("start-date").value)}`);
       $("start-slider").value = Math.min(r.index, +$("start-slider").max);
       state.result = null;
+      state.startPicked = true;
       schedulePreview();
     } catch (err) { showError("run-error", err.message); }
   });
