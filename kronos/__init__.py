@@ -7,13 +7,13 @@ from .runtime import configure_waits
 
 configure_waits()  # before torch loads its OpenMP runtime (see runtime.py)
 
-from .configs import HUB_MODELS, MODEL_CONFIGS, TOKENIZER_CONFIGS, KronosConfig, TokenizerConfig  # noqa: E402
-from .generation import Sampling, generate_cached, generate_reference  # noqa: E402
-from .hub import CheckpointError, resolve_spec  # noqa: E402
-from .model import Kronos  # noqa: E402
-from .predictor import QUANTILES, Forecast, KronosPredictor  # noqa: E402
-from .tokenizer import KronosTokenizer  # noqa: E402
+from .configs import HUB_MODELS, MODEL_CONFIGS, TOKENIZER_CONFIGS, KronosConfig, TokenizerConfig
+from .generation import Sampling, generate_cached, generate_reference, generate_tokens
+from .hub import CheckpointError, resolve_spec
+from .model import Kronos
+from .predictor import QUANTILES, Forecast, KronosPredictor
+from .tokenizer import KronosTokenizer
 
 __all__ = ["Kronos", "KronosTokenizer", "KronosPredictor", "KronosConfig", "TokenizerConfig", "Forecast", "Sampling",
-           "CheckpointError", "generate_cached", "generate_reference", "resolve_spec", "HUB_MODELS", "MODEL_CONFIGS",
-           "TOKENIZER_CONFIGS", "QUANTILES"]
+           "CheckpointError", "generate_cached", "generate_reference", "generate_tokens", "resolve_spec",
+           "HUB_MODELS", "MODEL_CONFIGS", "TOKENIZER_CONFIGS", "QUANTILES"]

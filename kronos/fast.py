@@ -17,8 +17,9 @@ code's. `precision="bf16"` runs the products and caches in bfloat16 (see `precis
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ class KVCache:
     length: int = 0
 
     @classmethod
-    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> "KVCache":
+    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> KVCache:
         b, heads, p, d = k.shape
         if paths == 1:
             sk, sv = k.new_empty(b, heads, p + capacity, d), v.new_empty(b, heads, p + capacity, d)
@@ -57,7 +58,7 @@ class KVCache:
         return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
 
     @classmethod
-    def join(cls, parts: list["KVCache"]) -> "KVCache":
+    def join(cls, parts: list[KVCache]) -> KVCache:
         """One cache over the series of several prefills (histories run in chunks)."""
         if len(parts) == 1:
             return parts[0]

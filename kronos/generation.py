@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .fast import FastKronos, FastTokenizerDecoder, KVCache, fast_path
 from .model import Kronos
+from .runtime import fitted_threads, threads_for
 from .tokenizer import KronosTokenizer
 
 
@@ -166,14 +167,29 @@ def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tenso
 def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
                     uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Same result as `generate_reference`, computing each thing once.
+    """Same result as `generate_reference`, computing each thing once (`generate_tokens`),
+    then decoding only the generated rows against the tokenizer's cached history."""
+    s = uniforms.shape[1]
+    with fitted_threads():
+        (s1_ctx, s2_ctx), (gen_s1, gen_s2) = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context,
+                                                             pred_len, sampling, uniforms, dtype)
+        ds = max(0, x.shape[1] + pred_len - max_context)
+        decoder = fast_path(tokenizer, FastTokenizerDecoder, dtype)
+        z = _decode_suffix(decoder, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
+    return z.reshape(x.shape[0], s, pred_len, -1)
+
+
+@torch.inference_mode()
+def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
+                    y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[tuple, tuple]:
+    """The context's (s1, s2) tokens (B, n) and the generated ones (B*S, pred_len), cached.
 
     The history is tokenized (on the plain tokenizer: the codes are bit-identical to the
     published ones) and run through the model once per series; its keys/values are shared
     by all sample paths, and each step feeds only the new token. Once the window must slide
     (history + generated > max_context) the positions of every token change, so the shifted
-    window is rerun, as the published code does. Finally the tokenizer decodes only the
-    generated rows, against the cached history. The per-series passes run a group of
+    window is rerun, as the published code does. The per-series passes run a group of
     series at a time so that their activations stay in cache; the steps run on all rows.
     `dtype=torch.bfloat16` runs the fast path in reduced precision (`kronos.precision`).
     """
@@ -209,13 +225,12 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
                                      n - ws)[:, -1]
             s1_logits = fast.s1_logits(h_rows)
         elif i > 0:
-            h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end], caches, dep_cache,
-                                 position=end - 1 - start)[:, 0]
-            s1_logits = fast.s1_logits(h_rows)
-        s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
-        s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
-        gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
-    ds = max(0, n + pred_len - max_context)
-    decoder = fast_path(tokenizer, FastTokenizerDecoder, dtype)
-    z = _decode_suffix(decoder, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
-    return z.reshape(b, s, pred_len, -1)
+            with threads_for(rows):
+                h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end], caches,
+                                     dep_cache, position=end - 1 - start)[:, 0]
+                s1_logits = fast.s1_logits(h_rows)
+        with threads_for(rows):
+            s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
+            s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
+            gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
+    return (s1_ctx, s2_ctx), (gen_s1, gen_s2)

@@ -35,7 +35,7 @@ class PackedLinear:
                 self.packed = None
 
     @classmethod
-    def of(cls, *layers: torch.nn.Linear, dtype: torch.dtype | None = None) -> "PackedLinear":
+    def of(cls, *layers: torch.nn.Linear, dtype: torch.dtype | None = None) -> PackedLinear:
         """One product over the concatenated outputs of `layers` (e.g. q, k and v)."""
         weight = torch.cat([layer.weight.detach() for layer in layers])
         bias = None if layers[0].bias is None else torch.cat([layer.bias.detach() for layer in layers])

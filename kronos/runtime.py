@@ -10,8 +10,10 @@ it, so `kronos` sets it on import, unless the user set it or torch was imported 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
 
@@ -23,9 +25,76 @@ def configure_waits() -> None:
 
 
 def describe() -> str:
-    """One line for benchmark headers: threads, OpenMP wait policy and whether it applies."""
-    import torch
+    """One line for benchmark headers: threads, OpenMP wait policy."""
+    import torch  # here, not at the top: configure_waits() must be able to run before torch loads
 
     policy = os.environ.get(WAIT_POLICY, "unset (spinning)")
     return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY {policy}, "
             f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
+LOADAVG = "/proc/loadavg"
+
+
+def free_cores() -> int | None:
+    """Cores not taken by other runnable tasks right now (None where the OS does not say).
+
+    /proc/loadavg's fourth field counts the tasks running or runnable at this instant; the
+    caller is one of them (its idle OpenMP threads sleep, see `configure_waits`)."""
+    try:
+        with open(LOADAVG) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        cores = len(os.sched_getaffinity(0))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return max(1, cores - max(0, running - 1))
+
+
+@contextlib.contextmanager
+def fitted_threads() -> Iterator[None]:
+    """Use at most as many intra-op threads as there are free cores, for the block.
+
+    On a machine shared with CPU-heavy jobs, a parallel region runs at the pace of its
+    slowest thread, and a thread that has to queue for a core costs a scheduler time slice
+    per region: generation on 2 threads beside 8 busy tasks on 2 cores took 3x as long as on
+    one thread (5x with spinning waits). torch's thread count is process-wide; it is
+    restored on exit.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    free = free_cores()
+    if free is None or free >= threads:
+        yield
+        return
+    torch.set_num_threads(free)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# Fewer rows than this per decode step run on one thread: their products take microseconds,
+# so splitting them gains little on an idle machine, while every parallel region waits for
+# all its threads, which on a busy one means a scheduler time slice per region.
+SERIAL_ROWS = 16
+
+
+@contextlib.contextmanager
+def threads_for(rows: int) -> Iterator[None]:
+    """Run the block on one intra-op thread when the work is `rows` < SERIAL_ROWS rows.
+
+    This does not depend on the wait policy, so it also holds when torch was imported
+    before kronos. torch's thread count is process-wide: it is restored on exit.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if rows >= SERIAL_ROWS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

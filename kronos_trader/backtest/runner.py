@@ -123,7 +123,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
                          f"{settings.forecast.lookback} bars")
     policy = load_policy(settings.strategy.name, settings.strategy.params)
     if service is None:
-        model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+        model = load_model(settings.model.name, settings.model.device, settings.model.max_context,
+                           settings.model.precision)
         service = ForecastService(model, settings.forecast, store, progress)
     interval = infer_bar_interval(candles.index)
     forecasts = service.forecast_series(candles, symbol, timeframe)

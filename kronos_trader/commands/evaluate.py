@@ -89,7 +89,8 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     f = settings.forecast
     source = settings.data.path or SAMPLE_DATA_PATH
     candles = load_candles(source)
-    loaded = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    loaded = load_model(settings.model.name, settings.model.device, settings.model.max_context,
+                        settings.model.precision)
     if max(steps) > loaded.max_context:
         raise ValueError(f"horizon {max(steps)} exceeds the model's context of {loaded.max_context}")
     lookback_used = min(f.lookback, loaded.max_context)

@@ -18,7 +18,7 @@ def run_forecast(settings: Settings, out: Path, console: Console) -> pd.DataFram
     f = settings.forecast
     if len(candles) < f.lookback:
         raise ValueError(f"{path.name} has {len(candles)} bars, fewer than the lookback of {f.lookback}")
-    model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    model = load_model(settings.model.name, settings.model.device, settings.model.max_context, settings.model.precision)
     window = candles.iloc[-f.lookback:]
     interval = infer_bar_interval(candles.index)
     future = pd.DatetimeIndex([window.index[-1] + interval * (k + 1) for k in range(f.horizon)], name="timestamp")

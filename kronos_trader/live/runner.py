@@ -155,7 +155,7 @@ class LiveRunner:
         if self.service is None:
             from kronos_trader.forecasting.models import load_model
 
-            model = load_model(s.model.name, s.model.device, s.model.max_context)
+            model = load_model(s.model.name, s.model.device, s.model.max_context, s.model.precision)
             self.service = ForecastService(model, s.forecast, self.store, self.progress)
         if self.service.store is None:
             self.service.store = self.store
