@@ -12,6 +12,8 @@ run in full (or on `--bars`). `--precision bf16` runs ours in bfloat16.
 """
 from __future__ import annotations
 
+import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before torch loads, kronos/runtime.py)
+
 import argparse
 import tempfile
 import time

@@ -11,6 +11,8 @@ one-path case beside N busy processes (another job on the machine).
 """
 from __future__ import annotations
 
+import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before torch loads, kronos/runtime.py)
+
 import argparse
 import statistics
 import time

@@ -11,6 +11,8 @@ the sampling noise the bf16 difference should be compared with.
 """
 from __future__ import annotations
 
+import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before torch loads, kronos/runtime.py)
+
 import argparse
 import time
 

@@ -180,12 +180,10 @@ class FastBlock:
 
 
 def _norm(norm: RMSNorm, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The plain RMSNorm; in reduced precision its float32 result is cast back, times the
-    weight cast once."""
-    if dtype == torch.float32:
-        return norm
-    weight = norm.weight.detach().to(dtype)
-    return lambda x: norm.normalize(x).to(dtype) * weight
+    """The module's RMSNorm as torch's fused kernel (float32 accumulation, to rounding the
+    same as `RMSNorm.forward`), with the weight cast once to the path's dtype."""
+    weight, eps = norm.weight.detach().to(dtype), norm.eps
+    return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 class FastKronos:
