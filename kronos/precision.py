@@ -28,7 +28,8 @@ def cpu_bf16_support() -> str | None:
     for flag in reversed(CPU_BF16_FLAGS):  # AMX first
         if flag in flags:
             return flag
-    capability = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX512_BF16" or "AMX"... where known
+    # without /proc/cpuinfo, torch's dispatch level is all there is; it names AMX/BF16 only on builds that use them
+    capability = torch.backends.cpu.get_cpu_capability()
     return capability if "AMX" in capability.upper() or "BF16" in capability.upper() else None
 
 
