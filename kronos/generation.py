@@ -1,5 +1,5 @@
-"""Autoregressive generation of token paths: the published (uncached) algorithm and an
-exact key-value-cached equivalent.
+"""Autoregressive generation of token paths: the published (uncached) algorithm on the
+plain model, and the exact key-value-cached equivalent on the fast path (`kronos.fast`).
 
 Both take normalised inputs and return every sample path in normalised space, shape
 (B, S, pred_len, d_in). Sampling draws from per-row uniforms supplied by the caller, so a
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .decoding import FastDecoder
+from .fast import FastKronos, FastTokenizerDecoder, KVCache, fast_path
 from .model import Kronos
-from .modules import KVCache
+from .runtime import fitted_threads, threads_for
 from .tokenizer import KronosTokenizer
 
 
@@ -102,24 +102,27 @@ def _chunks(series: int, width: int) -> list[slice]:
 
 
 def _encode(tokenizer: KronosTokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    parts = [tokenizer.encode(x[c], half=True) for c in _chunks(x.shape[0], x.shape[1])]
+    """The plain tokenizer's codes (bit-identical to the published code's), a group of
+    series at a time."""
+    parts = [tokenizer.encode(x[c]) for c in _chunks(x.shape[0], x.shape[1])]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _prefill(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int, capacity: int):
-    """`Kronos.prefill`, a group of series at a time."""
-    parts = [model.prefill(s1[c], s2[c], stamp[c], paths, capacity) for c in _chunks(s1.shape[0], s1.shape[1])]
+def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int,
+             capacity: int) -> tuple[torch.Tensor, list[KVCache], KVCache]:
+    """`FastKronos.prefill`, a group of series at a time."""
+    parts = [fast.prefill(s1[c], s2[c], stamp[c], paths, capacity) for c in _chunks(s1.shape[0], s1.shape[1])]
     caches = [KVCache.join([p[1][layer] for p in parts]) for layer in range(len(parts[0][1]))]
     return torch.cat([p[0] for p in parts]), caches, KVCache.join([p[2] for p in parts])
 
 
-def _decode_suffix(tokenizer: KronosTokenizer, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
-    """`KronosTokenizer.decode_suffix`, a group of series at a time."""
+def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
+    """`FastTokenizerDecoder.decode_suffix`, a group of series at a time."""
     width = prefix[0].shape[1] + suffix[0].shape[1]
     return torch.cat([
-        tokenizer.decode_suffix((prefix[0][c], prefix[1][c]),
-                                (suffix[0][c.start * paths:c.stop * paths], suffix[1][c.start * paths:c.stop * paths]),
-                                paths)
+        decoder.decode_suffix((prefix[0][c], prefix[1][c]),
+                              (suffix[0][c.start * paths:c.stop * paths], suffix[1][c.start * paths:c.stop * paths]),
+                              paths)
         for c in _chunks(prefix[0].shape[0], width)])
 
 
@@ -142,7 +145,7 @@ def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tenso
     u = uniforms.reshape(rows, pred_len, 2)
     x = x.repeat_interleave(s, 0)
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1).repeat_interleave(s, 0)
-    s1_ctx, s2_ctx = tokenizer.encode(x, half=True)
+    s1_ctx, s2_ctx = tokenizer.encode(x)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
     for i in range(pred_len):
@@ -156,36 +159,50 @@ def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tenso
         gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits[:, -1, :], sampling, u[:, i, 1])
     start = max(0, n + pred_len - max_context)
     window = [torch.cat([s1_ctx, gen_s1], 1)[:, start:], torch.cat([s2_ctx, gen_s2], 1)[:, start:]]
-    z = tokenizer.decode(window, half=True)[:, -pred_len:]
+    z = tokenizer.decode(window)[:, -pred_len:]
     return z.reshape(b, s, pred_len, -1)
 
 
 @torch.inference_mode()
 def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
-                    uniforms: torch.Tensor, rolling: bool = False) -> torch.Tensor:
-    """Same result as `generate_reference`, computing each thing once.
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Same result as `generate_reference`, computing each thing once (`generate_tokens`),
+    then decoding only the generated rows against the tokenizer's cached history."""
+    s = uniforms.shape[1]
+    with fitted_threads():
+        (s1_ctx, s2_ctx), (gen_s1, gen_s2) = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context,
+                                                             pred_len, sampling, uniforms, dtype)
+        ds = max(0, x.shape[1] + pred_len - max_context)
+        decoder = fast_path(tokenizer, FastTokenizerDecoder, dtype)
+        z = _decode_suffix(decoder, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
+    return z.reshape(x.shape[0], s, pred_len, -1)
 
-    The history is tokenized and run through the model once per series; its keys/values
-    are shared by all sample paths, and each step feeds only the new token. Once the window
-    must slide (history + generated > max_context) the positions of every token change, so
-    the exact mode reruns the whole shifted window per step, as the published code does.
-    `rolling=True` instead keeps the cache and drops the oldest keys: faster, approximate.
-    Finally the tokenizer decodes only the generated rows, against the cached history.
-    The per-series passes (tokenizing, prefilling, decoding) run a group of series at a
-    time so that their activations stay in cache; the decode steps run on all rows.
+
+@torch.inference_mode()
+def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
+                    y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[tuple, tuple]:
+    """The context's (s1, s2) tokens (B, n) and the generated ones (B*S, pred_len), cached.
+
+    The history is tokenized (on the plain tokenizer: the codes are bit-identical to the
+    published ones) and run through the model once per series; its keys/values are shared
+    by all sample paths, and each step feeds only the new token. Once the window must slide
+    (history + generated > max_context) the positions of every token change, so the shifted
+    window is rerun, as the published code does. The per-series passes run a group of
+    series at a time so that their activations stay in cache; the steps run on all rows.
+    `dtype=torch.bfloat16` runs the fast path in reduced precision (`kronos.precision`).
     """
     _check(pred_len, max_context)
     b, n, _ = x.shape
     s = uniforms.shape[1]
     rows = b * s
     u = uniforms.reshape(rows, pred_len, 2)
-    fast = FastDecoder.for_model(model)
+    fast = fast_path(model, FastKronos, dtype)
     s1_ctx, s2_ctx = _encode(tokenizer, x)
     stamps = torch.cat([x_stamp, y_stamp], dim=1)
     start = max(0, n - max_context)
-    width = n - start
-    h_last, caches, dep_cache = _prefill(model, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
     h_rows = h_last.repeat_interleave(s, 0)
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
@@ -193,32 +210,27 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     row_stamps = stamps.repeat_interleave(s, 0)
     for i in range(pred_len):
         end = n + i
-        if i > 0 and not rolling and end > max_context:
+        if i > 0 and end > max_context:
             # the window slid: every position changed, so recompute it. With several paths
             # its history part is the same for all of them (run once per series) and only
             # the generated tokens run per path, against that shared prefix; one path runs
             # the window in one pass.
             ws = end - max_context
             if s == 1:
-                h_rows, _, step_dep = _prefill(model, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
-                                               torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), stamps[:, ws:end], 1, 0)
+                h_rows, _, dep_cache = _prefill(fast, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
+                                                torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), stamps[:, ws:end], 1, 0)
             else:
-                _, step_caches, step_dep = _prefill(model, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
-                h_rows = model.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, step_dep,
-                                      n - ws)[:, -1]
-            s1 = sample_tokens(fast.s1_logits(h_rows), sampling, u[:, i, 0])
-            s2_logits = fast.s2_logits(h_rows, s1, step_dep)
-        else:
-            if i > 0:
-                if rolling:
-                    for cache in (*caches, dep_cache):
-                        cache.start = max(0, width + i - max_context)
-                h_rows = fast.step(gen_s1[:, i - 1], gen_s2[:, i - 1], row_stamps[:, end - 1], caches, dep_cache,
-                                   position=width + i - 1)
+                _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
+                h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, dep_cache,
+                                     n - ws)[:, -1]
+            s1_logits = fast.s1_logits(h_rows)
+        elif i > 0:
+            with threads_for(rows):
+                h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end], caches,
+                                     dep_cache, position=end - 1 - start)[:, 0]
                 s1_logits = fast.s1_logits(h_rows)
+        with threads_for(rows):
             s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
             s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
-        gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
-    ds = max(0, n + pred_len - max_context)
-    z = _decode_suffix(tokenizer, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
-    return z.reshape(b, s, pred_len, -1)
+            gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
+    return (s1_ctx, s2_ctx), (gen_s1, gen_s2)

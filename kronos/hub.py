@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .configs import HUB_MODELS, PretrainedSpec
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -23,20 +25,6 @@ class CheckpointError(ValueError):
     """A checkpoint could not be found, downloaded or matched to the architecture."""
 
 
-@dataclass(frozen=True)
-class PretrainedSpec:
-    """A named model: where its predictor and tokenizer live and its context length."""
-
-    model: str
-    tokenizer: str
-    max_context: int
-
-
-HUB_MODELS: dict[str, PretrainedSpec] = {
-    "kronos-mini": PretrainedSpec("NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", 2048),
-    "kronos-small": PretrainedSpec("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512),
-    "kronos-base": PretrainedSpec("NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", 512),
-}
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 PAIR_FILE = "kronos.json"  # in a local pair directory: {"max_context": ...}
 
@@ -85,15 +73,15 @@ def _resolve_file(repo_id_or_dir: str, filename: str, revision: str | None, cach
 
 
 class HubMixin:
-    """from_pretrained / save_pretrained for modules built from a `config` dict."""
+    """from_pretrained / save_pretrained for modules built from a config dataclass."""
 
-    config: dict[str, Any]
+    config: Any  # TokenizerConfig or KronosConfig
     _name_kind = "model"  # which half of a named pair this class loads
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config, indent=2))
+        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
         return directory

@@ -1,22 +1,19 @@
-"""Linear layers for inference on CPU.
+"""Packed linear products for the fast inference path on CPU.
 
 torch's default CPU GEMM (MKL) is well below this hardware's peak for the shapes of Kronos,
 and poor for the few-row products of decoding. oneDNN with a pre-packed (blocked) weight
 is faster at every row count we use; a single row is a matrix-vector product bound by
-memory bandwidth, which runs fastest as one block of output rows per thread. Training and
-autograd keep the plain `nn.Linear` path; results agree to float rounding.
+memory bandwidth, which runs fastest as one block of output rows per thread. Results agree
+with `nn.Linear` to float rounding, which is why the tokenizer's *encoding* never runs here
+(see `kronos.fast`). On other devices the product is torch's own `F.linear`.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import weakref
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 PACKING_ROWS = 64  # oneDNN picks its blocked weight layout for any expected batch above 1
+PACKABLE = (torch.float32, torch.bfloat16)
 
 
 class PackedLinear:
@@ -24,7 +21,7 @@ class PackedLinear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias, self.packed, self.blocks, self.block_bias = weight, bias, None, None, None
-        if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        if weight.device.type != "cpu" or weight.dtype not in PACKABLE:
             return
         threads = torch.get_num_threads()
         if threads > 1 and weight.shape[0] % threads == 0:
@@ -33,9 +30,18 @@ class PackedLinear:
         if torch.backends.mkldnn.is_available():
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACKING_ROWS)
-                self(torch.zeros(2, weight.shape[1]))  # fail here, not mid-generation
+                self(torch.zeros(2, weight.shape[1], dtype=weight.dtype))  # fail here, not mid-generation
             except (RuntimeError, AttributeError):
                 self.packed = None
+
+    @classmethod
+    def of(cls, *layers: torch.nn.Linear, dtype: torch.dtype | None = None) -> PackedLinear:
+        """One product over the concatenated outputs of `layers` (e.g. q, k and v)."""
+        weight = torch.cat([layer.weight.detach() for layer in layers])
+        bias = None if layers[0].bias is None else torch.cat([layer.bias.detach() for layer in layers])
+        if dtype is not None:
+            weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
+        return cls(weight.contiguous(), bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != self.weight.dtype or x.device != self.weight.device:
@@ -48,40 +54,3 @@ class PackedLinear:
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
-
-
-_PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
-_STOCK = contextvars.ContextVar("kronos_stock_kernels", default=False)
-
-
-@contextlib.contextmanager
-def stock_kernels():
-    """Run `Linear` layers through torch's default kernels, as the published Kronos code
-    does: benchmarks time the published algorithm this way, as its users run it."""
-    token = _STOCK.set(True)
-    try:
-        yield
-    finally:
-        _STOCK.reset(token)
-
-
-class Linear(nn.Linear):
-    """`nn.Linear` (same parameters and state-dict names) whose calls without autograd run
-    through a `PackedLinear`, rebuilt whenever the weights change."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu" or _STOCK.get():
-            return super().forward(x)
-        return packed(self)(x)
-
-
-def packed(layer: nn.Linear) -> PackedLinear:
-    """The packed form of `layer`'s current weights (cached per layer)."""
-    params = [p for p in (layer.weight, layer.bias) if p is not None]
-    key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
-    cached = _PACKED.get(layer)
-    if cached is None or cached[0] != key:
-        bias = None if layer.bias is None else layer.bias.detach()
-        cached = (key, PackedLinear(layer.weight.detach(), bias))
-        _PACKED[layer] = cached
-    return cached[1]

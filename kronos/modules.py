@@ -1,23 +1,18 @@
-"""Building blocks shared by the Kronos tokenizer and predictor.
+"""Building blocks shared by the Kronos tokenizer and predictor: the plain model.
 
-Parameter and buffer names follow the published checkpoints exactly (see
-`shared/kronos-compat.md`), so `load_state_dict(strict=True)` accepts official weights.
-
-Attention layers take an optional `KVCache`. Without one they compute exactly what the
-published code computes (a causal pass over the whole window, positions from 0). With one,
-the new tokens' keys and values are appended and attention covers a *shared prefix*
-(computed once per series, used by all its sample paths) plus each row's own suffix.
+Parameter and buffer names follow the published checkpoints exactly (docs/kronos-compat.md),
+so `load_state_dict(strict=True)` accepts official weights. These modules compute what the
+published code computes, with the same operations in the same order on torch's default
+kernels (`nn.Linear`), so that the tokenizer's codes are bit-identical to the published
+ones. Generation's fast path (`kronos.fast`) reuses the norms, rotary tables and weights
+defined here and only replaces how the products are run.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .linear import Linear
 
 
 class RMSNorm(nn.Module):
@@ -28,10 +23,13 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """x / rms(x), in float32."""
         xf = x.float()
-        out = xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)
-        return out.type_as(x) * self.weight
+        return xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x).type_as(x) * self.weight
 
 
 class FeedForward(nn.Module):
@@ -39,9 +37,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
         super().__init__()
-        self.w1 = Linear(d_model, ff_dim, bias=False)
-        self.w3 = Linear(d_model, ff_dim, bias=False)
-        self.w2 = Linear(ff_dim, d_model, bias=False)
+        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
         self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,113 +69,16 @@ class RotaryEmbedding(nn.Module):
         return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
 
 
-@dataclass
-class KVCache:
-    """Keys/values of one attention layer during cached generation.
-
-    `prefix_k/v` hold the shared history, one row per series (B, H, P, D); `suffix_k/v`
-    hold each row's own tokens (B*S, H, capacity, D), filled up to `length`. With one path
-    per series the history is copied into the rows' buffers instead (P == 0), so attention
-    is a single fused call. `start` drops the oldest keys (the approximate rolling mode).
-    """
-
-    prefix_k: torch.Tensor
-    prefix_v: torch.Tensor
-    suffix_k: torch.Tensor
-    suffix_v: torch.Tensor
-    paths: int
-    length: int = 0
-    start: int = 0
-
-    @classmethod
-    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> "KVCache":
-        b, heads, p, d = k.shape
-        if paths == 1:
-            sk, sv = k.new_empty(b, heads, p + capacity, d), v.new_empty(b, heads, p + capacity, d)
-            sk[:, :, :p], sv[:, :, :p] = k, v
-            return cls(k[:, :, :0], v[:, :, :0], sk, sv, paths, length=p)
-        return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
-
-    @classmethod
-    def join(cls, parts: list["KVCache"]) -> "KVCache":
-        """One cache over the series of several prefills (histories run in chunks)."""
-        if len(parts) == 1:
-            return parts[0]
-        first = parts[0]
-        prefix_k, prefix_v = torch.cat([p.prefix_k for p in parts]), torch.cat([p.prefix_v for p in parts])
-        if first.paths == 1:  # the rows' buffers hold the history
-            suffix_k, suffix_v = torch.cat([p.suffix_k for p in parts]), torch.cat([p.suffix_v for p in parts])
-        else:  # nothing written yet
-            shape = (sum(p.suffix_k.shape[0] for p in parts), *first.suffix_k.shape[1:])
-            suffix_k, suffix_v = first.suffix_k.new_empty(shape), first.suffix_v.new_empty(shape)
-        return cls(prefix_k, prefix_v, suffix_k, suffix_v, first.paths, first.length, first.start)
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        t = k.shape[2]
-        self.suffix_k[:, :, self.length:self.length + t] = k
-        self.suffix_v[:, :, self.length:self.length + t] = v
-        self.length += t
-
-
-# CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
-try:
-    _FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-except (AttributeError, RuntimeError):  # older torch: the plain matmul path below is used
-    _FLASH_CPU = None
-
-
-def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> torch.Tensor:
-    """Attention of `q` (B*S, H, T, D) over the shared prefix plus each row's suffix.
-
-    The prefix is multiplied once per series for all its S paths (the paths become extra
-    query rows), so it is neither copied nor recomputed per path. The last T suffix entries
-    are the queries' own tokens; with `causal_suffix` each query sees only those before it.
-    """
-    rows, heads, t, d = q.shape
-    n_prefix = cache.prefix_k.shape[2]
-    p0, s0 = min(cache.start, n_prefix), max(0, cache.start - n_prefix)
-    sk, sv = cache.suffix_k[:, :, s0:cache.length], cache.suffix_v[:, :, s0:cache.length]
-    mask = None
-    if causal_suffix and t > 1:
-        mask = torch.ones(t, sk.shape[2], dtype=torch.bool, device=q.device).tril(sk.shape[2] - t)
-    if n_prefix - p0 == 0:
-        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
-    b, s = cache.prefix_k.shape[0], cache.paths
-    pk, pv = cache.prefix_k[:, :, p0:], cache.prefix_v[:, :, p0:]
-    if mask is None and _FLASH_CPU is not None and q.device.type == "cpu" and sk.shape[2] > 0:
-        # two fused attentions (prefix with the paths as query rows, own suffix), merged
-        # exactly through their log-sum-exps
-        out_p, lse_p = _FLASH_CPU(q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d), pk, pv)
-        out_s, lse_s = _FLASH_CPU(q, sk, sv)
-        out_p = out_p.reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
-        lse_p = lse_p.reshape(b, heads, s, t).transpose(1, 2).reshape(rows, heads, t)
-        top = torch.maximum(lse_p, lse_s)
-        w_p, w_s = torch.exp(lse_p - top), torch.exp(lse_s - top)
-        total = w_p + w_s
-        return out_p * (w_p / total)[..., None] + out_s * (w_s / total)[..., None]
-    scale = 1.0 / math.sqrt(d)
-    qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)
-    scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
-    scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
-    if mask is not None:
-        scores_s = scores_s.masked_fill(~mask, float("-inf"))
-    n_p = scores_p.shape[-1]
-    probs = torch.softmax(torch.cat((scores_p.reshape(rows, heads, t, n_p), scores_s), dim=-1) * scale, dim=-1)
-    probs_p = probs[..., :n_p].reshape(b, s, heads, t, n_p).transpose(1, 2).reshape(b, heads, s * t, n_p)
-    out_p = torch.matmul(probs_p, pv).reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
-    return out_p + torch.matmul(probs[..., n_p:], sv)
-
-
 class MultiHeadAttention(nn.Module):
     """Causal self-attention with rotary positions and biased projections."""
 
     def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
         super().__init__()
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
-        self.q_proj = Linear(d_model, d_model)
-        self.k_proj = Linear(d_model, d_model)
-        self.v_proj = Linear(d_model, d_model)
-        self.out_proj = Linear(d_model, d_model)
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = RotaryEmbedding(self.head_dim)
         self.attn_dropout_p = attn_dropout_p
         self.resid_dropout = nn.Dropout(resid_dropout_p)
@@ -186,29 +87,18 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def keys_values(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotated keys and values of `x`, (B, H, T, D) each."""
-        return self.rotary.rotate(self._heads(self.k_proj(x)), cos, sin), self._heads(self.v_proj(x))
-
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, position: int = 0,
-                kv_out: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
-        cos, sin = self.rotary.cos_sin(torch.arange(position, position + t, device=x.device), x.dtype)
+        cos, sin = self.rotary.cos_sin(torch.arange(t, device=x.device), x.dtype)
         q = self.rotary.rotate(self._heads(self.q_proj(x)), cos, sin)
-        k, v = self.keys_values(x, cos, sin)
-        if kv_out is not None:
-            kv_out.append((k, v))
-        if cache is not None:
-            cache.append(k, v)
-            out = attend_with_cache(q, cache, causal_suffix=True)
-        else:
-            mask = None
-            if key_padding_mask is not None:  # True marks padding, as in the published code
-                mask = (~key_padding_mask)[:, None, None, :].expand(b, self.n_heads, t, t)
-                mask = mask & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            dropout = self.attn_dropout_p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
+        k = self.rotary.rotate(self._heads(self.k_proj(x)), cos, sin)
+        v = self._heads(self.v_proj(x))
+        mask = None
+        if key_padding_mask is not None:  # True marks padding, as in the published code
+            mask = (~key_padding_mask)[:, None, None, :].expand(b, self.n_heads, t, t)
+            mask = mask & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        dropout = self.attn_dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
         out = out.transpose(1, 2).contiguous().view(b, t, self.d_model)
         return self.resid_dropout(self.out_proj(out))
 
@@ -248,26 +138,9 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, position: int = 0, kv_out: list | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), key_padding_mask, cache, position, kv_out)
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), key_padding_mask)
         return x + self.ffn(self.norm2(x))
-
-    def prefill_cache(self, x: torch.Tensor, paths: int, capacity: int,
-                      keys_only: bool = False) -> tuple[torch.Tensor | None, KVCache]:
-        """Run the block on a shared prefix (one row per series) and keep its keys/values
-        in a cache with room for `capacity` tokens of each of the `paths` rows per series.
-
-        `keys_only` skips the block's output (None is returned instead): a last layer's
-        history rows are needed only as keys and values for the rows that follow.
-        """
-        if keys_only:
-            attn = self.self_attn
-            cos, sin = attn.rotary.cos_sin(torch.arange(x.shape[1], device=x.device), x.dtype)
-            return None, KVCache.from_prefix(*attn.keys_values(self.norm1(x), cos, sin), paths, capacity)
-        kv: list = []
-        out = self(x, kv_out=kv)
-        return out, KVCache.from_prefix(*kv[0], paths, capacity)
 
 
 class BinarySphericalQuantizer(nn.Module):
@@ -343,7 +216,7 @@ class HierarchicalEmbedding(nn.Module):
         self.d_model = d_model
         self.emb_s1 = nn.Embedding(2 ** s1_bits, d_model)
         self.emb_s2 = nn.Embedding(2 ** s2_bits, d_model)
-        self.fusion_proj = Linear(2 * d_model, d_model)
+        self.fusion_proj = nn.Linear(2 * d_model, d_model)
 
     def forward(self, token_ids) -> torch.Tensor:
         s1_ids, s2_ids = token_ids
@@ -408,8 +281,8 @@ class DualHead(nn.Module):
     def __init__(self, s1_bits: int, s2_bits: int, d_model: int):
         super().__init__()
         self.vocab_s1, self.vocab_s2 = 2 ** s1_bits, 2 ** s2_bits
-        self.proj_s1 = Linear(d_model, self.vocab_s1)
-        self.proj_s2 = Linear(d_model, self.vocab_s2)
+        self.proj_s1 = nn.Linear(d_model, self.vocab_s1)
+        self.proj_s2 = nn.Linear(d_model, self.vocab_s2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_s1(x)

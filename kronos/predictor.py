@@ -18,6 +18,7 @@ from .generation import Sampling, generate_cached, generate_reference
 from .hub import resolve_spec
 from .model import Kronos
 from .stamps import as_stamps, future_stamps
+from .precision import inference_dtype
 from .tokenizer import KronosTokenizer
 
 PRICE_COLS = ["open", "high", "low", "close"]
@@ -156,25 +157,33 @@ def _uniforms(seed, samples: int, steps: int) -> np.ndarray:
 
 
 class KronosPredictor:
-    """Forecasts with a Kronos model and its tokenizer, exactly as the published predictor,
-    with KV-cached generation (`cached=False` runs the published uncached loop)."""
+    """Forecasts with a Kronos model and its tokenizer, exactly as the published predictor.
+
+    `cached` is the one switch between the two paths: True (default) runs the fast path
+    (`kronos.fast`: packed products, KV caches), False the published uncached loop on the
+    plain model. `precision="bf16"` runs the fast path in bfloat16 (`kronos.precision`).
+    """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5, cached: bool = True, rolling: bool = False):
+                 max_context: int = 512, clip: float = 5, cached: bool = True, precision: str = "float32"):
         self.device = _device(device)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer.eval().to(self.device)
         self.max_context, self.clip = int(max_context), clip
-        self.cached, self.rolling = cached, rolling
+        self.cached = cached
+        self.dtype = inference_dtype(precision, self.device)
+        if self.dtype != torch.float32 and not cached:
+            raise ValueError("precision 'bf16' runs on the fast path only (cached=True)")
         self.price_cols, self.vol_col, self.amt_vol = PRICE_COLS, "volume", "amount"
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str | torch.device | None = None, **kwargs) -> "KronosPredictor":
+    def from_pretrained(cls, name: str, device: str | torch.device | None = None, precision: str = "float32",
+                        **kwargs) -> "KronosPredictor":
         """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
         spec = resolve_spec(name)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
         model = Kronos.from_pretrained(spec.model, **kwargs)
-        return cls(model, tokenizer, device=device, max_context=spec.max_context)
+        return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision)
 
     # --- public API -----------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
@@ -269,7 +278,7 @@ class KronosPredictor:
             groups.setdefault(len(values), []).append(i)
         paths: list[np.ndarray | None] = [None] * len(series)
         generate = generate_cached if self.cached else generate_reference
-        extra = {"rolling": self.rolling} if self.cached else {}
+        extra = {"dtype": self.dtype} if self.cached else {}
         batches = list(groups.values())
         progress = _progress(batches, verbose)
         for members in progress:

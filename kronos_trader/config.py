@@ -26,6 +26,8 @@ class ModelSettings(Section):
     name: str = Field("kronos-nano", description="bundled name, kronos-mini/small/base, or a pair directory")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     max_context: int | None = Field(None, ge=8, description="defaults to the model's own context length")
+    precision: Literal["float32", "bf16"] = Field(
+        "float32", description="bf16: faster batched generation on CPUs with AVX512-BF16/AMX and on CUDA (approximate)")
 
     @field_validator("device")
     @classmethod

@@ -47,17 +47,6 @@ def test_cached_equals_reference_when_sampling(mini_pair):
     assert not torch.allclose(out[:, 0], out[:, 1]), "paths with different random numbers should differ"
 
 
-def test_rolling_mode_is_exact_until_the_window_slides(mini_pair):
-    tokenizer, model = mini_pair
-    x, xs, ys, u = _inputs(1, 40, 20, 1)
-    exact = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u)
-    rolling = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u, rolling=True)
-    torch.testing.assert_close(rolling, exact, rtol=1e-4, atol=1e-4)
-    x, xs, ys, u = _inputs(1, 60, 20, 1)
-    rolling = generate_cached(tokenizer, model, x, xs, ys, 64, 20, Sampling(**GREEDY), u, rolling=True)
-    assert rolling.shape == (1, 1, 20, 6) and torch.isfinite(rolling).all()
-
-
 def _predictor(pair, cached=True, max_context=64):
     tokenizer, model = pair
     return KronosPredictor(model, tokenizer, device="cpu", max_context=max_context, cached=cached)

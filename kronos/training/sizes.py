@@ -6,7 +6,7 @@ random weights. Names like `kronos-small` are *checkpoints* (fine-tuning), not s
 """
 from __future__ import annotations
 
-from ..configs import MODEL_CONFIGS, PAIRINGS, TOKENIZER_CONFIGS
+from ..configs import HUB_MODELS, MODEL_CONFIGS
 
 NANO_TOKENIZER: dict = dict(d_in=6, d_model=64, n_heads=2, ff_dim=128, n_enc_layers=2, n_dec_layers=2,
                             ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=10, s2_bits=10,
@@ -17,9 +17,9 @@ NANO_MODEL: dict = dict(s1_bits=10, s2_bits=10, n_layers=3, d_model=128, n_heads
 
 TOKENIZER_SIZES: dict[str, dict] = {
     "nano": NANO_TOKENIZER,
-    "mini": TOKENIZER_CONFIGS[PAIRINGS["Kronos-mini"][0]],
-    "small": TOKENIZER_CONFIGS[PAIRINGS["Kronos-small"][0]],
-    "base": TOKENIZER_CONFIGS[PAIRINGS["Kronos-base"][0]],
+    "mini": HUB_MODELS["kronos-mini"].tokenizer_config,
+    "small": HUB_MODELS["kronos-small"].tokenizer_config,
+    "base": HUB_MODELS["kronos-base"].tokenizer_config,
 }
 MODEL_SIZES: dict[str, dict] = {
     "nano": NANO_MODEL,

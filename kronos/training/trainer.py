@@ -147,10 +147,9 @@ class PredictorStage:
 
     def loss(self, forward: Callable, x: torch.Tensor, stamp: torch.Tensor, autocast) -> tuple[torch.Tensor, list]:
         with torch.no_grad():
-            s1, s2 = self.tokenizer.encode(x, half=True)
+            s1, s2 = self.tokenizer.encode(x)
         with autocast():
-            s1_logits, s2_logits = forward(s1[:, :-1], s2[:, :-1], stamp[:, :-1], use_teacher_forcing=True,
-                                           s1_targets=s1[:, 1:])
+            s1_logits, s2_logits = forward(s1[:, :-1], s2[:, :-1], stamp[:, :-1], s1_targets=s1[:, 1:])
             loss, ce_s1, ce_s2 = self.module.head.compute_loss(s1_logits.float(), s2_logits.float(), s1[:, 1:],
                                                                s2[:, 1:])
         return loss, [ce_s1.detach(), ce_s2.detach()]
@@ -351,7 +350,7 @@ def _loop(build, cls, data, cfg: TrainConfig, names, info: DistInfo) -> TrainRes
         _prepare_csv(out / METRICS_CSV, stage.components, step if resuming else 0)
     summary_base = {"stage": stage.name, "init": how, "world_size": info.world_size, "device": str(device),
                     "train_windows": len(train_ds), "val_windows": len(val_ds) if val_ds is not None else 0,
-                    "series": len(train_ds.series), "module_config": module.config, "config": _jsonable(asdict(cfg))}
+                    "series": len(train_ds.series), "module_config": asdict(module.config), "config": _jsonable(asdict(cfg))}
     progress = None
     if info.is_main and cfg.progress:
         from tqdm.auto import tqdm

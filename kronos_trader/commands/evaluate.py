@@ -93,7 +93,8 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     source = settings.data.path or SAMPLE_DATA_PATH
     candles = load_candles(source)
     symbol, timeframe = series_names(source, candles)
-    loaded = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    loaded = load_model(settings.model.name, settings.model.device, settings.model.max_context,
+                        settings.model.precision)
     if max(steps) > loaded.max_context:
         raise ValueError(f"horizon {max(steps)} exceeds the model's context of {loaded.max_context}")
     service = ForecastService.from_settings(settings, None, progress, loaded, horizon=max(steps), calibration="none")

@@ -51,12 +51,15 @@ def weights_hash(predictor: KronosPredictor) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_model(name: str, device: str = "auto", max_context: int | None = None) -> LoadedModel:
-    """Load a pair by name ('kronos-nano', 'kronos-small', ...) or directory, once per process."""
-    predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device))
+def load_model(name: str, device: str = "auto", max_context: int | None = None,
+               precision: str = "float32") -> LoadedModel:
+    """Load a pair by name ('kronos-nano', 'kronos-small', ...) or directory, once per process.
+    Reduced precision changes the forecasts, so it is part of the model's identity."""
+    predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device), precision=precision)
     if max_context is not None:
         predictor.max_context = min(predictor.max_context, max_context)
-    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}", trained_window(name))
+    suffix = "" if precision == "float32" else f"+{precision}"
+    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}{suffix}", trained_window(name))
 
 
 def trained_window(name: str) -> tuple[int, int] | None:

@@ -177,7 +177,8 @@ class ForecastService:
         """The service for a whole config: its model, `forecast` section (with `forecast`
         overrides, e.g. a web request's lookback) and `data.calendar`."""
         if model is None:
-            model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+            model = load_model(settings.model.name, settings.model.device, settings.model.max_context,
+                               settings.model.precision)
         fs = settings.forecast.model_copy(update=forecast) if forecast else settings.forecast
         return cls(model, ForecastSettings.model_validate(fs.model_dump()), store, progress,
                    settings.data.calendar)

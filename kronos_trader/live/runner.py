@@ -155,7 +155,7 @@ class LiveRunner:
         if self.service is None:
             from kronos_trader.forecasting.models import load_model
 
-            model = load_model(s.model.name, s.model.device, s.model.max_context)
+            model = load_model(s.model.name, s.model.device, s.model.max_context, s.model.precision)
             self.service = ForecastService.from_settings(s, self.store, self.progress, model)
         if self.service.store is None:
             self.service.store = self.store

@@ -1,0 +1,304 @@
+"""The fast inference path: packed products, key-value caches, one decode step per token.
+
+The plain modules (`modules`, `model`, `tokenizer`) compute what the published code
+computes, on torch's default kernels. Generation runs the same arithmetic faster here:
+
+- q/k/v and the two SwiGLU input products are fused into single packed products (`linear`);
+- a series' history runs once and its keys/values are shared by all its sample paths
+  (`KVCache`, `attend_with_cache`); each step then feeds one token per path;
+- the tokenizer decodes only the generated rows, against its cached history.
+
+Norms, rotary tables and weights are the plain modules' own (`FastBlock` calls them), so
+each mechanism exists once. Results agree with the plain path to float rounding, which is
+why tokenizer *encoding* stays on the plain path: a code bit whose value lies within
+rounding of zero would otherwise flip, and context tokens would differ from the published
+code's. `precision="bf16"` runs the products and caches in bfloat16 (see `precision`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .linear import PackedLinear
+from .model import Kronos
+from .modules import RMSNorm, RotaryEmbedding, TransformerBlock
+from .tokenizer import KronosTokenizer
+
+
+@dataclass
+class KVCache:
+    """Keys/values of one attention layer during cached generation.
+
+    `prefix_k/v` hold the shared history, one row per series (B, H, P, D); `suffix_k/v`
+    hold each row's own tokens (B*S, H, capacity, D), filled up to `length`. With one path
+    per series the history is copied into the rows' buffers instead (P == 0), so attention
+    is a single fused call.
+    """
+
+    prefix_k: torch.Tensor
+    prefix_v: torch.Tensor
+    suffix_k: torch.Tensor
+    suffix_v: torch.Tensor
+    paths: int
+    length: int = 0
+
+    @classmethod
+    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> KVCache:
+        b, heads, p, d = k.shape
+        if paths == 1:
+            sk, sv = k.new_empty(b, heads, p + capacity, d), v.new_empty(b, heads, p + capacity, d)
+            sk[:, :, :p], sv[:, :, :p] = k, v
+            return cls(k[:, :, :0], v[:, :, :0], sk, sv, paths, length=p)
+        return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
+
+    @classmethod
+    def join(cls, parts: list[KVCache]) -> KVCache:
+        """One cache over the series of several prefills (histories run in chunks)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        prefix_k, prefix_v = torch.cat([p.prefix_k for p in parts]), torch.cat([p.prefix_v for p in parts])
+        if first.paths == 1:  # the rows' buffers hold the history
+            suffix_k, suffix_v = torch.cat([p.suffix_k for p in parts]), torch.cat([p.suffix_v for p in parts])
+        else:  # nothing written yet
+            shape = (sum(p.suffix_k.shape[0] for p in parts), *first.suffix_k.shape[1:])
+            suffix_k, suffix_v = first.suffix_k.new_empty(shape), first.suffix_v.new_empty(shape)
+        return cls(prefix_k, prefix_v, suffix_k, suffix_v, first.paths, first.length)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        t = k.shape[2]
+        self.suffix_k[:, :, self.length:self.length + t] = k
+        self.suffix_v[:, :, self.length:self.length + t] = v
+        self.length += t
+
+
+# CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
+try:
+    _FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+except (AttributeError, RuntimeError):  # older torch: the plain matmul path below is used
+    _FLASH_CPU = None
+
+
+def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> torch.Tensor:
+    """Attention of `q` (B*S, H, T, D) over the shared prefix plus each row's suffix.
+
+    The prefix is multiplied once per series for all its S paths (the paths become extra
+    query rows), so it is neither copied nor recomputed per path. The last T suffix entries
+    are the queries' own tokens; with `causal_suffix` each query sees only those before it.
+    """
+    rows, heads, t, d = q.shape
+    sk, sv = cache.suffix_k[:, :, :cache.length], cache.suffix_v[:, :, :cache.length]
+    mask = None
+    if causal_suffix and t > 1:
+        mask = torch.ones(t, sk.shape[2], dtype=torch.bool, device=q.device).tril(sk.shape[2] - t)
+    if cache.prefix_k.shape[2] == 0:
+        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
+    b, s = cache.prefix_k.shape[0], cache.paths
+    pk, pv = cache.prefix_k, cache.prefix_v
+    qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
+    if mask is None and _FLASH_CPU is not None and q.device.type == "cpu" and sk.shape[2] > 0:
+        # two fused attentions (prefix, own suffix), merged exactly through their log-sum-exps
+        out_p, lse_p = _FLASH_CPU(qp, pk, pv)
+        out_s, lse_s = _FLASH_CPU(q, sk, sv)
+        out_p = out_p.reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
+        lse_p = lse_p.reshape(b, heads, s, t).transpose(1, 2).reshape(rows, heads, t)
+        top = torch.maximum(lse_p, lse_s)
+        w_p, w_s = torch.exp(lse_p - top), torch.exp(lse_s - top)
+        total = w_p + w_s
+        return (out_p * (w_p / total)[..., None] + out_s * (w_s / total)[..., None]).to(q.dtype)
+    scale = 1.0 / math.sqrt(d)
+    scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
+    scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
+    if mask is not None:
+        scores_s = scores_s.masked_fill(~mask, float("-inf"))
+    n_p = scores_p.shape[-1]
+    probs = torch.softmax(torch.cat((scores_p.reshape(rows, heads, t, n_p), scores_s), dim=-1) * scale, dim=-1)
+    probs_p = probs[..., :n_p].reshape(b, s, heads, t, n_p).transpose(1, 2).reshape(b, heads, s * t, n_p)
+    out_p = torch.matmul(probs_p, pv).reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
+    return out_p + torch.matmul(probs[..., n_p:], sv)
+
+
+Rotation = tuple[torch.Tensor, torch.Tensor]
+
+
+def rotation(rotary: RotaryEmbedding, position: int, length: int, dtype: torch.dtype) -> Rotation:
+    """cos/sin tables of positions position..position+length-1 (shared by all blocks of a
+    stack: their head sizes, hence their frequencies, are equal)."""
+    return rotary.cos_sin(torch.arange(position, position + length, device=rotary.inv_freq.device), dtype)
+
+
+class FastBlock:
+    """`TransformerBlock` over a key-value cache, with fused packed products."""
+
+    def __init__(self, block: TransformerBlock, dtype: torch.dtype):
+        attn = block.self_attn
+        self.block, self.heads, self.head_dim, self.d_model = block, attn.n_heads, attn.head_dim, attn.d_model
+        self.qkv = PackedLinear.of(attn.q_proj, attn.k_proj, attn.v_proj, dtype=dtype)
+        self.out = PackedLinear.of(attn.out_proj, dtype=dtype)
+        self.w13 = PackedLinear.of(block.ffn.w1, block.ffn.w3, dtype=dtype)
+        self.w2 = PackedLinear.of(block.ffn.w2, dtype=dtype)
+        self.ff_dim = block.ffn.w1.out_features
+        self.norm1, self.norm2 = _norm(block.norm1, dtype), _norm(block.norm2, dtype)
+
+    def _project(self, x: torch.Tensor, rot: Rotation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q and k and v of x (rows, T, d), each (rows, H, T, D)."""
+        rows, t, d = x.shape
+        qkv = self.qkv(self.norm1(x))
+        qk = qkv[..., :2 * d].reshape(rows, t, 2 * self.heads, self.head_dim).transpose(1, 2)
+        qk = RotaryEmbedding.rotate(qk, *rot)
+        v = qkv[..., 2 * d:].reshape(rows, t, self.heads, self.head_dim).transpose(1, 2)
+        return qk[:, :self.heads], qk[:, self.heads:], v
+
+    def _finish(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        rows, t, d = x.shape
+        x = x + self.out(att.transpose(1, 2).reshape(rows, t, d))
+        g = self.w13(self.norm2(x))
+        return x + self.w2(F.silu(g[..., :self.ff_dim]) * g[..., self.ff_dim:])
+
+    def prefill(self, x: torch.Tensor, rot: Rotation, paths: int, capacity: int,
+                keys_only: bool = False) -> tuple[torch.Tensor | None, KVCache]:
+        """Run a shared prefix (one row per series) and keep its keys/values, with room for
+        `capacity` tokens of each of the `paths` rows per series. `keys_only` skips the
+        output (None): a last layer's history rows serve only as keys and values."""
+        q, k, v = self._project(x, rot)
+        cache = KVCache.from_prefix(k, v, paths, capacity)
+        if keys_only:
+            return None, cache
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True)), cache
+
+    def extend(self, x: torch.Tensor, rot: Rotation, cache: KVCache) -> torch.Tensor:
+        """Feed T new tokens per row (rows, T, d) after the cached ones."""
+        q, k, v = self._project(x, rot)
+        cache.append(k, v)
+        return self._finish(x, attend_with_cache(q, cache, causal_suffix=x.shape[1] > 1))
+
+
+def _norm(norm: RMSNorm, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module's RMSNorm as torch's fused kernel (float32 accumulation, to rounding the
+    same as `RMSNorm.forward`), with the weight cast once to the path's dtype."""
+    weight, eps = norm.weight.detach().to(dtype), norm.eps
+    return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+class FastKronos:
+    """Cached prefill, extension and one-token steps of a `Kronos` model."""
+
+    def __init__(self, model: Kronos, dtype: torch.dtype = torch.float32):
+        self.model, self.dtype, self.d_model = model, dtype, model.d_model
+        self.blocks = [FastBlock(b, dtype) for b in model.transformer]
+        self.rotary = model.transformer[0].self_attn.rotary
+        emb = model.embedding
+        self.emb_s1, self.emb_s2 = emb.emb_s1.weight.detach().to(dtype), emb.emb_s2.weight.detach().to(dtype)
+        self.fusion = PackedLinear.of(emb.fusion_proj, dtype=dtype)
+        self.time_emb = model.time_emb
+        self.norm = _norm(model.norm, dtype)
+        self.proj_s1 = PackedLinear.of(model.head.proj_s1, dtype=dtype)
+        self.proj_s2 = PackedLinear.of(model.head.proj_s2, dtype=dtype)
+        dep = model.dep_layer.cross_attn
+        self.dep_heads = dep.n_heads
+        self.dep_q, self.dep_kv = PackedLinear.of(dep.q_proj, dtype=dtype), PackedLinear.of(dep.k_proj, dep.v_proj,
+                                                                                             dtype=dtype)
+        self.dep_out, self.dep_norm = PackedLinear.of(dep.out_proj, dtype=dtype), _norm(model.dep_layer.norm, dtype)
+
+    def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
+        scale = math.sqrt(self.d_model)
+        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1))
+        return x + self.time_emb(stamp).to(self.dtype)
+
+    def _dep_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, t, d = h.shape
+        kv = self.dep_kv(h).reshape(rows, t, 2, self.dep_heads, d // self.dep_heads)
+        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+
+    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int,
+                capacity: int) -> tuple[torch.Tensor, list[KVCache], KVCache]:
+        """Run a shared history once per series (B rows) and set up caches sized for `paths`
+        rows per series and `capacity` generated tokens. Returns the last position's hidden
+        state (B, d), the per-layer caches and the dependency layer's cache."""
+        x = self._embed(s1, s2, stamp)
+        rot = rotation(self.rotary, 0, x.shape[1], self.dtype)
+        caches = []
+        for block in self.blocks:
+            x, cache = block.prefill(x, rot, paths, capacity)
+            caches.append(cache)
+        h = self.norm(x)
+        return h[:, -1], caches, KVCache.from_prefix(*self._dep_heads(h), paths, capacity)
+
+    def extend(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
+               dep_cache: KVCache, position: int) -> torch.Tensor:
+        """Feed T tokens per row (B*S, T) at `position` onwards; their final-norm hidden
+        states (B*S, T, d). One token per row is a decode step."""
+        x = self._embed(s1, s2, stamp)
+        rot = rotation(self.rotary, position, x.shape[1], self.dtype)
+        for block, cache in zip(self.blocks, caches):
+            x = block.extend(x, rot, cache)
+        h = self.norm(x)
+        dep_cache.append(*self._dep_heads(h))
+        return h
+
+    def s1_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.proj_s1(h).float()
+
+    def s2_logits(self, h: torch.Tensor, s1: torch.Tensor, dep_cache: KVCache) -> torch.Tensor:
+        """s2 logits from the last hidden states (rows, d), the sampled s1 and the window's
+        cache: the published dependency layer, whose keys are not rotated at inference."""
+        rows = h.shape[0]
+        q = self.dep_q(self.emb_s1[s1]).reshape(rows, self.dep_heads, 1, self.d_model // self.dep_heads)
+        att = attend_with_cache(q, dep_cache, causal_suffix=False).reshape(rows, self.d_model)
+        return self.proj_s2(self.dep_norm(h + self.dep_out(att))).float()
+
+
+class FastTokenizerDecoder:
+    """The tokenizer's decoder over a cached history: decodes only the new rows."""
+
+    def __init__(self, tokenizer: KronosTokenizer, dtype: torch.dtype = torch.float32):
+        self.tokenizer, self.dtype = tokenizer, dtype
+        self.blocks = [FastBlock(b, dtype) for b in tokenizer.decoder]
+        self.rotary = tokenizer.decoder[0].self_attn.rotary if len(tokenizer.decoder) else None
+        self.post = PackedLinear.of(tokenizer.post_quant_embed, dtype=dtype)
+        self.head = PackedLinear.of(tokenizer.head, dtype=dtype)
+
+    def _codes(self, ids: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.post(self.tokenizer.indices_to_bits(ids).to(self.dtype))
+
+    def decode_suffix(self, prefix_ids: tuple[torch.Tensor, torch.Tensor], suffix_ids: tuple[torch.Tensor, torch.Tensor],
+                      paths: int) -> torch.Tensor:
+        """Rows of the suffix of each window: equals `decode(cat(prefix, suffix))[:, P:]`.
+
+        `prefix_ids` (s1, s2) have one row per series (B, P), `suffix_ids` one row per path
+        (B*paths, T); the prefix is decoded once per series, not once per path.
+        """
+        zs = self._codes(suffix_ids)
+        p = prefix_ids[0].shape[1]
+        if self.blocks:
+            rot_s = rotation(self.rotary, p, zs.shape[1], self.dtype)
+            if p == 0:
+                for block in self.blocks:
+                    zs, _ = block.prefill(zs, rot_s, 1, 0)
+            else:
+                zp = self._codes(prefix_ids)
+                rot_p = rotation(self.rotary, 0, p, self.dtype)
+                for i, block in enumerate(self.blocks):
+                    zp, cache = block.prefill(zp, rot_p, paths, zs.shape[1], keys_only=i == len(self.blocks) - 1)
+                    zs = block.extend(zs, rot_s, cache)
+        return self.head(zs).float()
+
+
+Fast = TypeVar("Fast", FastKronos, FastTokenizerDecoder)
+
+
+def fast_path(module: nn.Module, build: Callable[[nn.Module, torch.dtype], Fast], dtype: torch.dtype) -> Fast:
+    """The fast form of `module` for its current weights and `dtype`, rebuilt after the
+    weights change (in-place updates or new tensors): the one weight-version cache."""
+    version = tuple((p._version, p.data_ptr()) for p in module.parameters())
+    cache = module.__dict__.setdefault("_kronos_fast", {})
+    key = (build, dtype)
+    if key not in cache or cache[key][0] != version:
+        cache[key] = (version, build(module, dtype))
+    return cache[key][1]

@@ -1,0 +1,104 @@
+"""CPU threading for generation on machines shared with other work.
+
+torch's CPU build runs its intra-op parallelism on GNU OpenMP, whose idle threads spin
+while they wait for the next parallel region, and each parallel region runs at the pace of
+its slowest thread. Token-by-token decoding runs many small regions, so beside other
+CPU-heavy processes each one can wait out a scheduler time slice: beside two busy processes
+on 2 cores one path took 34 s instead of 2.3 s (15x), a batch of 64 windows 28 s instead of
+5.7 s. Three measures, each on its own enough for part of it:
+
+- `configure_waits`: idle threads sleep (`OMP_WAIT_POLICY=PASSIVE`). libgomp reads this once,
+  when torch loads it, so `kronos` sets it on import unless the user did or torch is loaded;
+- `fitted_threads`: generation uses no more threads than there are free cores right now;
+- `threads_for`: decode steps of a few rows run on one thread (no parallel regions at all).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+WAIT_POLICY = "OMP_WAIT_POLICY"
+
+
+def configure_waits() -> None:
+    """Make OpenMP's idle threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault(WAIT_POLICY, "PASSIVE")
+
+
+def describe() -> str:
+    """One line for benchmark headers: threads, OpenMP wait policy."""
+    import torch  # here, not at the top: configure_waits() must be able to run before torch loads
+
+    policy = os.environ.get(WAIT_POLICY, "unset (spinning)")
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY {policy}, "
+            f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
+LOADAVG = "/proc/loadavg"
+
+
+def free_cores() -> int | None:
+    """Cores not taken by other runnable tasks right now (None where the OS does not say).
+
+    /proc/loadavg's fourth field counts the tasks running or runnable at this instant; the
+    caller is one of them (its idle OpenMP threads sleep, see `configure_waits`)."""
+    try:
+        with open(LOADAVG) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        cores = len(os.sched_getaffinity(0))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return max(1, cores - max(0, running - 1))
+
+
+@contextlib.contextmanager
+def fitted_threads() -> Iterator[None]:
+    """Use at most as many intra-op threads as there are free cores, for the block.
+
+    On a machine shared with CPU-heavy jobs, a parallel region runs at the pace of its
+    slowest thread, and a thread that has to queue for a core costs a scheduler time slice
+    per region: generation on 2 threads beside 8 busy tasks on 2 cores took 3x as long as on
+    one thread (5x with spinning waits). torch's thread count is process-wide; it is
+    restored on exit.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    free = free_cores()
+    if free is None or free >= threads:
+        yield
+        return
+    torch.set_num_threads(free)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# Fewer rows than this per decode step run on one thread: their products take microseconds,
+# so splitting them gains little on an idle machine, while every parallel region waits for
+# all its threads, which on a busy one means a scheduler time slice per region.
+SERIAL_ROWS = 16
+
+
+@contextlib.contextmanager
+def threads_for(rows: int) -> Iterator[None]:
+    """Run the block on one intra-op thread when the work is `rows` < SERIAL_ROWS rows.
+
+    This does not depend on the wait policy, so it also holds when torch was imported
+    before kronos. torch's thread count is process-wide: it is restored on exit.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if rows >= SERIAL_ROWS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

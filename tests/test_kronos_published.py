@@ -1,0 +1,109 @@
+"""Against the published Kronos code itself (PyPI `kronos-model-arch==0.1.0`, package `model`).
+
+One random-weight checkpoint with the official configs is loaded into both; context tokens
+must be bit-identical, greedy forecasts must agree. `.ci/run` installs the package.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from factories import make_candles
+
+from kronos import (
+    MODEL_CONFIGS,
+    TOKENIZER_CONFIGS,
+    Kronos,
+    KronosPredictor,
+    KronosTokenizer,
+    Sampling,
+    generate_cached,
+    published,
+)
+from kronos.generation import (
+    _encode as generation_encode,  # what generation tokenizes the context with
+)
+
+pytestmark = pytest.mark.skipif(not published.available(),
+                                reason=f"the published Kronos code is not installed ({published.INSTALL_HINT})")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.manual_seed(0)
+    tokenizer = KronosTokenizer(**TOKENIZER_CONFIGS["Kronos-Tokenizer-base"]).eval()
+    model = Kronos(**MODEL_CONFIGS["Kronos-mini"]).eval()
+    return tokenizer, model
+
+
+def _windows(count: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(1, 400), (3, 256), (8, 64), (2, 37), (1, 1), (5, 130)]
+    for k in range(count):
+        b, n = shapes[k % len(shapes)]
+        yield torch.randn(b, n, 6, generator=g).clamp(-5, 5) * (0.2 + k % 3)
+
+
+def _assert_same_tokens(tokenizer, p_tok, x):
+    expected = published.published_encode(p_tok, x)
+    with torch.inference_mode():
+        ours = generation_encode(tokenizer, x)
+    assert torch.equal(ours[0], expected[0]) and torch.equal(ours[1], expected[1])
+
+
+def test_context_tokens_are_bit_identical(pair):
+    tokenizer, model = pair
+    p_tok, _ = published.published_pair(tokenizer, model)
+    for x in _windows(30, seed=1):
+        _assert_same_tokens(tokenizer, p_tok, x)
+
+
+def test_tokens_identical_where_code_bits_lie_at_zero(pair):
+    """Shift the quantizer's biases so that, for each of the 20 code bits, one row's value
+    before quantisation is zero up to rounding: any difference in arithmetic flips them."""
+    tokenizer, model = pair
+    tokenizer = KronosTokenizer(tokenizer.config).eval()
+    tokenizer.load_state_dict(pair[0].state_dict())
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 300, 6, generator=g).clamp(-5, 5)
+    with torch.inference_mode():
+        z = tokenizer._encode_latent(x).reshape(-1, tokenizer.codebook_dim)
+    rows = torch.randint(0, z.shape[0], (tokenizer.codebook_dim,), generator=g)
+    with torch.no_grad():
+        tokenizer.quant_embed.bias -= z[rows, torch.arange(tokenizer.codebook_dim)]
+    with torch.inference_mode():
+        near = tokenizer._encode_latent(x).reshape(-1, tokenizer.codebook_dim)[rows, torch.arange(20)]
+    assert near.abs().max() < 1e-6, "the construction must put bits at zero"
+    p_tok, _ = published.published_pair(tokenizer, model)
+    _assert_same_tokens(tokenizer, p_tok, x)
+    for chunk in (x[:1], x[1:3], x.repeat(2, 1, 1)):  # other batch shapes, same rows
+        _assert_same_tokens(tokenizer, p_tok, chunk)
+
+
+@pytest.mark.parametrize("b,n,h,m", [(2, 48, 16, 64), (1, 60, 12, 64), (3, 30, 8, 512)])
+def test_greedy_forecasts_agree_with_the_published_code(pair, b, n, h, m):
+    """Including a window that slides (context + steps > max_context) and one longer than it."""
+    tokenizer, model = pair
+    p_tok, p_model = published.published_pair(tokenizer, model)
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(b, n, 6, generator=g).clamp(-5, 5)
+    stamps = torch.stack([torch.randint(0, k, (b, n + h), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
+    expected = published.published_forecast(p_tok, p_model, x, stamps[:, :n], stamps[:, n:], m, h, top_k=1)
+    ours = generate_cached(tokenizer, model, x, stamps[:, :n], stamps[:, n:], m, h, Sampling(1.0, 1, 1.0),
+                           torch.rand(b, 1, h, 2, generator=g))
+    np.testing.assert_allclose(ours[:, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Series.dt.weekday")
+def test_predictor_matches_the_published_predictor(pair):
+    tokenizer, model = pair
+    p_tok, p_model = published.published_pair(tokenizer, model)
+    pub = published._module().KronosPredictor(p_model, p_tok, device="cpu", max_context=512)
+    df = make_candles(120)
+    future = pd.date_range(df.index[-1], periods=11, freq="h")[1:]
+    expected = pub.predict(df, df.index.to_series(), future.to_series(), pred_len=10, T=1.0, top_k=1,
+                           verbose=False)
+    ours = KronosPredictor(model, tokenizer, device="cpu", max_context=512).predict(
+        df, y_timestamp=future, pred_len=10, top_k=1, verbose=False)
+    np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-3)

@@ -1,0 +1,56 @@
+"""Threading on a shared machine: passive OpenMP waits, threads fitted to free cores."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kronos import runtime
+
+
+def _policy(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != runtime.WAIT_POLICY}
+    out = subprocess.run([sys.executable, "-c", code + "; import os; print(os.environ.get('OMP_WAIT_POLICY'))"],
+                         capture_output=True, text=True, env=env, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_importing_kronos_first_makes_openmp_waits_passive():
+    assert _policy("import kronos") == "PASSIVE"
+    assert _policy("import torch, kronos") == "None", "too late once torch has loaded OpenMP: left alone"
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_generation_uses_only_free_cores(tmp_path, monkeypatch, two_threads):
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 usable cores")
+    cores = len(os.sched_getaffinity(0))
+    busy = tmp_path / "loadavg"
+    busy.write_text(f"9.0 8.0 7.0 {cores + 7}/170 123\n")  # 8 other tasks running
+    monkeypatch.setattr(runtime, "LOADAVG", str(busy))
+    assert runtime.free_cores() == 1
+    with runtime.fitted_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2, "restored"
+    busy.write_text("0.1 0.1 0.1 1/170 123\n")  # only us
+    assert runtime.free_cores() == cores
+    with runtime.fitted_threads():
+        assert torch.get_num_threads() == 2
+
+
+def test_small_steps_run_on_one_thread(two_threads):
+    with runtime.threads_for(runtime.SERIAL_ROWS - 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with runtime.threads_for(runtime.SERIAL_ROWS):
+        assert torch.get_num_threads() == 2
