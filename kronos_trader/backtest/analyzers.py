@@ -1,0 +1,16 @@
+"""ForecastUsage: how many forecasts a run computed and how many it read back.
+
+Add it to a Cerebro (also under `optstrategy`, where only params and analyzers come back)
+to see that a sweep reuses stored forecasts: `computed` counts the windows the model ran
+for this strategy's indicators, `reused` those found in the store or in memory.
+"""
+from __future__ import annotations
+
+from .compat import bt
+from .indicator import KronosIndicator
+
+
+class ForecastUsage(bt.Analyzer):
+    def get_analysis(self) -> dict:
+        indicators = [i for i in self.strategy.getindicators() if isinstance(i, KronosIndicator)]
+        return {"computed": sum(i.computed for i in indicators), "reused": sum(i.reused for i in indicators)}
