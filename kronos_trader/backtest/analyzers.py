@@ -11,6 +11,8 @@ from .indicator import KronosIndicator
 
 
 class ForecastUsage(bt.Analyzer):
-    def get_analysis(self) -> dict:
+    def stop(self) -> None:
+        """Counted at the end of the run (optstrategy strips the strategy from analyzers)."""
         indicators = [i for i in self.strategy.getindicators() if isinstance(i, KronosIndicator)]
-        return {"computed": sum(i.computed for i in indicators), "reused": sum(i.reused for i in indicators)}
+        self.rets["computed"] = sum(i.computed for i in indicators)
+        self.rets["reused"] = sum(i.reused for i in indicators)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copyreg
 import hashlib
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,6 +96,17 @@ def _key_fields(recipe: ServiceRecipe) -> tuple:
 
 
 copyreg.pickle(ForecastService, _reduce_service)
+
+
+def _one_torch_thread_after_fork() -> None:
+    """A forked child (optstrategy's workers on Linux) cannot use the OpenMP threads its
+    parent started; the first parallel torch op would wait for them forever."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 
 def shares_store(service: ForecastService) -> bool:
