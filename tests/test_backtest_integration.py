@@ -157,11 +157,11 @@ def test_optstrategy_returns_whole_strategies_and_accepts_a_service(tiny_model_d
 
 # --- several feeds and timeframes -------------------------------------------------------------
 class Watcher(PolicyStrategy):
-    """PolicyStrategy that also notes, at its first call, how many forecasts were ready."""
+    """PolicyStrategy that also notes how many forecasts were ready at each feed's first bar."""
 
     def start(self):
         super().start()
-        self.ready_at_first_bar = None
+        self.ready_at_first_bar = {}
         self.weekly_bars = []
 
     def prenext(self):
@@ -173,8 +173,9 @@ class Watcher(PolicyStrategy):
         super().next()
 
     def _note(self):
-        if self.ready_at_first_bar is None:
-            self.ready_at_first_bar = {d._name: len(i.forecasts) for d, i in self.kronos.items()}
+        for data, indicator in self.kronos.items():
+            if len(data) and data._name not in self.ready_at_first_bar:
+                self.ready_at_first_bar[data._name] = len(indicator.forecasts)
         weekly = self.datas[1]
         if len(weekly) and (not self.weekly_bars or self.weekly_bars[-1][0] != weekly.datetime[0]):
             self.weekly_bars.append((weekly.datetime[0], weekly.open[0], weekly.high[0], weekly.low[0],
@@ -193,7 +194,7 @@ def test_daily_and_resampled_weekly_feeds_each_get_their_forecasts(tiny_model_di
     n_weeks = len(strategy.weekly_bars)
     assert n_weeks >= 28
     assert len(d_ind.forecasts) == len(daily) - 15 and len(w_ind.forecasts) == n_weeks - 15
-    # known up front: every window was forecast in batches before the first bar was decided
+    # known up front: every window was forecast in batches at the feed's first bar
     assert strategy.ready_at_first_bar == {"D": len(daily) - 15, "W": n_weeks - 15}
     # each weekly forecast equals one made from the weekly bars delivered up to it
     weeks = pd.DataFrame([row[1:] for row in strategy.weekly_bars], columns=["open", "high", "low", "close", "volume"],
@@ -254,8 +255,9 @@ def test_policy_strategy_honours_the_users_sizer(tiny_model_dir, daily):
         position += signed
     assert all(abs(t["size"]) == pytest.approx(0.25) for t in sized.journal.trades)
     # without a sizer the policy's own sizing (95% of equity) decides the units
-    own = [o["amount"] for o in runs[None].journal.orders]
-    assert own and max(own) > 1.0
+    first = runs[None].journal.orders[0]
+    close = daily["close"].loc[first["bar_time"] - pd.Timedelta("1D")]
+    assert first["amount"] == pytest.approx(0.95 * 10_000 / close, rel=1e-6)
 
 
 # --- P(up) resolution -------------------------------------------------------------------------
