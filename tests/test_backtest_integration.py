@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from kronos_trader.backtest import ForecastUsage, FractionalCommission, KronosIndicator, PolicyStrategy, frame_feed
+from kronos_trader.backtest import ForecastUsage, FractionalCommission, PolicyStrategy, frame_feed
 from kronos_trader.backtest.compat import bt
 from kronos_trader.backtest.services import service_for
 from kronos_trader.config import ForecastSettings
