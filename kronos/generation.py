@@ -9,6 +9,7 @@ two implementations can be compared path by path.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -75,6 +76,9 @@ def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=None)
 def _sort_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="kronos-sort")
+
+
+os.register_at_fork(after_in_child=_sort_pool.cache_clear)  # a forked child has none of the pool's threads
 
 
 def sample_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor) -> torch.Tensor:

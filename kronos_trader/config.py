@@ -50,6 +50,8 @@ class ForecastSettings(Section):
     calibration: Literal["none", "conformal"] = Field(
         "none", description="conformal: widen/narrow the path spread to past coverage (no future data)")
     calibration_window: int = Field(200, ge=10, description="past forecasts the calibration is fitted on")
+    p_up: Literal["empirical", "kernel"] = Field(
+        "empirical", description="P(up) as the share of paths up (steps of 1/sample_count) or kernel-smoothed")
 
 
 class DataSettings(Section):

@@ -43,6 +43,15 @@ class Directional:
         params = dict(self.sizing)
         self._sizer = make_sizer(params.pop("kind", "fixed"), **params)
 
+    def p_up_thresholds(self) -> dict[str, float]:
+        """The thresholds compared with P(up), by name (for resolution warnings)."""
+        if self.signal != "p_up":
+            return {}
+        named = {"long_threshold": self.long_threshold, "hold_long_above": self.hold_long_above}
+        if self.allow_short:
+            named.update(short_threshold=self.short_threshold, hold_short_below=self.hold_short_below)
+        return {name: value for name, value in named.items() if value is not None}
+
     def value(self, forecast: WindowForecast) -> float:
         return forecast.prob_up(self.step) if self.signal == "p_up" else forecast.expected_return(self.step)
 

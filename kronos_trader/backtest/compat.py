@@ -1,13 +1,18 @@
 """Compatibility shims for backtrader 1.9.78 on current Python and headless machines.
 
 backtrader's `bindlines` still uses `collections.Iterable` (removed in Python 3.10), and its
-plot module selects the TkAgg backend on import; we restore the alias and force Agg so
-plotting works without a display.
+plot module selects the TkAgg backend on import, overriding a backend the user chose and
+failing where there is no display. Importing this module restores the alias, imports
+backtrader's plot module once, and then puts back the user's backend choice (`MPLBACKEND`,
+`matplotlib.use` before the import) or, with no display, Agg: `cerebro.plot()` then works
+headless, and `fig.savefig("run.png")` writes the chart.
 """
 from __future__ import annotations
 
 import collections
 import collections.abc
+import os
+import sys
 
 for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence"):
     if not hasattr(collections, _name):
@@ -16,13 +21,36 @@ for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence"):
 import backtrader as bt  # noqa: E402  (after the alias on purpose)
 
 
+def _has_display() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True  # macOS and Windows always have a window system
+
+
+def _settle_plot_backend() -> None:
+    """Let backtrader pick its backend, then restore the user's choice or fall back to Agg."""
+    try:
+        import matplotlib
+    except ImportError:  # plotting is optional for backtrader; nothing to settle
+        return
+    chosen = matplotlib.rcParams._get_backend_or_none()  # None: not chosen yet (auto)
+    import backtrader.plot  # noqa: F401  (calls matplotlib.use('TkAgg') on import)
+
+    if chosen is not None:
+        matplotlib.use(chosen, force=False)
+    elif not _has_display():
+        matplotlib.use("Agg", force=False)
+
+
 def use_headless_plotting() -> None:
-    """Import backtrader's plot module, then force matplotlib's Agg backend."""
+    """Force matplotlib's Agg backend (plots only to files), e.g. on a machine whose
+    display cannot be reached although DISPLAY is set."""
     import matplotlib
 
-    import backtrader.plot  # noqa: F401  (selects TkAgg as a side effect)
-
     matplotlib.use("Agg", force=True)
+
+
+_settle_plot_backend()
 
 
 def num2timestamps(values) -> "pd.DatetimeIndex":

@@ -1,13 +1,20 @@
 """KronosIndicator: Kronos forecasts as Backtrader lines.
 
 The value at bar t comes from the window of `lookback` bars ending at t (its close is known
-when `next` runs for t), never from later bars. When the whole series is known up front
-(preloaded data, `runonce` or `next` mode) every window is forecast in one batched,
-stored call; otherwise (live, resampled) each closed bar is forecast as it arrives. With
-replayed data the forming bar is delivered many times: the indicator then shows the
-forecast of the last closed bar and computes it once per bar.
+when `next` runs for t), never from later bars. Forecasts are computed in batches whenever
+the feed's bars are known before they are delivered: preloaded data (`runonce` or `next`
+mode), and resampled or replayed feeds over files or DataFrames, whose bars are read ahead
+from a copy of the feed (see `history`). Each delivered bar is checked against the bars
+read ahead, so a forecast is only used for the window it was made from; live feeds are
+forecast bar by bar as each bar closes. With replayed data the forming bar is delivered
+many times: the indicator shows the forecast of the last closed bar, computed once.
+
+The forecast service (model, database engine) is created on first use in each process,
+so the indicator pickles for Backtrader's `optstrategy` on several processes.
 """
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -17,14 +24,24 @@ from kronos_trader.data import infer_bar_interval
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 
 from .compat import bt, num2timestamps
-from .services import service_for
+from .history import FIELDS, check_overlap, known_history
+from .services import computing_lock, service_for
+
+log = logging.getLogger(__name__)
+FORECAST_PARAMS = ("lookback", "horizon", "sample_count", "temperature", "top_k", "top_p", "seed", "every",
+                   "p_up")
 
 
 class KronosIndicator(bt.Indicator):
-    lines = ("pred_close", "pred_return", "lower", "upper", "p_up")
+    """Lines: pred_close (mean close at `step`), pred_return, lower/upper (quantiles of the
+    close), p_up (P(close at `step` > last close)); p_even is the constant 0.5 the plot
+    shades P(up) against (green above, red below)."""
+
+    lines = ("pred_close", "pred_return", "lower", "upper", "p_up", "p_even")
     params = (
         ("service", None),        # a ForecastService; built from the params below when None
         ("model", "kronos-nano"),
+        ("device", "auto"),
         ("lookback", 256),
         ("horizon", 24),
         ("sample_count", 8),
@@ -33,46 +50,84 @@ class KronosIndicator(bt.Indicator):
         ("top_p", 0.9),
         ("seed", 42),
         ("every", 1),
-        ("db", None),             # SQLAlchemy URL to store/reuse forecasts
+        ("p_up", "empirical"),    # or "kernel": smoothed over the paths' returns
+        ("db", None),             # SQLAlchemy URL to store/reuse forecasts (shared across processes)
         ("step", None),           # horizon step shown on the lines (default: the last)
         ("lower_q", 0.05),
         ("upper_q", 0.95),
         ("symbol", None),         # default: the data feed's name
         ("timeframe", None),      # default: derived from the bar interval
     )
-    plotinfo = dict(subplot=True, plotname="Kronos")
+    plotinfo = dict(subplot=True, plotname="Kronos P(up)", plotyticks=[0.0, 0.5, 1.0], plothlines=[0.5],
+                    plotymargin=0.05)
     plotlines = dict(pred_close=dict(_plotskip=True), pred_return=dict(_plotskip=True),
-                     lower=dict(_plotskip=True), upper=dict(_plotskip=True),
-                     p_up=dict(color="purple", _fill_gt=(0.5, "green"), _fill_lt=(0.5, "red")))
+                     lower=dict(_plotskip=True), upper=dict(_plotskip=True), p_even=dict(_plotskip=True),
+                     p_up=dict(color="purple", _fill_gt=("p_even", ("green", 0.25)),
+                               _fill_lt=("p_even", ("red", 0.25))))
 
     def __init__(self):
-        self.service: ForecastService = self.p.service or service_for(
-            self.p.model, ForecastSettings(lookback=self.p.lookback, horizon=self.p.horizon,
-                                           sample_count=self.p.sample_count, temperature=self.p.temperature,
-                                           top_k=self.p.top_k, top_p=self.p.top_p, seed=self.p.seed,
-                                           every=self.p.every), self.p.db)
-        self.lookback = self.service.settings.lookback
+        self._service: ForecastService | None = self.p.service
+        self.settings: ForecastSettings = self._service.settings if self._service is not None else \
+            ForecastSettings(**{name: getattr(self.p, name) for name in FORECAST_PARAMS})
+        self.lookback = self.settings.lookback
         self.addminperiod(self.lookback + (1 if self.data.replaying else 0))
         self.symbol = self.p.symbol or getattr(self.data, "_name", None) or "data"
         self.forecasts: dict[pd.Timestamp, WindowForecast] = {}  # by bar open time
         self.forecast: WindowForecast | None = None  # latest shown
-        self._precomputed = False
+        self.computed = 0  # windows this indicator had the model compute (the rest came from the store)
+        self.reused = 0
+        self._history: pd.DataFrame | None = None  # bars read ahead, checked as they are delivered
+        self._history_values: np.ndarray | None = None
+        self._prepared = False
+        self._checked = 0     # leading bars compared with the read-ahead history
         self._last_closed = -1
 
-    # --- helpers --------------------------------------------------------------------------
+    def _plotlabel(self) -> list:
+        s = self.settings
+        return [f"lookback {s.lookback}, step {self.p.step or s.horizon}, {s.sample_count} paths {s.p_up}"]
+
+    # --- the service, created where it is used ----------------------------------------------
+    @property
+    def service(self) -> ForecastService:
+        if self._service is None:
+            self._service = service_for(self.p.model, self.settings, self.p.db, self.p.device)
+        return self._service
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self.p.service is None:
+            state["_service"] = None  # rebuilt from the params on first use in the receiving process
+        return state
+
+    # --- reading ----------------------------------------------------------------------------
     def current(self) -> WindowForecast | None:
         """The forecast made at the close of the current bar (of the last closed bar when
-        replaying); None between forecast bars when `every` > 1."""
+        replaying); None between forecast bars when `every` > 1 and before the lookback."""
         if self.data.replaying:
             return self.forecast
+        if not len(self.data):
+            return None
         return self.forecasts.get(num2timestamps([self.data.datetime[0]])[0])
 
-    def _frame(self, start: int, end: int) -> pd.DataFrame:
-        """Bars [start, end) of the data's buffers as a candle frame."""
-        d = self.data
-        cols = {name: np.asarray(getattr(d, name).array[start:end], dtype=np.float64)
-                for name in ("open", "high", "low", "close", "volume")}
-        return self._with_amount(pd.DataFrame(cols, index=num2timestamps(d.datetime.array[start:end])))
+    def due(self, position: int) -> bool:
+        """Whether a forecast is made at the close of bar `position` (0-based)."""
+        return position >= self.lookback - 1 and (position - (self.lookback - 1)) % self.settings.every == 0
+
+    # --- batched forecasts --------------------------------------------------------------------
+    def _forecast(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
+        """Forecasts for windows ending at rows `positions` of `frame`, stored and kept."""
+        if not positions:
+            return {}
+        service = self.service
+        computed, reused = service.computed, service.reused
+        key = f"{self.symbol}|{frame.index[0]}|{frame.index[-1]}|{len(frame)}|{positions[0]}|{len(positions)}"
+        with computing_lock(service, key):
+            found = service.forecast_at(frame, positions, self.symbol, self._timeframe(frame))
+        self.computed += service.computed - computed
+        self.reused += service.reused - reused
+        for f in found.values():
+            self.forecasts[f.bar_open] = f
+        return found
 
     def _with_amount(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Add the traded amount from a pandas feed's source frame, when it has one (feeds
@@ -91,78 +146,112 @@ class KronosIndicator(bt.Indicator):
         step = infer_bar_interval(frame.index[-50:]) if len(frame) > 1 else pd.Timedelta(0)
         return _label(step)
 
-    def _show(self, index: int, forecast: WindowForecast | None) -> None:
+    def _show(self, index: int, forecast: WindowForecast) -> None:
         """Write one forecast onto the lines at buffer position `index`."""
-        self.forecast = forecast or self.forecast
+        step = self.p.step
+        values = (forecast.close(step), forecast.expected_return(step), forecast.quantile(self.p.lower_q, step),
+                  forecast.quantile(self.p.upper_q, step), forecast.prob_up(step), 0.5)
+        for line, value in zip(self.lines, values):
+            line.array[index] = value
+
+    def _before_first_forecast(self) -> None:
+        """Fail fast on feeds that cannot run together, before anything is computed."""
+        owner = getattr(self, "_owner", None)
+        check_overlap(getattr(owner, "datas", None) or [self.data])
+
+    # --- runonce mode -------------------------------------------------------------------------
+    def once(self, start: int, end: int) -> None:
+        self._before_first_forecast()
+        frame = self._with_amount(_bars(self.data, 0, end))
+        found = self._forecast(frame, [i for i in range(start, end) if self.due(i)])
+        for i, forecast in found.items():
+            self._show(i, forecast)
+        self.forecast = found[max(found)] if found else self.forecast
+
+    # --- next mode ----------------------------------------------------------------------------
+    def prenext(self) -> None:
+        self._prepare()
+        self._check_delivered()
+
+    def next(self) -> None:
+        self._prepare()
+        self._check_delivered()
+        closed = len(self.data) - (2 if self.data.replaying else 1)
+        if self.data.replaying and closed == self._last_closed:
+            self._show_now(self.forecast)  # another tick of the forming bar
+            return
+        self._last_closed = closed
+        if self.due(closed):
+            stamp = num2timestamps([self.data.datetime.array[closed]])[0]
+            forecast = self.forecasts.get(stamp) if self._history is not None else None
+            if forecast is None:
+                forecast = self._forecast_closed(closed)
+            self.forecast = forecast
+            if not self.data.replaying:
+                self._show_now(forecast)
+                return
+        if self.data.replaying:
+            self._show_now(self.forecast)
+
+    def _prepare(self) -> None:
+        """Once: read the bars ahead where they are known and forecast all of them in batches."""
+        if self._prepared:
+            return
+        self._prepared = True
+        self._before_first_forecast()
+        history = known_history(self.data)
+        if history is None or len(history) < self.lookback:
+            return
+        self._history = history
+        self._history_values = history[list(FIELDS)].to_numpy()
+        last = len(history) - (1 if self.data.replaying else 0)  # a replayed last bar is never shown closed
+        self._forecast(self._with_amount(history.copy()), [i for i in range(last) if self.due(i)])
+
+    def _check_delivered(self) -> None:
+        """Compare each newly closed bar with the bar read ahead; on any difference stop
+        using the read-ahead forecasts (the rest are computed bar by bar)."""
+        if self._history is None:
+            return
+        newest = len(self.data) - (2 if self.data.replaying else 1)
+        d = self.data
+        while self._checked <= newest:
+            i, ago = self._checked, newest - self._checked + (1 if self.data.replaying else 0)
+            row = np.asarray([getattr(d, name)[-ago] for name in FIELDS], dtype=np.float64)
+            stamp = num2timestamps([d.datetime[-ago]])[0]
+            if not (i < len(self._history) and stamp == self._history.index[i]
+                    and np.array_equal(row, self._history_values[i], equal_nan=True)):
+                log.warning("%s: bar %d (%s) differs from the bars read ahead; forecasting bar by bar from here",
+                            self.symbol, i, stamp)
+                self._history = None
+                self.forecasts = {k: v for k, v in self.forecasts.items() if k < stamp}
+                return
+            self._checked += 1
+
+    def _forecast_closed(self, closed: int) -> WindowForecast:
+        """Forecast one closed bar from the bars delivered so far (with the history that
+        calibration needs)."""
+        s = self.settings
+        size = self.lookback + (s.every * s.calibration_window if s.calibration != "none" else 0)
+        start = max(0, closed + 1 - size)
+        frame = self._with_amount(_bars(self.data, start, closed + 1))
+        return self._forecast(frame, [len(frame) - 1])[len(frame) - 1]
+
+    def _show_now(self, forecast: WindowForecast | None) -> None:
         if forecast is None:
             return
         step = self.p.step
-        values = (forecast.close(step), forecast.expected_return(step), forecast.quantile(self.p.lower_q, step),
-                  forecast.quantile(self.p.upper_q, step), forecast.prob_up(step))
-        for name, value in zip(self.lines.getlinealiases(), values):
-            getattr(self.lines, name).array[index] = value
+        self.lines.pred_close[0] = forecast.close(step)
+        self.lines.pred_return[0] = forecast.expected_return(step)
+        self.lines.lower[0] = forecast.quantile(self.p.lower_q, step)
+        self.lines.upper[0] = forecast.quantile(self.p.upper_q, step)
+        self.lines.p_up[0] = forecast.prob_up(step)
+        self.lines.p_even[0] = 0.5
 
-    def _forecast_frame(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
-        due = [p for p in positions if (p - (self.lookback - 1)) % self.service.settings.every == 0]
-        found = self.service.forecast_at(frame, due, self.symbol, self._timeframe(frame))
-        for f in found.values():
-            self.forecasts[f.bar_open] = f
-        return found
 
-    # --- runonce mode ---------------------------------------------------------------------
-    def once(self, start: int, end: int) -> None:
-        frame = self._frame(0, end)
-        found = self._forecast_frame(frame, list(range(max(start, self.lookback - 1), end)))
-        for i in range(max(start, self.lookback - 1), end):
-            self._show(i, found.get(i))
-
-    # --- next mode ------------------------------------------------------------------------
-    def next(self) -> None:
-        if self.data.replaying:
-            self._next_replay()
-            return
-        position = len(self.data) - 1
-        total = self.data.close.buflen()
-        if not self._precomputed and total > len(self.data):
-            # preloaded: the full series is known, forecast every window in one batch
-            # (each window still ends at its own bar)
-            self._forecast_frame(self._frame(0, total), list(range(self.lookback - 1, total)))
-            self._precomputed = True
-        stamp = num2timestamps([self.data.datetime[0]])[0]
-        if stamp not in self.forecasts and not self._precomputed:
-            frame = self._frame_recent(0)
-            self._forecast_frame(frame, [len(frame) - 1] if self._due(position) else [])
-        self._show_now(self.forecasts.get(stamp))
-
-    def _due(self, position: int) -> bool:
-        return (position - (self.lookback - 1)) % self.service.settings.every == 0
-
-    def _frame_recent(self, ago: int) -> pd.DataFrame:
-        """The last `lookback` bars ending `ago` bars back, from the line buffers."""
-        d, n = self.data, self.lookback
-        cols = {name: np.asarray(getattr(d, name).get(ago=ago, size=n), dtype=np.float64)
-                for name in ("open", "high", "low", "close", "volume")}
-        return self._with_amount(pd.DataFrame(cols, index=num2timestamps(d.datetime.get(ago=ago, size=n))))
-
-    def _show_now(self, forecast: WindowForecast | None) -> None:
-        self.forecast = forecast or self.forecast
-        if forecast is not None:
-            step = self.p.step
-            self.lines.pred_close[0] = forecast.close(step)
-            self.lines.pred_return[0] = forecast.expected_return(step)
-            self.lines.lower[0] = forecast.quantile(self.p.lower_q, step)
-            self.lines.upper[0] = forecast.quantile(self.p.upper_q, step)
-            self.lines.p_up[0] = forecast.prob_up(step)
-
-    def _next_replay(self) -> None:
-        closed = len(self.data) - 2  # the bar at [0] is still forming
-        if closed != self._last_closed:
-            self._last_closed = closed
-            if closed >= self.lookback - 1 and self._due(closed):
-                frame = self._frame_recent(-1)
-                self._forecast_frame(frame, [len(frame) - 1])
-                self.forecast = self.forecasts.get(frame.index[-1], self.forecast)
-        self._show_now(self.forecast)
+def _bars(data, start: int, end: int) -> pd.DataFrame:
+    """Bars [start, end) of a feed's buffers as a candle frame."""
+    cols = {name: np.asarray(getattr(data, name).array[start:end], dtype=np.float64) for name in FIELDS}
+    return pd.DataFrame(cols, index=num2timestamps(data.datetime.array[start:end]))
 
 
 def _label(step: pd.Timedelta) -> str:

@@ -4,17 +4,28 @@ For each data feed it attaches a KronosIndicator, and at each new forecast asks 
 shared `decide` function (the same one the live runner calls) for a target exposure, then
 orders the difference. Orders fill at the next bar's open (Backtrader's market orders),
 so a decision at the close of bar t trades at t+1: no look-ahead.
+
+Each feed trades as soon as its own forecasts exist (`prenext` too), so a daily feed does
+not wait for the lookback of a weekly one. Without a Backtrader sizer the policy's target
+exposure sets the order size; with a sizer added to Cerebro the policy chooses the side
+(long, short, flat) and the sizer sizes every entry, while exits close the whole position.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance
+from kronos_trader.forecasting.probability import threshold_warnings
 
 from .compat import bt, num2timestamps
-from .indicator import KronosIndicator
+from .history import check_overlap
+from .indicator import FORECAST_PARAMS, KronosIndicator
+
+# the indicator's forecast settings, settable on the strategy (and swept by optstrategy)
+_SHARED = ("model", "device", *FORECAST_PARAMS, "db")
 
 
 @dataclass
@@ -31,27 +42,55 @@ class PolicyStrategy(bt.Strategy):
     params = (
         ("policy", None),        # an object with decide(forecast, position) -> Decision
         ("service", None),       # ForecastService shared by the indicators (optional)
-        ("indicator", {}),       # extra KronosIndicator params (model, lookback, ...)
+        ("indicator", {}),       # extra KronosIndicator params (symbol, timeframe, step, ...)
         ("stop_loss", None),
         ("take_profit", None),
         ("min_change", 0.02),    # ignore target changes smaller than this fraction of equity
         ("journal", None),       # a Journal to fill (one is created when None)
-    )
+    ) + tuple((name, default) for name, default in KronosIndicator.params._gettuple() if name in _SHARED)
 
     def __init__(self):
         if self.p.policy is None:
             raise ValueError("PolicyStrategy needs a policy (e.g. strategies.directional.Directional())")
+        if not isinstance(self.p.indicator, dict):
+            raise ValueError(f"PolicyStrategy: indicator={self.p.indicator!r} is not a dict (optstrategy "
+                             f"sweeps over the keys of a dict): pass forecast settings as PolicyStrategy "
+                             f"parameters (lookback=..., model=...) or wrap the dict in a list")
         self.journal: Journal = self.p.journal if self.p.journal is not None else Journal()
-        self.kronos = {d: KronosIndicator(d, service=self.p.service, **self.p.indicator) for d in self.datas}
+        settings = {name: getattr(self.p, name) for name in _SHARED}
+        self.kronos = {d: KronosIndicator(d, service=self.p.service, **{**settings, **self.p.indicator})
+                       for d in self.datas}
         self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
         self._decided: dict = {}
         self._target: dict = {}
         self._trade_size: dict = {}  # largest size of each open trade, for its round-trip record
+        self._sized_by_sizer = False
 
     def _symbol(self, data) -> str:
         return self.kronos[data].symbol
 
+    def start(self) -> None:
+        check_overlap(self.datas)  # before any forecast
+        self._sized_by_sizer = self._sizer_added()
+        first = next(iter(self.kronos.values()))
+        thresholds = getattr(self.p.policy, "p_up_thresholds", dict)()
+        for line in threshold_warnings(thresholds, first.settings.sample_count, first.settings.p_up):
+            warnings.warn(f"{type(self.p.policy).__name__}: {line}", UserWarning, stacklevel=1)
+
+    def _sizer_added(self) -> bool:
+        """Whether the user gave this strategy a sizer (cerebro.addsizer / addsizer_byidx)."""
+        sizers = getattr(self.env, "sizers", {})
+        running = getattr(self.env, "runningstrats", [])
+        index = next((i for i, s in enumerate(running) if s is self), None)
+        return index in sizers or None in sizers
+
+    def prenext(self) -> None:
+        self._decide_all()  # feeds whose forecasts exist trade while others are still warming up
+
     def next(self) -> None:
+        self._decide_all()
+
+    def _decide_all(self) -> None:
         for data, indicator in self.kronos.items():
             forecast = indicator.current()
             if forecast is None or self._decided.get(data) == forecast.window_end:
@@ -62,11 +101,24 @@ class PolicyStrategy(bt.Strategy):
                                   equity=self.broker.getvalue(), price=forecast.last_close)
             decision = decide(self.p.policy, forecast, state, self.risk)
             self._record_signal(data, forecast, decision)
+            if self._sized_by_sizer:
+                self._order_side(data, decision, position.size)
+                continue
             units = rebalance(decision, self._target.get(data, 0.0), state, self.p.min_change)
             if units:
                 self._target[data] = decision.target
                 order = self.buy if units > 0 else self.sell
                 order(data=data, size=abs(units), info=decision.reason)
+
+    def _order_side(self, data, decision: Decision, held: float) -> None:
+        """With a Backtrader sizer: follow the policy's side, let the sizer size entries."""
+        side = (decision.target > 0) - (decision.target < 0)
+        if side == (held > 0) - (held < 0):
+            return
+        if held:
+            self.close(data=data, info=decision.reason)
+        if side:
+            (self.buy if side > 0 else self.sell)(data=data, info=decision.reason)
 
     def _record_signal(self, data, forecast, decision: Decision) -> None:
         self.journal.signals.append({

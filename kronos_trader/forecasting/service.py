@@ -37,6 +37,7 @@ from kronos_trader.store import Store
 
 from .calibration import RollingCalibrator
 from .models import LoadedModel, load_model
+from .probability import with_p_up
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 CLOSE = COLUMNS.index("close")
@@ -211,10 +212,11 @@ class ForecastService:
         at its window end): the same result whether it is computed in a backtest or live.
         """
         if self.settings.calibration == "none":
-            return self._raw_many(requests)
-        history = self._calibration_history(requests)
-        raw = self._raw_many(list(requests) + history)
-        return calibrate_requests(requests, history, raw, self.settings)
+            out = self._raw_many(requests)
+        else:
+            history = self._calibration_history(requests)
+            out = calibrate_requests(requests, history, self._raw_many(list(requests) + history), self.settings)
+        return {key: with_p_up(f, self.settings.p_up) for key, f in out.items()}  # P(up) estimator
 
     def _calibration_history(self, requests: Sequence["WindowRequest"]) -> list["WindowRequest"]:
         """The earlier decision bars whose forecasts calibrate the requested ones."""
