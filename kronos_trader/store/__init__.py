@@ -19,6 +19,7 @@ from .models import (
     Signal,
     Trade,
 )
+from .order_state import IllegalTransition, OrderStatus, transition
 from .store import Store, open_store
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
     "Event",
     "Fill",
     "Forecast",
+    "IllegalTransition",
     "Order",
+    "OrderStatus",
     "Run",
     "Signal",
     "Store",
@@ -39,4 +42,5 @@ __all__ = [
     "alembic_config",
     "open_store",
     "safe_url",
+    "transition",
 ]

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from ._util import dedupe, opt_float, opt_utc_naive, records, to_utc_naive
 from .base import StoreBase
 from .errors import StoreError
+from .order_state import transition
 from .models import (
     EVENT_LEVELS,
     ORDER_SIDES,
@@ -148,7 +149,8 @@ class RunsMixin(StoreBase):
         exchange_order_id: str | None = None,
         reason: str | None = None,
     ) -> Order:
-        """Set an order's status (and exchange id / reason when given); returns the row."""
+        """Move an order to ``status`` through the order state machine (an illegal move
+        raises :class:`IllegalTransition`); sets the exchange id / reason when given."""
         _check("status", status, ORDER_STATUSES)
         with self.session() as s:
             order = s.scalars(
@@ -156,7 +158,7 @@ class RunsMixin(StoreBase):
             ).one_or_none()
             if order is None:
                 raise StoreError(f"unknown order {client_order_id!r}")
-            order.status = status
+            order.status = transition(order.status, status).value
             if exchange_order_id is not None:
                 order.exchange_order_id = exchange_order_id
             if reason is not None:
