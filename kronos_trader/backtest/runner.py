@@ -132,12 +132,12 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(frame_feed(candles, symbol))
     cerebro.broker.setcash(settings.backtest.cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.backtest.commission))
-    if settings.backtest.slippage:
-        cerebro.broker.set_slippage_perc(settings.backtest.slippage, slip_open=True, slip_match=True)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.costs.commission))
+    if settings.costs.slippage:
+        cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
     journal = Journal()
     cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
-                        stop_loss=settings.backtest.stop_loss, take_profit=settings.backtest.take_profit,
+                        stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
                         indicator={"symbol": symbol, "timeframe": timeframe})
     cerebro.addanalyzer(EquityRecorder, _name="equity")
     strategy = cerebro.run()[0]

@@ -26,9 +26,10 @@ from sqlalchemy import select
 
 from kronos_trader.exchange import MarketRules
 from kronos_trader.store import Balance, Fill, Order, Store
+from kronos_trader.store import transition
 from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
 
-from .accounting import Account, Book, Position
+from .accounting import Account, Book, Position, base_of, fill_deltas
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class PendingOrder:
     amount: float
     status: str = "new"
     created: pd.Timestamp | None = None  # when it was stored (naive UTC)
+    misses: int = 0                      # live: lookups that did not find it in a row
+    first_miss: pd.Timestamp | None = None
 
     @property
     def book(self) -> Book:
@@ -129,15 +132,17 @@ class PaperBroker:
             balances = {b.currency: float(b.free) + float(b.used)
                         for b in s.scalars(select(Balance).where(Balance.run_id == self.run_id))}
             fills = s.execute(
-                select(Order.symbol, Order.timeframe, Order.side, Fill.amount, Fill.price)
+                select(Order.symbol, Order.timeframe, Order.side, Fill.amount, Fill.price, Fill.fee,
+                       Fill.fee_currency)
                 .join(Fill, Fill.order_id == Order.id)
                 .where(Fill.run_id == self.run_id).order_by(Fill.ts, Fill.id)).all()
             open_rows = list(s.scalars(
                 select(Order).where(Order.run_id == self.run_id, Order.status.in_(OPEN_ORDER_STATUSES))
                 .order_by(Order.bar_time, Order.id)))
         account = Account(self.account.quote, balances)
-        for symbol, timeframe, side, amount, price in fills:
-            account.position((symbol, timeframe)).update(amount if side == "buy" else -amount, price)
+        for symbol, timeframe, side, amount, price, fee, fee_currency in fills:
+            net = fill_deltas(symbol, side, amount, price, fee, fee_currency)[base_of(symbol)]
+            account.position((symbol, timeframe)).update(net, price)
         self.account = account
         self.pending = {o.client_order_id: PendingOrder.from_row(o) for o in open_rows}
 
@@ -161,7 +166,7 @@ class PaperBroker:
             now = utcnow()
             for row in rows:
                 if row.status == "new":
-                    row.status, row.updated_at = "sent", now
+                    row.status, row.updated_at = transition(row.status, "sent").value, now
         for o in todo:
             o.status = "sent"
 
@@ -236,7 +241,7 @@ class PaperBroker:
                 if row is None or row.status not in OPEN_ORDER_STATUSES:
                     raise RuntimeError(f"order {r.client_order_id} is not open in the database "
                                        f"({row.status if row is not None else 'missing'}); reload the broker")
-                row.status, row.updated_at = r.status, now
+                row.status, row.updated_at = transition(row.status, r.status).value, now
                 if r.reason:
                     row.reason = r.reason if not row.reason else f"{row.reason}; {r.reason}"
                 if r.amount:
