@@ -30,7 +30,7 @@ def replay(tiny_model_dir, tmp_path_factory):
                           service=ForecastService(model, settings.forecast, store, False))
         service = ForecastService(model, settings.forecast, store, False)
         runner = LiveRunner(settings, store=store, client=fast_client(server, keys=False), run_id=RUN_ID,
-                            service=service, backoff=0.001).start()
+                            service=service, backoff=0.001, retry_delay=0.0).start()
         reports = []
         for now in cycle_times(candles):
             server.set_now(now)  # the exchange's clock: the runner reads "now" from it

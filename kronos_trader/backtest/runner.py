@@ -5,7 +5,6 @@ progress bar before Cerebro starts; the indicator then only looks them up.
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from kronos_trader.decision import load_policy
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
+from kronos_trader.version import code_version
 
 from .compat import bt, num2timestamps
 from .metrics import summarize
@@ -103,15 +103,6 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
             raise ValueError(f"data.start {data.start} is after the last bar ({candles.index[-1]})")
         candles = candles.iloc[max(0, first - settings.forecast.lookback + 1):]
     return candles, label
-
-
-def code_version() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timeframe: str,

@@ -329,7 +329,14 @@ class ExchangeBroker:
         exchange orders of this run the database does not know are reported."""
         for order in list(self.pending.values()):
             if order.status == "new":
-                if current_close is not None and order.bar_time >= current_close:
+                try:
+                    found = self._lookup(order)
+                except ExchangeAdapterError as exc:
+                    self.event("error", f"reconcile {order.client_order_id}: {one_line(exc)}", order.symbol)
+                    continue
+                if found is not None:  # e.g. stored by an older version that sent before marking 'sent'
+                    self._finish(order, found)
+                elif current_close is not None and order.bar_time >= current_close:
                     self.event("warning", f"sending {order.client_order_id}, stored before the last stop but "
                                           f"never sent", order.symbol)
                     self.send([order])

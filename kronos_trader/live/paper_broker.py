@@ -155,11 +155,12 @@ class PaperBroker:
         for o in orders:
             self.pending[o.client_order_id] = o
 
-    def send(self, orders: list[PendingOrder]) -> None:
-        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction)."""
+    def send(self, orders: list[PendingOrder]) -> list[str]:
+        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction).
+        Returns the refused ones (none: the simulated exchange refuses at fill time)."""
         todo = [o for o in orders if o.status == "new"]
         if not todo:
-            return
+            return []
         with self.store.session() as s:
             rows = s.scalars(select(Order).where(Order.client_order_id.in_([o.client_order_id for o in todo]))
                              .with_for_update())
@@ -169,6 +170,7 @@ class PaperBroker:
                     row.status, row.updated_at = transition(row.status, "sent").value, now
         for o in todo:
             o.status = "sent"
+        return []
 
     def due(self, book: Book, upto: pd.Timestamp) -> list[PendingOrder]:
         """Pending orders of ``book`` whose fill candle (opening at ``bar_time``) is ``<= upto``."""
