@@ -56,7 +56,8 @@ _WEEK_ORIGIN_MS = 4 * 86_400_000  # Monday 1970-01-05
 #: ``unavailable``: HTTP 503 HTML page; ``server_error``: HTTP 500 (-1000);
 #: ``malformed_json``: truncated JSON with status 200; ``empty_body``: 200 with
 #: no body; ``empty_list``: 200 ``[]``; ``clock_skew``: /api/v3/time off by
-#: ``skew_ms`` (kw, default 5000); ``timestamp_error``: -1021 on signed calls.
+#: ``skew_ms`` (kw, default 5000); ``timestamp_error``: -1021 on signed calls;
+#: ``not_found``: -2013 "Order does not exist." (an order lookup that has not caught up).
 FAULTS = {
     "timeout": ("timeout",),
     "rate_limit": ("rate_limit", "429"),
@@ -68,6 +69,7 @@ FAULTS = {
     "empty_list": ("empty_list", "empty"),
     "clock_skew": ("clock_skew", "skew"),
     "timestamp_error": ("timestamp_error", "-1021"),
+    "not_found": ("not_found", "-2013"),
 }
 _ALIASES = {alias: name for name, aliases in FAULTS.items() for alias in aliases}
 
@@ -528,6 +530,8 @@ class FakeBinance:
             return 200, [], js
         if fault.name == "timestamp_error":
             return 400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}, js
+        if fault.name == "not_found":
+            return 400, {"code": -2013, "msg": "Order does not exist."}, js
         raise AssertionError(fault.name)  # pragma: no cover
 
     # ------------------------------------------------------------------ routing
