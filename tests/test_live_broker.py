@@ -13,7 +13,7 @@ from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, SECRET
 from kronos_trader.exchange import market_rules
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
-from kronos_trader.live import LiveRunner, PendingOrder, Position, audit_run, client_order_id, slipped_open
+from kronos_trader.live import LiveRunner, Position, audit_run, client_order_id, slipped_open
 from kronos_trader.live.paper_broker import order_problem
 from kronos_trader.live.scheduler import build_scheduler, first_fire_time
 from kronos_trader.store import Balance, open_store

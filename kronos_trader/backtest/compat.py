@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence"):
     if not hasattr(collections, _name):

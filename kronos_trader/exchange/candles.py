@@ -160,7 +160,7 @@ def fetch_closed_candles(
     if start > end:
         return empty_candle_frame()
 
-    start_ms, end_ms = to_ms(start), to_ms(end)
+    start_ms = to_ms(start)
     confirm_ms = to_ms(shift_open(end, timeframe, 1))  # the candle after ``end`` confirms it closed
     bar_ms = None if unit == "M" else int(timeframe_to_timedelta(timeframe) / pd.Timedelta(milliseconds=1))
     rows: list[list] = []
