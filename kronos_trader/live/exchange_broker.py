@@ -23,11 +23,10 @@ from typing import Any, Callable
 
 import ccxt
 import pandas as pd
-from sqlalchemy import select
 
 from kronos_trader.exchange import ExchangeAdapterError, ExchangeFault, OrderNotFoundError, call_with_retry
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.store import Balance, Fill, Order, Store, transition
+from kronos_trader.store import OrderUpdate, Store
 from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
 
 from .accounting import Account, Position, base_of, fill_deltas
@@ -96,8 +95,7 @@ class ExchangeBroker:
         """Read the exchange balances into the database (the first read of a run is its
         opening balance) and reconcile them with opening + fills; returns the problems."""
         balances = self._balances()
-        with self.store.session() as s:
-            self._write_balances(s, balances)
+        self.store.apply_order_updates(self.run_id, [], balances, opening=self._opening)
         self._apply_balances(balances)
         return self.reconcile_balances()
 
@@ -105,26 +103,13 @@ class ExchangeBroker:
         self.account.balances[self.account.quote] = sum(balances[self.account.quote])
         self.free = {c: free for c, (free, _) in balances.items()}
 
-    def _write_balances(self, s, balances: dict[str, tuple[float, float]]) -> None:
-        now = utcnow()
-        rows = {b.currency: b for b in s.scalars(select(Balance).where(Balance.run_id == self.run_id))}
-        for currency, (free, used) in balances.items():
-            row = rows.get(currency)
-            if row is None:  # first sight of this currency: what the account held before the run traded it
-                opening = free + used - self._fills_delta(s).get(currency, 0.0)
-                s.add(Balance(run_id=self.run_id, currency=currency, free=free, used=used, opening=opening,
-                              updated_at=now))
-            else:
-                row.free, row.used, row.updated_at = free, used, now
-
-    def _fills_delta(self, s) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        rows = s.execute(select(Order.symbol, Order.side, Fill.amount, Fill.price, Fill.fee, Fill.fee_currency)
-                         .join(Fill, Fill.order_id == Order.id).where(Fill.run_id == self.run_id)).all()
-        for symbol, side, amount, price, fee, currency in rows:
-            for c, d in fill_deltas(symbol, side, amount, price, fee, currency).items():
-                totals[c] = totals.get(c, 0.0) + d
-        return totals
+    def _opening(self, currency: str, total: float) -> float:
+        """A currency's first balance read, less what the run's fills moved: what the
+        account held before the run traded it."""
+        moved = 0.0
+        for symbol, _, side, amount, price, fee, fee_currency in self.store.account_rows(self.run_id)[1]:
+            moved += fill_deltas(symbol, side, amount, price, fee, fee_currency).get(currency, 0.0)
+        return total - moved
 
     def reconcile_balances(self) -> list[str]:
         """Exchange balance vs opening balance + the run's fills (net of fees), per
@@ -227,12 +212,7 @@ class ExchangeBroker:
         return out
 
     def _set_status(self, order: PendingOrder, status: str, reason: str | None = None) -> None:
-        with self.store.session() as s:
-            row = s.scalars(select(Order).where(Order.client_order_id == order.client_order_id)
-                            .with_for_update()).one()
-            row.status, row.updated_at = transition(row.status, status).value, utcnow()
-            if reason:
-                row.reason = f"{row.reason}; {reason}" if row.reason else reason
+        self.store.apply_order_updates(self.run_id, [OrderUpdate(order.client_order_id, status, reason)])
         order.status = status
         if status not in OPEN_ORDER_STATUSES:
             self.pending.pop(order.client_order_id, None)
@@ -252,26 +232,16 @@ class ExchangeBroker:
         balances = self._balances() if filled else None
         account = copy.deepcopy(self.account)
         base = base_of(order.symbol)
-        with self.store.session() as s:
-            row = s.scalars(select(Order).where(Order.client_order_id == order.client_order_id)
-                            .with_for_update()).one()
-            have = {f.seq for f in s.scalars(select(Fill).where(Fill.order_id == row.id))}
-            if row.status == "new":  # answered before 'sent' was stored (reconcile after a crash)
-                row.status = "sent"
-            row.status, row.updated_at = transition(row.status, status).value, utcnow()
-            row.exchange_order_id = str(answer.get("id")) if answer.get("id") is not None else row.exchange_order_id
-            for seq, (ts, price, amount, fee, currency) in enumerate(fills):
-                if seq in have:
-                    continue
-                s.add(Fill(order_id=row.id, run_id=self.run_id, seq=seq, ts=ts.to_pydatetime(), price=price,
-                           amount=amount, fee=fee, fee_currency=currency))
-                net = fill_deltas(order.symbol, order.side, amount, price, fee, currency)[base]
-                account.position(order.book).update(net, price)
-            if balances is not None:
-                s.flush()
-                self._write_balances(s, balances)
-            s.flush()
-            self.hook("fill_tx", results=[order.client_order_id])
+        stored = self.store.fill_count(order.client_order_id)  # already in the positions
+        for ts, price, amount, fee, currency in fills[stored:]:
+            account.position(order.book).update(fill_deltas(order.symbol, order.side, amount, price, fee,
+                                                            currency)[base], price)
+        # an order answered before 'sent' was stored (reconcile after a crash) passes through 'sent'
+        updates = [OrderUpdate(order.client_order_id, "sent")] if order.status == "new" else []
+        updates.append(OrderUpdate(order.client_order_id, status, fills=fills,
+                                   exchange_order_id=str(answer["id"]) if answer.get("id") is not None else None))
+        self.store.apply_order_updates(self.run_id, updates, balances, opening=self._opening,
+                                       inside=lambda: self.hook("fill_tx", results=[order.client_order_id]))
         self.account = account
         if balances is not None:
             self._apply_balances(balances)
@@ -363,8 +333,7 @@ class ExchangeBroker:
             except ExchangeAdapterError as exc:
                 self.event("warning", f"cannot list open orders: {one_line(exc)}", symbol)
                 continue
-            with self.store.session(readonly=True) as s:
-                known = set(s.scalars(select(Order.client_order_id).where(Order.run_id == self.run_id)))
+            known = self.store.order_ids(self.run_id)
             for o in open_orders:
                 cid = o.get("clientOrderId")
                 if belongs_to_run(cid, self.run_id) and cid not in known:

@@ -4,6 +4,7 @@ Backtests and paper/live trading write to the same schema.  Imports only
 sqlalchemy and pandas (alembic lazily, when migrating).
 """
 
+from .accounts import OrderUpdate
 from .engine import DEFAULT_URL, alembic_config, safe_url
 from .errors import StoreError
 from .models import (
@@ -34,6 +35,7 @@ __all__ = [
     "IllegalTransition",
     "Order",
     "OrderStatus",
+    "OrderUpdate",
     "Run",
     "Signal",
     "Store",
