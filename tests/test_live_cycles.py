@@ -179,13 +179,15 @@ def test_a_skipped_decision_is_retried_within_the_candle(env, server, fault, rea
 
 def test_an_exchange_clock_behind_is_waited_for_not_a_silent_zero(env, server):
     candles = env["candles"]
-    runner, store = runner_for(env, "behind", local_clock=replay_clock(server))
+    waits = []
+    runner, store = runner_for(env, "behind", local_clock=replay_clock(server), sleep=waits.append)
     server.set_now(env["times"][0])
     assert runner.run_cycle()[0].decisions == 1
     server.set_now(env["times"][1])
     server.inject("clock_skew", count=1, skew_ms=-30_000)  # 30 s behind: the candle has not closed there
     (report,) = runner.run_cycle()
     assert report.decisions == 1 and report.attempts == 2
+    assert waits == [31.0]  # it waited for the exchange's clock to pass the close
     assert pd.Timestamp(store.load_signals(runner.run_id)["bar_time"].max()) == env["times"][1].floor("1min")
     assert any("30.0s behind the local clock" in m for m in events(store))
     assert any("has not closed there yet" in m for m in events(store))
@@ -296,3 +298,10 @@ def test_risk_and_costs_sections_are_shared():
     assert parse_settings(shared.model_dump(mode="json")).costs == shared.costs
     with pytest.raises(ConfigError, match="backtest.commission differs from costs"):
         parse_settings({"costs": {"commission": 0.003}, "backtest": {"commission": 0.001}})
+
+
+def test_too_little_history_is_reported_without_pointless_retries(env, server):
+    runner, store = runner_for(env, "short", sleep=lambda s: pytest.fail("no retry can add history"))
+    (report,) = runner.run_cycle(now=env["candles"].index[5] + pd.Timedelta(minutes=1, seconds=2))
+    assert report.decisions == 0 and report.attempts == 1 and report.final == 1
+    assert "6 candles up to" in report.undecided[0] and "< lookback 16" in report.undecided[0]

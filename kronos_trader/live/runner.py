@@ -99,6 +99,7 @@ class CycleReport:
     fills: int = 0
     skipped: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)  # decisions due but not made, with the reason
+    final: int = 0                         # of those, how many a retry cannot help (the history is short)
     attempts: int = 1
     timings: dict[str, float] = field(default_factory=dict)
     started: float = 0.0                   # time.time() at the start
@@ -385,12 +386,17 @@ class LiveRunner:
             report.attempts = attempt
             if not report.undecided:
                 return report
-            left = (report.boundary + 2 * interval - now) - pd.Timedelta(seconds=time.time() - t0 + self.retry_delay)
-            if attempt > self.decision_retries or left <= pd.Timedelta(0):
+            delay = self.retry_delay
+            if self._skew is not None and self._skew < pd.Timedelta(0):  # wait until the exchange's clock gets there
+                delay = max(delay, -self._skew.total_seconds() + 1.0)
+            local_now = now - (self._skew if self._skew is not None else pd.Timedelta(0))
+            target = max(report.boundary, last_closed_candle_open(local_now, tf))  # the candle to decide
+            left = (target + 2 * interval - local_now) - pd.Timedelta(seconds=time.time() - t0 + delay)
+            if attempt > self.decision_retries or left <= pd.Timedelta(0) or len(report.undecided) == report.final:
                 break
             self.event("warning", f"{tf} candle {report.boundary}: no decision yet ({'; '.join(report.undecided)}); "
-                                  f"retrying in {self.retry_delay:g}s (attempt {attempt + 1})")
-            self.sleep(self.retry_delay)
+                                  f"retrying in {delay:g}s (attempt {attempt + 1})")
+            self.sleep(delay)
         if report is not None and report.undecided:
             self.event("warning", f"{tf} candle {report.boundary}: {len(report.undecided)} decision(s) could not be "
                                   f"made after {report.attempts} attempt(s): {'; '.join(report.undecided)}")
@@ -454,6 +460,7 @@ class LiveRunner:
                 if position < lookback - 1:
                     report.skipped.append(f"{book.symbol}: {position + 1} bars < lookback {lookback}")
                     report.undecided.append(f"{book.symbol}: {position + 1} candles up to {bar} < lookback {lookback}")
+                    report.final += 1
                     self.event("warning", f"only {position + 1} closed candles up to {bar} (the exchange has no "
                                           f"older ones), the lookback is {lookback}: no decision", book.symbol)
                     continue
