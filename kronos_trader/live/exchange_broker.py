@@ -292,10 +292,11 @@ class ExchangeBroker:
                 self.event("warning", f"cannot refresh order {order.client_order_id}: {one_line(exc)}", order.symbol)
         return filled
 
-    def reconcile(self, current_close: pd.Timestamp | None = None) -> None:
+    def reconcile(self, current_close: dict[str, pd.Timestamp] | pd.Timestamp | None = None) -> None:
         """On start: every open order of the run is settled with the exchange's view. A 'new'
         order (stored, never sent) of the current candle is sent now; an older one would
-        trade late at a stale price, so it expires and the runner decides again. Open
+        trade late at a stale price, so it expires and the runner decides again
+        (``current_close``: the close of the last closed candle, per timeframe). Open
         exchange orders of this run the database does not know are reported."""
         for order in list(self.pending.values()):
             if order.status == "new":
@@ -306,7 +307,8 @@ class ExchangeBroker:
                     continue
                 if found is not None:  # e.g. stored by an older version that sent before marking 'sent'
                     self._finish(order, found)
-                elif current_close is not None and order.bar_time >= current_close:
+                elif (close := current_close.get(order.timeframe) if isinstance(current_close, dict)
+                      else current_close) is not None and order.bar_time >= close:
                     self.event("warning", f"sending {order.client_order_id}, stored before the last stop but "
                                           f"never sent", order.symbol)
                     self.send([order])

@@ -295,7 +295,7 @@ class LiveRunner:
             except Exception as exc:  # without a clock every unsent order counts as late
                 self.event("warning", f"cannot read the clock at start ({one_line(exc)})")
                 current = {}
-            self.broker.reconcile(min(current.values()) if current else None)
+            self.broker.reconcile(current or None)
             self._decide_lost_again()
             return
         new = [o for o in self.broker.pending.values() if o.status == "new"]
