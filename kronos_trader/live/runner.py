@@ -41,7 +41,6 @@ from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
     call_with_retry,
-    exchange_now,
     last_closed_candle_open,
     make_client,
     market_rules,
@@ -50,24 +49,21 @@ from kronos_trader.exchange import (
 )
 from kronos_trader.exchange.errors import one_line
 from kronos_trader.forecasting.service import ForecastService, WindowRequest
-from kronos_trader.store import Run, Store, open_store
-from kronos_trader.store.models import new_run_id, utcnow
-from kronos_trader.version import code_version
+from kronos_trader.store import Store, open_store
+from kronos_trader.store.models import utcnow
 
 from .accounting import Book
+from .clock import Clock, utc_now
 from .feed import CandleFeed, PairFeed
 from .paper_broker import FillResult, PaperBroker, PendingOrder
 from .persister import Persister
+from .runs import resolve_run
 from .step import BookInput, Costs, decide_bar
 
 log = logging.getLogger(__name__)
 
 HOOK_POINTS = ("cycle_start", "orders_new", "orders_sent", "order_in_flight", "order_answered", "fill_tx",
                "cycle_end")
-#: exchange vs local clock differences below this are noise
-CLOCK_TOLERANCE = pd.Timedelta(seconds=1)
-#: ... above this the exchange is a replay or simulation, not a drifting clock
-CLOCK_REPLAY = pd.Timedelta(days=1)
 
 
 @dataclass
@@ -106,10 +102,6 @@ class CycleReport:
     last_order_persisted: float | None = None  # time.time() when the last decision/order was stored
 
 
-def _utc_now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
-
-
 class LiveRunner:
     """Paper (default) or live trading of ``settings.paper.pairs`` (see the module docstring).
 
@@ -124,7 +116,7 @@ class LiveRunner:
     def __init__(self, settings: Settings, *, store: Store | None = None, client: Any = None,
                  service: ForecastService | None = None, run_id: str | None = None, new_run: bool = False,
                  live: bool = False, fill: str = "next_open", clock: str | Callable[[], pd.Timestamp] = "exchange",
-                 local_clock: Callable[[], pd.Timestamp] = _utc_now, retries: int = 4, backoff: float = 0.5,
+                 local_clock: Callable[[], pd.Timestamp] = utc_now, retries: int = 4, backoff: float = 0.5,
                  min_change: float = 0.02, decision_retries: int = 3, retry_delay: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep, not_found_grace: pd.Timedelta | None = None,
                  hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False):
@@ -154,7 +146,7 @@ class LiveRunner:
         self.persister: Persister | None = None
         self._lock = threading.RLock()
         self._prices: dict[Book, float] = {}
-        self._skew: pd.Timedelta | None = None
+        self.clock_: Clock | None = None
         self.started = False
 
     # ------------------------------------------------------------------ setup
@@ -235,45 +227,8 @@ class LiveRunner:
             raise ExchangeConfigError(f"{where}: {one_line(exc)}") from None
 
     def _resolve_run(self) -> str:
-        name = f"{self.kind}:{self.source}"
-        config = self.settings.model_dump(mode="json")
-        runs = self.store.list_runs()
-        if self.requested_run_id:
-            rid = self.requested_run_id
-            run = next((r for r in runs if r.id == rid), None)
-            if run is not None and run.kind != self.kind:
-                raise ExchangeConfigError(f"run {run.id} is a {run.kind} run, not {self.kind}")
-            if run is None:
-                clash = [r.id for r in runs if r.id[:8] == rid[:8]]
-                if clash or len(rid) < 8:
-                    raise ExchangeConfigError(f"run id {rid!r}: client order ids use its first 8 characters, "
-                                              f"which must be unique ({', '.join(clash) or 'too short'})")
-                self.store.create_run(self.kind, name, config, code_version(), run_id=rid)
-                self.event("info", f"created {self.kind} run {rid}", run_id=rid)
-                return rid
-            self._resumed(run, config)
-            return rid
-        if not self.new_run:
-            for run in runs:
-                if run.kind == self.kind and run.name == name and run.status == "running":
-                    self._resumed(run, config)
-                    return run.id
-        prefixes = {r.id[:8] for r in runs}
-        rid = new_run_id()
-        while rid[:8] in prefixes:  # client order ids carry 8 characters of the run id
-            rid = new_run_id()
-        self.store.create_run(self.kind, name, config, code_version(), run_id=rid)
-        self.event("info", f"created {self.kind} run", run_id=rid)
-        return rid
-
-    def _resumed(self, run: Run, config: dict) -> None:
-        old = run.config or {}
-        changed = [k for k in ("model", "forecast", "strategy", "backtest", "risk", "costs", "paper")
-                   if old.get(k, config.get(k)) != config.get(k)]
-        self.event("info", "resumed run", run_id=run.id)
-        if changed:
-            self.event("warning", f"resumed with changed settings ({', '.join(changed)}); decisions from now on use "
-                                  f"the new ones", run_id=run.id)
+        return resolve_run(self.store, self.kind, f"{self.kind}:{self.source}", self.settings.model_dump(mode="json"),
+                           self.requested_run_id, self.new_run, self.event)
 
     def _load_books(self) -> None:
         """Per pair: last decided bar, first decision (anchor) and the held target."""
@@ -325,25 +280,11 @@ class LiveRunner:
 
     # ------------------------------------------------------------------ clock
     def now(self) -> pd.Timestamp:
-        """The cycle's clock. The exchange's is compared with the local one: a skew either way
-        is logged and the client's time offset (used to sign requests) resynced."""
-        if callable(self.clock):
-            return pd.Timestamp(self.clock())
-        if self.clock == "local":
-            return pd.Timestamp(self.local_clock())
-        before = pd.Timestamp(self.local_clock())
-        now = exchange_now(self.client, on_retry=self._on_retry(None, "fetch_time"), **self.retry)
-        local = before + (pd.Timestamp(self.local_clock()) - before) / 2
-        skew = now - local
-        self._skew = skew if CLOCK_TOLERANCE < abs(skew) < CLOCK_REPLAY else None
-        if self._skew is not None:
-            self.event("warning", f"the exchange's clock is {abs(skew.total_seconds()):.1f}s "
-                                  f"{'ahead of' if skew > pd.Timedelta(0) else 'behind'} the local clock; resynced")
-            try:
-                self.client.load_time_difference()
-            except Exception as exc:  # signing falls back to the old offset; the next call retries
-                log.warning("clock resync failed: %s", one_line(exc))
-        return now
+        """The cycle's clock (``clock.Clock``: the exchange's, checked against the local one)."""
+        if self.clock_ is None:
+            self.clock_ = Clock(self.clock, self.client, local=self.local_clock, retry=self.retry, event=self.event,
+                                on_retry=self._on_retry(None, "fetch_time"))
+        return self.clock_.now()
 
     # ------------------------------------------------------------------ cycles
     def run_cycle(self, timeframe: str | None = None, now: pd.Timestamp | None = None) -> list[CycleReport]:
@@ -386,10 +327,9 @@ class LiveRunner:
             report.attempts = attempt
             if not report.undecided:
                 return report
-            delay = self.retry_delay
-            if self._skew is not None and self._skew < pd.Timedelta(0):  # wait until the exchange's clock gets there
-                delay = max(delay, -self._skew.total_seconds() + 1.0)
-            local_now = now - (self._skew if self._skew is not None else pd.Timedelta(0))
+            clock = self.clock_
+            delay = max(self.retry_delay, clock.wait_for_exchange() if clock else 0.0)  # a lagging exchange clock
+            local_now = clock.local_now(now) if clock else now
             target = max(report.boundary, last_closed_candle_open(local_now, tf))  # the candle to decide
             left = (target + 2 * interval - local_now) - pd.Timedelta(seconds=time.time() - t0 + delay)
             if attempt > self.decision_retries or left <= pd.Timedelta(0) or len(report.undecided) == report.final:
@@ -422,7 +362,7 @@ class LiveRunner:
         if self.live:
             report.fills += self.broker.poll()  # orders in flight settle first (lost ones decide again)
             self._decide_lost_again()
-        behind = self._behind(timeframe, now, boundary)
+        behind = self.clock_.behind(timeframe, now, boundary) if self.clock_ is not None else None
         plans: dict[Book, list[pd.Timestamp]] = {b.key: self._plan(b, boundary, report) for b in books}
         if behind is not None:
             report.undecided.extend(f"{b.symbol}: {behind}" for b in books)
@@ -498,17 +438,6 @@ class LiveRunner:
         report.timings.update(settle=t_settle, decide=t_decide, send=t_send, total=time.time() - t0)
         self.hook("cycle_end", report=report)
         return report
-
-    def _behind(self, timeframe: str, now: pd.Timestamp, boundary: pd.Timestamp) -> str | None:
-        """Why the candle the local clock says has closed cannot be decided yet: the
-        exchange's clock runs behind (the candle is not closed there)."""
-        if self._skew is None or self._skew >= pd.Timedelta(0):
-            return None
-        local_boundary = last_closed_candle_open(now - self._skew, timeframe)
-        if local_boundary <= boundary:
-            return None
-        return (f"the exchange's clock is {abs(self._skew.total_seconds()):.1f}s behind: the candle "
-                f"{local_boundary} has not closed there yet")
 
     def _plan(self, book: PairBook, boundary: pd.Timestamp, report: CycleReport) -> list[pd.Timestamp]:
         """Decision bars (open times) of this cycle for one pair."""
