@@ -63,7 +63,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
     model_name = args.model or str(save_mini(tmp / "kronos-mini-random", max(512, args.context + args.horizon)))
-    bars = args.context + 2
+    bars = args.context + 3  # the last one is forming (as on a real exchange: it confirms the one before)
     server = FakeBinance()
     frames = {}
     for i in range(args.pairs):
@@ -71,7 +71,7 @@ def main() -> None:
         frames[market] = make_candles("2024-06-01", bars, "1min", seed=i, price=10.0 + i)
         server.add_market(market, f"C{i:03d}", "USDT", candles=frames[market], interval="1m", tick_size="0.0001",
                           step_size="0.01", min_qty="0.01", min_notional="5.00")
-    close = frames["C000USDT"].index[-1] + pd.Timedelta(minutes=1)  # the last candle closes here
+    close = frames["C000USDT"].index[-2] + pd.Timedelta(minutes=1)  # the last closed candle closes here
     server.set_now(close + pd.Timedelta(seconds=args.delay))        # ...and the cycle runs delay s later
     server.set_rate_limit(args.server_limit, 1.0)
     server.start()
@@ -89,7 +89,7 @@ def main() -> None:
         })
         store = open_store(settings.database.url)
         for market, frame in frames.items():  # history already stored (steady state)
-            store.upsert_candles("binance", f"{market[:-4]}/USDT", "1m", frame.iloc[:-1])
+            store.upsert_candles("binance", f"{market[:-4]}/USDT", "1m", frame.iloc[:-2])
         t = time.perf_counter()
         model = load_model(model_name, args.device)
         load_s = time.perf_counter() - t

@@ -5,46 +5,15 @@ is printed as one line and exits with status 1: no tracebacks for user mistakes.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
+
+from kronos_trader.commands.common import ConfigOption, console, err_console, friendly  # noqa: F401
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from kronos import CheckpointError
-    from kronos_trader.config import ConfigError
-    from kronos_trader.data import CandleDataError
-    from kronos_trader.exchange.errors import ExchangeAdapterError
-    from kronos_trader.store import StoreError
-
-    return (ConfigError, CandleDataError, CheckpointError, StoreError, ExchangeAdapterError, ValueError,
-            FileNotFoundError)
-
-
-def friendly(command: Callable) -> Callable:
-    """Turn expected errors into a one-line message and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except _user_errors() as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-ConfigOption = typer.Option(None, "--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
 
 
 @app.command()

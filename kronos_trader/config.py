@@ -107,6 +107,20 @@ class BacktestSettings(Section):
     report_dir: Path = Path("reports")
 
 
+class RiskSettings(Section):
+    """Risk exits shared by backtests and live trading (default: the backtest: section's)."""
+
+    stop_loss: float | None = Field(0.05, gt=0, lt=1)
+    take_profit: float | None = Field(0.10, gt=0)
+
+
+class CostSettings(Section):
+    """Trading costs shared by backtests and paper trading (default: the backtest: section's)."""
+
+    commission: float = Field(0.001, ge=0, lt=1, description="fee as a fraction of notional")
+    slippage: float = Field(0.0005, ge=0, lt=1, description="price slippage as a fraction")
+
+
 class DatabaseSettings(Section):
     url: str = "sqlite:///kronos_trader.db"
 
@@ -145,6 +159,27 @@ class Settings(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    risk: RiskSettings | None = Field(None, description="stop-loss/take-profit for backtest and live")
+    costs: CostSettings | None = Field(None, description="commission/slippage for backtest and paper")
+
+    @model_validator(mode="after")
+    def _shared_sections(self) -> "Settings":
+        """risk: and costs: default to the backtest: section's values (older configs); set
+        both ways they must agree."""
+        for name, cls in (("risk", RiskSettings), ("costs", CostSettings)):
+            section = getattr(self, name)
+            legacy = {k: getattr(self.backtest, k) for k in cls.model_fields}
+            if section is None:
+                setattr(self, name, cls(**legacy))
+                continue
+            clash = [k for k in cls.model_fields if k in self.backtest.model_fields_set
+                     and getattr(section, k) != legacy[k]]
+            if clash:
+                raise ValueError(f"{', '.join(f'backtest.{k}' for k in clash)} differs from {name}: "
+                                 f"(set it in {name}: only)")
+            for k in cls.model_fields:  # keep the legacy fields equal (a dumped config re-parses)
+                object.__setattr__(self.backtest, k, getattr(section, k))
+        return self
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":
@@ -159,6 +194,8 @@ def _describe(error: dict) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
         return f"{where}: unknown field"
+    if not error["loc"]:  # a check across sections: the input is the whole config
+        return msg.removeprefix("Value error, ")
     if kind == "literal_error":
         return f"{where}: {msg} (got {error.get('input')!r})"
     return f"{where}: {msg.removeprefix('Value error, ')} (got {error.get('input')!r})"

@@ -48,7 +48,7 @@ def test_paginates_over_1000_candles_and_drops_forming(binance_public_client, bi
     np.testing.assert_allclose(frame["amount"], expected_amount)
     klines = binance_server.requests_to("/api/v3/klines")
     assert len(klines) == 3
-    assert [int(r.params["limit"]) for r in klines] == [1000, 1000, 999]
+    assert [int(r.params["limit"]) for r in klines] == [1000, 1000, 1000]  # the last one asks for the forming
     assert [int(r.params["startTime"]) for r in klines] == [to_ms(T0) + i * 60_000_000 for i in range(3)]
     # "now" came from the exchange clock
     assert len(binance_server.requests_to("/api/v3/time")) == 1
@@ -59,10 +59,13 @@ def test_pagination_across_gaps(binance_server):
     gappy = drop_bars(candles, ("2024-01-01 05:00", "2024-01-01 05:09"), ("2024-01-01 10:00", "2024-01-02 05:59"))
     assert len(candles) - len(gappy) == 10 + 1200  # second gap is wider than a whole page
     binance_server.set_candles("BTCUSDT", gappy)
-    binance_server.set_now(candles.index[-1] + pd.Timedelta(minutes=1))  # every candle closed
+    binance_server.set_now(candles.index[-1] + pd.Timedelta(minutes=1))  # every candle closed by the clock
     client = fast_client(binance_server, keys=False)
     frame = fetch_closed_candles(client, "BTC/USDT", "1m", since=T0, **FAST)
     assert_canonical(frame)
+    # ... but nothing confirms the last one (no later candle): it is not taken as closed
+    assert frame.index[-1] == gappy.index[-2]
+    candles, gappy = candles.iloc[:-1], gappy.iloc[:-1]
     pd.testing.assert_frame_equal(frame[["open", "high", "low", "close", "volume"]], gappy[["open", "high", "low", "close", "volume"]], check_freq=False)
     pd.testing.assert_series_equal(frame["amount"], gappy["amount"], check_freq=False, check_exact=False)
 
@@ -82,7 +85,7 @@ def test_forming_candle_dropped_at_exact_boundary(binance_public_client, binance
     binance_server.set_now(boundary)  # the 01:40 candle just opened (forming); 01:39 just closed
     frame = fetch_closed_candles(binance_public_client, "BTC/USDT", "1m", since=T0, **FAST)
     assert frame.index[-1] == boundary - pd.Timedelta(minutes=1) and len(frame) == 100
-    # the server does reveal the forming candle if asked; the adapter never requests it
+    # the server reveals the forming candle: the adapter asks for it (it confirms 01:39) and drops it
     raw = binance_public_client.fetch_ohlcv("BTC/USDT", "1m", limit=1)
     assert raw[-1][0] == to_ms(boundary)
 
@@ -103,7 +106,7 @@ def test_since_none_returns_latest_page(binance_public_client, binance_server):
     frame = fetch_closed_candles(binance_public_client, "BTC/USDT", "1m", since=None, limit_per_call=300, **FAST)
     source = served(binance_server)
     assert len(frame) == 300 and frame.index[-1] == source.index[-2]
-    assert len(binance_server.requests_to("/api/v3/klines")) == 1
+    assert len(binance_server.requests_to("/api/v3/klines")) == 2  # 300 + the confirming candle
 
 
 def test_replay_bar_by_bar_sees_each_candle_once(binance_public_client, binance_server):
@@ -173,3 +176,30 @@ def test_frame_is_accepted_by_the_data_layer(binance_public_client):
     data = pytest.importorskip("kronos_trader.data.candles")
     frame = fetch_closed_candles(binance_public_client, "BTC/USDT", "1m", since=None, limit_per_call=50, **FAST)
     pd.testing.assert_frame_equal(data.validate_candles(frame), frame, check_freq=False)
+
+
+def test_clock_ahead_of_the_klines_never_yields_a_forming_candle(binance_public_client, binance_server):
+    """The exchange's clock says 01:40 closed, but its kline feed still serves 01:40 as the
+    newest candle (forming): it is not taken as closed until a later candle confirms it."""
+    kline_now = T0 + pd.Timedelta(minutes=100, seconds=30)  # the feed: 01:40 forming
+    binance_server.set_now(kline_now)
+    clock = kline_now + pd.Timedelta(hours=1)                # the served clock: an hour ahead
+    frame = fetch_closed_candles(binance_public_client, "BTC/USDT", "1m", since=T0, now=clock, **FAST)
+    assert frame.index[-1] == T0 + pd.Timedelta(minutes=99)  # 01:40 (forming) left out
+    assert len(frame) == 100 and frame.index[0] == T0
+
+
+def test_history_by_count_across_a_weekend_gap(binance_server):
+    """The last N closed candles, not the candles of the last N bars' time span."""
+    from kronos_trader.exchange import fetch_last_candles
+
+    candles = make_candles(T0, 600, "1min", seed=5)
+    gappy = drop_bars(candles, ("2024-01-01 06:00", "2024-01-01 07:59"))  # 120 bars missing
+    binance_server.set_candles("BTCUSDT", gappy)
+    binance_server.set_now(candles.index[-1] + pd.Timedelta(seconds=30))  # the last one forming
+    client = fast_client(binance_server, keys=False)
+    frame = fetch_last_candles(client, "BTC/USDT", "1m", 200, limit_per_call=100, **FAST)
+    assert len(frame) == 200 and frame.index[-1] == gappy.index[-2]
+    assert (frame.index == gappy.index[-201:-1]).all()
+    everything = fetch_last_candles(client, "BTC/USDT", "1m", 5000, limit_per_call=100, **FAST)
+    assert len(everything) == len(gappy) - 1  # the whole history, then it stops

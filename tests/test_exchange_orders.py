@@ -63,10 +63,12 @@ def test_market_order_fills_at_last_price(binance_client, binance_server):
     order = binance_client.create_order("BTC/USDT", "market", "buy", 0.05, None, {"clientOrderId": "kt-mkt-1"})
     assert order["status"] == "closed" and order["filled"] == 0.05 and order["average"] == price
     balance = binance_client.fetch_balance()
-    assert balance["BTC"]["total"] == pytest.approx(1.05)
+    assert balance["BTC"]["total"] == pytest.approx(1.05 - 0.05 * 0.001)  # the 0.1% fee, paid in BTC
     assert balance["USDT"]["total"] == pytest.approx(10_000 - 0.05 * price)
+    assert order["fee"] == {"cost": pytest.approx(0.00005), "currency": "BTC"}
     trades = binance_client.fetch_my_trades("BTC/USDT")
     assert len(trades) == 1 and trades[0]["order"] == order["id"] and trades[0]["price"] == price
+    assert trades[0]["fee"]["currency"] == "BTC"
 
 
 def test_resting_limit_order_fills_when_replayed_candle_touches(binance_client, binance_server):

@@ -13,10 +13,10 @@ from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, SECRET
 from kronos_trader.exchange import market_rules
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
-from kronos_trader.live import LiveRunner, PendingOrder, Position, audit_run, client_order_id, slipped_open
+from kronos_trader.live import LiveRunner, Position, audit_run, client_order_id, slipped_open
 from kronos_trader.live.paper_broker import order_problem
 from kronos_trader.live.scheduler import build_scheduler, first_fire_time
-from kronos_trader.store import open_store
+from kronos_trader.store import Balance, open_store
 from test_live_support import RUN_ID, copy_db, cycle_times, forecast_template, make_server, series, settings_for
 
 
@@ -40,7 +40,7 @@ def make_runner(env, name, *, keys=False, **kwargs):
     service = ForecastService(load_model(env["model_dir"], "cpu"), settings.forecast, store, False)
     kwargs.setdefault("run_id", RUN_ID)
     runner = LiveRunner(settings, store=store, client=fast_client(env["server"], keys=keys), service=service,
-                        retries=1, backoff=0.001, **kwargs)
+                        retries=1, backoff=0.001, retry_delay=0.0, **kwargs)
     return runner, store
 
 
@@ -107,7 +107,8 @@ def test_a_fill_is_written_in_one_transaction(env):
     runner.start()
     runner.run_cycle(now=env["times"][0])                  # decides: a 'sent' order
     before = (store.load_balances(RUN_ID)["free"].tolist(), runner.broker.account.cash)
-    assert runner.run_cycle(now=env["times"][1]) == []     # its fill fails inside the transaction
+    (report,) = runner.run_cycle(now=env["times"][1])      # its fill fails inside the transaction
+    assert report.undecided and "disk on fire" in report.undecided[0] and report.attempts == 4
     assert store.load_fills(RUN_ID).empty
     assert store.load_orders(RUN_ID)["status"].tolist() == ["sent"]
     assert (store.load_balances(RUN_ID)["free"].tolist(), runner.broker.account.cash) == before
@@ -175,6 +176,7 @@ def test_cli_paper_once_and_status(env):
     config = env["tmp"] / "config.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     cli = CliRunner()
+    saved = server.now_ms
     server.set_now(env["times"][0])
     try:
         result = cli.invoke(app, ["paper", "--config", str(config), "--once", "--run-id", RUN_ID])
@@ -185,7 +187,7 @@ def test_cli_paper_once_and_status(env):
         assert result.exit_code == 0, result.output
         assert RUN_ID in result.output and "1 fill(s)" in result.output
     finally:
-        server.set_now(series(server).index[-1] + pd.Timedelta(seconds=30))
+        server.set_now(saved)
     result = cli.invoke(app, ["status", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "BTC/USDT" in result.output and "equity" in result.output and "P(up)" in result.output
@@ -229,21 +231,31 @@ def test_live_restart_reconciles_orders_by_client_id(env, monkeypatch):
     runner, store = make_runner(env, "reconcile", keys=True, live=True, paper=live, run_id=run_id)
     store.create_run("live", "live:binance", {}, run_id=run_id)
     bar = pd.Timestamp("2024-03-01 00:16:00")
-    sent, unsent = (client_order_id(run_id, "BTC/USDT", bar, "buy"),
-                    client_order_id(run_id, "BTC/USDT", bar + pd.Timedelta(minutes=1), "sell"))
-    for cid, t, side in ((sent, bar, "buy"), (unsent, bar + pd.Timedelta(minutes=1), "sell")):
+    current = pd.Timestamp(server.clock_ms(), unit="ms").floor("1min")  # close of the candle just closed
+    sent, stale, unsent = (client_order_id(run_id, "BTC/USDT", bar, "buy"),
+                           client_order_id(run_id, "BTC/USDT", bar + pd.Timedelta(minutes=1), "sell"),
+                           client_order_id(run_id, "BTC/USDT", current, "sell"))
+    for cid, t, side in ((sent, bar, "buy"), (stale, bar + pd.Timedelta(minutes=1), "sell"),
+                         (unsent, current, "sell")):
         store.record_signal(run_id, "BTC/USDT", "1m", t, 0.5)
         store.record_order(run_id, cid, "BTC/USDT", "1m", t, side, 0.01)  # stored 'new'
+    with store.session() as s:  # the run's first start read the account's opening balances
+        for currency in ("USDT", "BTC"):
+            free, used = server.balances[currency]
+            s.add(Balance(run_id=run_id, currency=currency, free=free, used=used, opening=free + used))
     # the first reached the exchange before the process died (its answer never stored)
     fast_client(server).create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": sent})
     server.clear_requests()
     runner.start()  # reconcile
     orders = {o["client_order_id"]: o for o in store.load_orders(run_id).to_dict("records")}
     assert orders[sent]["status"] == "filled" and orders[unsent]["status"] == "filled"
+    # never sent, and its candle has passed: not sent late at a stale price, decided again
+    assert orders[stale]["status"] == "expired" and "decided again" in orders[stale]["reason"]
+    assert np.isnan(runner.books[("BTC/USDT", "1m")].held_target)
     posts = [r.params["newClientOrderId"] for r in server.requests_to("/api/v3/order", "POST")]
     assert posts == [unsent]  # the one the exchange had is not sent again
     assert len(store.load_fills(run_id)) == 2
-    assert audit_run(store, run_id, paper=False) == []
+    assert audit_run(store, run_id) == []
 
 
 def test_live_order_lost_in_a_timeout_is_not_placed_twice(env, monkeypatch):
@@ -261,7 +273,7 @@ def test_live_order_lost_in_a_timeout_is_not_placed_twice(env, monkeypatch):
     server.inject("timeout", count=1, path="/api/v3/order")
     runner.run_cycle(now=env["times"][0])
     (order,) = store.load_orders(runner.run_id).to_dict("records")
-    assert order["status"] == "new"  # not confirmed yet
+    assert order["status"] == "unknown"  # in flight: not confirmed, never re-sent
     time.sleep(1.0)  # the delayed original is executed by the exchange meanwhile
     runner.run_cycle(now=env["times"][1])
     posts = [r for r in server.requests_to("/api/v3/order", "POST")

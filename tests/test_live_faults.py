@@ -39,7 +39,7 @@ def replay(env, name: str, fault: tuple | None = None):
     store = open_store(settings.database.url)
     service = ForecastService(load_model(env["model_dir"], "cpu"), settings.forecast, store, False)
     runner = LiveRunner(settings, store=store, client=fast_client(server, keys=False), run_id=RUN_ID,
-                        service=service, retries=2, backoff=0.001).start()
+                        service=service, retries=2, backoff=0.001, retry_delay=0.0).start()
     reports = []
     for i, now in enumerate(env["times"]):
         server.set_now(now)

@@ -30,7 +30,7 @@ def replay(tiny_model_dir, tmp_path_factory):
                           service=ForecastService(model, settings.forecast, store, False))
         service = ForecastService(model, settings.forecast, store, False)
         runner = LiveRunner(settings, store=store, client=fast_client(server, keys=False), run_id=RUN_ID,
-                            service=service, backoff=0.001).start()
+                            service=service, backoff=0.001, retry_delay=0.0).start()
         reports = []
         for now in cycle_times(candles):
             server.set_now(now)  # the exchange's clock: the runner reads "now" from it
@@ -102,3 +102,41 @@ def test_run_is_consistent(replay):
     assert audit_run(replay["store"], RUN_ID) == []
     assert all(not r.skipped for r in replay["reports"])
     assert replay["store"].last_errors(RUN_ID) == {}
+
+
+def test_parity_with_a_forecast_every_third_bar(tiny_model_dir, tmp_path):
+    """forecast.every > 1: the live runner forecasts and decides on the same bars as the
+    backtest (phase from the first decision bar) and places the same orders."""
+    server = make_server()
+    try:
+        candles = series(server)
+        base = settings_for(tiny_model_dir, server.url, f"sqlite:///{tmp_path / 'every.db'}")
+        raw = base.model_dump(mode="json")
+        raw["forecast"]["every"] = 3
+        from kronos_trader.config import parse_settings
+
+        settings = parse_settings(raw)
+        store = open_store(settings.database.url)
+        model = load_model(tiny_model_dir, "cpu")
+        bt = run_backtest(settings, candles, "BTC/USDT", "1m", None, progress=False,
+                          service=ForecastService(model, settings.forecast, store, False))
+        runner = LiveRunner(settings, store=store, client=fast_client(server, keys=False), run_id=RUN_ID,
+                            service=ForecastService(model, settings.forecast, store, False), backoff=0.001,
+                            retry_delay=0.0).start()
+        for now in cycle_times(candles):
+            server.set_now(now)
+            runner.run_cycle()
+        live = store.load_signals(RUN_ID)
+        bt_signals = [(pd.Timestamp(s["bar_time"]), s["target_position"], s["reason"]) for s in bt.journal.signals]
+        live_signals = [(pd.Timestamp(t), x, d["reason"]) for t, x, d in
+                        zip(live["bar_time"], live["target_position"], live["details"])]
+        assert len(live_signals) == len(range(0, len(candles) - LOOKBACK + 1, 3))  # every third bar
+        assert live_signals == bt_signals
+        orders = store.load_orders(RUN_ID).sort_values("bar_time")
+        done = orders[orders["status"] != "sent"]
+        assert [(pd.Timestamp(o["bar_time"]), o["side"], o["status"]) for o in bt.journal.orders] == \
+            [(pd.Timestamp(t), s, st) for t, s, st in zip(done["bar_time"], done["side"], done["status"])]
+        assert len(done) >= 2
+        assert audit_run(store, RUN_ID) == []
+    finally:
+        server.stop()

@@ -45,7 +45,7 @@ def killer(name, **kw):
         os.kill(os.getpid(), signal.SIGKILL)
 
 client = make_client("binance", api_url=settings.paper.api_url, rate_limit_ms=1, timeout_ms=2000)
-runner = LiveRunner(settings, client=client, run_id=spec["run_id"], backoff=0.001,
+runner = LiveRunner(settings, client=client, run_id=spec["run_id"], backoff=0.001, retry_delay=0.0,
                     hooks={name: killer for name in ("orders_new", "orders_sent", "fill_tx")}).start()
 for i, now in enumerate(spec["times"]):
     with open(spec["progress"], "w") as fh:

@@ -98,3 +98,28 @@ def run_state(store, run_id: str) -> dict:
         "balances": {r["currency"]: r["free"] for r in store.load_balances(run_id).to_dict("records")},
         "equity": store.load_equity(run_id)[["equity", "cash", "position_value"]].round(8).to_dict("index"),
     }
+
+
+class Alternating:
+    """Test policy: long ``fraction`` of equity when flat, flat when long: every decision
+    trades, buys and sells alternate (a residual below 1% of equity counts as flat)."""
+
+    def __init__(self, fraction: float = 0.5):
+        self.fraction = fraction
+
+    def decide(self, forecast, position):
+        from kronos_trader.decision import Decision
+
+        flat = position.equity <= 0 or abs(position.exposure) < 0.01
+        return Decision(self.fraction if flat else 0.0, "alternate: " + ("buy" if flat else "sell"))
+
+
+def live_settings(model_dir: str, server_url: str, db_url: str, **paper) -> object:
+    """settings_for with real orders and the Alternating policy."""
+    from fake_exchange.helpers import KEY_ENV, SECRET_ENV
+
+    settings = settings_for(model_dir, server_url, db_url, live=True, api_key_env=KEY_ENV, api_secret_env=SECRET_ENV,
+                            **paper)
+    raw = settings.model_dump(mode="json")
+    raw["strategy"] = {"name": "test_live_support:Alternating", "params": {}}
+    return parse_settings(raw)

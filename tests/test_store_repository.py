@@ -19,6 +19,7 @@ from kronos_trader.store import (
     Event,
     Fill,
     Forecast,
+    IllegalTransition,
     Order,
     Run,
     Signal,
@@ -75,12 +76,14 @@ def write_everything(st, run_id: str) -> None:
     fid = st.get_forecasts("kronos-small@abc", "s1", ["h1"])["h1"].id
     st.record_signal(run_id, "BTC/USDT", "1h", T0, 0.5, forecast_id=fid, details={"p_up": 0.6})
     order = st.record_order(run_id, "cid-1", "BTC/USDT", "1h", T0, "buy", 0.01, reason="signal")
-    st.update_order_status("cid-1", "sent", exchange_order_id="ex-1")
+    replay = not any(o.client_order_id == "cid-1" for o in st.open_orders(run_id))
+    if not replay:  # status moves are not idempotent: the state machine refuses filled -> sent
+        st.update_order_status("cid-1", "sent", exchange_order_id="ex-1")
     st.record_fill(order.id, 0, T0 + timedelta(minutes=1), 42000.0, 0.004, fee=0.1,
                    fee_currency="USDT")
     st.record_fill(order.id, 1, T0 + timedelta(minutes=2), 42010.0, 0.006, fee=0.1,
                    fee_currency="USDT")
-    st.update_order_status("cid-1", "filled")
+    st.update_order_status("cid-1", "filled")  # filled -> filled is allowed
     st.record_equity(run_id, T0, 1000.0, 580.0, 420.0, {"pos": 0.01})
     st.record_equity_many(run_id, pd.DataFrame(
         {"equity": [1001.0, 1002.0], "cash": [580.0, 580.0], "position_value": [421.0, 422.0]},
@@ -201,15 +204,21 @@ def test_orders_fills_and_reads(store):
     store.record_order(rid, "c2", "ETH/USDT", "1h", T0, "sell", 1.0)
     assert {x.client_order_id for x in store.open_orders(rid)} == {"c1", "c2"}
 
+    store.update_order_status("c1", "sent")
     upd = store.update_order_status("c1", "partially_filled", exchange_order_id="X1")
     assert upd.status == "partially_filled" and upd.exchange_order_id == "X1"
     assert upd.updated_at >= o.updated_at
-    store.update_order_status("c2", "canceled", reason="timeout")
+    with pytest.raises(IllegalTransition, match="new -> canceled"):
+        store.update_order_status("c2", "canceled")  # never sent: cannot be canceled
+    store.update_order_status("c2", "expired", reason="timeout")
     assert [x.client_order_id for x in store.open_orders(rid)] == ["c1"]
     with pytest.raises(StoreError):
         store.update_order_status("nope", "filled")
     with pytest.raises(ValueError):
         store.update_order_status("c1", "exploded")
+    store.update_order_status("c1", "filled")
+    with pytest.raises(IllegalTransition, match="filled -> partially_filled"):
+        store.update_order_status("c1", "partially_filled")  # a stale answer cannot reopen it
 
     f0 = store.record_fill(o.id, 0, T0, 100.0, 0.2, fee=0.01, fee_currency="USDT")
     assert store.record_fill(o.id, 0, T0, 999.0, 9.9).price == 100.0  # first one kept
@@ -222,7 +231,7 @@ def test_orders_fills_and_reads(store):
     assert list(fills["seq"]) == [0, 1] and fills["ts"].dtype.kind == "M"
     orders = store.load_orders(rid)
     assert list(orders["client_order_id"]) == ["c1", "c2"]
-    assert list(orders["status"]) == ["partially_filled", "canceled"]
+    assert list(orders["status"]) == ["filled", "expired"]
 
 
 def test_signals_equity_balances_trades_events(store):
@@ -336,3 +345,17 @@ def test_exception_in_session_rolls_everything_back(store):
             s.add(Signal(run_id="missing", symbol="X", timeframe="1h", bar_time=T0,
                          target_position=0))
     assert counts(store) == before
+
+
+def test_order_state_machine_allows_only_its_moves():
+    from kronos_trader.store import OrderStatus, transition
+
+    legal = [("new", "sent"), ("sent", "unknown"), ("unknown", "filled"), ("sent", "open"),
+             ("open", "partially_filled"), ("partially_filled", "filled"), ("new", "rejected"),
+             ("new", "expired"), ("unknown", "expired"), ("filled", "filled")]
+    for a, b in legal:
+        assert transition(a, b) is OrderStatus(b)
+    for a, b in [("filled", "open"), ("canceled", "filled"), ("new", "filled"), ("open", "sent"),
+                 ("rejected", "new"), ("expired", "sent"), ("open", "rejected")]:
+        with pytest.raises(IllegalTransition):
+            transition(a, b)

@@ -51,7 +51,7 @@ def test_open_is_idempotent_and_downgrade_roundtrips(db_url):
     open_store(db_url).close()
     with open_store(db_url) as st:
         with st.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0001",)]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0002",)]
         with st.engine.begin() as conn:
             command.downgrade(alembic_config(connection=conn), "base")
         assert set(inspect(st.engine).get_table_names()) <= {"alembic_version"}

@@ -13,6 +13,10 @@ import collections
 import collections.abc
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence"):
     if not hasattr(collections, _name):

@@ -5,7 +5,6 @@ progress bar before Cerebro starts; the indicator then only looks them up.
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from kronos_trader.data.naming import series_names
 from kronos_trader.decision import load_policy
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
+from kronos_trader.version import code_version
 
 from .compat import bt, num2timestamps
 from .metrics import summarize
@@ -116,15 +116,6 @@ def backtest_names(settings: Settings, candles: pd.DataFrame, symbol: str | None
     return series_names(settings.data.path, candles, symbol, timeframe)
 
 
-def code_version() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timeframe: str,
                  store: Store | None, progress: bool = True, name: str = "backtest",
                  service: ForecastService | None = None) -> BacktestResult:
@@ -142,12 +133,12 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(frame_feed(candles, symbol))
     cerebro.broker.setcash(settings.backtest.cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.backtest.commission))
-    if settings.backtest.slippage:
-        cerebro.broker.set_slippage_perc(settings.backtest.slippage, slip_open=True, slip_match=True)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.costs.commission))
+    if settings.costs.slippage:
+        cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
     journal = Journal()
     cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
-                        stop_loss=settings.backtest.stop_loss, take_profit=settings.backtest.take_profit,
+                        stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
                         indicator={"symbol": symbol, "timeframe": timeframe})
     cerebro.addanalyzer(EquityRecorder, _name="equity")
     strategy = cerebro.run()[0]

@@ -9,7 +9,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from kronos_trader.cli import ConfigOption, console, friendly
+    from kronos_trader.commands.common import ConfigOption, console, friendly
 
     @app.command()
     @friendly
@@ -30,8 +30,12 @@ def register(app: typer.Typer) -> None:
         from kronos_trader.live import FILL_MODES, LiveRunner
         from kronos_trader.live.scheduler import build_scheduler
 
-        logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if log_level.upper() not in levels:
+            raise ConfigError(f"--log-level must be one of {', '.join(levels)} (got {log_level!r})")
+        level = getattr(logging, log_level.upper())
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # migrations: no INFO chatter
         settings = load_settings(config, {"database.url": db, "model.name": model})
         if fill.replace("-", "_") not in FILL_MODES:
             raise ConfigError(f"--fill must be one of {', '.join(FILL_MODES)}")
@@ -54,7 +58,9 @@ def register(app: typer.Typer) -> None:
                               f"{r.timings.get('total', 0.0):.2f}s", highlight=False)
                 for reason in r.skipped:
                     console.print(f"  [yellow]skipped:[/yellow] {reason}", highlight=False)
-            if not reports:
+                for reason in r.undecided:
+                    console.print(f"  [red]could not decide:[/red] {reason}", highlight=False)
+            if not reports or any(r.undecided for r in reports):  # cron users need to know
                 raise typer.Exit(1)
             return
         scheduler = build_scheduler(runner, blocking=True)

@@ -2,7 +2,15 @@
 
 Only depends on ccxt, pandas and numpy (no backtrader / database imports).
 """
-from .candles import CANDLE_COLUMNS, empty_candle_frame, exchange_now, fetch_closed_candles, fill_candle_gaps, ohlcv_to_frame
+from .candles import (
+    CANDLE_COLUMNS,
+    empty_candle_frame,
+    exchange_now,
+    fetch_closed_candles,
+    fetch_last_candles,
+    fill_candle_gaps,
+    ohlcv_to_frame,
+)
 from .client import make_client
 from .errors import (
     BadSymbolError,
@@ -48,6 +56,7 @@ __all__ = [
     "ensure_markets",
     "exchange_now",
     "fetch_closed_candles",
+    "fetch_last_candles",
     "fill_candle_gaps",
     "floor_to_timeframe",
     "is_retryable",

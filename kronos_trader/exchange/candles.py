@@ -21,7 +21,8 @@ from .timeframes import (
     to_utc_timestamp,
 )
 
-__all__ = ["CANDLE_COLUMNS", "empty_candle_frame", "exchange_now", "fetch_closed_candles", "ohlcv_to_frame", "fill_candle_gaps"]
+__all__ = ["CANDLE_COLUMNS", "empty_candle_frame", "exchange_now", "fetch_closed_candles", "fetch_last_candles",
+           "ohlcv_to_frame", "fill_candle_gaps"]
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,15 @@ def fetch_closed_candles(
 ) -> pd.DataFrame:
     """Fetch all CLOSED candles with open time in ``[since, until]``.
 
-    * ``since=None``: the latest ``limit_per_call`` closed candles.
+    * ``since=None``: the latest ``limit_per_call`` closed candles, by count
+      (:func:`fetch_last_candles`).
     * ``until`` is inclusive (an open time); default: the last closed candle.
-    * A candle is closed when ``open + timeframe <= now``; ``now`` defaults
-      to the exchange clock (``fetch_time``), else the local clock.
+    * A candle is closed when ``open + timeframe <= now`` on the exchange's
+      clock AND the exchange serves a later candle (its kline feed has moved
+      on: a clock running ahead of the klines never makes a forming candle
+      "closed").  The last closed candle's successor is requested for that and
+      dropped; ``now`` defaults to the exchange clock (``fetch_time``), else
+      the local clock.
     * Pages through ``fetch_ohlcv`` (``since`` = last open + 1 bar), across
       gaps in the exchange's data; an empty page is re-requested
       ``empty_page_retries`` times before it is taken as the end of data.
@@ -146,20 +152,25 @@ def fetch_closed_candles(
     end = last_closed_candle_open(now_ts, timeframe)
     if until is not None:
         end = min(end, to_utc_timestamp(until))
-    start = shift_open(end, timeframe, -(limit_per_call - 1)) if since is None else to_utc_timestamp(since)
+    if since is None:
+        return fetch_last_candles(client, unified, timeframe, limit_per_call, until=end, now=now_ts,
+                                  limit_per_call=limit_per_call, fill_gaps=fill_gaps, empty_page_retries=empty_page_retries,
+                                  **retry_kwargs)
+    start = to_utc_timestamp(since)
     if start > end:
         return empty_candle_frame()
 
-    start_ms, end_ms = to_ms(start), to_ms(end)
+    start_ms = to_ms(start)
+    confirm_ms = to_ms(shift_open(end, timeframe, 1))  # the candle after ``end`` confirms it closed
     bar_ms = None if unit == "M" else int(timeframe_to_timedelta(timeframe) / pd.Timedelta(milliseconds=1))
     rows: list[list] = []
     cursor = start_ms
     empty_pages = 0
     pages = 0
-    while cursor <= end_ms:
+    while cursor <= confirm_ms:
         limit = limit_per_call
-        if bar_ms is not None:  # never ask beyond ``end`` (keeps the forming candle out)
-            limit = max(1, min(limit_per_call, (end_ms - cursor) // bar_ms + 1))
+        if bar_ms is not None:  # never ask beyond the confirming candle
+            limit = max(1, min(limit_per_call, (confirm_ms - cursor) // bar_ms + 1))
         page = call_with_retry(client.fetch_ohlcv, unified, timeframe, since=cursor, limit=limit, **retry_kwargs)
         pages += 1
         page = [row for row in (page or []) if row and row[0] is not None]
@@ -180,7 +191,48 @@ def fetch_closed_candles(
 
     frame = ohlcv_to_frame(rows)
     if len(frame):
+        if frame.index[-1] <= end:  # nothing after it: the newest candle may still be forming
+            log.warning("%s %s %s: candle %s has no successor yet; not taken as closed (the exchange's clock "
+                        "may run ahead of its klines)", client.id, unified, timeframe, frame.index[-1])
+            frame = frame.iloc[:-1]
         frame = frame[(frame.index >= start) & (frame.index <= end)]
     if fill_gaps:
         frame = fill_candle_gaps(frame, timeframe)
     return frame
+
+
+def fetch_last_candles(
+    client: ccxt.Exchange,
+    symbol: str,
+    timeframe: str,
+    count: int,
+    until: pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
+    *,
+    max_empty_windows: int = 3,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """The last ``count`` CLOSED candles up to ``until`` (inclusive), by count rather than by
+    time span: on a market with gaps (weekends, halts) older windows are fetched until
+    ``count`` candles are in hand, or ``max_empty_windows`` windows in a row (each of
+    ``limit_per_call`` bars) held nothing (the exchange's history ends). ``kwargs`` go to
+    :func:`fetch_closed_candles`."""
+    if count < 1:
+        raise ExchangeConfigError(f"count must be >= 1, got {count}")
+    retry_kwargs = {k: v for k, v in kwargs.items() if k in ("retries", "backoff", "on_retry")}
+    now_ts = to_utc_timestamp(now) if now is not None else exchange_now(client, **retry_kwargs)
+    end = last_closed_candle_open(now_ts, timeframe)
+    if until is not None:
+        end = min(end, to_utc_timestamp(until))
+    first = shift_open(end, timeframe, -(count - 1))
+    frame = fetch_closed_candles(client, symbol, timeframe, first, until=end, now=now_ts, **kwargs)
+    window = int(kwargs.get("limit_per_call", 1000))
+    empty = 0
+    while len(frame) < count and empty < max_empty_windows:
+        before = shift_open(first, timeframe, -1)
+        first = shift_open(first, timeframe, -max(count - len(frame), window))
+        older = fetch_closed_candles(client, symbol, timeframe, first, until=before, now=now_ts, **kwargs)
+        empty = empty + 1 if older.empty else 0
+        if len(older):
+            frame = pd.concat([older, frame])
+    return frame.iloc[-count:]

@@ -92,6 +92,7 @@ def call_with_retry(
     exchange: str | None = None,
     call: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    recover: Callable[[BaseException], Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Call ``fn(*args, **kwargs)``, retrying transient exchange failures.
@@ -105,7 +106,10 @@ def call_with_retry(
     between the ``1 + retries`` attempts and calls
     ``on_retry(attempt, exc, delay)`` before each wait.  When exhausted raises
     :class:`ExchangeFault`; other ccxt errors raise an
-    :class:`ExchangeRejected` subclass immediately.  Both are one-line and
+    :class:`ExchangeRejected` subclass immediately.  ``recover(exc)``, when given, runs
+    after each transient failure: a value other than None is returned as the result (e.g.
+    an order found by its client id after a timeout), an exception it raises ends the
+    retries (e.g. "do not re-send").  Errors are one-line and
     chain the original exception as ``__cause__``.  Non-ccxt exceptions
     (programming errors) propagate unchanged.
     """
@@ -129,6 +133,10 @@ def call_with_retry(
                 on_retry(attempt, exc, delay)
             if _is_timestamp_error(exc) and isinstance(owner, ccxt.Exchange):
                 _resync_clock(owner)
+            if recover is not None:
+                found = recover(exc)
+                if found is not None:
+                    return found
             if delay > 0:
                 sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

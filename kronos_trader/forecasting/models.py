@@ -30,6 +30,9 @@ class LoadedModel:
 
 
 def resolve_device(device: str = "auto") -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"model.device is {device!r} but this torch build has no usable CUDA device "
+                         f"(torch {torch.__version__}); use cpu or auto")
     if device != "auto":
         return device
     if torch.cuda.is_available():

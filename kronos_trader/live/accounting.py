@@ -1,7 +1,8 @@
 """Account bookkeeping shared by the paper and live brokers, with Backtrader's semantics.
 
 Positions keep Backtrader's average entry price (``Position.update``): it moves only when
-a position grows, resets on a reversal and is 0 when flat. Cash follows Backtrader's
+a position grows, resets on a reversal and is 0 when flat. A position's size is what the
+account holds: net of fees charged in the base asset (``fill_deltas``). Cash follows Backtrader's
 stock-like broker with ``shortcash``: buying costs ``amount * price``, selling (also
 short) returns it, the percentage fee is always paid in the quote currency, and equity is
 ``cash + sum(size * close)``. An order whose opening part would make the cash negative is
@@ -50,6 +51,26 @@ class Position:
 
 
 Book = tuple[str, str]  # (symbol, timeframe): one strategy position
+
+
+def base_of(symbol: str) -> str:
+    return symbol.split("/")[0]
+
+
+def quote_of(symbol: str) -> str:
+    return symbol.split("/")[1].split(":")[0] if "/" in symbol else ""
+
+
+def fill_deltas(symbol: str, side: str, amount: float, price: float, fee: float,
+                fee_currency: str | None) -> dict[str, float]:
+    """What a fill moves per currency, net of its fee in the asset it was charged in
+    (Binance takes a buy's fee from the base received, a sell's from the quote)."""
+    base, quote = base_of(symbol), quote_of(symbol)
+    signed = amount if side == "buy" else -amount
+    deltas = {base: signed, quote: -signed * price}
+    currency = fee_currency or quote
+    deltas[currency] = deltas.get(currency, 0.0) - (fee or 0.0)
+    return deltas
 
 
 @dataclass

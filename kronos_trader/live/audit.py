@@ -7,12 +7,38 @@ from sqlalchemy import select
 
 from kronos_trader.store import Balance, Fill, Order, Run, Signal, Store
 
+from .accounting import fill_deltas
+
 EPS = 1e-6
 
 
-def audit_run(store: Store, run_id: str, *, paper: bool = True) -> list[str]:
-    """Problems found (empty when consistent): fills vs orders, orders vs signals, and for
-    paper runs the balances vs the opening balance plus every fill."""
+def balance_problems(store: Store, run_id: str) -> list[str]:
+    """Live runs: each stored exchange balance vs its opening balance plus the run's fills
+    (net of fees, in the currency each fee was charged in)."""
+    totals: dict[str, float] = defaultdict(float)
+    with store.session(readonly=True) as s:
+        rows = s.execute(select(Order.symbol, Order.side, Fill.amount, Fill.price, Fill.fee, Fill.fee_currency)
+                         .join(Fill, Fill.order_id == Order.id).where(Fill.run_id == run_id)).all()
+        balances = list(s.scalars(select(Balance).where(Balance.run_id == run_id)))
+    for row in rows:
+        for currency, delta in fill_deltas(*row).items():
+            totals[currency] += delta
+    problems = []
+    for b in balances:
+        if b.opening is None:
+            continue
+        expected, actual = b.opening + totals.get(b.currency, 0.0), b.free + b.used
+        if abs(actual - expected) > EPS * max(1.0, abs(expected)):
+            problems.append(f"{b.currency} balance {actual:.10g} on the exchange != opening {b.opening:.10g} "
+                            f"+ fills {totals.get(b.currency, 0.0):+.10g}")
+    return problems
+
+
+def audit_run(store: Store, run_id: str, *, paper: bool | None = None) -> list[str]:
+    """Problems found (empty when consistent): fills vs orders, orders vs signals, and the
+    balances: paper runs vs the opening balance plus every fill, live runs vs the exchange
+    balances read after the last fill (``balance_problems``). ``paper`` defaults to the
+    run's kind."""
     problems: list[str] = []
     with store.session(readonly=True) as s:
         run = s.get(Run, run_id)
@@ -22,6 +48,8 @@ def audit_run(store: Store, run_id: str, *, paper: bool = True) -> list[str]:
         fills = list(s.scalars(select(Fill).where(Fill.run_id == run_id)))
         signals = {(x.symbol, x.timeframe, x.bar_time) for x in s.scalars(select(Signal).where(Signal.run_id == run_id))}
         balances = {b.currency: b.free + b.used for b in s.scalars(select(Balance).where(Balance.run_id == run_id))}
+    if paper is None:
+        paper = run.kind != "live"
     by_order = defaultdict(list)
     for f in fills:
         by_order[f.order_id].append(f)
@@ -38,7 +66,7 @@ def audit_run(store: Store, run_id: str, *, paper: bool = True) -> list[str]:
             problems.append(f"order {o.client_order_id} has no signal")
         if o.status == "filled" and abs(done - o.amount) > EPS * max(1.0, o.amount):
             problems.append(f"order {o.client_order_id} is filled but its fills sum to {done} of {o.amount}")
-        if o.status in ("new", "sent", "rejected") and got:
+        if o.status in ("new", "sent", "unknown", "rejected", "expired") and got:
             problems.append(f"order {o.client_order_id} is {o.status} but has fills")
         for f in got:
             signed = f.amount if o.side == "buy" else -f.amount
@@ -55,4 +83,6 @@ def audit_run(store: Store, run_id: str, *, paper: bool = True) -> list[str]:
         for base, delta in base_delta.items():
             if abs(balances.get(base, 0.0) - delta) > EPS * max(1.0, abs(delta)):
                 problems.append(f"{base} balance {balances.get(base)} != fills {delta}")
+    if not paper:
+        problems.extend(balance_problems(store, run_id))
     return problems

@@ -1,10 +1,18 @@
 """Live broker: real orders through ccxt, each carrying its deterministic client order id.
 
-An order is stored as 'new' before ``create_order`` is called; the exchange's answer moves
-it to 'sent' (resting) or 'filled' with its fills, in one transaction with the balances
-read back from the exchange. A lost answer (timeout) is never blindly retried: the order
-is looked up by client order id first, so a retry cannot place it twice. On start,
-``reconcile`` settles every open order of the run with what the exchange knows.
+Every status change goes through the order state machine (``store.transition``). An order
+is stored as 'new' with its decision, marked 'sent' just before ``create_order`` and moved
+by the exchange's answer to open / partially_filled / filled (with its trades as fills, each
+with its fee and fee currency) in one transaction with the balances read back from the
+exchange. A lost answer (timeout, 5xx) is never blindly re-sent: the shared retry helper
+looks the order up by client order id before each new attempt, and an order still unknown
+after that is 'unknown' until a lookup settles it. "Not found" counts as lost only after
+``lost_after`` lookups spread over ``not_found_grace`` and a miss in the order history too:
+then it is 'expired' and the runner decides again on the current candle instead of
+sending the old order late.
+
+Positions are net of the fees charged in the base asset; balances are the exchange's, read
+on start and after every fill, and checked against the opening balance plus the run's fills.
 """
 from __future__ import annotations
 
@@ -15,31 +23,32 @@ from typing import Any, Callable
 
 import ccxt
 import pandas as pd
-from sqlalchemy import select
 
-from kronos_trader.exchange import (
-    ExchangeAdapterError,
-    ExchangeFault,
-    OrderNotFoundError,
-    call_with_retry,
-    is_retryable,
-)
+from kronos_trader.exchange import ExchangeAdapterError, ExchangeFault, OrderNotFoundError, call_with_retry
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.exchange.retry import to_adapter_error
-from kronos_trader.store import Balance, Fill, Order, Store
+from kronos_trader.store import OrderUpdate, Store
 from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
 
-from .accounting import Account, Position
+from .accounting import Account, Position, base_of, fill_deltas
 from .ids import belongs_to_run
 from .paper_broker import PaperBroker, PendingOrder
 
 log = logging.getLogger(__name__)
 
-#: an unconfirmed 'new' order the exchange does not know is given up after this long
+#: a missing order counts as lost after this many lookups in a row, spread over at least
+NOT_FOUND_LOOKUPS = 3
 NOT_FOUND_GRACE = pd.Timedelta(minutes=2)
+#: relative difference tolerated between the exchange's balance and opening + fills
+BALANCE_TOLERANCE = 1e-6
 
-_STATUS = {"open": "sent", "closed": "filled", "canceled": "canceled", "cancelled": "canceled",
-           "expired": "canceled", "rejected": "rejected"}
+_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "cancelled": "canceled",
+           "expired": "expired", "rejected": "rejected"}
+#: refused before the exchange processed the request: the order was certainly not placed
+_REFUSED = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.InvalidNonce)
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, _REFUSED) or "-1021" in str(exc)
 
 
 class ExchangeBroker:
@@ -47,14 +56,19 @@ class ExchangeBroker:
 
     def __init__(self, store: Store, run_id: str, quote: str, rules: dict, client: Any, *,
                  retry: dict | None = None, hook: Callable[..., None] | None = None,
-                 event: Callable[..., None] | None = None):
+                 event: Callable[..., None] | None = None, lost_after: int = NOT_FOUND_LOOKUPS,
+                 not_found_grace: pd.Timedelta = NOT_FOUND_GRACE):
         self.store, self.run_id, self.rules, self.client = store, run_id, rules, client
         self.retry = dict(retry or {"retries": 4, "backoff": 0.5})
         self.hook = hook or (lambda name, **kw: None)
         self.event = event or (lambda level, message, symbol=None: log.log(logging.INFO, message))
+        self.lost_after, self.not_found_grace = lost_after, pd.Timedelta(not_found_grace)
         self._paper = PaperBroker(store, run_id, quote, rules, commission=0.0, slippage=0.0)  # for load()
         self.account = Account(quote)
         self.pending: dict[str, PendingOrder] = {}
+        self.free: dict[str, float] = {}
+        #: orders found never to have reached the exchange (the runner decides again)
+        self.lost: list[PendingOrder] = []
 
     # ------------------------------------------------------------------ state
     def load(self) -> None:
@@ -68,150 +82,242 @@ class ExchangeBroker:
         for o in orders:
             self.pending[o.client_order_id] = o
 
+    @property
+    def currencies(self) -> list[str]:
+        return list(dict.fromkeys([self.account.quote, *(r.base for r in self.rules.values())]))
+
     def _balances(self) -> dict[str, tuple[float, float]]:
         raw = call_with_retry(self.client.fetch_balance, **self.retry)
-        wanted = {self.account.quote, *(r.base for r in self.rules.values())}
         return {c: (float((raw.get(c) or {}).get("free") or 0.0), float((raw.get(c) or {}).get("used") or 0.0))
-                for c in wanted}
+                for c in self.currencies}
 
-    def sync_balances(self) -> None:
-        """Exchange balances of the quote and base currencies into the database."""
+    def sync_balances(self) -> list[str]:
+        """Read the exchange balances into the database (the first read of a run is its
+        opening balance) and reconcile them with opening + fills; returns the problems."""
         balances = self._balances()
-        with self.store.session() as s:
-            self._write_balances(s, balances)
-        self.account.balances[self.account.quote] = sum(balances[self.account.quote])
+        self.store.apply_order_updates(self.run_id, [], balances, opening=self._opening)
+        self._apply_balances(balances)
+        return self.reconcile_balances()
 
-    def _write_balances(self, s, balances: dict[str, tuple[float, float]]) -> None:
-        now = utcnow()
-        rows = {b.currency: b for b in s.scalars(select(Balance).where(Balance.run_id == self.run_id))}
-        for currency, (free, used) in balances.items():
-            row = rows.get(currency)
-            if row is None:
-                s.add(Balance(run_id=self.run_id, currency=currency, free=free, used=used, updated_at=now))
-            else:
-                row.free, row.used, row.updated_at = free, used, now
+    def _apply_balances(self, balances: dict[str, tuple[float, float]]) -> None:
+        self.account.balances[self.account.quote] = sum(balances[self.account.quote])
+        self.free = {c: free for c, (free, _) in balances.items()}
+
+    def _opening(self, currency: str, total: float) -> float:
+        """A currency's first balance read, less what the run's fills moved: what the
+        account held before the run traded it."""
+        moved = 0.0
+        for symbol, _, side, amount, price, fee, fee_currency in self.store.account_rows(self.run_id)[1]:
+            moved += fill_deltas(symbol, side, amount, price, fee, fee_currency).get(currency, 0.0)
+        return total - moved
+
+    def reconcile_balances(self) -> list[str]:
+        """Exchange balance vs opening balance + the run's fills (net of fees), per
+        currency; a difference is an error event (someone else traded the account)."""
+        from .audit import balance_problems
+
+        problems = balance_problems(self.store, self.run_id)
+        for problem in problems:
+            self.event("error", f"balance reconciliation: {problem}")
+        return problems
 
     # ------------------------------------------------------------------ orders
-    def send(self, orders: list[PendingOrder]) -> None:
+    def send(self, orders: list[PendingOrder]) -> list[str]:
+        """Send 'new' orders; returns the client ids the exchange refused."""
+        refused = []
         for order in orders:
             if order.status != "new":
                 continue
+            self._set_status(order, "sent")
+            self.hook("order_in_flight", orders=[order])
             try:
                 answer = self._create(order)
-            except ExchangeFault as exc:  # unknown whether it arrived: stays 'new', settled by poll/reconcile
+            except ExchangeFault as exc:
+                if exc.__cause__ is not None and _refused(exc.__cause__):
+                    self._set_status(order, "expired", reason=f"never reached the exchange ({one_line(exc, 160)})")
+                    self._lose(order)
+                else:  # unknown whether it arrived: settled by the next lookups
+                    self._set_status(order, "unknown", reason=f"no answer ({one_line(exc, 160)})")
                 self.event("error", f"order {order.client_order_id} not confirmed: {one_line(exc)}", order.symbol)
                 continue
             except ExchangeAdapterError as exc:
-                self._finish(order, {"status": "rejected"}, reason=one_line(exc))
+                self._set_status(order, "rejected", reason=one_line(exc))
+                self.pending.pop(order.client_order_id, None)
+                refused.append(order.client_order_id)
                 self.event("error", f"order {order.client_order_id} refused: {one_line(exc)}", order.symbol)
                 continue
+            self.hook("order_answered", orders=[order])
             self._finish(order, answer)
+        return refused
 
     def _create(self, order: PendingOrder) -> dict:
-        """create_order without duplicates. Binance refuses a repeated client order id only
-        while the first order is open, so a filled market order could be placed twice: after
-        a refusal made before processing (429/418 rate limits, timestamp errors) the order is
-        sent again; after an ambiguous failure (timeout, 5xx, unreadable answer) it is only
-        looked up by client id, and if not found raises ExchangeFault: the order stays 'new'
-        and the next poll (or reconcile) settles it."""
+        """create_order through the shared retry helper without duplicates: Binance refuses a
+        repeated client order id only while the first order is open, so after an ambiguous
+        failure (timeout, 5xx, unreadable answer) the order is looked up by client id and
+        only re-sent when the exchange does not have it; after a refusal made before
+        processing (429/418 rate limits, -1021 timestamps: the helper resyncs the clock) it
+        is re-sent as is."""
         params = {"clientOrderId": order.client_order_id}
-        attempts = int(self.retry.get("retries", 4)) + 1
-        backoff = float(self.retry.get("backoff", 0.5))
-        for attempt in range(1, attempts + 1):
-            try:
-                return self.client.create_order(order.symbol, "market", order.side, order.amount, None, params)
-            except ccxt.BaseError as exc:
-                if not is_retryable(exc):
-                    raise to_adapter_error(exc, self.client.id, "create_order") from exc
-                refused = isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.InvalidNonce)) or \
-                    "-1021" in str(exc)
-                self.event("warning", f"create_order {order.client_order_id} attempt {attempt} failed "
-                                      f"({type(exc).__name__}){'' if refused else '; looking it up'}", order.symbol)
-                if not refused:
-                    for k in range(attempts):
-                        found = self._lookup(order)
-                        if found is not None:
-                            return found
-                        time.sleep(min(30.0, backoff * 2 ** k))
-                    raise ExchangeFault(self.client.id, "create_order", str(exc), kind=type(exc).__name__,
-                                        attempts=attempt) from exc
-                if attempt == attempts:
-                    raise ExchangeFault(self.client.id, "create_order", str(exc), kind=type(exc).__name__,
-                                        attempts=attempt) from exc
-                time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _lookup(self, order: PendingOrder) -> dict | None:
+        def recover(exc: BaseException) -> dict | None:
+            if _refused(exc):
+                return None  # certainly not placed: send again
+            found = self._lookup(order, retry=False)
+            if found is None:  # it may still arrive: never re-send, look it up later
+                raise ExchangeFault(self.client.id, "create_order", str(exc), kind=type(exc).__name__,
+                                    attempts=1) from exc
+            return found
+
+        return call_with_retry(self.client.create_order, order.symbol, "market", order.side, order.amount, None,
+                               params, recover=recover, **self.retry)
+
+    def _lookup(self, order: PendingOrder, retry: bool = True) -> dict | None:
+        """The exchange's view of the order by client id; None when it does not know it."""
         try:
+            kwargs = self.retry if retry else {"retries": 0}
             return call_with_retry(self.client.fetch_order, None, order.symbol,
-                                   {"clientOrderId": order.client_order_id}, **self.retry)
+                                   {"clientOrderId": order.client_order_id}, **kwargs)
         except OrderNotFoundError:
             return None
+        except ExchangeAdapterError:
+            if retry:
+                raise
+            return None
 
-    def _finish(self, order: PendingOrder, answer: dict, reason: str | None = None) -> None:
-        """Store the exchange's view of an order (status, fills) and the balances, in one transaction."""
-        status = _STATUS.get(str(answer.get("status")), "sent")
+    def _in_history(self, order: PendingOrder) -> dict | None:
+        """The order in the exchange's order history (allOrders), by client id."""
+        since = int(pd.Timestamp(order.created or order.bar_time).timestamp() * 1000) - 3_600_000
+        found = call_with_retry(self.client.fetch_orders, order.symbol, since, None, **self.retry)
+        return next((o for o in found if o.get("clientOrderId") == order.client_order_id), None)
+
+    def _trades(self, order: PendingOrder, answer: dict) -> list[tuple]:
+        """The order's executions (ts, price, amount, fee, fee currency), from its trades."""
+        trades = [t for t in (answer.get("trades") or []) if t.get("amount")]
+        if not trades and answer.get("id") is not None:
+            trades = call_with_retry(self.client.fetch_my_trades, order.symbol, None, None,
+                                     {"orderId": answer["id"]}, **self.retry)
+        out = []
+        for t in sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
+            fee = t.get("fee") or {}
+            ts = pd.Timestamp(t.get("timestamp") or answer.get("timestamp") or time.time() * 1000, unit="ms")
+            out.append((ts, float(t["price"]), float(t["amount"]), float(fee.get("cost") or 0.0),
+                        fee.get("currency")))
         filled = float(answer.get("filled") or 0.0)
-        if status == "sent" and filled:
-            status = "partially_filled"
-        fills = []
-        if filled:
-            price = float(answer.get("average") or answer.get("price") or 0.0)
+        if not out and filled:  # no trade list: the order's own totals
             fee = answer.get("fee") or {}
             ts = pd.Timestamp(answer.get("lastTradeTimestamp") or answer.get("timestamp") or time.time() * 1000,
                               unit="ms")
-            fills.append((ts, price, filled, float(fee.get("cost") or 0.0), fee.get("currency")))
+            out.append((ts, float(answer.get("average") or answer.get("price") or 0.0), filled,
+                        float(fee.get("cost") or 0.0), fee.get("currency")))
+        return out
+
+    def _set_status(self, order: PendingOrder, status: str, reason: str | None = None) -> None:
+        self.store.apply_order_updates(self.run_id, [OrderUpdate(order.client_order_id, status, reason)])
+        order.status = status
+        if status not in OPEN_ORDER_STATUSES:
+            self.pending.pop(order.client_order_id, None)
+
+    def _lose(self, order: PendingOrder) -> None:
+        self.pending.pop(order.client_order_id, None)
+        self.lost.append(order)
+
+    def _finish(self, order: PendingOrder, answer: dict) -> None:
+        """Store the exchange's view of an order (status, fills net of fees) and the balances,
+        in one transaction."""
+        status = _STATUS.get(str(answer.get("status")), "open")
+        filled = float(answer.get("filled") or 0.0)
+        if status == "open" and filled:
+            status = "partially_filled"
+        fills = self._trades(order, answer) if filled else []
         balances = self._balances() if filled else None
         account = copy.deepcopy(self.account)
-        with self.store.session() as s:
-            row = s.scalars(select(Order).where(Order.client_order_id == order.client_order_id)
-                            .with_for_update()).one()
-            have = {f.seq for f in s.scalars(select(Fill).where(Fill.order_id == row.id))}
-            row.status, row.updated_at = status, utcnow()
-            row.exchange_order_id = str(answer.get("id")) if answer.get("id") is not None else row.exchange_order_id
-            if reason:
-                row.reason = f"{row.reason}; {reason}" if row.reason else reason
-            for seq, (ts, price, amount, fee, currency) in enumerate(fills):
-                if seq in have:
-                    continue
-                s.add(Fill(order_id=row.id, run_id=self.run_id, seq=seq, ts=ts.to_pydatetime(), price=price,
-                           amount=amount, fee=fee, fee_currency=currency))
-                account.position(order.book).update(amount if order.side == "buy" else -amount, price)
-            if balances is not None:
-                self._write_balances(s, balances)
-                account.balances[account.quote] = sum(balances[account.quote])
-            s.flush()
-            self.hook("fill_tx", results=[order.client_order_id])
+        base = base_of(order.symbol)
+        stored = self.store.fill_count(order.client_order_id)  # already in the positions
+        for ts, price, amount, fee, currency in fills[stored:]:
+            account.position(order.book).update(fill_deltas(order.symbol, order.side, amount, price, fee,
+                                                            currency)[base], price)
+        # an order answered before 'sent' was stored (reconcile after a crash) passes through 'sent'
+        updates = [OrderUpdate(order.client_order_id, "sent")] if order.status == "new" else []
+        updates.append(OrderUpdate(order.client_order_id, status, fills=fills,
+                                   exchange_order_id=str(answer["id"]) if answer.get("id") is not None else None))
+        self.store.apply_order_updates(self.run_id, updates, balances, opening=self._opening,
+                                       inside=lambda: self.hook("fill_tx", results=[order.client_order_id]))
         self.account = account
-        order.status = status
+        if balances is not None:
+            self._apply_balances(balances)
+            self.reconcile_balances()
+        order.status, order.misses, order.first_miss = status, 0, None
         if status in OPEN_ORDER_STATUSES:
             self.pending[order.client_order_id] = order
         else:
             self.pending.pop(order.client_order_id, None)
 
+    def _missing(self, order: PendingOrder) -> None:
+        """One more lookup that did not find the order: lost only after several, over the
+        grace period, and not in the order history either."""
+        now = pd.Timestamp(utcnow())
+        order.misses += 1
+        order.first_miss = order.first_miss if order.first_miss is not None else now
+        if order.status in ("sent", "new"):
+            self._set_status(order, "unknown")
+        if order.misses < self.lost_after or now - order.first_miss < self.not_found_grace:
+            self.event("warning", f"order {order.client_order_id} not found on the exchange (lookup "
+                                  f"{order.misses}/{self.lost_after}); asking again later", order.symbol)
+            return
+        found = self._in_history(order)
+        if found is not None:
+            self._finish(order, found)
+            return
+        self._set_status(order, "expired", reason=f"never reached the exchange (not found in {order.misses} "
+                                                  f"lookups nor in the order history)")
+        self._lose(order)
+        self.event("warning", f"order {order.client_order_id} never reached the exchange: the position is "
+                              f"decided again on the current candle", order.symbol)
+
     def poll(self) -> int:
-        """Refresh orders still open on the exchange; returns how many filled."""
+        """Refresh the orders in flight or open on the exchange; returns how many filled."""
         filled = 0
         for order in list(self.pending.values()):
+            if order.status == "new":
+                continue
             try:
                 found = self._lookup(order)
+                if found is None:
+                    self._missing(order)
+                elif order.status in ("sent", "unknown") or _STATUS.get(str(found.get("status"))) != "open" \
+                        or float(found.get("filled") or 0.0):
+                    self._finish(order, found)
+                    filled += order.status == "filled"
             except ExchangeAdapterError as exc:
                 self.event("warning", f"cannot refresh order {order.client_order_id}: {one_line(exc)}", order.symbol)
-                continue
-            if found is None and order.status == "new":  # sending failed; a late arrival is still possible
-                created = order.created if order.created is not None else pd.Timestamp(utcnow())
-                if pd.Timestamp(utcnow()) - created > NOT_FOUND_GRACE:
-                    self._finish(order, {"status": "canceled"}, reason="never reached the exchange")
-            elif found is not None and (order.status == "new" or _STATUS.get(str(found.get("status"))) != "sent"):
-                self._finish(order, found)
-                filled += order.status == "filled"
         return filled
 
-    def reconcile(self) -> None:
-        """On start: every open order of the run is settled with the exchange's view; a 'new'
-        order the exchange never saw is sent now. Open exchange orders of this run the
-        database does not know are reported."""
+    def reconcile(self, current_close: dict[str, pd.Timestamp] | pd.Timestamp | None = None) -> None:
+        """On start: every open order of the run is settled with the exchange's view. A 'new'
+        order (stored, never sent) of the current candle is sent now; an older one would
+        trade late at a stale price, so it expires and the runner decides again
+        (``current_close``: the close of the last closed candle, per timeframe). Open
+        exchange orders of this run the database does not know are reported."""
         for order in list(self.pending.values()):
+            if order.status == "new":
+                try:
+                    found = self._lookup(order)
+                except ExchangeAdapterError as exc:
+                    self.event("error", f"reconcile {order.client_order_id}: {one_line(exc)}", order.symbol)
+                    continue
+                if found is not None:  # e.g. stored by an older version that sent before marking 'sent'
+                    self._finish(order, found)
+                elif (close := current_close.get(order.timeframe) if isinstance(current_close, dict)
+                      else current_close) is not None and order.bar_time >= close:
+                    self.event("warning", f"sending {order.client_order_id}, stored before the last stop but "
+                                          f"never sent", order.symbol)
+                    self.send([order])
+                else:
+                    self._set_status(order, "expired", reason="not sent before the last stop; decided again")
+                    self._lose(order)
+                    self.event("warning", f"order {order.client_order_id} was never sent (its candle has passed): "
+                                          f"decided again on the current candle", order.symbol)
+                continue
             try:
                 found = self._lookup(order)
             except ExchangeAdapterError as exc:
@@ -220,12 +326,8 @@ class ExchangeBroker:
             if found is not None:
                 self._finish(order, found)
                 self.event("info", f"reconciled {order.client_order_id}: {order.status}", order.symbol)
-            elif order.status == "new":
-                self.event("warning", f"sending {order.client_order_id}, stored before the last stop but never "
-                                      f"received by the exchange", order.symbol)
-                self.send([order])
             else:
-                self._finish(order, {"status": "rejected"}, reason="unknown to the exchange at reconcile")
+                self._missing(order)
         symbols = sorted({r.symbol for r in self.rules.values()})
         for symbol in symbols:
             try:
@@ -233,8 +335,7 @@ class ExchangeBroker:
             except ExchangeAdapterError as exc:
                 self.event("warning", f"cannot list open orders: {one_line(exc)}", symbol)
                 continue
-            with self.store.session(readonly=True) as s:
-                known = set(s.scalars(select(Order.client_order_id).where(Order.run_id == self.run_id)))
+            known = self.store.order_ids(self.run_id)
             for o in open_orders:
                 cid = o.get("clientOrderId")
                 if belongs_to_run(cid, self.run_id) and cid not in known:

@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import pandas as pd
-from sqlalchemy import select
-
 from kronos_trader.exchange import MarketRules
-from kronos_trader.store import Balance, Fill, Order, Store
-from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
+from kronos_trader.store import Order, Store
+from kronos_trader.store import OrderUpdate
 
-from .accounting import Account, Book, Position
+from .accounting import Account, Book, Position, base_of, fill_deltas
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,8 @@ class PendingOrder:
     amount: float
     status: str = "new"
     created: pd.Timestamp | None = None  # when it was stored (naive UTC)
+    misses: int = 0                      # live: lookups that did not find it in a row
+    first_miss: pd.Timestamp | None = None
 
     @property
     def book(self) -> Book:
@@ -114,30 +114,17 @@ class PaperBroker:
     # ------------------------------------------------------------------ state
     def initialize(self, quote_balance: float, currencies: Iterable[str]) -> None:
         """Opening balances of a new run (once; existing balances are kept)."""
-        with self.store.session() as s:
-            have = set(s.scalars(select(Balance.currency).where(Balance.run_id == self.run_id)))
-            if have:
-                return
-            now = utcnow()
-            for currency in dict.fromkeys([self.account.quote, *currencies]):
-                s.add(Balance(run_id=self.run_id, currency=currency, used=0.0, updated_at=now,
-                              free=float(quote_balance) if currency == self.account.quote else 0.0))
+        self.store.open_balances(self.run_id, {c: (float(quote_balance) if c == self.account.quote else 0.0, 0.0)
+                                               for c in dict.fromkeys([self.account.quote, *currencies])})
 
     def load(self) -> None:
-        """Balances, positions (from the fills, in order) and open orders from the database."""
-        with self.store.session(readonly=True) as s:
-            balances = {b.currency: float(b.free) + float(b.used)
-                        for b in s.scalars(select(Balance).where(Balance.run_id == self.run_id))}
-            fills = s.execute(
-                select(Order.symbol, Order.timeframe, Order.side, Fill.amount, Fill.price)
-                .join(Fill, Fill.order_id == Order.id)
-                .where(Fill.run_id == self.run_id).order_by(Fill.ts, Fill.id)).all()
-            open_rows = list(s.scalars(
-                select(Order).where(Order.run_id == self.run_id, Order.status.in_(OPEN_ORDER_STATUSES))
-                .order_by(Order.bar_time, Order.id)))
-        account = Account(self.account.quote, balances)
-        for symbol, timeframe, side, amount, price in fills:
-            account.position((symbol, timeframe)).update(amount if side == "buy" else -amount, price)
+        """Balances, positions (from the fills, in order, net of fees in the base asset) and
+        open orders from the database."""
+        balances, fills, open_rows = self.store.account_rows(self.run_id)
+        account = Account(self.account.quote, {b.currency: float(b.free) + float(b.used) for b in balances})
+        for symbol, timeframe, side, amount, price, fee, fee_currency in fills:
+            net = fill_deltas(symbol, side, amount, price, fee, fee_currency)[base_of(symbol)]
+            account.position((symbol, timeframe)).update(net, price)
         self.account = account
         self.pending = {o.client_order_id: PendingOrder.from_row(o) for o in open_rows}
 
@@ -150,20 +137,15 @@ class PaperBroker:
         for o in orders:
             self.pending[o.client_order_id] = o
 
-    def send(self, orders: list[PendingOrder]) -> None:
-        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction)."""
+    def send(self, orders: list[PendingOrder]) -> list[str]:
+        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction).
+        Returns the refused ones (none: the simulated exchange refuses at fill time)."""
         todo = [o for o in orders if o.status == "new"]
-        if not todo:
-            return
-        with self.store.session() as s:
-            rows = s.scalars(select(Order).where(Order.client_order_id.in_([o.client_order_id for o in todo]))
-                             .with_for_update())
-            now = utcnow()
-            for row in rows:
-                if row.status == "new":
-                    row.status, row.updated_at = "sent", now
+        if todo:
+            self.store.apply_order_updates(self.run_id, [OrderUpdate(o.client_order_id, "sent") for o in todo])
         for o in todo:
             o.status = "sent"
+        return []
 
     def due(self, book: Book, upto: pd.Timestamp) -> list[PendingOrder]:
         """Pending orders of ``book`` whose fill candle (opening at ``bar_time``) is ``<= upto``."""
@@ -227,33 +209,12 @@ class PaperBroker:
                 account.balances[base] = account.balances.get(base, 0.0) + signed
                 account.position(order.book).update(signed, r.price)
                 changed.update((account.quote, base))
-        with self.store.session() as s:
-            now = utcnow()
-            rows = {o.client_order_id: o for o in s.scalars(
-                select(Order).where(Order.client_order_id.in_([r.client_order_id for r in results])).with_for_update())}
-            for r in results:
-                row = rows.get(r.client_order_id)
-                if row is None or row.status not in OPEN_ORDER_STATUSES:
-                    raise RuntimeError(f"order {r.client_order_id} is not open in the database "
-                                       f"({row.status if row is not None else 'missing'}); reload the broker")
-                row.status, row.updated_at = r.status, now
-                if r.reason:
-                    row.reason = r.reason if not row.reason else f"{row.reason}; {r.reason}"
-                if r.amount:
-                    s.add(Fill(order_id=row.id, run_id=self.run_id, seq=0, ts=r.ts.to_pydatetime(),
-                               price=float(r.price), amount=float(r.amount), fee=float(r.fee),
-                               fee_currency=account.quote))
-            existing = {b.currency: b for b in s.scalars(
-                select(Balance).where(Balance.run_id == self.run_id, Balance.currency.in_(changed)).with_for_update())}
-            for currency in changed:
-                value = float(account.balances[currency])
-                if currency in existing:
-                    existing[currency].free, existing[currency].used = value, 0.0
-                    existing[currency].updated_at = now
-                else:
-                    s.add(Balance(run_id=self.run_id, currency=currency, free=value, used=0.0, updated_at=now))
-            s.flush()
-            self.hook("fill_tx", results=results)  # inside the transaction, before the commit
+        updates = [OrderUpdate(r.client_order_id, r.status, r.reason,
+                               fills=[(r.ts, r.price, r.amount, r.fee, account.quote)] if r.amount else [])
+                   for r in results]
+        self.store.apply_order_updates(self.run_id, updates,
+                                       {c: (float(account.balances[c]), 0.0) for c in sorted(changed)},
+                                       inside=lambda: self.hook("fill_tx", results=results))
         self.account = account
         for r in results:
             self.pending.pop(r.client_order_id, None)

@@ -1,21 +1,29 @@
-"""The paper/live trading runner: one cycle per candle close, resumable from the database.
+"""The paper/live trading loop: one cycle per candle close, resumable from the database.
 
-A cycle for a timeframe works out the candle boundary from ``now`` alone (the open time of
-the last closed candle), so a late or repeated run does the right thing:
+The loop is thin; its parts each have one job:
 
-1. candles: the newest closed candles of every pair are fetched through ccxt (the forming
-   one dropped, gaps since the last stored candle filled by a paginated fetch) and stored;
-2. forecasts: the window ending at each decision bar of every pair, all in one batch
-   (stored; seeds derive from the window end, so they equal the backtest's forecasts);
-3. for each decision bar in time order: pending orders fill at their fill candle's open,
-   then the SAME ``decide`` + ``rebalance`` as the backtest give the order, which is
-   stored as 'new' (with its signal and the equity, one transaction) BEFORE it is sent.
+* ``feed.CandleFeed``: closed candles per pair (store first, the exchange for the rest;
+  "closed" = close time passed on the exchange's clock AND confirmed by a later candle;
+  history fetched by count);
+* ``ForecastService``: the windows ending at each decision bar, in one batch (seeds derive
+  from the window end, so they equal the backtest's forecasts);
+* ``step.decide_bar``: forecasts and positions in, orders out (the backtest's ``decide`` +
+  ``rebalance``; ``self.policy`` is the seam for policy wrappers);
+* ``persister.Persister``: the bar's signals, orders ('new', BEFORE they are sent) and
+  equity in one transaction, through the store's repository;
+* the brokers (``PaperBroker`` simulated fills, ``ExchangeBroker`` real orders), both on the
+  store's order state machine.
 
-After any stop (kill -9 included) ``start`` resumes the run from the database: unsent
-'new' orders are sent (paper) or reconciled with the exchange by client order id (live),
-decisions already stored are not made again, and missed candles are caught up or skipped
-per ``paper.missed_candles``. Exchange faults are retried with backoff; what still fails
-skips the pair (or the cycle) with an event, never the runner.
+A cycle that could not decide (candle not confirmed yet, exchange clock behind, fetch
+failed, too little history) warns with the reason and is retried within the candle while
+time allows; ``CycleReport.undecided`` says what is left (``paper --once`` exits 1).
+
+After any stop (kill -9 included) ``start`` resumes the run from the database: decisions
+already stored are not made again, paper orders stored but not sent are sent (they fill at
+their fill candle's open, the backtest's rule), live orders are reconciled with the
+exchange by client order id (one never sent whose candle has passed expires and is decided
+again on the current candle). Missed candles are caught up or skipped per
+``paper.missed_candles``.
 """
 from __future__ import annotations
 
@@ -25,19 +33,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
 
 from kronos_trader.config import Settings
-from kronos_trader.decision import PositionState, RiskLimits, decide, load_policy, rebalance
+from kronos_trader.decision import RiskLimits, load_policy
 from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
     call_with_retry,
-    exchange_now,
-    fetch_closed_candles,
-    fill_candle_gaps,
     last_closed_candle_open,
     make_client,
     market_rules,
@@ -45,18 +48,22 @@ from kronos_trader.exchange import (
     timeframe_to_timedelta,
 )
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.forecasting.service import ForecastService, WindowForecast, WindowRequest
-from kronos_trader.store import EquitySnapshot, Order, Run, Signal, Store, open_store
-from kronos_trader.store.models import new_run_id, utcnow
+from kronos_trader.forecasting.service import ForecastService, WindowRequest
+from kronos_trader.store import Store, open_store
+from kronos_trader.store.models import utcnow
 
 from .accounting import Book
-from .ids import client_order_id
-from .paper_broker import FillResult, PaperBroker, PendingOrder, order_problem
+from .clock import Clock, utc_now
+from .feed import CandleFeed, PairFeed
+from .paper_broker import FillResult, PaperBroker, PendingOrder
+from .persister import Persister
+from .runs import resolve_run
+from .step import BookInput, Costs, decide_bar
 
 log = logging.getLogger(__name__)
 
-CANDLE_CACHE_BARS = 2000
-HOOK_POINTS = ("cycle_start", "orders_new", "orders_sent", "fill_tx", "cycle_end")
+HOOK_POINTS = ("cycle_start", "orders_new", "orders_sent", "order_in_flight", "order_answered", "fill_tx",
+               "cycle_end")
 
 
 @dataclass
@@ -65,11 +72,10 @@ class PairBook:
     timeframe: str
     rules: Any               # MarketRules
     interval: pd.Timedelta
+    feed: PairFeed
     last_bar: pd.Timestamp | None = None   # open time of the last bar decided (or passed)
     anchor: pd.Timestamp | None = None     # open time of the first decision (phase of forecast.every)
-    held_target: float = 0.0               # rebalance's held target (PolicyStrategy._target)
-    candles: pd.DataFrame | None = None    # recent closed candles (cache of the store)
-    holes: set = field(default_factory=set)  # open times the exchange has no candle for
+    held_target: float = 0.0               # rebalance's held target (NaN: an order was lost, decide again)
 
     @property
     def key(self) -> Book:
@@ -88,27 +94,31 @@ class CycleReport:
     rejected: list[str] = field(default_factory=list)
     fills: int = 0
     skipped: list[str] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)  # decisions due but not made, with the reason
+    final: int = 0                         # of those, how many a retry cannot help (the history is short)
+    attempts: int = 1
     timings: dict[str, float] = field(default_factory=dict)
     started: float = 0.0                   # time.time() at the start
     last_order_persisted: float | None = None  # time.time() when the last decision/order was stored
-
-
-def _utc_now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 
 class LiveRunner:
     """Paper (default) or live trading of ``settings.paper.pairs`` (see the module docstring).
 
     ``clock`` is "exchange" (the exchange's server time, one request per cycle; also what
-    makes replaying servers work) or "local". ``fill`` is the paper broker's fill rule.
-    ``hooks`` maps hook point names (``HOOK_POINTS``) to callables, for tests and tooling.
+    makes replaying servers work), "local" or a callable. ``local_clock`` is what the
+    exchange's clock is checked against (skew in either direction is logged and resynced).
+    ``fill`` is the paper broker's fill rule. ``decision_retries`` / ``retry_delay``: a cycle
+    that could not decide runs again that often, that many seconds apart, while its candle
+    lasts. ``hooks`` maps hook point names (``HOOK_POINTS``) to callables, for tests and tooling.
     """
 
     def __init__(self, settings: Settings, *, store: Store | None = None, client: Any = None,
                  service: ForecastService | None = None, run_id: str | None = None, new_run: bool = False,
                  live: bool = False, fill: str = "next_open", clock: str | Callable[[], pd.Timestamp] = "exchange",
-                 retries: int = 4, backoff: float = 0.5, min_change: float = 0.02,
+                 local_clock: Callable[[], pd.Timestamp] = utc_now, retries: int = 4, backoff: float = 0.5,
+                 min_change: float = 0.02, decision_retries: int = 3, retry_delay: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep, not_found_grace: pd.Timedelta | None = None,
                  hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False):
         if live and not settings.paper.live:
             raise ExchangeConfigError("live trading needs paper.live: true in the config as well as --live")
@@ -119,18 +129,24 @@ class LiveRunner:
         self.service = service
         self.requested_run_id, self.new_run = run_id, new_run
         self.run_id: str | None = None
-        self.clock = clock
+        self.clock, self.local_clock = clock, local_clock
         self.retry = {"retries": retries, "backoff": backoff}
         self.min_change = min_change
+        self.decision_retries, self.retry_delay, self.sleep = decision_retries, retry_delay, sleep
+        self.not_found_grace = not_found_grace
         self.hooks = dict(hooks or {})
         self.progress = progress
         self.policy = load_policy(settings.strategy.name, settings.strategy.params)
-        self.risk = RiskLimits(settings.backtest.stop_loss, settings.backtest.take_profit)
+        self.risk = RiskLimits(settings.risk.stop_loss, settings.risk.take_profit)
+        self.costs = Costs(settings.costs.commission, settings.costs.slippage)
         self.source = settings.paper.exchange
         self.books: dict[Book, PairBook] = {}
         self.broker: Any = None
+        self.feed: CandleFeed | None = None
+        self.persister: Persister | None = None
         self._lock = threading.RLock()
         self._prices: dict[Book, float] = {}
+        self.clock_: Clock | None = None
         self.started = False
 
     # ------------------------------------------------------------------ setup
@@ -144,14 +160,29 @@ class LiveRunner:
         return list(dict.fromkeys(p.timeframe for p in self.settings.paper.pairs))
 
     def start(self) -> "LiveRunner":
-        """Connect, load markets and the model, create or resume the run, recover orders."""
+        """Connect, check the pairs, load the model, create or resume the run, recover orders."""
         s = self.settings
         if self.store is None:
             self.store = open_store(s.database.url)
+        self.persister = Persister(self.store)
         if self.client is None:
             keys = (s.paper.api_key_env, s.paper.api_secret_env) if self.live else (None, None)
             self.client = make_client(s.paper.exchange, api_url=s.paper.api_url, api_key_env=keys[0],
                                       secret_env=keys[1])
+        self.feed = CandleFeed(self.store, self.client, self.source, s.forecast.lookback, self.retry,
+                               on_retry=self._on_retry)
+        for pair in s.paper.pairs:
+            self._check_timeframe(pair.symbol, pair.timeframe)
+            rules = market_rules(self.client, pair.symbol, **self.retry)
+            interval = timeframe_to_timedelta(pair.timeframe)
+            book = PairBook(rules.symbol, pair.timeframe, rules, interval,
+                            self.feed.pair(rules.symbol, pair.timeframe, interval))
+            if book.key in self.books:
+                raise ExchangeConfigError(f"paper.pairs lists {rules.symbol} {pair.timeframe} twice")
+            self.books[book.key] = book
+        quotes = sorted({b.rules.quote for b in self.books.values()})
+        if len(quotes) != 1:
+            raise ExchangeConfigError(f"paper.pairs must share one quote currency (got {', '.join(quotes)})")
         if self.service is None:
             from kronos_trader.forecasting.models import load_model
 
@@ -159,30 +190,20 @@ class LiveRunner:
             self.service = ForecastService.from_settings(s, self.store, self.progress, model)
         if self.service.store is None:
             self.service.store = self.store
-        for pair in s.paper.pairs:
-            if pair.timeframe.strip().endswith("M"):
-                raise ExchangeConfigError(f"paper.pairs: monthly timeframes are not supported ({pair.symbol} "
-                                          f"{pair.timeframe})")
-            rules = market_rules(self.client, pair.symbol, **self.retry)
-            book = PairBook(rules.symbol, pair.timeframe, rules, timeframe_to_timedelta(pair.timeframe))
-            if book.key in self.books:
-                raise ExchangeConfigError(f"paper.pairs lists {rules.symbol} {pair.timeframe} twice")
-            self.books[book.key] = book
-        quotes = sorted({b.rules.quote for b in self.books.values()})
-        if len(quotes) != 1:
-            raise ExchangeConfigError(f"paper.pairs must share one quote currency (got {', '.join(quotes)})")
         self.run_id = self._resolve_run()
+        self.persister.run_id = self.run_id
         rules = {b.symbol: b.rules for b in self.books.values()}
         if self.live:
             from .exchange_broker import ExchangeBroker
 
+            extra = {"not_found_grace": self.not_found_grace} if self.not_found_grace is not None else {}
             self.broker = ExchangeBroker(self.store, self.run_id, quotes[0], rules, self.client,
-                                         retry=self.retry, hook=self.hook, event=self.event)
+                                         retry=self.retry, hook=self.hook, event=self.event, **extra)
             self.broker.load()
             self.broker.sync_balances()
         else:
             self.broker = PaperBroker(self.store, self.run_id, quotes[0], rules,
-                                      commission=s.backtest.commission, slippage=s.backtest.slippage,
+                                      commission=self.costs.commission, slippage=self.costs.slippage,
                                       fill=self.fill, hook=self.hook)
             self.broker.initialize(s.paper.quote_balance, sorted({b.rules.base for b in self.books.values()}))
             self.broker.load()
@@ -191,82 +212,65 @@ class LiveRunner:
         self.started = True
         return self
 
+    def _check_timeframe(self, symbol: str, timeframe: str) -> None:
+        """An unsupported timeframe fails at start, not in every cycle."""
+        where = f"paper.pairs: {symbol} {timeframe}"
+        if timeframe.strip().endswith("M"):
+            raise ExchangeConfigError(f"{where}: monthly timeframes are not supported")
+        supported = getattr(self.client, "timeframes", None) or {}
+        if supported and timeframe not in supported:
+            raise ExchangeConfigError(f"{where}: {self.client.id} has no {timeframe!r} candles "
+                                      f"(supported: {', '.join(supported)})")
+        try:
+            timeframe_to_timedelta(timeframe)
+        except ValueError as exc:
+            raise ExchangeConfigError(f"{where}: {one_line(exc)}") from None
+
     def _resolve_run(self) -> str:
-        from kronos_trader.backtest.runner import code_version
-
-        name = f"{self.kind}:{self.source}"
-        config = self.settings.model_dump(mode="json")
-        runs = self.store.list_runs()
-        if self.requested_run_id:
-            rid = self.requested_run_id
-            run = next((r for r in runs if r.id == rid), None)
-            if run is not None and run.kind != self.kind:
-                raise ExchangeConfigError(f"run {run.id} is a {run.kind} run, not {self.kind}")
-            if run is None:
-                clash = [r.id for r in runs if r.id[:8] == rid[:8]]
-                if clash or len(rid) < 8:
-                    raise ExchangeConfigError(f"run id {rid!r}: client order ids use its first 8 characters, "
-                                              f"which must be unique ({', '.join(clash) or 'too short'})")
-                self.store.create_run(self.kind, name, config, code_version(), run_id=rid)
-                self.event("info", f"created {self.kind} run {rid}", run_id=rid)
-                return rid
-            self._resumed(run, config)
-            return rid
-        if not self.new_run:
-            for run in runs:
-                if run.kind == self.kind and run.name == name and run.status == "running":
-                    self._resumed(run, config)
-                    return run.id
-        prefixes = {r.id[:8] for r in runs}
-        rid = new_run_id()
-        while rid[:8] in prefixes:  # client order ids carry 8 characters of the run id
-            rid = new_run_id()
-        self.store.create_run(self.kind, name, config, code_version(), run_id=rid)
-        self.event("info", f"created {self.kind} run", run_id=rid)
-        return rid
-
-    def _resumed(self, run: Run, config: dict) -> None:
-        old = run.config or {}
-        changed = [k for k in ("model", "forecast", "strategy", "backtest", "paper") if old.get(k) != config.get(k)]
-        self.event("info", "resumed run", run_id=run.id)
-        if changed:
-            self.event("warning", f"resumed with changed settings ({', '.join(changed)}); decisions from now on use "
-                                  f"the new ones", run_id=run.id)
+        return resolve_run(self.store, self.kind, f"{self.kind}:{self.source}", self.settings.model_dump(mode="json"),
+                           self.requested_run_id, self.new_run, self.event)
 
     def _load_books(self) -> None:
         """Per pair: last decided bar, first decision (anchor) and the held target."""
-        with self.store.session(readonly=True) as s:
-            rows = s.execute(select(Signal.symbol, Signal.timeframe, func.min(Signal.bar_time),
-                                    func.max(Signal.bar_time))
-                             .where(Signal.run_id == self.run_id).group_by(Signal.symbol, Signal.timeframe)).all()
-            for symbol, timeframe, first, last in rows:
-                book = self.books.get((symbol, timeframe))
-                if book is None:
-                    continue
-                book.anchor = pd.Timestamp(first) - book.interval
-                book.last_bar = pd.Timestamp(last) - book.interval
-                latest = s.scalars(select(Signal).where(Signal.run_id == self.run_id, Signal.symbol == symbol,
-                                                        Signal.timeframe == timeframe, Signal.bar_time == last)).one()
-                book.held_target = float((latest.details or {}).get("held_target", 0.0))
+        for key, (first, last, details) in self.store.decision_span(self.run_id).items():
+            book = self.books.get(key)
+            if book is None:
+                continue
+            book.anchor = pd.Timestamp(first) - book.interval
+            book.last_bar = pd.Timestamp(last) - book.interval
+            held = (details or {}).get("held_target", 0.0)
+            book.held_target = float("nan") if held is None else float(held)
 
     def _recover(self) -> None:
-        """Orders stored as 'new' but never sent (a stop between storing and sending)."""
-        new = [o for o in self.broker.pending.values() if o.status == "new"]
+        """Orders stored but not settled before the last stop."""
         if self.live:
-            self.broker.reconcile()
-        elif new:
+            try:
+                now = self.now()
+                current = {tf: last_closed_candle_open(now, tf) + timeframe_to_timedelta(tf) for tf in self.timeframes}
+            except Exception as exc:  # without a clock every unsent order counts as late
+                self.event("warning", f"cannot read the clock at start ({one_line(exc)})")
+                current = {}
+            self.broker.reconcile(current or None)
+            self._decide_lost_again()
+            return
+        new = [o for o in self.broker.pending.values() if o.status == "new"]
+        if new:
             self.broker.send(new)
             self.event("warning", f"recovered {len(new)} order(s) stored but not sent before the last stop: "
                                   f"{', '.join(o.client_order_id for o in new)}")
 
+    def _decide_lost_again(self) -> None:
+        """Orders that never reached the exchange: their books decide again (not sent late)."""
+        for order in getattr(self.broker, "lost", []):
+            book = self.books.get(order.book)
+            if book is not None:
+                book.held_target = float("nan")
+        if getattr(self.broker, "lost", None):
+            self.broker.lost.clear()
+
     # ------------------------------------------------------------------ events
     def event(self, level: str, message: str, symbol: str | None = None, run_id: str | None = None) -> None:
-        getattr(log, {"info": "info", "warning": "warning", "error": "error"}[level])(
-            "%s%s", f"{symbol}: " if symbol else "", message)
-        try:
-            self.store.record_event(run_id or self.run_id, level, one_line(message, 1000), symbol=symbol)
-        except Exception as exc:  # the log must never stop trading
-            log.error("could not record event: %s", exc)
+        (self.persister or Persister(self.store)).event(level, message, symbol, run_id or self.run_id)
 
     def _on_retry(self, symbol: str | None, call: str) -> Callable[[int, BaseException, float], None]:
         def report(attempt: int, exc: BaseException, delay: float) -> None:
@@ -276,33 +280,67 @@ class LiveRunner:
 
     # ------------------------------------------------------------------ clock
     def now(self) -> pd.Timestamp:
-        if callable(self.clock):
-            return pd.Timestamp(self.clock())
-        if self.clock == "local":
-            return _utc_now()
-        return exchange_now(self.client, on_retry=self._on_retry(None, "fetch_time"), **self.retry)
+        """The cycle's clock (``clock.Clock``: the exchange's, checked against the local one)."""
+        if self.clock_ is None:
+            self.clock_ = Clock(self.clock, self.client, local=self.local_clock, retry=self.retry, event=self.event,
+                                on_retry=self._on_retry(None, "fetch_time"))
+        return self.clock_.now()
 
     # ------------------------------------------------------------------ cycles
     def run_cycle(self, timeframe: str | None = None, now: pd.Timestamp | None = None) -> list[CycleReport]:
         """One cycle for ``timeframe`` (every configured timeframe when None). Never raises
-        for exchange or database faults: they are recorded as events."""
+        for exchange or database faults: they are recorded as events. A timeframe whose
+        clock could not be read has no report."""
         if not self.started:
             self.start()
         with self._lock:
             reports = []
+            for tf in ([timeframe] if timeframe else self.timeframes):
+                report = self._cycle_until_decided(tf, pd.Timestamp(now) if now is not None else None)
+                if report is not None:
+                    reports.append(report)
+            return reports
+
+    def _cycle_until_decided(self, tf: str, given: pd.Timestamp | None) -> CycleReport | None:
+        """Run the cycle; while decisions are left undone and the candle lasts, again."""
+        t0 = time.time()
+        interval = timeframe_to_timedelta(tf)
+        report = None
+        for attempt in range(1, self.decision_retries + 2):
             try:
-                now = pd.Timestamp(now) if now is not None else self.now()
+                now = given if given is not None else self.now()
             except Exception as exc:
                 self.event("error", f"cycle skipped: cannot read the clock: {one_line(exc)}")
-                return []
-            for tf in ([timeframe] if timeframe else self.timeframes):
-                try:
-                    reports.append(self._cycle(tf, now))
-                except Exception as exc:
-                    log.exception("cycle %s failed", tf)
-                    self.event("error", f"{tf} cycle failed: {type(exc).__name__}: {one_line(exc)}")
-                    self._reload()
-            return reports
+                if attempt > self.decision_retries:
+                    return None
+                self.sleep(self.retry_delay)
+                continue
+            try:
+                report = self._cycle(tf, now)
+            except Exception as exc:
+                log.exception("cycle %s failed", tf)
+                self.event("error", f"{tf} cycle failed: {type(exc).__name__}: {one_line(exc)}")
+                self._reload()
+                boundary = last_closed_candle_open(now, tf)
+                report = CycleReport(tf, now, boundary, started=t0,
+                                     undecided=[f"cycle failed: {type(exc).__name__}: {one_line(exc, 200)}"])
+            report.attempts = attempt
+            if not report.undecided:
+                return report
+            clock = self.clock_
+            delay = max(self.retry_delay, clock.wait_for_exchange() if clock else 0.0)  # a lagging exchange clock
+            local_now = clock.local_now(now) if clock else now
+            target = max(report.boundary, last_closed_candle_open(local_now, tf))  # the candle to decide
+            left = (target + 2 * interval - local_now) - pd.Timedelta(seconds=time.time() - t0 + delay)
+            if attempt > self.decision_retries or left <= pd.Timedelta(0) or len(report.undecided) == report.final:
+                break
+            self.event("warning", f"{tf} candle {report.boundary}: no decision yet ({'; '.join(report.undecided)}); "
+                                  f"retrying in {delay:g}s (attempt {attempt + 1})")
+            self.sleep(delay)
+        if report is not None and report.undecided:
+            self.event("warning", f"{tf} candle {report.boundary}: {len(report.undecided)} decision(s) could not be "
+                                  f"made after {report.attempts} attempt(s): {'; '.join(report.undecided)}")
+        return report
 
     def _reload(self) -> None:
         """After a failed cycle: the database is the truth, reload the in-memory state."""
@@ -321,9 +359,13 @@ class LiveRunner:
         report = CycleReport(timeframe, now, boundary, started=t0)
         self.hook("cycle_start", report=report)
         books = [b for b in self.books.values() if b.timeframe == timeframe]
-        plans: dict[Book, list[pd.Timestamp]] = {}
-        for book in books:
-            plans[book.key] = self._plan(book, boundary, report)
+        if self.live:
+            report.fills += self.broker.poll()  # orders in flight settle first (lost ones decide again)
+            self._decide_lost_again()
+        behind = self.clock_.behind(timeframe, now, boundary) if self.clock_ is not None else None
+        plans: dict[Book, list[pd.Timestamp]] = {b.key: self._plan(b, boundary, report) for b in books}
+        if behind is not None:
+            report.undecided.extend(f"{b.symbol}: {behind}" for b in books)
 
         # 1. candles
         t = time.time()
@@ -333,6 +375,8 @@ class LiveRunner:
                 frames[book.key] = self._candles(book, plans[book.key], boundary, now)
             except (ExchangeAdapterError, ValueError) as exc:
                 report.skipped.append(f"{book.symbol}: {one_line(exc)}")
+                if plans[book.key]:
+                    report.undecided.append(f"{book.symbol}: candles not fetched ({one_line(exc, 200)})")
                 self.event("error", f"candles for {book.timeframe} skipped this cycle: {one_line(exc)}", book.symbol)
         report.timings["candles"] = time.time() - t
 
@@ -348,14 +392,17 @@ class LiveRunner:
             for bar in plans[book.key]:
                 if bar not in frame.index:
                     report.skipped.append(f"{book.symbol}: candle {bar} not available")
+                    report.undecided.append(f"{book.symbol}: candle {bar} not closed on the exchange yet")
                     self.event("warning", f"candle {bar} ({book.timeframe}) not available from the exchange yet; "
                                           f"decision postponed", book.symbol)
                     break  # later bars wait too (decisions are made in order)
                 position = int(frame.index.get_loc(bar))
                 if position < lookback - 1:
                     report.skipped.append(f"{book.symbol}: {position + 1} bars < lookback {lookback}")
-                    self.event("warning", f"only {position + 1} closed candles up to {bar}, the lookback is "
-                                          f"{lookback}: no decision", book.symbol)
+                    report.undecided.append(f"{book.symbol}: {position + 1} candles up to {bar} < lookback {lookback}")
+                    report.final += 1
+                    self.event("warning", f"only {position + 1} closed candles up to {bar} (the exchange has no "
+                                          f"older ones), the lookback is {lookback}: no decision", book.symbol)
                     continue
                 bars.append(bar)
                 if self._due(book, bar):
@@ -382,7 +429,7 @@ class LiveRunner:
             t = time.time()
             if orders:
                 self.hook("orders_new", orders=orders, report=report)
-                self._send(orders, report, step)
+                self._send(orders, report)
                 self.hook("orders_sent", orders=orders, report=report)
             t_send += time.time() - t
         t = time.time()
@@ -420,39 +467,11 @@ class LiveRunner:
             return True
         return int(round((bar - book.anchor) / book.interval)) % every == 0
 
-    # ------------------------------------------------------------------ candles
     def _candles(self, book: PairBook, bars: list[pd.Timestamp], boundary: pd.Timestamp,
                  now: pd.Timestamp) -> pd.DataFrame:
-        """Closed candles from the window start of the first bar (or the oldest pending
-        order's fill candle) to ``boundary``: store first, the exchange for the rest."""
-        lookback = self.settings.forecast.lookback
-        first = bars[0] if bars else boundary
-        start = shift_open(first, book.timeframe, -(lookback - 1))
         pending = [o.bar_time for o in self.broker.pending.values() if o.book == book.key]
-        if pending:
-            start = min(start, min(pending))
-        cache = book.candles
-        if cache is None or cache.empty or cache.index[0] > start:
-            cache = self.store.load_candles(self.source, book.symbol, book.timeframe, start, boundary)
-            cache.index.name = "timestamp"
-        have = cache.loc[start:boundary].index if len(cache) else pd.DatetimeIndex([])
-        grid = pd.date_range(start, boundary, freq=book.interval)
-        missing = grid.difference(have).difference(pd.DatetimeIndex(sorted(book.holes)))
-        if len(missing):
-            since = missing[0]
-            fresh = fetch_closed_candles(self.client, book.symbol, book.timeframe, since, until=boundary, now=now,
-                                         on_retry=self._on_retry(book.symbol, "fetch_ohlcv"), **self.retry)
-            if len(fresh):
-                self.store.upsert_candles(self.source, book.symbol, book.timeframe, fresh)
-                cache = pd.concat([cache, fresh]) if len(cache) else fresh
-                cache = cache[~cache.index.duplicated(keep="last")].sort_index()
-                # bars the exchange skipped between candles it has: holes, filled flat below
-                inside = missing[(missing >= since) & (missing < fresh.index[-1])]
-                book.holes.update(inside.difference(cache.index))
-        cache = cache.astype("float64")
-        book.candles = cache.iloc[-max(CANDLE_CACHE_BARS, lookback + 8):]
-        book.holes = {h for h in book.holes if h >= book.candles.index[0]} if len(book.candles) else set()
-        frame = fill_candle_gaps(cache.loc[start:boundary], book.timeframe)
+        frame = self.feed.frame(book.feed, bars[0] if bars else boundary, boundary, now,
+                                keep_from=min(pending) if pending else None)
         if len(frame):
             self._prices[book.key] = float(frame["close"].iloc[-1])
         return frame
@@ -462,7 +481,9 @@ class LiveRunner:
         """Live: refresh open exchange orders. Paper: fill due orders at their fill candle's
         open (in ticker mode only orders left pending, e.g. for want of a ticker)."""
         if self.live:
-            return self.broker.poll()
+            fills = self.broker.poll()
+            self._decide_lost_again()
+            return fills
         fills = 0
         for book in books:
             frame = frames.get(book.key)
@@ -477,8 +498,8 @@ class LiveRunner:
 
     def _decide(self, due: list[tuple[PairBook, pd.Timestamp]], books: list[PairBook],
                 frames: dict[Book, pd.DataFrame], forecasts: dict, report: CycleReport) -> list[PendingOrder]:
-        """Decisions of every pair at one bar, stored in one transaction with their orders
-        ('new' or 'rejected') and the equity at the bar's close."""
+        """Decisions of every pair at one bar (``decide_bar``), stored in one transaction with
+        their orders ('new' or 'rejected') and the equity at the bar's close."""
         if not due:
             return []
         step = due[0][1]
@@ -488,97 +509,46 @@ class LiveRunner:
             frame = frames.get(book.key)
             if frame is not None and len(frame) and frame.index[0] <= step:
                 prices[book.key] = float(frame["close"].iloc[frame.index.searchsorted(step, side="right") - 1])
-        with self.store.session(readonly=True) as s:  # decisions already stored (before a restart)
-            done = set(s.execute(select(Signal.symbol, Signal.timeframe).where(
-                Signal.run_id == self.run_id, Signal.bar_time == close_time.to_pydatetime())).all())
-        if done:
-            for book, bar in due:
-                if book.key in done:
-                    book.last_bar = bar
-            due = [(book, bar) for book, bar in due if book.key not in done]
-            if not due:
-                return []
-        account = self.broker.account
-        equity = account.equity(prices)
-        cash = account.cash
-        signals, orders, new = [], [], []
-        updates: list[tuple[PairBook, pd.Timestamp, float | None]] = []
+        done = self.persister.decided(close_time)  # decisions already stored (before a restart)
         for book, bar in due:
-            forecast: WindowForecast | None = forecasts.get((book.key, bar))
-            if forecast is None:  # not a forecast bar (forecast.every)
-                updates.append((book, bar, None))
-                continue
-            position = self.broker.position(book.key)
-            state = PositionState(size=position.size, entry_price=position.price or None, equity=equity,
-                                  price=forecast.last_close)
-            decision = decide(self.policy, forecast, state, self.risk)
-            units = rebalance(decision, book.held_target, state, self.min_change)
-            held = decision.target if units else book.held_target
-            bar_time = forecast.window_end
-            signals.append({"run_id": self.run_id, "symbol": book.symbol, "timeframe": book.timeframe,
-                            "bar_time": bar_time.to_pydatetime(), "forecast_id": forecast.forecast_id,
-                            "target_position": float(decision.target),
-                            "details": {"reason": decision.reason, "p_up": forecast.prob_up(),
-                                        "expected_return": forecast.expected_return(), "held_target": held,
-                                        "equity": equity, "price": forecast.last_close}})
-            updates.append((book, bar, held))
-            if not units:
-                continue
-            side = "buy" if units > 0 else "sell"
-            amount = book.rules.round_amount(abs(units))
-            cid = client_order_id(self.run_id, book.symbol, bar_time, side)
-            reason = order_problem(book.rules, amount, forecast.last_close)
-            if reason is None and not self.live:
-                after = account.cash_after(book.key, amount if side == "buy" else -amount, forecast.last_close,
-                                           self.settings.backtest.commission, cash)
-                if after < 0:
-                    reason = f"insufficient {account.quote} at submission ({cash:.8g})"
-                else:
-                    cash = after
-            status = "rejected" if reason else "new"
-            orders.append({"run_id": self.run_id, "client_order_id": cid, "symbol": book.symbol,
-                           "timeframe": book.timeframe, "bar_time": bar_time.to_pydatetime(), "side": side,
-                           "type": "market", "amount": amount, "status": status,
-                           "reason": f"{decision.reason}; rejected: {reason}" if reason else decision.reason})
-            if reason:
-                report.rejected.append(cid)
-                self.event("warning", f"order {cid} rejected: {reason}", book.symbol)
-            else:
-                new.append(PendingOrder(cid, book.symbol, book.timeframe, bar_time, side, amount,
-                                        created=pd.Timestamp(utcnow())))
-        with self.store.session() as s:
-            now = utcnow()
-            existing = set(s.scalars(select(Order.client_order_id).where(
-                Order.client_order_id.in_([o["client_order_id"] for o in orders]))))
-            for row in signals:
-                s.add(Signal(**row, created_at=now))
-            for row in orders:
-                if row["client_order_id"] not in existing:
-                    s.add(Order(**row, created_at=now, updated_at=now))
-            snapshot = s.scalars(select(EquitySnapshot).where(EquitySnapshot.run_id == self.run_id,
-                                                              EquitySnapshot.ts == close_time.to_pydatetime())).one_or_none()
-            position_value = equity - account.cash
-            details = {"prices": {f"{k[0]} {k[1]}": v for k, v in prices.items()}}
-            if snapshot is None:
-                s.add(EquitySnapshot(run_id=self.run_id, ts=close_time.to_pydatetime(), equity=equity,
-                                     cash=account.cash, position_value=position_value, details=details))
-            else:
-                snapshot.equity, snapshot.cash, snapshot.position_value = equity, account.cash, position_value
-                snapshot.details = details
+            if book.key in done:
+                book.last_bar = bar
+        due = [(book, bar) for book, bar in due if book.key not in done]
+        if not due:
+            return []
+        inputs = [BookInput(book.key, book.rules, book.held_target, forecasts.get((book.key, bar))) for book, bar in due]
+        result = decide_bar(self.policy, self.risk, inputs, self.broker.account, prices, run_id=self.run_id,
+                            costs=self.costs, min_change=self.min_change, live=self.live,
+                            free=getattr(self.broker, "free", None))
+        added = self.persister.record(result, close_time, self.broker.account, prices)
         report.last_order_persisted = time.time()
-        for book, bar, held in updates:
+        for book, bar in due:
             book.last_bar = bar
+            held = result.held.get(book.key)
             if held is not None:
                 book.anchor = book.anchor if book.anchor is not None else bar
                 book.held_target = held
                 report.decisions += 1
-        new = [o for o in new if o.client_order_id not in existing]
+        new = []
+        for o in result.orders:
+            if o.client_order_id not in added:
+                continue
+            if o.status == "rejected":
+                report.rejected.append(o.client_order_id)
+                self.event("warning", f"order {o.client_order_id} rejected: {o.reason.rsplit('rejected: ', 1)[-1]}",
+                           o.symbol)
+                continue
+            new.append(PendingOrder(o.client_order_id, o.symbol, o.timeframe, o.bar_time, o.side, o.amount,
+                                    created=pd.Timestamp(utcnow())))
         self.broker.track(new)
         report.orders.extend(o.client_order_id for o in new)
         return new
 
-    def _send(self, orders: list[PendingOrder], report: CycleReport, step: pd.Timestamp) -> None:
-        self.broker.send(orders)
+    def _send(self, orders: list[PendingOrder], report: CycleReport) -> None:
+        refused = self.broker.send(orders) or []
+        report.rejected.extend(refused)
+        if self.live:
+            self._decide_lost_again()
         if not self.live and self.fill == "ticker":
             for order in orders:
                 try:
@@ -587,11 +557,12 @@ class LiveRunner:
                     last = ticker.get("last") or ticker.get("close")
                     if not last:
                         raise ValueError("ticker without a last price")
+                    stamp = self.now()  # the run's clock (--clock), like every other time it records
                 except (ExchangeAdapterError, ValueError) as exc:
                     self.event("error", f"order {order.client_order_id} stays pending: no ticker ({one_line(exc)})",
                                order.symbol)
                     continue
-                result: FillResult = self.broker.fill_at(order, _utc_now(), float(last))
+                result: FillResult = self.broker.fill_at(order, stamp, float(last))
                 report.fills += 1 if result.amount else 0
 
     # ------------------------------------------------------------------ scheduling

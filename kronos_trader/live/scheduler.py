@@ -60,5 +60,8 @@ def _job(runner: Any, timeframe: str) -> None:
             log.info("%s cycle for the candle %s: %d decision(s), %d order(s), %d fill(s) in %.2fs%s",
                      timeframe, report.boundary, report.decisions, len(report.orders), report.fills,
                      report.timings.get("total", 0.0), f"; skipped: {'; '.join(report.skipped)}" if report.skipped else "")
+            if report.undecided:
+                log.warning("%s cycle for the candle %s could not decide: %s", timeframe, report.boundary,
+                            "; ".join(report.undecided))
     except Exception:  # pragma: no cover - run_cycle already catches
         log.exception("%s cycle crashed", timeframe)

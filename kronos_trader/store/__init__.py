@@ -4,6 +4,7 @@ Backtests and paper/live trading write to the same schema.  Imports only
 sqlalchemy and pandas (alembic lazily, when migrating).
 """
 
+from .accounts import OrderUpdate
 from .engine import DEFAULT_URL, alembic_config, safe_url
 from .errors import StoreError
 from .models import (
@@ -19,6 +20,7 @@ from .models import (
     Signal,
     Trade,
 )
+from .order_state import IllegalTransition, OrderStatus, transition
 from .store import Store, open_store
 
 __all__ = [
@@ -30,7 +32,10 @@ __all__ = [
     "Event",
     "Fill",
     "Forecast",
+    "IllegalTransition",
     "Order",
+    "OrderStatus",
+    "OrderUpdate",
     "Run",
     "Signal",
     "Store",
@@ -39,4 +44,5 @@ __all__ = [
     "alembic_config",
     "open_store",
     "safe_url",
+    "transition",
 ]

@@ -38,8 +38,8 @@ def safe_url(url: str | URL) -> str:
 def _one_line(exc: BaseException, password: str | None = None) -> str:
     orig = getattr(exc, "orig", None) or exc
     msg = (str(orig).strip().splitlines() or [type(orig).__name__])[0].strip()
-    if password:
-        msg = msg.replace(password, "***")
+    if password:  # the password as a whole token only: "on" must not garble "connection"
+        msg = re.sub(rf"(?<![\w]){re.escape(password)}(?![\w])", "***", msg)
     return f"{type(orig).__name__}: {msg}" if msg else type(orig).__name__
 
 

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .order_state import OPEN_STATUSES, OrderStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -43,8 +45,8 @@ RUN_KINDS = ("backtest", "paper", "live")
 RUN_STATUSES = ("running", "finished", "failed")
 ORDER_SIDES = ("buy", "sell")
 ORDER_TYPES = ("market", "limit")
-ORDER_STATUSES = ("new", "sent", "filled", "partially_filled", "canceled", "rejected")
-OPEN_ORDER_STATUSES = ("new", "sent", "partially_filled")
+ORDER_STATUSES = tuple(s.value for s in OrderStatus)
+OPEN_ORDER_STATUSES = OPEN_STATUSES
 EVENT_LEVELS = ("info", "warning", "error")
 
 
@@ -217,6 +219,8 @@ class Balance(Base):
     currency: Mapped[str] = mapped_column(String(16))
     free: Mapped[float]
     used: Mapped[float]
+    #: live runs: the exchange balance when the run started (what is not the run's own)
+    opening: Mapped[Optional[float]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

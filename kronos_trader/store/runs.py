@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from ._util import dedupe, opt_float, opt_utc_naive, records, to_utc_naive
 from .base import StoreBase
 from .errors import StoreError
+from .order_state import transition
 from .models import (
     EVENT_LEVELS,
     ORDER_SIDES,
@@ -148,7 +149,8 @@ class RunsMixin(StoreBase):
         exchange_order_id: str | None = None,
         reason: str | None = None,
     ) -> Order:
-        """Set an order's status (and exchange id / reason when given); returns the row."""
+        """Move an order to ``status`` through the order state machine (an illegal move
+        raises :class:`IllegalTransition`); sets the exchange id / reason when given."""
         _check("status", status, ORDER_STATUSES)
         with self.session() as s:
             order = s.scalars(
@@ -156,7 +158,7 @@ class RunsMixin(StoreBase):
             ).one_or_none()
             if order is None:
                 raise StoreError(f"unknown order {client_order_id!r}")
-            order.status = status
+            order.status = transition(order.status, status).value
             if exchange_order_id is not None:
                 order.exchange_order_id = exchange_order_id
             if reason is not None:
@@ -231,6 +233,63 @@ class RunsMixin(StoreBase):
                      "fee": float(r.get("fee") or 0.0), "fee_currency": r.get("fee_currency")}
                     for r in fill_rows], ("order_id", "seq"), keep="first")
                 self._write(s, Fill.__table__, prepared, ("order_id", "seq"))
+
+    def record_decisions(
+        self,
+        run_id: str,
+        signals: Iterable[Mapping[str, Any]],
+        orders: Iterable[Mapping[str, Any]],
+        equity: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """The decisions of one bar in ONE transaction: signals, their orders (stored before
+        they are sent) and the equity snapshot at the bar's close. Idempotent (a decision or
+        order already stored is kept); returns the client ids of the orders added now."""
+        now = utcnow()
+        order_rows = []
+        for r in orders:
+            _check("side", r["side"], ORDER_SIDES)
+            _check("status", r["status"], ORDER_STATUSES)
+            order_rows.append({**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]),
+                               "amount": float(r["amount"]), "type": r.get("type", "market"),
+                               "created_at": now, "updated_at": now})
+        with self.session() as s:
+            wanted = [r["client_order_id"] for r in order_rows]
+            existing = set(s.scalars(select(Order.client_order_id).where(Order.client_order_id.in_(wanted))))
+            sig_rows = [{**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]), "created_at": now}
+                        for r in signals]
+            self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
+            added = [r for r in order_rows if r["client_order_id"] not in existing]
+            for r in added:
+                s.add(Order(**r))
+            if equity is not None:
+                row = {"run_id": run_id, "ts": to_utc_naive(equity["ts"]), "equity": float(equity["equity"]),
+                       "cash": float(equity["cash"]), "position_value": float(equity["position_value"]),
+                       "details": _opt_dict(equity.get("details"))}
+                self._write(s, EquitySnapshot.__table__, [row], ("run_id", "ts"), _EQUITY_UPDATE)
+        return {r["client_order_id"] for r in added}
+
+    def decided(self, run_id: str, bar_time: Any) -> set[tuple[str, str]]:
+        """(symbol, timeframe) of the decisions stored for the bar closing at ``bar_time``."""
+        with self.session(readonly=True) as s:
+            return set(s.execute(select(Signal.symbol, Signal.timeframe).where(
+                Signal.run_id == run_id, Signal.bar_time == to_utc_naive(bar_time))).all())
+
+    def decision_span(self, run_id: str) -> dict[tuple[str, str], tuple[Any, Any, dict | None]]:
+        """Per (symbol, timeframe): first and last decision bar (close times) and the last
+        decision's details (what a resumed run continues from)."""
+        from sqlalchemy import func
+
+        out = {}
+        with self.session(readonly=True) as s:
+            rows = s.execute(select(Signal.symbol, Signal.timeframe, func.min(Signal.bar_time),
+                                    func.max(Signal.bar_time))
+                             .where(Signal.run_id == run_id).group_by(Signal.symbol, Signal.timeframe)).all()
+            for symbol, timeframe, first, last in rows:
+                details = s.scalar(select(Signal.details).where(
+                    Signal.run_id == run_id, Signal.symbol == symbol, Signal.timeframe == timeframe,
+                    Signal.bar_time == last))
+                out[(symbol, timeframe)] = (first, last, details)
+        return out
 
     # ------------------------------------------------------------------ equity / balances
     def record_equity(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .accounts import AccountsMixin
 from .engine import DEFAULT_URL, _one_line, create_store_engine, safe_url, upgrade
 from .errors import StoreError
 from .market import MarketDataMixin
@@ -9,7 +10,7 @@ from .reports import ReportsMixin
 from .runs import RunsMixin
 
 
-class Store(MarketDataMixin, RunsMixin, ReportsMixin):
+class Store(MarketDataMixin, RunsMixin, ReportsMixin, AccountsMixin):
     """Persistence for candles, forecasts and backtest/paper/live runs."""
 
 

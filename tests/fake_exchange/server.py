@@ -56,7 +56,8 @@ _WEEK_ORIGIN_MS = 4 * 86_400_000  # Monday 1970-01-05
 #: ``unavailable``: HTTP 503 HTML page; ``server_error``: HTTP 500 (-1000);
 #: ``malformed_json``: truncated JSON with status 200; ``empty_body``: 200 with
 #: no body; ``empty_list``: 200 ``[]``; ``clock_skew``: /api/v3/time off by
-#: ``skew_ms`` (kw, default 5000); ``timestamp_error``: -1021 on signed calls.
+#: ``skew_ms`` (kw, default 5000); ``timestamp_error``: -1021 on signed calls;
+#: ``not_found``: -2013 "Order does not exist." (an order lookup that has not caught up).
 FAULTS = {
     "timeout": ("timeout",),
     "rate_limit": ("rate_limit", "429"),
@@ -68,6 +69,7 @@ FAULTS = {
     "empty_list": ("empty_list", "empty"),
     "clock_skew": ("clock_skew", "skew"),
     "timestamp_error": ("timestamp_error", "-1021"),
+    "not_found": ("not_found", "-2013"),
 }
 _ALIASES = {alias: name for name, aliases in FAULTS.items() for alias in aliases}
 
@@ -219,6 +221,7 @@ class FakeBinance:
         port: int = 0,
         balances: dict[str, float] | None = None,
         timeout_delay_s: float = 2.0,
+        fee_rate: float = 0.001,
     ):
         self.host, self._port = host, port
         #: expected X-MBX-APIKEY (None: any non-empty key is accepted)
@@ -232,6 +235,9 @@ class FakeBinance:
         self.check_recv_window = False
         #: seconds a "timeout" fault sleeps before answering
         self.timeout_delay_s = timeout_delay_s
+        #: trading fee (Binance's default 0.1%), charged in the asset received: the base
+        #: asset on a buy, the quote asset on a sell
+        self.fee_rate = fee_rate
         #: fill marketable LIMIT orders and resting ones touched by later candles
         self.match_limit_orders = True
         self.requests: list[RequestRecord] = []
@@ -524,6 +530,8 @@ class FakeBinance:
             return 200, [], js
         if fault.name == "timestamp_error":
             return 400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}, js
+        if fault.name == "not_found":
+            return 400, {"code": -2013, "msg": "Order does not exist."}, js
         raise AssertionError(fault.name)  # pragma: no cover
 
     # ------------------------------------------------------------------ routing
@@ -847,22 +855,25 @@ class FakeBinance:
             self._lock_funds(order, -1)
         self.balances.setdefault(base, [0.0, 0.0])
         self.balances.setdefault(quote, [0.0, 0.0])
+        rate = _dec(_fmt(self.fee_rate))
         if order["side"] == "BUY":
+            fee_asset, fee = base, qty * rate
             self.balances[quote][0] -= float(quote_amount)
-            self.balances[base][0] += float(qty)
+            self.balances[base][0] += float(qty - fee)
         else:
+            fee_asset, fee = quote, quote_amount * rate
             self.balances[base][0] -= float(qty)
-            self.balances[quote][0] += float(quote_amount)
+            self.balances[quote][0] += float(quote_amount - fee)
         trade_id = self._next_trade_id
         self._next_trade_id += 1
         now = self.clock_ms()
         order.update(status="FILLED", executedQty=_fmt(qty), cummulativeQuoteQty=_fmt(quote_amount), updateTime=now)
-        order["fills"] = [{"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(0), "commissionAsset": quote,
-                           "tradeId": trade_id}]
+        order["fills"] = [{"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(fee),
+                           "commissionAsset": fee_asset, "tradeId": trade_id}]
         self.trades.append({
             "symbol": order["symbol"], "id": trade_id, "orderId": order["orderId"], "orderListId": -1,
-            "price": _fmt(price), "qty": _fmt(qty), "quoteQty": _fmt(quote_amount), "commission": _fmt(0),
-            "commissionAsset": quote, "time": now, "isBuyer": order["side"] == "BUY",
+            "price": _fmt(price), "qty": _fmt(qty), "quoteQty": _fmt(quote_amount), "commission": _fmt(fee),
+            "commissionAsset": fee_asset, "time": now, "isBuyer": order["side"] == "BUY",
             "isMaker": order["type"] != "MARKET", "isBestMatch": True,
         })
 

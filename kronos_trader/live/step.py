@@ -1,0 +1,129 @@
+"""The decision step of the live loop: forecasts and positions in, orders out. Pure (no
+clock, no I/O), and the same ``decide`` + ``rebalance`` as the backtest.
+
+``policy`` is any object with ``decide(forecast, position) -> Decision`` (the configured
+strategy, or a wrapper around it such as a gate that vetoes trades): the seam where the
+loop's decisions can be changed by configuration without touching the loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance
+from kronos_trader.forecasting.service import WindowForecast
+
+from .accounting import Account, Book, base_of
+from .ids import client_order_id
+from .paper_broker import order_problem
+
+
+@dataclass(frozen=True)
+class BookInput:
+    """One pair at the decision bar."""
+
+    key: Book
+    rules: Any                          # MarketRules
+    held_target: float                  # the target the position was last traded to (NaN: unknown)
+    forecast: WindowForecast | None     # None: not a forecast bar (forecast.every)
+
+
+@dataclass(frozen=True)
+class Costs:
+    commission: float
+    slippage: float
+
+
+@dataclass
+class OrderIntent:
+    client_order_id: str
+    symbol: str
+    timeframe: str
+    bar_time: pd.Timestamp   # the decision candle's close
+    side: str
+    amount: float
+    status: str              # 'new' or 'rejected'
+    reason: str
+
+    def row(self) -> dict:
+        return {"client_order_id": self.client_order_id, "symbol": self.symbol, "timeframe": self.timeframe,
+                "bar_time": self.bar_time, "side": self.side, "type": "market", "amount": self.amount,
+                "status": self.status, "reason": self.reason}
+
+
+@dataclass
+class StepResult:
+    signals: list[dict] = field(default_factory=list)
+    orders: list[OrderIntent] = field(default_factory=list)
+    held: dict[Book, float | None] = field(default_factory=dict)  # None: no decision (not a forecast bar)
+
+
+def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account: Account,
+               prices: dict[Book, float], *, run_id: str, costs: Costs, min_change: float, live: bool,
+               free: dict[str, float] | None = None) -> StepResult:
+    """Decisions of every pair at one bar. ``account`` holds positions net of fees; live
+    orders are capped to the free balances (a buy by the quote it can pay at the decision
+    price plus costs, a sell by the base held), so the exchange never refuses them for
+    funds; paper orders get Backtrader's cash check at submission. A closing order too
+    small for the market (the fee's dust) is no order."""
+    out = StepResult()
+    equity = account.equity(prices)
+    cash = account.cash
+    free = dict(free or {})
+    for book in books:
+        forecast = book.forecast
+        if forecast is None:
+            out.held[book.key] = None
+            continue
+        symbol, timeframe = book.key
+        position = account.position(book.key)
+        price = forecast.last_close
+        state = PositionState(size=position.size, entry_price=position.price or None, equity=equity, price=price)
+        decision = decide(policy, forecast, state, risk)
+        units = rebalance(decision, book.held_target, state, min_change)
+        unknown = isinstance(book.held_target, float) and math.isnan(book.held_target)
+        held = decision.target if units or unknown else book.held_target
+        reason = decision.reason
+        bar_time = forecast.window_end
+        order = None
+        if units:
+            side = "buy" if units > 0 else "sell"
+            amount = book.rules.round_amount(abs(units))
+            if live:
+                if side == "buy":
+                    quote = free.get(account.quote, cash)
+                    amount = min(amount, book.rules.round_amount(max(0.0, quote) / (price * (
+                        1 + costs.commission + costs.slippage))))
+                else:
+                    amount = min(amount, book.rules.round_amount(max(0.0, free.get(base_of(symbol), amount))))
+            problem = order_problem(book.rules, amount, price)
+            if problem is not None and decision.target == 0:
+                reason = f"{reason}; residual {position.size:g} too small to trade ({problem})"
+            else:
+                if problem is None and not live:
+                    after = account.cash_after(book.key, amount if side == "buy" else -amount, price,
+                                               costs.commission, cash)
+                    if after < 0:
+                        problem = f"insufficient {account.quote} at submission ({cash:.8g})"
+                    else:
+                        cash = after
+                if problem is None and live:
+                    signed = amount if side == "buy" else -amount
+                    free[account.quote] = free.get(account.quote, cash) - signed * price * (1 + costs.commission)
+                    free[base_of(symbol)] = free.get(base_of(symbol), 0.0) + signed
+                order = OrderIntent(client_order_id(run_id, symbol, bar_time, side), symbol, timeframe, bar_time,
+                                    side, amount, "rejected" if problem else "new",
+                                    f"{decision.reason}; rejected: {problem}" if problem else decision.reason)
+        out.signals.append({"symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
+                            "forecast_id": forecast.forecast_id, "target_position": float(decision.target),
+                            "details": {"reason": reason, "p_up": forecast.prob_up(),
+                                        "expected_return": forecast.expected_return(),
+                                        "held_target": None if held != held else held, "equity": equity,
+                                        "price": price}})
+        out.held[book.key] = held
+        if order is not None:
+            out.orders.append(order)
+    return out
