@@ -13,7 +13,7 @@ import pandas as pd
 
 from kronos_trader.config import Settings
 from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
-from kronos_trader.decision import load_policy
+from kronos_trader.decision import Policy, load_policy
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
@@ -67,6 +67,7 @@ class BacktestResult:
     forecasts_computed: int = 0
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (portfolio runs)
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -114,14 +115,30 @@ def code_version() -> str:
         return "unknown"
 
 
-def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timeframe: str,
+def configure_broker(cerebro: bt.Cerebro, settings: Settings) -> None:
+    """Cash, fees and slippage from `backtest:` settings."""
+    cerebro.broker.setcash(settings.backtest.cash)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.backtest.commission))
+    if settings.backtest.slippage:
+        cerebro.broker.set_slippage_perc(settings.backtest.slippage, slip_open=True, slip_match=True)
+
+
+def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
                  store: Store | None, progress: bool = True, name: str = "backtest",
                  service: ForecastService | None = None) -> BacktestResult:
-    """Run the configured strategy over `candles` and (with a store) persist everything."""
+    """Run the configured strategy over `candles` and (with a store) persist everything.
+
+    With a dict of candles by symbol (or a cross-sectional policy) it is one portfolio
+    backtest with a feed per symbol and shared cash (backtest/portfolio.py)."""
+    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    if isinstance(candles, dict) or not isinstance(policy, Policy):
+        from .portfolio import run_portfolio_backtest
+
+        panel = candles if isinstance(candles, dict) else {symbol: candles}
+        return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
                          f"{settings.forecast.lookback} bars")
-    policy = load_policy(settings.strategy.name, settings.strategy.params)
     if service is None:
         model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
         service = ForecastService(model, settings.forecast, store, progress)
@@ -131,10 +148,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
 
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(frame_feed(candles, symbol))
-    cerebro.broker.setcash(settings.backtest.cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.backtest.commission))
-    if settings.backtest.slippage:
-        cerebro.broker.set_slippage_perc(settings.backtest.slippage, slip_open=True, slip_match=True)
+    configure_broker(cerebro, settings)
     journal = Journal()
     cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
                         stop_loss=settings.backtest.stop_loss, take_profit=settings.backtest.take_profit,
