@@ -66,8 +66,9 @@ def open_study(settings: Settings, data: SweepData, space: SearchSpace) -> optun
     fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     name = settings.sweep.name or f"{settings.strategy.name.rpartition(':')[2]}-{fingerprint}"
     storage = study_storage(settings.database.url)
-    sampler = (optuna.samplers.GridSampler({n: d.choices for n, d in space.distributions.items()},
-                                           seed=settings.sweep.seed) if space.grid is not None
+    # a grid's points are all queued by `_plan` (each exactly once, also across resumes), so
+    # its sampler never samples; Optuna's GridSampler assumes it picks the points itself
+    sampler = (optuna.samplers.RandomSampler(seed=settings.sweep.seed) if space.grid is not None
                else optuna.samplers.TPESampler(seed=settings.sweep.seed))
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                 load_if_exists=True)
