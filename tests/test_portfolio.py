@@ -80,7 +80,10 @@ def test_topk_portfolio_backtest_shares_cash_and_persists(fast_settings, tmp_pat
     panel = load_portfolio_candles(settings, sources, store)
     result = run_backtest(settings, panel, "", "1h", store, progress=False)
     assert result.symbol == "AAA/USDT,BBB/USDT,CCC/USDT" and set(result.panel) == set(paths)
-    assert result.forecasts_computed == 3 * (160 - 32 + 1)
+    assert (result.forecasts_computed, result.forecasts_reused) == (3 * (160 - 32 + 1), 0)
+    again = run_backtest(settings, panel, "", "1h", store, progress=False)
+    assert (again.forecasts_computed, again.forecasts_reused) == (0, 3 * (160 - 32 + 1))
+    assert again.equity["equity"].equals(result.equity["equity"])
     signals = pd.DataFrame(result.journal.signals)
     assert set(signals["symbol"]) == set(paths)
     # at most one symbol is held at a time (k=1), and the account never borrows cash

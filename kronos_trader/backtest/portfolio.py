@@ -103,6 +103,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
         service = ForecastService(model, settings.forecast, store, progress)
     before = service.computed, service.reused
     forecasts = {symbol: service.forecast_series(candles, symbol, timeframe) for symbol, candles in panel.items()}
+    computed, reused = service.computed - before[0], service.reused - before[1]
     first_symbol, first = next(iter(panel.items()))
     interval = infer_bar_interval(first.index)
 
@@ -128,7 +129,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     # the report's chart shows the first symbol: its candles and forecasts
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
                             metrics,
-                            service.computed - before[0], service.reused - before[1], panel=panel)
+                            computed, reused, panel=panel)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result
