@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from factories import make_candles
+
 from kronos_trader.backtest.portfolio import load_portfolio_candles, symbol_sources
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide_all
@@ -114,3 +114,22 @@ def test_unknown_stored_symbol_is_one_line_error(fast_settings):
     with pytest.raises(ValueError, match="no stored candles for binance ZZZ/USDT"):
         load_portfolio_candles(fast_settings, symbol_sources(fast_settings, ["BTC/USDT", "ZZZ/USDT"]),
                                open_store(fast_settings.database.url))
+
+
+def test_cli_backtest_symbols(fast_settings, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    paths = _write_symbols(tmp_path, n=90)
+    config = tmp_path / "config.yaml"
+    raw = fast_settings.model_dump(mode="json")
+    raw["strategy"] = {"name": "strategies.cross_sectional:TopK", "params": {"k": 2, "every": 6}}
+    config.write_text(yaml.safe_dump(raw))
+    listed = ",".join(f"{s}={p}" for s, p in paths.items())
+    out = CliRunner().invoke(app, ["backtest", "-c", str(config), "--symbols", listed, "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "AAA/USDT,BBB/USDT,CCC/USDT" in out.output and "177 computed" in out.output
+    bad = CliRunner().invoke(app, ["backtest", "-c", str(config), "--symbols", f"{listed},AAA/USDT"])
+    assert bad.exit_code == 1 and "listed twice" in bad.output

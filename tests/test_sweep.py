@@ -102,8 +102,8 @@ def test_grid_sweep_shares_forecasts_and_matches_a_plain_backtest(fast_settings,
 def test_killed_sweep_resumes_without_duplicates(fast_settings, data):
     settings = _settings(fast_settings, name="resume")
     # a first run that stops after two trials and leaves a third one running
-    from kronos_trader.sweep.study import open_study
     from kronos_trader.sweep.space import build_space as space_of
+    from kronos_trader.sweep.study import open_study
 
     space = space_of(settings, settings.sweep)
     study = open_study(settings, data, space)
@@ -187,3 +187,23 @@ def test_cli_sweep_tpe_and_errors(fast_settings, tmp_path, sample_candles):
     ray = runner.invoke(app, ["sweep", "-c", str(config), "--executor", "ray", "--ray-address", "127.0.0.1:9",
                               "--param", "strategy.params.long_threshold=0.4,0.6"])
     assert ray.exit_code == 1 and "cannot connect" in ray.output, ray.output
+
+
+def test_sweep_of_topk_over_several_symbols(fast_settings, tmp_path):
+    from factories import make_candles
+
+    panel = {s: make_candles(120, seed=i) for i, s in enumerate(("AAA/USDT", "BBB/USDT"))}
+    raw = fast_settings.model_dump(mode="json")
+    raw["strategy"] = {"name": "strategies.cross_sectional:TopK", "params": {"every": 4}}
+    raw["sweep"] = {"sampler": "grid", "objective": "total_return",
+                    "params": {"strategy.params.k": [1, 2], "strategy.params.signal": ["return", "p_up"]}}
+    settings = parse_settings(raw)
+    summary = run_sweep(settings, SweepData(panel, "1h"), progress=False)
+    assert summary.forecasts_computed == 2 * (120 - 31)
+    assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    best = summary.study.best_trial
+    plain = run_backtest(with_params(settings, best.params), panel, "", "1h", None, progress=False)
+    assert best.value == pytest.approx(plain.metrics["strategy"]["total_return"])
+    bad = parse_settings({**raw, "sweep": {**raw["sweep"], "params": {"strategy.params.k": [0, 1]}}})
+    with pytest.raises(SweepSpaceError, match="k must be at least 1"):
+        run_sweep(bad, SweepData(panel, "1h"), progress=False)

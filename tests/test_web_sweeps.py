@@ -2,7 +2,7 @@
 plots and the best trials' equity, from a real walk-forward sweep in the web test store."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from test_web_e2e import browser, page, server, shot, traces  # noqa: F401 - fixtures
@@ -11,7 +11,7 @@ from test_web_support import assert_one_line_error, candles, client, one_torch_t
 NAME = "web-sweep"
 
 
-@lru_cache(maxsize=None)
+@cache
 def sweep_study():
     from kronos_trader.config import parse_settings
     from kronos_trader.sweep import SweepData, run_sweep

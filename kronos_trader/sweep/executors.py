@@ -13,8 +13,9 @@ rest of the project (and the web UI) reads.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from kronos_trader.config import Settings, parse_settings
 from kronos_trader.forecasting.models import load_model
@@ -125,8 +126,8 @@ class RayExecutor:
         self.settings_json = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
         self._owned = not ray.is_initialized()
         if self._owned:
-            options = dict(address=sweep.ray_address) if sweep.ray_address else dict(
-                num_cpus=sweep.workers, include_dashboard=False)
+            options = {"address": sweep.ray_address} if sweep.ray_address else {
+                "num_cpus": sweep.workers, "include_dashboard": False}
             ray.init(log_to_driver=False, configure_logging=False, **options)
         self._task = ray.remote(num_cpus=1, max_retries=0)(_remote_trial)
         self._pending: dict = {}

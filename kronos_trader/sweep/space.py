@@ -20,7 +20,7 @@ from kronos_trader.config import BacktestSettings, ConfigError, Settings, SweepS
 from kronos_trader.decision import load_policy
 
 RISK_FIELDS = ("stop_loss", "take_profit", "commission", "slippage")
-MAX_GRID = 100_000
+MAX_GRID = 10_000
 
 
 class SweepSpaceError(ValueError):

@@ -14,8 +14,9 @@ reader never sees a later entry before an earlier one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 import optuna
 import sqlalchemy as sa

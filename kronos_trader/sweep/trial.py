@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def _equity_points(equity: pd.Series) -> list[list]:
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
     """JSON-safe metrics (NaN becomes null)."""
-    return {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -> TrialOutcome:

@@ -1,6 +1,7 @@
 """Sweeps for the web UI: studies from the project database, their trials and plots' data."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -15,7 +16,7 @@ BEST_CURVES = 5
 
 def _num(value: Any) -> Any:
     """JSON-safe numbers (infinities as null)."""
-    return None if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def list_sweeps(url: str) -> list[dict[str, Any]]:
