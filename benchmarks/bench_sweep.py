@@ -122,11 +122,11 @@ def main() -> None:
     per_worker = rates.get(1, local_rate)
     windows = 100 * 3 * YEAR_BARS
     needed = windows / (per_worker * OVERNIGHT_S)
-    print(f"on paper: 100 symbols x 3 years = {windows:,} windows; at {per_worker:.2f} windows/s per 1-CPU worker "
-          f"({'Ray, 1 worker' if 1 in rates else 'local'}) an 8-hour night needs {needed:.0f} such workers "
-          f"(~{needed / 16:.0f} nodes of 16 cores at this core speed, if Ray scales linearly as 1 -> 2 workers "
-          f"did here: x{rates[2] / rates[1]:.2f})" if rates else "")
-
+    source = "Ray, 1 worker" if rates else "local, 2 threads"
+    print(f"on paper: 100 symbols x 3 years = {windows:,} windows; at {per_worker:.2f} windows/s per worker "
+          f"({source}) an 8-hour night needs {needed:.0f} such workers (~{needed / 16:.0f} nodes of 16 cores "
+          f"at this core speed), assuming linear scaling"
+          + (f" (1 -> 2 workers here: x{rates[2] / rates[1]:.2f})" if len(rates) == 2 else ""))
 
 if __name__ == "__main__":
     main()

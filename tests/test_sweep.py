@@ -16,6 +16,7 @@ from kronos_trader.store import open_store
 from kronos_trader.sweep import SweepData, SweepSpaceError, build_space, run_sweep
 from kronos_trader.sweep.objective import score
 from kronos_trader.sweep.space import with_params
+from kronos_trader.sweep.storage import study_storage
 from kronos_trader.sweep.study import INTERRUPTED
 
 
@@ -187,6 +188,8 @@ def test_cli_sweep_tpe_and_errors(fast_settings, tmp_path, sample_candles):
     ray = runner.invoke(app, ["sweep", "-c", str(config), "--executor", "ray", "--ray-address", "127.0.0.1:9",
                               "--param", "strategy.params.long_threshold=0.4,0.6"])
     assert ray.exit_code == 1 and "cannot connect" in ray.output, ray.output
+    summaries = optuna.get_all_study_summaries(study_storage(fast_settings.database.url))
+    assert len(summaries) == 1  # the failed commands created no study
 
 
 def test_sweep_of_topk_over_several_symbols(fast_settings, tmp_path):

@@ -112,6 +112,14 @@ class ForecastShards:
         return self.service.computed - before
 
 
+def check_executor(settings: Settings) -> None:
+    """Fail in one line, before the study or any forecast, when Ray is missing or unreachable."""
+    if settings.sweep.executor == "ray":
+        _import_ray()
+        if settings.sweep.ray_address:
+            check_ray_address(settings.sweep.ray_address)
+
+
 class RayExecutor:
     """Forecast shards on Ray actors, trials as Ray tasks, `workers` of them at once."""
 
@@ -119,8 +127,7 @@ class RayExecutor:
         import json
 
         sweep = settings.sweep
-        if sweep.ray_address:
-            check_ray_address(sweep.ray_address)
+        check_executor(settings)
         self.ray = ray = _import_ray()
         self.settings, self.slots, self.progress = settings, sweep.workers, progress
         self.settings_json = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
@@ -141,8 +148,10 @@ class RayExecutor:
             size = max(1, -(-len(positions) // (self.slots * SHARDS_PER_WORKER)))
             ref = ray.put(candles)
             shards += [(ref, symbol, positions[i:i + size]) for i in range(0, len(positions), size)]
-        actor = ray.remote(num_cpus=1)(ForecastShards)
-        actors = [actor.remote(self.settings_json) for _ in range(min(self.slots, len(shards)))]
+        count = min(self.slots, len(shards))
+        gpus = ray.cluster_resources().get("GPU", 0) if self.settings.model.device != "cpu" else 0
+        actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / count) if gpus else 0)(ForecastShards)
+        actors = [actor.remote(self.settings_json) for _ in range(count)]
         refs = [actors[i % len(actors)].run.remote(ref, symbol, data.timeframe, pos)
                 for i, (ref, symbol, pos) in enumerate(shards)]
         computed = sum(_track(ray, refs, "forecast shards", self.progress))

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from optuna.storages.journal import BaseJournalBackend, JournalStorage
 
 from kronos_trader.store import open_store
+from kronos_trader.store.models import SweepJournalEntry
 
-JOURNAL = sa.Table("sweep_journal", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
-                   sa.Column("entry", sa.Text, nullable=False))
+JOURNAL = SweepJournalEntry.__table__
 
 
 class SQLJournalBackend(BaseJournalBackend):

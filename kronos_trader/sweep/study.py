@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kronos_trader.config import Settings
 
-from .executors import make_executor
+from .executors import check_executor, make_executor
 from .space import SearchSpace, build_space
 from .storage import study_storage
 from .trial import SweepData, TrialJob
@@ -122,6 +122,7 @@ def _plan(study: optuna.Study, space: SearchSpace, budget: int) -> int:
 def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> SweepSummary:
     space = build_space(settings, settings.sweep)
     data = walk_forward_split(data, settings)
+    check_executor(settings)
     study = open_study(settings, data, space)
     remaining = _plan(study, space, settings.sweep.trials)
     executor = make_executor(settings, progress)
