@@ -73,7 +73,7 @@ def ray_throughput(pair: Path, tmp: str, args, candles, workers: int) -> float:
     finally:
         ray.shutdown()
     print(f"ray precompute, {workers} worker(s): {computed} windows in {seconds:6.1f} s = "
-          f"{computed / seconds:5.2f} windows/s (model loads included)")
+          f"{computed / seconds:5.2f} windows/s (model loads included)", flush=True)
     return computed / seconds
 
 
@@ -103,13 +103,13 @@ def main() -> None:
         start = time.perf_counter()
         summary = run_sweep(settings, data, progress=True)
         sweep_s = time.perf_counter() - start
+        print(f"sweep ({summary.forecasts_computed} forecasts once + {summary.trials_run} trials): {sweep_s:8.1f} s"
+              f"   year: {sweep_s * scale:8.0f} s{note}", flush=True)
         start = time.perf_counter()
         one = run_backtest(settings, candles, "SYN/USDT", "1h", None, progress=False)  # forecasts it all itself
         independent_s = time.perf_counter() - start
         assert one.forecasts_computed == args.bars
         baseline = independent_s * args.trials
-        print(f"sweep ({summary.forecasts_computed} forecasts once + {summary.trials_run} trials): {sweep_s:8.1f} s"
-              f"   year: {sweep_s * scale:8.0f} s{note}")
         print(f"{args.trials} independent backtests ({independent_s:.1f} s measured once, x{args.trials}): "
               f"{baseline:8.1f} s   year: {baseline * scale:8.0f} s{note}")
         print(f"sweep is {baseline / sweep_s:.1f}x faster than independent backtests; best trial "
