@@ -210,3 +210,17 @@ def test_sweep_of_topk_over_several_symbols(fast_settings, tmp_path):
     bad = parse_settings({**raw, "sweep": {**raw["sweep"], "params": {"strategy.params.k": [0, 1]}}})
     with pytest.raises(SweepSpaceError, match="k must be at least 1"):
         run_sweep(bad, SweepData(panel, "1h"), progress=False)
+
+
+def test_ray_workers_get_absolute_paths(fast_settings, tmp_path, monkeypatch):
+    from kronos_trader.sweep.executors import for_workers
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pair").mkdir()
+    raw = fast_settings.model_dump(mode="json")
+    raw["database"]["url"], raw["model"]["name"] = "sqlite:///kt.db", "pair"
+    s = for_workers(parse_settings(raw))
+    assert s.database.url == f"sqlite:///{tmp_path / 'kt.db'}" and s.model.name == str(tmp_path / "pair")
+    raw["database"]["url"], raw["model"]["name"] = "postgresql+psycopg://u:secret@db:5432/kt", "kronos-small"
+    s = for_workers(parse_settings(raw))
+    assert s.database.url == "postgresql+psycopg://u:secret@db:5432/kt" and s.model.name == "kronos-small"

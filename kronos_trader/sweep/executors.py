@@ -112,6 +112,24 @@ class ForecastShards:
         return self.service.computed - before
 
 
+def for_workers(settings: Settings) -> Settings:
+    """The settings as Ray workers must read them: a relative SQLite file or model directory
+    made absolute (workers do not start in this process's directory)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        url = url.set(database=str(Path(url.database).resolve()))
+    model = settings.model.name
+    if Path(model).is_dir():
+        model = str(Path(model).resolve())
+    return settings.model_copy(update={
+        "database": settings.database.model_copy(update={"url": url.render_as_string(hide_password=False)}),
+        "model": settings.model.model_copy(update={"name": model})})
+
+
 def check_executor(settings: Settings) -> None:
     """Fail in one line, before the study or any forecast, when Ray is missing or unreachable."""
     if settings.sweep.executor == "ray":

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kronos_trader.config import Settings
 
-from .executors import check_executor, make_executor
+from .executors import check_executor, for_workers, make_executor
 from .space import SearchSpace, build_space
 from .storage import study_storage
 from .trial import SweepData, TrialJob
@@ -125,10 +125,11 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
     check_executor(settings)
     study = open_study(settings, data, space)
     remaining = _plan(study, space, settings.sweep.trials)
-    executor = make_executor(settings, progress)
+    workers = for_workers(settings) if settings.sweep.executor == "ray" else settings
+    executor = make_executor(workers, progress)
     try:
         computed, reused = executor.precompute(data) if remaining else (0, 0)
-        executor.start(TrialJob(settings.model_dump(mode="json"), data))
+        executor.start(TrialJob(workers.model_dump(mode="json"), data))
         failed = _drive(study, space, executor, remaining, progress)
     finally:
         executor.close()
