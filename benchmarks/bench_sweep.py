@@ -22,17 +22,22 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_backtest import save_mini_pair  # noqa: E402 - the same Kronos-mini pair
-
-from kronos_trader.backtest.runner import run_backtest  # noqa: E402
-from kronos_trader.config import parse_settings  # noqa: E402
-from kronos_trader.data import SAMPLE_DATA_PATH, load_candles  # noqa: E402
-from kronos_trader.sweep import SweepData, run_sweep  # noqa: E402
-from kronos_trader.sweep.executors import RayExecutor  # noqa: E402
+from kronos_trader.backtest.runner import run_backtest
+from kronos_trader.config import parse_settings
+from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+from kronos_trader.sweep import SweepData, run_sweep
+from kronos_trader.sweep.executors import RayExecutor
 
 YEAR_BARS = 8760
 OVERNIGHT_S = 8 * 3600
+
+
+def save_mini_pair(directory: Path) -> Path:
+    """The Kronos-mini pair of bench_backtest.py (the same random weights)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_backtest import save_mini_pair as save
+
+    return save(directory)
 
 
 def cpu_model() -> str:
@@ -105,6 +110,10 @@ def main() -> None:
         sweep_s = time.perf_counter() - start
         print(f"sweep ({summary.forecasts_computed} forecasts once + {summary.trials_run} trials): {sweep_s:8.1f} s"
               f"   year: {sweep_s * scale:8.0f} s{note}", flush=True)
+        print(f"  of which forecasts {summary.forecast_seconds:.1f} s "
+              f"({summary.forecasts_computed / summary.forecast_seconds:.2f} windows/s, local, "
+              f"{torch.get_num_threads()} threads), trials {summary.trial_seconds:.1f} s "
+              f"({summary.trial_seconds / max(summary.trials_run, 1):.2f} s each)", flush=True)
         start = time.perf_counter()
         one = run_backtest(settings, candles, "SYN/USDT", "1h", None, progress=False)  # forecasts it all itself
         independent_s = time.perf_counter() - start
@@ -114,7 +123,7 @@ def main() -> None:
               f"{baseline:8.1f} s   year: {baseline * scale:8.0f} s{note}")
         print(f"sweep is {baseline / sweep_s:.1f}x faster than independent backtests; best trial "
               f"#{summary.study.best_trial.number} sharpe {summary.study.best_value:.3f}")
-        local_rate = summary.forecasts_computed / max(independent_s, 1e-9)
+        local_rate = summary.forecasts_computed / summary.forecast_seconds
         rates = {}
         if not args.no_ray:
             for workers in (1, 2):

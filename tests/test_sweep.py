@@ -181,7 +181,7 @@ def test_cli_sweep_tpe_and_errors(fast_settings, tmp_path, sample_candles):
                              "--param", "strategy.params.long_threshold=0.3:0.7",
                              "--param", "backtest.take_profit=0.05,0.1"])
     assert ok.exit_code == 0, ok.output
-    assert "5 trials run (0 failed)" in ok.output and "best trial #" in ok.output
+    assert "5 trials run in" in ok.output and "(0 failed)" in ok.output and "best trial #" in ok.output
     bad = runner.invoke(app, ["sweep", "-c", str(config), "--param", "strategy.params.colour=1,2"])
     assert bad.exit_code == 1 and "unknown parameter 'strategy.params.colour'" in bad.output
     assert "Traceback" not in bad.output

@@ -71,8 +71,9 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                   row["state"] if not row["error"] else f"failed: {row['error']}"]
         table.add_row(*cells)
     console.print(table)
-    console.print(f"{summary.trials_run} trials run ({summary.failed} failed), {len(study.trials)} in the study; "
-                  f"forecasts: {summary.forecasts_computed} computed, {summary.forecasts_reused} reused; "
+    console.print(f"{summary.trials_run} trials run in {summary.trial_seconds:.1f} s ({summary.failed} failed), "
+                  f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
+                  f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
                   f"stored in {storage_label(settings)}")
     if rows and rows[0]["state"] == "complete":
         best = rows[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ class SweepSummary:
     forecasts_reused: int
     trials_run: int
     failed: int
+    forecast_seconds: float = 0.0
+    trial_seconds: float = 0.0
 
 
 def walk_forward_split(data: SweepData, settings: Settings) -> SweepData:
@@ -128,12 +131,15 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
     workers = for_workers(settings) if settings.sweep.executor == "ray" else settings
     executor = make_executor(workers, progress)
     try:
+        start = time.perf_counter()
         computed, reused = executor.precompute(data) if remaining else (0, 0)
+        forecast_s = time.perf_counter() - start
         executor.start(TrialJob(workers.model_dump(mode="json"), data))
         failed = _drive(study, space, executor, remaining, progress)
+        trial_s = time.perf_counter() - start - forecast_s
     finally:
         executor.close()
-    return SweepSummary(study, computed, reused, remaining, failed)
+    return SweepSummary(study, computed, reused, remaining, failed, forecast_s, trial_s)
 
 
 def _drive(study: optuna.Study, space: SearchSpace, executor, remaining: int, progress: bool) -> int:
