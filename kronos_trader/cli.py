@@ -46,6 +46,7 @@ def backtest(
     config: Optional[Path] = ConfigOption,
     data: Optional[Path] = typer.Option(None, help="CSV/Parquet/Feather candles (default: bundled sample)"),
     symbol: Optional[str] = typer.Option(None, help="symbol (with --start/--end: read stored candles)"),
+    symbols: Optional[str] = typer.Option(None, help="several symbols, one portfolio: A,B or A=FILE,B=FILE"),
     timeframe: Optional[str] = typer.Option(None),
     start: Optional[str] = typer.Option(None, help="first bar, e.g. 2024-01-01"),
     end: Optional[str] = typer.Option(None, help="last bar"),
@@ -62,11 +63,17 @@ def backtest(
 
     settings = load_settings(config, {"data.path": str(data) if data else None, "data.symbol": symbol,
                                       "data.timeframe": timeframe, "data.start": start, "data.end": end,
-                                      "model.name": model, "database.url": db,
+                                      "model.name": model, "database.url": db, "data.symbols": symbols,
                                       "backtest.report_dir": str(report_dir) if report_dir else None})
     store = open_store(settings.database.url)
-    candles, _ = load_backtest_candles(settings, store)
-    names = backtest_names(settings, candles, symbol, timeframe)
+    if settings.data.symbols:
+        from kronos_trader.backtest.portfolio import load_portfolio_candles
+
+        candles = load_portfolio_candles(settings, list(settings.data.symbols), store)
+        names = (settings.data.symbol, settings.data.timeframe)
+    else:
+        candles, _ = load_backtest_candles(settings, store)
+        names = backtest_names(settings, candles, symbol, timeframe)
     result = run_backtest(settings, candles, *names, store, progress)
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
     print_report(result, folder, console)
@@ -129,10 +136,11 @@ def _register_commands() -> None:
     """Commands living in their own modules (training, evaluation, paper trading, web)."""
     from kronos_trader.commands import evaluate as evaluate_cmd
     from kronos_trader.commands import paper as paper_cmd
+    from kronos_trader.commands import sweep as sweep_cmd
     from kronos_trader.commands import train as train_cmd
     from kronos_trader.commands import web as web_cmd
 
-    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd):
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd):
         module.register(app)
 
 

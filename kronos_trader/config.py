@@ -54,6 +54,18 @@ class ForecastSettings(Section):
         "empirical", description="P(up) as the share of paths up (steps of 1/sample_count) or kernel-smoothed")
 
 
+class SymbolSource(Section):
+    symbol: str
+    path: Path | None = Field(None, description="candle file; default: stored candles (or the sample)")
+
+
+def _symbol_source(item: Any) -> Any:
+    if isinstance(item, str):
+        symbol, _, path = item.strip().partition("=")
+        return {"symbol": symbol.strip(), "path": path.strip() or None}
+    return item
+
+
 class DataSettings(Section):
     path: Path | None = Field(None, description="CSV/Parquet/Feather file; default: the bundled sample")
     source: str = Field("binance", description="where stored candles came from (exchange id)")
@@ -70,6 +82,16 @@ class DataSettings(Section):
         from kronos_trader.data.calendar import check_calendar
 
         return check_calendar(value)
+
+    symbols: list[SymbolSource] = Field(
+        default_factory=list, description="several symbols for one portfolio backtest (stored, or with a path)")
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols(cls, value: Any) -> Any:
+        """A plain string is a stored symbol; 'SYMBOL=path' or a mapping names its file."""
+        items = value.split(",") if isinstance(value, str) else (value or [])
+        return [_symbol_source(item) for item in items]
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -150,6 +172,25 @@ class WebSettings(Section):
     model_dirs: list[Path] = Field(default_factory=list, description="local model directories users may pick")
 
 
+class SweepSettings(Section):
+    """A parameter sweep (`kronos-trader sweep`): what to vary, how to search, how to score."""
+
+    name: str | None = Field(None, description="study name (default: derived from strategy and space)")
+    sampler: Literal["grid", "tpe"] = "tpe"
+    trials: int = Field(50, ge=1, description="TPE trials (a grid runs every point)")
+    seed: int = 0
+    objective: Literal["sharpe", "sortino", "calmar", "total_return", "annual_return"] = "sharpe"
+    max_drawdown: float | None = Field(
+        None, gt=0, lt=1, description="cap: a trial whose drawdown is deeper scores -inf")
+    params: dict[str, Any] = Field(default_factory=dict, description=(
+        "dotted setting -> [choices] or {low, high[, step][, log]}, e.g. strategy.params.long_threshold"))
+    walk_forward: float | None = Field(
+        None, gt=0, lt=1, description="optimise on this first fraction of the bars, score on the rest")
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="host:port of a Ray cluster (default: start one here)")
+    workers: int = Field(1, ge=1, description="trials (and forecast shards) run at once")
+
+
 class Settings(Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
@@ -180,6 +221,8 @@ class Settings(Section):
             for k in cls.model_fields:  # keep the legacy fields equal (a dumped config re-parses)
                 object.__setattr__(self.backtest, k, getattr(section, k))
         return self
+
+    sweep: SweepSettings = Field(default_factory=SweepSettings)
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":

@@ -48,6 +48,17 @@ class Policy(Protocol):
     def decide(self, forecast: WindowForecast, position: PositionState) -> Decision: ...
 
 
+@runtime_checkable
+class CrossSectionalPolicy(Protocol):
+    """Decides for several symbols at once (e.g. hold the top-k by predicted return).
+
+    `allocate` returns a decision per symbol at a rebalance, or None to keep the targets
+    held (between rebalances); symbols it leaves out go flat."""
+
+    def allocate(self, forecasts: dict[str, WindowForecast],
+                 positions: dict[str, PositionState]) -> dict[str, Decision] | None: ...
+
+
 def decide(policy: Policy, forecast: WindowForecast, position: PositionState, risk: RiskLimits) -> Decision:
     """Risk exits first (on the decision bar's close), then the policy."""
     if position.size != 0 and position.entry_price:
@@ -59,6 +70,31 @@ def decide(policy: Policy, forecast: WindowForecast, position: PositionState, ri
         if risk.take_profit is not None and move >= risk.take_profit:
             return Decision(0.0, f"take-profit ({move:+.2%})")
     return policy.decide(forecast, position)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The decision an allocation already made, as a policy, so `decide` adds the risk exits."""
+
+    decision: Decision
+
+    def decide(self, forecast: WindowForecast, position: PositionState) -> Decision:
+        return self.decision
+
+
+def decide_all(policy: CrossSectionalPolicy, forecasts: dict[str, WindowForecast],
+               positions: dict[str, PositionState], held: dict[str, float], risk: RiskLimits) -> dict[str, Decision]:
+    """`decide` for a cross-sectional policy: its allocation at a rebalance (the targets
+    held in between), then each symbol's risk exits, exactly as for one symbol."""
+    chosen = policy.allocate(forecasts, positions)
+    out = {}
+    for symbol, forecast in forecasts.items():
+        if chosen is None:
+            decision = Decision(held.get(symbol, 0.0), "hold")
+        else:
+            decision = chosen.get(symbol, Decision(0.0, "flat: not selected"))
+        out[symbol] = decide(_Chosen(decision), forecast, positions[symbol], risk)
+    return out
 
 
 def rebalance(decision: Decision, held_target: float, position: PositionState,
@@ -77,7 +113,7 @@ def rebalance(decision: Decision, held_target: float, position: PositionState,
     return decision.target * position.equity / position.price - position.size
 
 
-def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
+def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy | CrossSectionalPolicy:
     """Instantiate 'package.module:Class' with params (how config names a strategy)."""
     module_name, _, class_name = name.partition(":")
     try:
@@ -88,6 +124,7 @@ def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
         policy = cls(**(params or {}))
     except TypeError as exc:
         raise ValueError(f"strategy.params for '{name}': {exc}") from None
-    if not isinstance(policy, Policy):
-        raise ValueError(f"strategy.name '{name}' has no decide(forecast, position) method")
+    if not isinstance(policy, (Policy, CrossSectionalPolicy)):
+        raise ValueError(f"strategy.name '{name}' has no decide(forecast, position) or "
+                         f"allocate(forecasts, positions) method")
     return policy

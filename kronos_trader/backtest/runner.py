@@ -14,7 +14,7 @@ from kronos_trader.config import Settings
 from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
-from kronos_trader.decision import load_policy
+from kronos_trader.decision import Policy, load_policy
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
@@ -68,6 +68,7 @@ class BacktestResult:
     forecasts_computed: int = 0
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (portfolio runs)
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -116,14 +117,30 @@ def backtest_names(settings: Settings, candles: pd.DataFrame, symbol: str | None
     return series_names(settings.data.path, candles, symbol, timeframe)
 
 
-def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timeframe: str,
+def configure_broker(cerebro: bt.Cerebro, settings: Settings) -> None:
+    """Cash from `backtest:`, fees and slippage from the `costs:` shared with live trading."""
+    cerebro.broker.setcash(settings.backtest.cash)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.costs.commission))
+    if settings.costs.slippage:
+        cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
+
+
+def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
                  store: Store | None, progress: bool = True, name: str = "backtest",
                  service: ForecastService | None = None) -> BacktestResult:
-    """Run the configured strategy over `candles` and (with a store) persist everything."""
+    """Run the configured strategy over `candles` and (with a store) persist everything.
+
+    With a dict of candles by symbol (or a cross-sectional policy) it is one portfolio
+    backtest with a feed per symbol and shared cash (backtest/portfolio.py)."""
+    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    if isinstance(candles, dict) or not isinstance(policy, Policy):
+        from .portfolio import run_portfolio_backtest
+
+        panel = candles if isinstance(candles, dict) else {symbol: candles}
+        return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
                          f"{settings.forecast.lookback} bars")
-    policy = load_policy(settings.strategy.name, settings.strategy.params)
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)
     interval = infer_bar_interval(candles.index)
@@ -132,10 +149,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
 
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(frame_feed(candles, symbol))
-    cerebro.broker.setcash(settings.backtest.cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.costs.commission))
-    if settings.costs.slippage:
-        cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
+    configure_broker(cerebro, settings)
     journal = Journal()
     cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
                         stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,

@@ -260,6 +260,15 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class SweepJournalEntry(Base):
+    """One entry of the Optuna journal that holds parameter sweeps (kronos_trader.sweep.storage)."""
+
+    __tablename__ = "sweep_journal"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entry: Mapped[str] = mapped_column(Text)
+
+
 __all__ = [
     "Base",
     "Run",
@@ -272,5 +281,6 @@ __all__ = [
     "Balance",
     "Trade",
     "Event",
+    "SweepJournalEntry",
     "utcnow",
 ]

@@ -14,7 +14,7 @@ from kronos_trader.config import Settings
 
 from .context import WebContext
 from .errors import install_error_handlers
-from .routes import backtests, pages, paper, workbench
+from .routes import backtests, pages, paper, sweeps, workbench
 from .services.models import Loader, default_loader
 
 HERE = Path(__file__).parent
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
     app.include_router(workbench.router)
     app.include_router(backtests.router)
     app.include_router(paper.router)
+    app.include_router(sweeps.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     logging.getLogger("kronos_trader.web").setLevel(logging.INFO)

@@ -1,0 +1,82 @@
+"""Loading a sweep's candles and showing its trials (terminal table; the web reads the same)."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kronos_trader.backtest.portfolio import load_portfolio_candles
+from kronos_trader.backtest.runner import load_backtest_candles
+from kronos_trader.config import Settings
+from kronos_trader.store import Store
+
+from .study import SweepSummary, oos_value, ranked_trials, storage_label
+from .trial import SweepData
+
+
+def load_sweep_data(settings: Settings, store: Store | None) -> SweepData:
+    """The configured symbols (data.symbols / --symbols), else the single data.symbol."""
+    if settings.data.symbols:
+        panel = load_portfolio_candles(settings, list(settings.data.symbols), store)
+    else:
+        candles, _ = load_backtest_candles(settings, store)
+        panel = {settings.data.symbol: candles}
+    return SweepData(panel, settings.data.timeframe)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def trial_rows(study, limit: int | None = None) -> list[dict[str, Any]]:
+    """One row per trial, best first: out-of-sample score (walk-forward), in-sample score,
+    parameters, headline metrics, state and error."""
+    rows = []
+    for t in ranked_trials(study)[:limit]:
+        metrics = t.user_attrs.get("oos_metrics") or t.user_attrs.get("metrics") or {}
+        rows.append({"number": t.number, "oos": oos_value(t), "value": t.value, "params": t.params,
+                     "total_return": metrics.get("total_return"), "max_drawdown": metrics.get("max_drawdown"),
+                     "trades": metrics.get("trades"), "state": t.state.name.lower(),
+                     "error": t.user_attrs.get("error")})
+    return rows
+
+
+def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top: int = 10) -> None:
+    study, sweep = summary.study, settings.sweep
+    walk = sweep.walk_forward is not None
+    rows = trial_rows(study, top)
+    table = Table(title=f"sweep {study.study_name}: {sweep.objective}" + (
+        f" (optimised on the first {sweep.walk_forward:.0%}, scored on the rest)" if walk else ""))
+    if walk:
+        table.add_column(f"out-of-sample {sweep.objective}", justify="right")
+    table.add_column("#", justify="right")
+    table.add_column(f"{'in-sample ' if walk else ''}{sweep.objective}", justify="right")
+    names = list(sweep.params)
+    for name in names:
+        table.add_column(name.removeprefix("strategy.params."), justify="right")
+    for column in ("return", "max dd", "trades", "state"):
+        table.add_column(column + (" (oos)" if walk and column in ("return", "max dd", "trades") else ""),
+                         justify="right")
+    for row in rows:
+        cells = ([_fmt(row["oos"])] if walk else []) + [str(row["number"]), _fmt(row["value"])]
+        cells += [_fmt(row["params"].get(n)) for n in names]
+        cells += [_fmt(row["total_return"]), _fmt(row["max_drawdown"]), _fmt(row["trades"]),
+                  row["state"] if not row["error"] else f"failed: {row['error']}"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"{summary.trials_run} trials run in {summary.trial_seconds:.1f} s ({summary.failed} failed), "
+                  f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
+                  f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
+                  f"stored in {storage_label(settings)}")
+    if rows and rows[0]["state"] == "complete":
+        best = rows[0]
+        lead = f"out-of-sample {sweep.objective} {_fmt(best['oos'])}, in-sample " if walk else f"{sweep.objective} "
+        console.print(f"best trial #{best['number']}: {lead}{_fmt(best['value'])} with "
+                      + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))

@@ -1,0 +1,226 @@
+"""Parameter sweeps: space checks, stored forecasts shared by trials, resume, walk-forward, CLI."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from kronos_trader.backtest.runner import run_backtest
+from kronos_trader.cli import app
+from kronos_trader.config import parse_settings
+from kronos_trader.store import open_store
+from kronos_trader.sweep import SweepData, SweepSpaceError, build_space, run_sweep
+from kronos_trader.sweep.objective import score
+from kronos_trader.sweep.space import with_params
+from kronos_trader.sweep.storage import study_storage
+from kronos_trader.sweep.study import INTERRUPTED
+
+
+def _settings(fast_settings, **sweep):
+    raw = fast_settings.model_dump(mode="json")
+    raw["sweep"] = {"sampler": "grid", "params": {"strategy.params.long_threshold": [0.4, 0.6],
+                                                  "backtest.stop_loss": [0.02, 0.05]}, **sweep}
+    return parse_settings(raw)
+
+
+@pytest.fixture
+def data(sample_candles):
+    return SweepData({"BTC/USDT": sample_candles.iloc[:200]}, "1h")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "sweep.params is empty"),
+    ({"strategy.params.nope": [1]}, "unknown parameter 'strategy.params.nope'"),
+    ({"backtest.cash": [1.0]}, "not sweepable parameter 'backtest.cash'"),
+    ({"forecast.horizon": [4, 8]}, "changes the forecasts"),
+    ({"strategy.params.long_threshold": []}, "empty list"),
+    ({"strategy.params.long_threshold": {"low": 0.7, "high": 0.5, "step": 0.1}}, "empty range"),
+    ({"strategy.params.long_threshold": {"low": 0.5, "high": 0.7}}, "a grid needs a step"),
+    ({"strategy.params.short_threshold": [0.2, 0.9]}, "short_threshold must not exceed long_threshold"),
+    ({"backtest.stop_loss": [0.05, 2.0]}, "backtest.stop_loss"),
+])
+def test_bad_spaces_are_one_line_errors_before_any_forecast(fast_settings, data, params, message):
+    settings = _settings(fast_settings, params=params)
+    with pytest.raises(SweepSpaceError, match=message) as err:
+        run_sweep(settings, data, progress=False)
+    assert "\n" not in str(err.value)
+    assert _stored_forecasts(settings) == 0
+
+
+def _stored_forecasts(settings) -> int:
+    import sqlalchemy as sa
+
+    with open_store(settings.database.url).engine.connect() as conn:
+        return conn.execute(sa.text("select count(*) from forecasts")).scalar_one()
+
+
+def test_tpe_space_has_ranges_and_choices(fast_settings):
+    settings = _settings(fast_settings, sampler="tpe", params={
+        "strategy.params.long_threshold": {"low": 0.5, "high": 0.7}, "strategy.params.allow_short": [True, False],
+        "strategy.params.sizing.fraction": {"low": 0.5, "high": 1.0, "step": 0.25}})
+    space = build_space(settings, settings.sweep)
+    assert space.grid is None
+    assert isinstance(space.distributions["strategy.params.long_threshold"], optuna.distributions.FloatDistribution)
+    trial = with_params(settings, {"strategy.params.sizing.fraction": 0.5})
+    assert trial.strategy.params["sizing"] == {"fraction": 0.5}
+
+
+def test_objectives():
+    metrics = {"sharpe": 1.5, "sortino": 2.0, "total_return": 0.2, "annual_return": 0.4, "max_drawdown": -0.1,
+               "exposure": 0.5}
+    assert score(metrics, "sharpe") == 1.5
+    assert score(metrics, "calmar") == pytest.approx(4.0)
+    assert score(metrics, "total_return", max_drawdown=0.2) == 0.2
+    assert score(metrics, "total_return", max_drawdown=0.05) == -math.inf
+    assert score({**metrics, "sharpe": float("nan"), "exposure": 0.0}, "sharpe") == 0.0
+
+
+def test_grid_sweep_shares_forecasts_and_matches_a_plain_backtest(fast_settings, data):
+    settings = _settings(fast_settings)
+    summary = run_sweep(settings, data, progress=False)
+    trials = summary.study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4 and summary.trials_run == 4
+    assert summary.forecasts_computed == 200 - 32 + 1  # once, before the trials
+    assert {tuple(sorted(t.params.items())) for t in trials} == {
+        tuple(sorted({"strategy.params.long_threshold": a, "backtest.stop_loss": b}.items()))
+        for a in (0.4, 0.6) for b in (0.02, 0.05)}
+    # each trial is the same backtest the `backtest` command runs with those settings
+    best = summary.study.best_trial
+    plain = run_backtest(with_params(settings, best.params), data.panel["BTC/USDT"], "BTC/USDT", "1h",
+                         open_store(settings.database.url), progress=False)
+    assert best.value == pytest.approx(plain.metrics["strategy"]["sharpe"], nan_ok=True)
+    assert best.user_attrs["metrics"]["trades"] == plain.metrics["strategy"]["trades"]
+    assert (plain.forecasts_computed, plain.forecasts_reused) == (0, 169)  # the sweep stored them all
+    # a rerun of a finished grid asks for nothing and computes nothing
+    again = run_sweep(settings, data, progress=False)
+    assert again.trials_run == 0 and again.forecasts_computed == 0 and len(again.study.trials) == 4
+
+
+def test_killed_sweep_resumes_without_duplicates(fast_settings, data):
+    settings = _settings(fast_settings, name="resume")
+    # a first run that stops after two trials and leaves a third one running
+    from kronos_trader.sweep.space import build_space as space_of
+    from kronos_trader.sweep.study import open_study
+
+    space = space_of(settings, settings.sweep)
+    study = open_study(settings, data, space)
+    for point in space.grid[:2]:
+        study.enqueue_trial(point)
+        study.tell(study.ask(space.distributions), 1.0)
+    study.ask(space.distributions)  # interrupted: RUNNING forever
+    summary = run_sweep(settings, data, progress=False)
+    trials = summary.study.get_trials()
+    interrupted = [t for t in trials if t.user_attrs.get("error") == INTERRUPTED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(interrupted) == 1
+    keys = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(keys)) == len(keys) == 4  # every grid point exactly once
+    assert summary.trials_run == 2
+
+
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(fast_settings, data):
+    # a trial whose backtest raises (here: injected at one grid point) fails alone
+    settings = _settings(fast_settings, sampler="grid", params={"strategy.params.long_threshold": [0.4, 0.6]})
+    from kronos_trader.sweep import trial as trial_module
+
+    real = trial_module.run_backtest
+
+    def flaky(s, *args, **kwargs):
+        if s.strategy.params["long_threshold"] == 0.6:
+            raise RuntimeError("disk on fire")
+        return real(s, *args, **kwargs)
+
+    trial_module.run_backtest = flaky
+    try:
+        summary = run_sweep(settings, data, progress=False)
+    finally:
+        trial_module.run_backtest = real
+    states = {t.params["strategy.params.long_threshold"]: t for t in summary.study.trials}
+    assert states[0.4].state == TrialState.COMPLETE
+    assert states[0.6].state == TrialState.FAIL and states[0.6].user_attrs["error"] == "RuntimeError: disk on fire"
+    assert summary.failed == 1
+
+
+def test_walk_forward_scores_the_next_span(fast_settings, data):
+    settings = _settings(fast_settings, walk_forward=0.5, params={"strategy.params.long_threshold": [0.4, 0.6]})
+    summary = run_sweep(settings, data, progress=False)
+    t = summary.study.best_trial
+    first_test = pd.Timestamp(t.user_attrs["oos_equity"][0][0])
+    last_train = pd.Timestamp(t.user_attrs["equity"][-1][0])
+    assert first_test > last_train
+    split = 31 + int(0.5 * (200 - 31))
+    test_candles = data.panel["BTC/USDT"].iloc[split - 31:]
+    plain = run_backtest(with_params(settings, t.params), test_candles, "BTC/USDT", "1h", None, progress=False)
+    assert t.user_attrs["oos_value"] == pytest.approx(plain.metrics["strategy"]["sharpe"])
+    assert summary.forecasts_computed == 200 - 31  # the spans share the forecasts computed once
+
+
+def test_changed_space_under_the_same_name_is_refused(fast_settings, data):
+    run_sweep(_settings(fast_settings, name="s1", params={"strategy.params.long_threshold": [0.4]}), data,
+              progress=False)
+    with pytest.raises(ValueError, match="exists .* with another space"):
+        run_sweep(_settings(fast_settings, name="s1", params={"strategy.params.long_threshold": [0.5]}), data,
+                  progress=False)
+
+
+def test_cli_sweep_tpe_and_errors(fast_settings, tmp_path, sample_candles):
+    import yaml
+
+    path = tmp_path / "candles.csv"
+    sample_candles.iloc[:150].to_csv(path)
+    raw = fast_settings.model_dump(mode="json")
+    raw["data"]["path"] = str(path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["sweep", "-c", str(config), "--sampler", "tpe", "--trials", "5", "--no-progress",
+                             "--param", "strategy.params.long_threshold=0.3:0.7",
+                             "--param", "backtest.take_profit=0.05,0.1"])
+    assert ok.exit_code == 0, ok.output
+    assert "5 trials run in" in ok.output and "(0 failed)" in ok.output and "best trial #" in ok.output
+    bad = runner.invoke(app, ["sweep", "-c", str(config), "--param", "strategy.params.colour=1,2"])
+    assert bad.exit_code == 1 and "unknown parameter 'strategy.params.colour'" in bad.output
+    assert "Traceback" not in bad.output
+    ray = runner.invoke(app, ["sweep", "-c", str(config), "--executor", "ray", "--ray-address", "127.0.0.1:9",
+                              "--param", "strategy.params.long_threshold=0.4,0.6"])
+    assert ray.exit_code == 1 and "cannot connect" in ray.output, ray.output
+    summaries = optuna.get_all_study_summaries(study_storage(fast_settings.database.url))
+    assert len(summaries) == 1  # the failed commands created no study
+
+
+def test_sweep_of_topk_over_several_symbols(fast_settings, tmp_path):
+    from factories import make_candles
+
+    panel = {s: make_candles(120, seed=i) for i, s in enumerate(("AAA/USDT", "BBB/USDT"))}
+    raw = fast_settings.model_dump(mode="json")
+    raw["strategy"] = {"name": "strategies.cross_sectional:TopK", "params": {"every": 4}}
+    raw["sweep"] = {"sampler": "grid", "objective": "total_return",
+                    "params": {"strategy.params.k": [1, 2], "strategy.params.signal": ["return", "p_up"]}}
+    settings = parse_settings(raw)
+    summary = run_sweep(settings, SweepData(panel, "1h"), progress=False)
+    assert summary.forecasts_computed == 2 * (120 - 31)
+    assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    best = summary.study.best_trial
+    plain = run_backtest(with_params(settings, best.params), panel, "", "1h", None, progress=False)
+    assert best.value == pytest.approx(plain.metrics["strategy"]["total_return"])
+    bad = parse_settings({**raw, "sweep": {**raw["sweep"], "params": {"strategy.params.k": [0, 1]}}})
+    with pytest.raises(SweepSpaceError, match="k must be at least 1"):
+        run_sweep(bad, SweepData(panel, "1h"), progress=False)
+
+
+def test_ray_workers_get_absolute_paths(fast_settings, tmp_path, monkeypatch):
+    from kronos_trader.sweep.executors import for_workers
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pair").mkdir()
+    raw = fast_settings.model_dump(mode="json")
+    raw["database"]["url"], raw["model"]["name"] = "sqlite:///kt.db", "pair"
+    s = for_workers(parse_settings(raw))
+    assert s.database.url == f"sqlite:///{tmp_path / 'kt.db'}" and s.model.name == str(tmp_path / "pair")
+    raw["database"]["url"], raw["model"]["name"] = "postgresql+psycopg://u:secret@db:5432/kt", "kronos-small"
+    s = for_workers(parse_settings(raw))
+    assert s.database.url == "postgresql+psycopg://u:secret@db:5432/kt" and s.model.name == "kronos-small"

@@ -1,0 +1,57 @@
+"""Sweep pages: the list, the trials table (out-of-sample first), objective-vs-parameter
+plots and the best trials' equity, from a real walk-forward sweep in the web test store."""
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from test_web_e2e import browser, page, server, shot, traces  # noqa: F401 - fixtures
+from test_web_support import assert_one_line_error, candles, client, one_torch_thread, settings
+
+NAME = "web-sweep"
+
+
+@cache
+def sweep_study():
+    from kronos_trader.config import parse_settings
+    from kronos_trader.sweep import SweepData, run_sweep
+
+    raw = settings().model_dump(mode="json")
+    raw["sweep"] = {"name": NAME, "sampler": "grid", "walk_forward": 0.6, "objective": "total_return",
+                    "params": {"strategy.params.long_threshold": [0.5, 0.55, 0.6],
+                               "backtest.stop_loss": [0.02, 0.05]}}
+    with one_torch_thread():
+        return run_sweep(parse_settings(raw), SweepData({"BTC/USDT": candles(300)}, "1h"), progress=False).study
+
+
+def test_sweep_api_lists_and_details():
+    study = sweep_study()
+    c = client()
+    row = next(r for r in c.get("/api/sweeps").json()["sweeps"] if r["name"] == NAME)
+    assert row["trials"] == 6 and row["objective"] == "total_return" and row["walk_forward"] == 0.6
+    assert row["best"] == pytest.approx(study.best_value)
+    assert row["best_oos"] == pytest.approx(study.best_trial.user_attrs["oos_value"])
+    d = c.get(f"/api/sweeps/{NAME}").json()
+    assert d["params"] == ["strategy.params.long_threshold", "backtest.stop_loss"]
+    values = [t["value"] for t in d["trials"]]
+    assert values == sorted(values, reverse=True) and len(values) == 6
+    assert d["trials"][0]["oos"] == pytest.approx(study.best_trial.user_attrs["oos_value"])
+    assert len(d["curves"]) == 5 and all(len(c["x"]) == len(c["y"]) > 10 for c in d["curves"])
+    assert_one_line_error(c.get("/api/sweeps/nope"), 404, "no sweep named 'nope'")
+
+
+def test_sweep_pages_in_the_browser(server, page):  # noqa: F811 - fixtures
+    sweep_study()
+    page.goto(server + "/sweeps")
+    page.wait_for_selector(f"a[href='/sweeps/{NAME}']")
+    page.click(f"a[href='/sweeps/{NAME}']")
+    page.wait_for_url(f"**/sweeps/{NAME}")
+    page.wait_for_function("(document.getElementById('equity-plot').data || []).length === 5")
+    for p in ("strategy.params.long_threshold", "backtest.stop_loss"):
+        assert page.evaluate(f"document.getElementById('param-{p}').data.length") == 2  # in- and out-of-sample
+    header = page.inner_text("#trials thead")
+    assert header.index("out-of-sample total_return") < header.index("in-sample total_return")
+    assert page.locator("#trials tbody tr").count() == 6
+    shot(page, "sweep.png")
+    assert page.problems == [], page.problems
+    assert traces(page, "equity-plot") == 5
