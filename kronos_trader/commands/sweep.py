@@ -27,7 +27,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    from kronos_trader.cli import ConfigOption, console, friendly
+    from kronos_trader.commands.common import ConfigOption, console, friendly
 
     @app.command()
     @friendly
