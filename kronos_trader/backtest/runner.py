@@ -14,6 +14,7 @@ import pandas as pd
 from kronos_trader.config import Settings
 from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
 from kronos_trader.decision import load_policy
+from kronos_trader.evaluation.skill import SkillReport, score_run
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
@@ -67,6 +68,7 @@ class BacktestResult:
     forecasts_computed: int = 0
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -121,7 +123,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
                          f"{settings.forecast.lookback} bars")
-    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if service is None:
         model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
         service = ForecastService(model, settings.forecast, store, progress)
@@ -150,7 +152,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     first = equity.index[0] if len(equity) else closes.index[0]
     metrics = summarize(equity, trades, closes.loc[first:], fees, interval)
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
-                            computed, reused)
+                            computed, reused, skill=score_run(forecasts.values(), candles))
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result
@@ -182,7 +184,8 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
             store.record_trades(run_id, result.trades.to_dict("records"))
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
-                                              "timeframe": result.timeframe, "bars": len(result.candles)})
+                                              "timeframe": result.timeframe, "bars": len(result.candles),
+                                              "forecast_skill": result.skill.to_dict() if result.skill else None})
     except Exception:
         store.finish_run(run_id, "failed")
         raise

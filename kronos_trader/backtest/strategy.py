@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance
+from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance, series_policy
 
 from .compat import bt, num2timestamps
 from .indicator import KronosIndicator
@@ -60,7 +60,7 @@ class PolicyStrategy(bt.Strategy):
             position = self.getposition(data)
             state = PositionState(size=position.size, entry_price=position.price or None,
                                   equity=self.broker.getvalue(), price=forecast.last_close)
-            decision = decide(self.p.policy, forecast, state, self.risk)
+            decision = decide(series_policy(self.p.policy, self._symbol(data)), forecast, state, self.risk)
             self._record_signal(data, forecast, decision)
             units = rebalance(decision, self._target.get(data, 0.0), state, self.p.min_change)
             if units:

@@ -30,7 +30,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from kronos_trader.config import Settings
-from kronos_trader.decision import PositionState, RiskLimits, decide, load_policy, rebalance
+from kronos_trader.decision import PositionState, RiskLimits, decide, load_policy, rebalance, series_policy
 from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
@@ -50,6 +50,7 @@ from kronos_trader.store import EquitySnapshot, Order, Run, Signal, Store, open_
 from kronos_trader.store.models import new_run_id, utcnow
 
 from .accounting import Book
+from .gate_state import attach_gate
 from .ids import client_order_id
 from .paper_broker import FillResult, PaperBroker, PendingOrder, order_problem
 
@@ -124,7 +125,7 @@ class LiveRunner:
         self.min_change = min_change
         self.hooks = dict(hooks or {})
         self.progress = progress
-        self.policy = load_policy(settings.strategy.name, settings.strategy.params)
+        self.policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
         self.risk = RiskLimits(settings.backtest.stop_loss, settings.backtest.take_profit)
         self.source = settings.paper.exchange
         self.books: dict[Book, PairBook] = {}
@@ -187,6 +188,7 @@ class LiveRunner:
             self.broker.initialize(s.paper.quote_balance, sorted({b.rules.base for b in self.books.values()}))
             self.broker.load()
         self._load_books()
+        attach_gate(self)
         self._recover()
         self.started = True
         return self
@@ -511,7 +513,7 @@ class LiveRunner:
             position = self.broker.position(book.key)
             state = PositionState(size=position.size, entry_price=position.price or None, equity=equity,
                                   price=forecast.last_close)
-            decision = decide(self.policy, forecast, state, self.risk)
+            decision = decide(series_policy(self.policy, book.key), forecast, state, self.risk)
             units = rebalance(decision, book.held_target, state, self.min_change)
             held = decision.target if units else book.held_target
             bar_time = forecast.window_end
