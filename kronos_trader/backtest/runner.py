@@ -69,6 +69,8 @@ class BacktestResult:
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
+    settings: Settings | None = None  # what produced the run (for the report)
+    model_id: str | None = None
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -152,7 +154,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame, symbol: str, timefra
     first = equity.index[0] if len(equity) else closes.index[0]
     metrics = summarize(equity, trades, closes.loc[first:], fees, interval)
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
-                            computed, reused, skill=score_run(forecasts.values(), candles))
+                            computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
+                            model_id=service.model.model_id)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result
