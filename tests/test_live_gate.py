@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
-
 from fake_exchange.helpers import fast_client
+from sqlalchemy import select
+from test_live_support import RUN_ID, cycle_times, make_server, series, settings_for
+
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.config import parse_settings
 from kronos_trader.forecasting.models import load_model
@@ -19,7 +20,6 @@ from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.live import LiveRunner
 from kronos_trader.live.gate_state import gate_status
 from kronos_trader.store import Event, open_store
-from test_live_support import RUN_ID, cycle_times, make_server, series, settings_for
 
 BARS = 80
 GATE = {"rule": "crps_skill", "window": 5, "step": 1}

@@ -91,8 +91,8 @@ def training_warning(result: BacktestResult) -> str | None:
     start = start.tz_localize(None) if start.tzinfo is not None else start
     if start >= HUB_TRAINING_END:
         return None
-    return (f"{name} was trained on data reaching about {HUB_TRAINING_END:%B %Y}; this backtest starts {start:%Y-%m-%d}, "
-            f"so its forecasts may have seen these prices: read the results as in-sample")
+    return (f"{name} was trained on data reaching about {HUB_TRAINING_END:%B %Y}; this backtest starts "
+            f"{start:%Y-%m-%d}, so its forecasts may have seen these prices: read the results as in-sample")
 
 
 def run_settings(result: BacktestResult) -> dict:
@@ -305,7 +305,8 @@ def _skill_html(result: BacktestResult) -> str:
         m = r["model"]
         rows.append(f"<tr><td>{step}</td><td>Kronos</td><td>{_cell(m['mae'], ',.2f')}</td>"
                     f"<td>{_cell(m['crps'], ',.2f')}</td><td>{_cell(m['crps_skill_random_walk'], '+.3f')}</td>"
-                    f"<td>{_cell(m['crps_skill_random_walk_vol'], '+.3f')}</td><td>{_cell(m['coverage_50'], '.1%')}</td>"
+                    f"<td>{_cell(m['crps_skill_random_walk_vol'], '+.3f')}</td>"
+                    f"<td>{_cell(m['coverage_50'], '.1%')}</td>"
                     f"<td>{_cell(m['coverage_90'], '.1%')}</td><td>{_cell(m['hit_rate'], '.1%')}</td>"
                     f"<td>{_cell(m['hit_low'], '.1%')}-{_cell(m['hit_high'], '.1%')}</td>"
                     f"<td>{_cell(m['rank_corr'], '+.3f')}</td></tr>")

@@ -8,13 +8,13 @@
 from .metrics import (central_interval, coverage, crps_ensemble, crps_normal, direction_accuracy, mae, normal_interval,
                       normal_ppf, rmse)
 from .plots import plot_evaluation
-from .skill import (ResolvedForecasts, SkillReport, resolve_forecasts, score_forecasts, score_step,
-                    wilson_interval)
 from .report import MODEL_LABELS, MODELS, Evaluation, ScoreSettings, score_walk_forward
+from .skill import ResolvedForecasts, SkillReport, resolve_forecasts, score_forecasts, score_step, wilson_interval
 from .walkforward import WalkForward, holdout_start, origins, random_walk_sigma, run_walk_forward
 
 __all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "score_forecasts", "score_step",
-           "wilson_interval", "run_walk_forward", "score_walk_forward", "plot_evaluation", "WalkForward", "Evaluation", "ScoreSettings",
+           "wilson_interval", "run_walk_forward", "score_walk_forward", "plot_evaluation", "WalkForward", "Evaluation",
+           "ScoreSettings",
            "MODELS", "MODEL_LABELS", "origins", "holdout_start", "random_walk_sigma", "mae", "rmse",
            "direction_accuracy", "crps_ensemble", "crps_normal", "central_interval", "normal_interval", "normal_ppf",
            "coverage"]

@@ -23,7 +23,8 @@ from kronos_trader.forecasting.service import WindowForecast
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae, normal_interval, rmse
 
 __all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "score_forecasts", "score_run", "score_step",
-           "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps", "direction_hits", "rolling_vol", "report_steps", "BASELINES", "Z95"]
+           "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps", "direction_hits", "rolling_vol",
+           "report_steps", "BASELINES", "Z95"]
 
 Z95 = 1.959963984540054
 BAND_LEVELS = (0.5, 0.9)
