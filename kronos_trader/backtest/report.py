@@ -122,8 +122,8 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
     console = console or Console()
     console.print(metrics_table(result))
     if result.skill is not None:
-        console.print(result.skill.table(f"Forecast skill of the run's forecasts ({result.skill.windows} resolved, "
-                                         f"{result.skill.pending} still open; RW = random walk)"))
+        console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
+                                         f"({result.skill.pending} still open); RW = random walk"))
         console.print(f"skill: {result.skill.verdict()}")
     trades = trade_log(result)
     if len(trades):

@@ -30,6 +30,7 @@ Z95 = 1.959963984540054
 BAND_LEVELS = (0.5, 0.9)
 BASELINES = ("random_walk", "random_walk_vol")
 BASELINE_LABELS = {"random_walk": "RW (last close)", "random_walk_vol": "RW + rolling vol"}
+BASELINE_SHORT = {"random_walk": "RW", "random_walk_vol": "RW+vol"}
 
 
 @dataclass
@@ -249,22 +250,22 @@ class SkillReport:
                 f"(CRPS skill {skill:+.3f}){hit}")
 
     def table(self, title: str | None = None):
-        """A rich Table: one row per step and forecaster."""
+        """A rich Table (fits 80 columns): one row per step and forecaster; skill = CRPS skill score."""
         from rich.table import Table
 
         table = Table(title=title or f"Forecast skill ({self.windows} resolved forecasts; RW = random walk)")
-        for col in ("step", "forecaster", "MAE", "CRPS", "skill vs RW", "skill vs RW+vol", "cov 50%", "cov 90%",
-                    "hit rate (95% CI)", "rank corr"):
-            table.add_column(col, justify="left" if col == "forecaster" else "right")
+        for col in ("step", "", "MAE", "CRPS", "skill RW", "skill RW+vol", "cov50", "cov90", "hit rate, 95% CI",
+                    "rank"):
+            table.add_column(col, justify="left" if col == "" else "right")
         for step, rows in self.steps.items():
             m = rows["model"]
-            table.add_row(str(step), "Kronos", _f(m["mae"]), _f(m["crps"]), _f(m["crps_skill_random_walk"], "+.3f"),
-                          _f(m["crps_skill_random_walk_vol"], "+.3f"), _f(m["coverage_50"], ".1%"),
-                          _f(m["coverage_90"], ".1%"), _hit(m), _f(m["rank_corr"], "+.3f"))
+            table.add_row(str(step), "Kronos", _f(m["mae"], ".4g"), _f(m["crps"], ".4g"),
+                          _f(m["crps_skill_random_walk"], "+.3f"), _f(m["crps_skill_random_walk_vol"], "+.3f"),
+                          _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"), _hit(m), _f(m["rank_corr"], "+.2f"))
             for name in BASELINES:
                 b = rows[name]
-                table.add_row("", BASELINE_LABELS[name], _f(b["mae"]), _f(b["crps"]), "", "",
-                              _f(b.get("coverage_50"), ".1%"), _f(b.get("coverage_90"), ".1%"), "", "")
+                table.add_row("", BASELINE_SHORT[name], _f(b["mae"], ".4g"), _f(b["crps"], ".4g"), "", "",
+                              _f(b.get("coverage_50"), ".0%"), _f(b.get("coverage_90"), ".0%"), "", "")
             table.add_section()
         return table
 
@@ -301,7 +302,7 @@ def _f(value, spec: str = ",.2f") -> str:
 def _hit(row: dict) -> str:
     if not row.get("calls"):
         return "n/a"
-    return f"{row['hit_rate']:.1%} ({row['hit_low']:.0%}-{row['hit_high']:.0%}, n={row['calls']})"
+    return f"{row['hit_rate']:.1%} {row['hit_low']:.0%}-{row['hit_high']:.0%}"
 
 
 def _clean(value):

@@ -48,7 +48,7 @@ def attach_gate(runner: Any) -> None:
             return
         symbol = series[0] if isinstance(series, tuple) else str(series)
         closed = after.state is not GateState.OPEN
-        message = f"{GATE_EVENT} {after.state.value}: {after.reason}"
+        message = f"{GATE_EVENT} {after.state.value}: {after.reason.split(': ', 1)[-1]}"
         runner.event("warning" if closed else "info", message, symbol)
         if notifier is not None and closed:
             notifier.send(f"kronos-trader: {symbol} stopped trading", message)
