@@ -74,7 +74,7 @@ def replay(tiny_model_dir, tmp_path_factory, webhook):
             for now in part:
                 server.set_now(now)
                 runner.run_cycle()
-        yield {"bt": bt, "store": store, "runner": runner}
+        yield {"bt": bt, "store": store, "runner": runner, "url": settings.database.url}
     finally:
         mp.undo()
         server.stop()
@@ -105,3 +105,16 @@ def test_closing_is_recorded_shown_and_notified(replay):
     bodies = [m.get("message", "") for m in Hook.received]
     assert len(bodies) == len(closes) and all("skill gate closed" in b for b in bodies)
     assert all("127.0.0.1" not in e.message for e in events)  # the destination is never written down
+
+
+def test_status_command_shows_the_gate(replay, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    result = CliRunner().invoke(app, ["status", "--db", replay["url"], "--run-id", RUN_ID])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if "skill gate" in l)
+    latest = gate_status(replay["store"], RUN_ID)["BTC/USDT"].message
+    assert line.startswith("BTC/USDT: " + latest[:30])

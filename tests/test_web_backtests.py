@@ -110,6 +110,6 @@ def test_detail_shows_the_runs_stored_forecast_skill(c, run_id):
     kronos = skill["rows"][-3]
     assert kronos["crps_skill_random_walk_vol"] == pytest.approx(stored["steps"]["8"]["model"]
                                                                  ["crps_skill_random_walk_vol"])
-    assert skill["verdict"].startswith("at step 8")
+    assert skill["verdict"].startswith("At step 8")
     metrics = {m["metric"] for m in d["metrics"]}
     assert {"calmar", "profit_factor", "expectancy", "longest_losing_streak"} <= metrics

@@ -124,7 +124,7 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
     if result.skill is not None:
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
-        console.print(f"skill: {result.skill.verdict()}")
+        console.print(result.skill.verdict())
     trades = trade_log(result)
     if len(trades):
         counts = trades["exit_reason"].value_counts()
@@ -328,7 +328,7 @@ def _monthly_html(monthly: pd.DataFrame) -> str:
     fig = go.Figure(go.Heatmap(z=np.round(z * 100, 2), x=[pd.Timestamp(2000, m, 1).strftime("%b") for m in
                                                             monthly.columns], y=[str(y) for y in monthly.index],
                                text=text, texttemplate="%{text}", colorscale="RdYlGn", zmid=0,
-                               colorbar=dict(title="%")))
+                               showscale=False, hovertemplate="%{y} %{x}: %{text}<extra></extra>"))
     fig.update_layout(title="Monthly returns (strategy)", height=160 + 40 * len(monthly), template="plotly_white")
     return "<div id='monthly-returns'>" + fig.to_html(include_plotlyjs=False, full_html=False) + "</div>"
 

@@ -238,15 +238,15 @@ class SkillReport:
     def verdict(self) -> str:
         """One line: does the model beat the rolling-vol random walk at the last step?"""
         if not self.steps:
-            return "no forecast had resolved: no skill measured"
+            return "No forecast had resolved: no skill measured"
         last = self.steps[max(self.steps)]["model"]
         skill, lo = last.get("crps_skill_random_walk_vol"), last.get("hit_low")
         if skill is None or not np.isfinite(skill):
-            return "forecast skill unknown"
+            return "Forecast skill unknown"
         beat = "beats" if skill > 0 else "does not beat"
         hit = "" if lo is None or not np.isfinite(lo) else \
             f"; direction hit rate {last['hit_rate']:.1%} (95% CI {lo:.1%}-{last['hit_high']:.1%})"
-        return (f"at step {max(self.steps)} the model {beat} a random walk with rolling-vol bands "
+        return (f"At step {max(self.steps)} the model {beat} a random walk with rolling-vol bands "
                 f"(CRPS skill {skill:+.3f}){hit}")
 
     def table(self, title: str | None = None):

@@ -82,7 +82,7 @@ def skill_rows(skill: dict | None) -> dict:
     """The run's stored forecast skill as table rows (one per step and forecaster)."""
     if not isinstance(skill, dict) or not skill.get("steps"):
         return {"windows": (skill or {}).get("windows", 0), "pending": (skill or {}).get("pending", 0), "rows": [],
-                "verdict": "no forecast of this run had resolved (or the run predates skill scoring)"}
+                "verdict": "No forecast of this run had resolved (or the run predates skill scoring)"}
     from kronos_trader.evaluation.skill import SkillReport
 
     rows = []
