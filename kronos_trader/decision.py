@@ -102,7 +102,7 @@ def load_policy(name: str, params: dict[str, Any] | None = None, gate: Any = Non
         raise ValueError(f"strategy.name '{name}' has no decide(forecast, position) method")
     if gate is None:
         return policy
-    from kronos_trader.gate import GateRule, SkillGate
+    from kronos_trader.gate import GateRule, SkillGate  # here: the gate module imports this one
 
     fields = gate.model_dump() if hasattr(gate, "model_dump") else dict(gate)
     return SkillGate(policy, GateRule(**fields))

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from kronos_trader.data import infer_bar_interval
 from kronos_trader.forecasting.service import WindowForecast
 
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae, normal_interval, rmse
@@ -76,7 +77,7 @@ def resolve_forecasts(forecasts: Iterable[WindowForecast], candles: pd.DataFrame
     index = candles.index
     if len(index) < 2:
         return None
-    interval = index[1] - index[0]
+    interval = infer_bar_interval(index)
     close = candles["close"].to_numpy(dtype=np.float64)
     limit = (index[-1] + interval) if upto is None else pd.Timestamp(upto)
     rows = []
