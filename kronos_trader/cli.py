@@ -87,16 +87,22 @@ def lookahead_check(
     model: Optional[str] = typer.Option(None),
     bars: int = typer.Option(600, help="bars of the series to use (from its start)"),
     cut: float = typer.Option(0.6, help="cut point as a fraction of the bars"),
+    sensitivity_bars: int = typer.Option(40, help="decision bars rerun with shorter/longer lookbacks (0: skip)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
-    """Prove no look-ahead: perturb the data after a cut and compare everything before it."""
-    from kronos_trader.backtest.lookahead import check_lookahead
+    """Prove no look-ahead: perturb the data after a cut and compare everything before it;
+    then report how often decisions change with a shorter or longer lookback."""
+    from kronos_trader.backtest.lookahead import check_lookahead, check_lookback_sensitivity
     from kronos_trader.backtest.runner import load_backtest_candles
     from kronos_trader.config import load_settings
 
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model})
     candles, _ = load_backtest_candles(settings, None)
-    report = check_lookahead(settings, candles.iloc[:bars], cut)
+    report = check_lookahead(settings, candles.iloc[:bars], cut, progress=progress)
     console.print(report.describe())
+    if sensitivity_bars > 0:
+        console.print(check_lookback_sensitivity(settings, candles.iloc[:bars], sensitivity_bars,
+                                                 progress=progress).describe())
     if not report.passed:
         raise typer.Exit(2)
 

@@ -108,9 +108,20 @@ class DataSettings(Section):
         return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+class GateSettings(Section):
+    """The skill gate (kronos_trader.gate): trade only while recent forecasts beat a random walk."""
+
+    rule: Literal["crps_skill", "hit_rate"] = Field(
+        "crps_skill", description="crps_skill: CRPS skill vs RW+vol > 0; hit_rate: 95% lower bound > 50%")
+    window: int = Field(100, ge=5, description="resolved forecasts the rule looks at")
+    step: int | None = Field(None, ge=1, description="horizon step scored (default: the last)")
+    vol_window: int = Field(48, ge=2, description="one-bar returns in the baseline's rolling volatility")
+
+
 class StrategySettings(Section):
     name: str = Field("strategies.directional:Directional", description="module:Class of the decision policy")
     params: dict[str, Any] = Field(default_factory=dict)
+    gate: GateSettings | None = Field(None, description="skill gate around the policy (off when absent)")
 
     @field_validator("name")
     @classmethod
@@ -163,6 +174,7 @@ class PaperSettings(Section):
     live: bool = Field(False, description="send real orders (also needs the --live flag)")
     api_key_env: str = "KRONOS_API_KEY"
     api_secret_env: str = "KRONOS_API_SECRET"
+    notify_urls_env: str | None = Field(None, description="env variable holding apprise URLs for gate alerts (off)")
 
 
 class WebSettings(Section):
@@ -229,6 +241,13 @@ class Settings(Section):
         ctx = self.model.max_context
         if ctx is not None and self.forecast.horizon > ctx:
             raise ValueError(f"forecast.horizon {self.forecast.horizon} exceeds model.max_context {ctx}")
+        gate, every = self.strategy.gate, self.forecast.every
+        step = (gate.step or self.forecast.horizon) if gate is not None else None
+        if step is not None and step > self.forecast.horizon:
+            raise ValueError(f"strategy.gate.step {step} exceeds forecast.horizon {self.forecast.horizon}")
+        if step is not None and step % every:
+            raise ValueError(f"strategy.gate.step {step} is not a multiple of forecast.every {every}: "
+                             f"its outcomes would fall between forecast bars")
         return self
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Hashable, Protocol, runtime_checkable
 
 from kronos_trader.forecasting.service import WindowForecast
 
@@ -60,7 +60,9 @@ class CrossSectionalPolicy(Protocol):
 
 
 def decide(policy: Policy, forecast: WindowForecast, position: PositionState, risk: RiskLimits) -> Decision:
-    """Risk exits first (on the decision bar's close), then the policy."""
+    """Risk exits (on the decision bar's close) override the policy. The policy is asked
+    every time, so a stateful wrapper (the skill gate) sees every forecast either way."""
+    decision = policy.decide(forecast, position)
     if position.size != 0 and position.entry_price:
         move = position.price / position.entry_price - 1.0
         if position.size < 0:
@@ -69,7 +71,14 @@ def decide(policy: Policy, forecast: WindowForecast, position: PositionState, ri
             return Decision(0.0, f"stop-loss ({move:+.2%})")
         if risk.take_profit is not None and move >= risk.take_profit:
             return Decision(0.0, f"take-profit ({move:+.2%})")
-    return policy.decide(forecast, position)
+    return decision
+
+
+def series_policy(policy: Policy, series: Hashable) -> Policy:
+    """The policy for one series (pair): stateful wrappers such as the skill gate keep one
+    state per series; plain policies are shared."""
+    for_series = getattr(policy, "for_series", None)
+    return for_series(series) if callable(for_series) else policy
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,9 @@ def rebalance(decision: Decision, held_target: float, position: PositionState,
     return decision.target * position.equity / position.price - position.size
 
 
-def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy | CrossSectionalPolicy:
-    """Instantiate 'package.module:Class' with params (how config names a strategy)."""
+def load_policy(name: str, params: dict[str, Any] | None = None, gate: Any = None) -> Policy | CrossSectionalPolicy:
+    """Instantiate 'package.module:Class' with params (how config names a strategy),
+    wrapped in the skill gate when `gate` (config `strategy.gate`) is given."""
     module_name, _, class_name = name.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -127,4 +137,12 @@ def load_policy(name: str, params: dict[str, Any] | None = None) -> Policy | Cro
     if not isinstance(policy, (Policy, CrossSectionalPolicy)):
         raise ValueError(f"strategy.name '{name}' has no decide(forecast, position) or "
                          f"allocate(forecasts, positions) method")
-    return policy
+    if gate is None:
+        return policy
+    if not isinstance(policy, Policy):
+        raise ValueError(f"strategy.gate: the skill gate wraps a per-symbol policy; '{name}' is cross-sectional "
+                         f"(remove strategy.gate)")
+    from kronos_trader.gate import GateRule, SkillGate  # here: the gate module imports this one
+
+    fields = gate.model_dump() if hasattr(gate, "model_dump") else dict(gate)
+    return SkillGate(policy, GateRule(**fields))

@@ -254,3 +254,60 @@ def test_policy_strategy_in_existing_cerebro(fast_settings, sample_candles):
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="dd")
     strat = cerebro.run()[0]
     assert strat.journal.signals and strat.analyzers.dd.get_analysis()["max"]["drawdown"] >= 0
+
+
+def test_lookahead_check_covers_the_skill_gate(fast_settings, sample_candles):
+    settings = fast_settings.model_copy(deep=True)
+    settings.strategy.gate = {"rule": "crps_skill", "window": 10}
+    report = check_lookahead(settings, sample_candles.iloc[:160], 0.6)
+    assert report.passed, report.describe()
+    base = run_backtest(settings, sample_candles.iloc[:160], "BTC/USDT", "1h", None, progress=False)
+    reasons = [s["reason"] for s in base.journal.signals]
+    assert reasons[0].startswith("gate warming up") and any(r.startswith("gate ") and "warming" not in r
+                                                            for r in reasons)
+
+
+def test_lookback_sensitivity_counts_changed_decisions(fast_settings, sample_candles):
+    from kronos_trader.backtest.lookahead import check_lookback_sensitivity
+
+    same = check_lookback_sensitivity(fast_settings, sample_candles.iloc[:200], bars=12, lookbacks=(32,))
+    assert same.bars == 12 and same.changed == {32: 0}  # the configured lookback again: nothing changes
+    other = check_lookback_sensitivity(fast_settings, sample_candles.iloc[:200], bars=12)
+    assert set(other.changed) == {16, 64} and all(0 <= n <= 12 for n in other.changed.values())
+    assert "lookback 16: decision changes at" in other.describe()
+
+
+def test_report_files_hold_skill_trades_monthly_and_settings(fast_settings, sample_candles, tmp_path):
+    import dataclasses
+
+    from kronos_trader.backtest.report import training_warning
+
+    result = run_backtest(fast_settings, sample_candles, "BTC/USDT", "1h", None, progress=False)
+    folder = write_report(result, tmp_path / "reports" / "run")
+    summary = json.loads((folder / "summary.json").read_text())
+    skill = summary["forecast_skill"]
+    assert skill["windows"] == len(result.forecasts) - 4 and skill["pending"] == 4  # horizon 4: last 4 open
+    assert set(skill["steps"]) == {"1", "2", "4"}
+    for key in ("mae", "crps", "crps_skill_random_walk", "crps_skill_random_walk_vol", "coverage_50", "coverage_90",
+                "hit_rate", "hit_low", "hit_high", "rank_corr"):
+        assert key in skill["steps"]["4"]["model"]
+    for key in ("profit_factor", "expectancy", "avg_win", "avg_loss", "avg_holding_hours", "longest_losing_streak",
+                "calmar"):
+        assert key in summary["metrics"]["strategy"]
+    s = summary["settings"]
+    assert s["model"]["model_id"] == result.model_id and s["model"]["weights_hash"]
+    assert s["forecast"]["lookback"] == 32 and s["forecast"]["samples"] == 4 and "top_p" in s["forecast"]["sampling"]
+    assert s["strategy"]["name"] == "strategies.directional:Directional" and s["costs"]["commission"] == 0.001
+    assert len(s["data"]["data_hash"]) == 64 and s["data"]["bars"] == len(sample_candles)
+    assert summary["monthly_returns"] and sum(summary["exit_reasons"].values()) == len(result.trades)
+    trades = pd.read_csv(folder / "trades.csv")
+    assert {"exit_reason", "holding_hours", "fees", "pnl"} <= set(trades.columns)
+    assert set(trades["exit_reason"]) <= {"signal", "stop-loss", "take-profit", "gate"}
+    html = (folder / "chart.html").read_text()
+    assert "id='forecast-skill'" in html and "id='monthly-returns'" in html and "id='trades'" in html
+    assert (folder.parent / "plotly.min.js").stat().st_size > 1_000_000  # written once beside the runs
+    assert (folder / "chart.html").stat().st_size < 1_000_000
+    assert training_warning(result) is None
+    hub = dataclasses.replace(result, settings=fast_settings.model_copy(update={"model": fast_settings.model.model_copy(
+        update={"name": "kronos-small"})}))
+    assert "trained on data reaching" in training_warning(hub)  # the sample's bars are before mid-2024

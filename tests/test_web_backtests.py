@@ -96,3 +96,20 @@ def test_run_without_candles_explains_why():
     assert o["forecasts"]["ids"] == [] and o["fills"]["timestamps"] == []
     d = c.get(f"/api/backtests/{rid}").json()
     assert d["hold"]["equity"] == [] and d["trades"] == [] and len(d["equity"]["equity"]) == 5
+
+
+def test_detail_shows_the_runs_stored_forecast_skill(c, run_id):
+    d = c.get(f"/api/backtests/{run_id}").json()
+    stored = store().get_run(run_id).summary["forecast_skill"]
+    skill = d["skill"]
+    # 400 bars, lookback 64, horizon 8: the last 8 of 337 forecasts have not resolved
+    assert stored["windows"] == 337 - 8 and stored["pending"] == 8 and skill["windows"] == stored["windows"]
+    assert [(r["step"], r["forecaster"]) for r in skill["rows"][:3]] == [(1, "Kronos"), (1, "RW (last close)"),
+                                                                          (1, "RW + rolling vol")]
+    assert sorted({r["step"] for r in skill["rows"]}) == [1, 4, 8]
+    kronos = skill["rows"][-3]
+    assert kronos["crps_skill_random_walk_vol"] == pytest.approx(stored["steps"]["8"]["model"]
+                                                                 ["crps_skill_random_walk_vol"])
+    assert skill["verdict"].startswith("At step 8")
+    metrics = {m["metric"] for m in d["metrics"]}
+    assert {"calmar", "profit_factor", "expectancy", "longest_losing_streak"} <= metrics

@@ -166,6 +166,8 @@ def test_backtest_pages(server, page):
     metrics = page.inner_text("#metrics-table")
     assert "total return" in metrics and "buy & hold" in metrics
     assert page.locator("#trades tbody tr").count() > 0
+    assert page.locator("#skill-table tbody tr").count() == 9  # steps 1, 4, 8 x Kronos and two random walks
+    assert "At step 8" in page.inner_text("#skill-verdict") and "skill vs RW+vol" in page.inner_text("#skill-table")
     # inspect one forecast (what a click on a forecast point does)
     page.evaluate("""() => { const gd = document.getElementById('overlay-chart');
         const t = gd.data.find(d => d.customdata);
@@ -192,4 +194,9 @@ def test_paper_page_refreshes(server, page):
     store().record_event(run_id, "error", "order rejected: insufficient balance", symbol="ETH/USDT")
     page.wait_for_function("document.getElementById('errors').textContent.includes('insufficient balance')",
                            timeout=15_000)
+    store().record_event(run_id, "warning", "skill gate closed: CRPS skill vs RW+vol -0.020 over the last 100 resolved",
+                         symbol="ETH/USDT")
+    page.wait_for_function("document.getElementById('summary').textContent.includes('skill gate ETH/USDT')",
+                           timeout=15_000)
+    assert "closed" in page.inner_text("#summary")
     assert page.problems == [], page.problems

@@ -61,3 +61,14 @@ def test_empty_database(tmp_path):
     assert c.get("/api/paper").json() == {"runs": []}
     assert c.get("/api/backtests").json() == {"runs": []}
     assert c.get("/api/datasets/stored").json() == {"series": []}
+
+
+def test_detail_shows_the_skill_gate_state(c):
+    from test_web_support import store
+
+    run = paper_run_id("paper-gate")
+    store().record_event(run, "warning", "skill gate closed: CRPS skill vs RW+vol -0.031 over the last "
+                                         "100 resolved", symbol="ETH/USDT")
+    d = c.get(f"/api/paper/{run}").json()
+    (gate,) = d["gate"]
+    assert gate["symbol"] == "ETH/USDT" and gate["state"] == "closed" and "CRPS skill" in gate["message"]

@@ -1,8 +1,14 @@
-"""Look-ahead check: a backtest must not change before a cut when data after it changes.
+"""Robustness checks beside the backtest: look-ahead, and lookback sensitivity.
 
-Runs the strategy twice without any stored forecasts (everything recomputed): on the data
-as given, and with every bar after the cut perturbed. Forecasts, signals and orders decided
-at or before the cut must be identical.
+Look-ahead: runs the strategy twice without any stored forecasts (everything recomputed):
+on the data as given, and with every bar after the cut perturbed. Forecasts, signals (target
+and reason, so the skill gate's state is compared too) and orders decided at or before the
+cut must be identical.
+
+Lookback sensitivity (freqtrade's "recursive analysis"): a sample of decision bars is
+forecast again with a shorter and a longer lookback; the report says how often the
+policy's decision (its target exposure, from a flat position) changes. A decision that
+flips with the amount of history is fragile.
 """
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.config import Settings
+from kronos_trader.decision import PositionState, load_policy
+from kronos_trader.forecasting.models import load_model
+from kronos_trader.forecasting.service import ForecastService
 
 from .runner import BacktestResult, run_backtest
 
@@ -55,14 +64,24 @@ def perturb_after(candles: pd.DataFrame, cut: int, seed: int = 1) -> pd.DataFram
 def _before(result: BacktestResult, cut_close: pd.Timestamp):
     forecasts = {f.window_end: (f.mean.round(10).tolist(), f.p_up.tolist()) for f in result.forecasts.values()
                  if f.window_end <= cut_close}
-    signals = [(s["bar_time"], round(s["target_position"], 12)) for s in result.journal.signals
+    signals = [(s["bar_time"], round(s["target_position"], 12), s["reason"]) for s in result.journal.signals
                if s["bar_time"] <= cut_close]
     orders = [(o["bar_time"], o["side"], round(o["amount"], 9)) for o in result.journal.orders
               if o["bar_time"] is not None and o["bar_time"] <= cut_close]
     return {"forecasts": forecasts, "signals": signals, "orders": orders}
 
 
-def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: float = 0.6) -> LookaheadReport:
+def _stage(show: bool, text: str) -> None:
+    """Announce a stage of a check; the forecasting inside it shows its own progress bar
+    (rich allows one live display at a time, so stages are lines, not a second bar)."""
+    if show:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold]{text}[/bold]", highlight=False)
+
+
+def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: float = 0.6,
+                    progress: bool = False) -> LookaheadReport:
     if not 0 < cut_fraction < 1:
         raise ValueError(f"cut must be between 0 and 1, got {cut_fraction}")
     cut = int(len(candles) * cut_fraction)
@@ -70,8 +89,10 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
         raise ValueError(f"cut at bar {cut} leaves no forecasts before or after it: use more bars than "
                          f"{settings.forecast.lookback} (the lookback) or another cut")
     symbol, timeframe = settings.data.symbol, settings.data.timeframe
-    base = run_backtest(settings, candles, symbol, timeframe, None, progress=False)
-    changed = run_backtest(settings, perturb_after(candles, cut), symbol, timeframe, None, progress=False)
+    _stage(progress, f"look-ahead 1/2: backtest on {len(candles)} bars as given")
+    base = run_backtest(settings, candles, symbol, timeframe, None, progress=progress)
+    _stage(progress, f"look-ahead 2/2: backtest with the bars after {candles.index[cut]} perturbed")
+    changed = run_backtest(settings, perturb_after(candles, cut), symbol, timeframe, None, progress=progress)
     interval = candles.index[cut + 1] - candles.index[cut]
     cut_close = candles.index[cut] + interval
     a, b = _before(base, cut_close), _before(changed, cut_close)
@@ -85,3 +106,54 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
     after_b = {f.window_end: f.mean.tolist() for f in changed.forecasts.values() if f.window_end > cut_close}
     changed_after = sum(1 for k, v in after_a.items() if after_b.get(k) != v)
     return LookaheadReport(candles.index[cut], compared, differences, changed_after)
+
+
+@dataclass
+class SensitivityReport:
+    lookback: int
+    bars: int                       # decision bars sampled
+    changed: dict[int, int]         # other lookback -> decisions that differ
+
+    def describe(self) -> str:
+        lines = [f"lookback sensitivity: {self.bars} decision bars forecast again with other lookbacks "
+                 f"(configured {self.lookback})"]
+        for lookback, n in self.changed.items():
+            share = n / self.bars if self.bars else float("nan")
+            lines.append(f"  lookback {lookback}: decision changes at {n} of {self.bars} bars ({share:.0%})")
+        return "\n".join(lines)
+
+
+def check_lookback_sensitivity(settings: Settings, candles: pd.DataFrame, bars: int = 40,
+                               lookbacks: tuple[int, ...] | None = None, progress: bool = False,
+                               seed: int = 0) -> SensitivityReport:
+    """Forecast `bars` randomly chosen decision bars with each of `lookbacks` (default: half
+    and double the configured one, within the model's context) and count the decisions of
+    the (ungated) policy that differ from those with the configured lookback."""
+    f = settings.forecast
+    model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    policy = load_policy(settings.strategy.name, settings.strategy.params)  # the gate needs history: not here
+    if lookbacks is None:
+        lookbacks = tuple(sorted({max(8, f.lookback // 2), min(2 * f.lookback, model.max_context)} - {f.lookback}))
+    longest = max((f.lookback, *lookbacks))
+    positions = np.arange(longest - 1, len(candles))
+    if len(positions) == 0:
+        raise ValueError(f"lookback sensitivity needs more than {longest} bars (got {len(candles)})")
+    rng = np.random.default_rng(seed)
+    sample = sorted(rng.choice(positions, size=min(bars, len(positions)), replace=False).tolist())
+    symbol, timeframe = settings.data.symbol, settings.data.timeframe
+
+    def targets(lookback: int) -> list[float]:
+        service = ForecastService(model, f.model_copy(update={"lookback": lookback}), None, progress)
+        forecasts = service.forecast_at(candles, sample, symbol, timeframe)
+        return [policy.decide(forecasts[p], PositionState(0.0, None, settings.backtest.cash,
+                                                          forecasts[p].last_close)).target for p in sample]
+
+    runs = (f.lookback, *lookbacks)
+    _stage(progress, f"lookback sensitivity 1/{len(runs)}: {len(sample)} bars with lookback {f.lookback}")
+    base = targets(f.lookback)
+    changed = {}
+    for k, lookback in enumerate(lookbacks, start=2):
+        _stage(progress, f"lookback sensitivity {k}/{len(runs)}: lookback {lookback}")
+        other = targets(lookback)
+        changed[lookback] = sum(1 for a, b in zip(base, other) if abs(a - b) > 1e-12)
+    return SensitivityReport(f.lookback, len(sample), changed)

@@ -3,6 +3,11 @@
 Sharpe and Sortino are annualised with the data's own bars per year (from its stamps and
 calendar: about 252 a year for daily stock bars, 365 for daily crypto), not 365 days of
 clock time divided by the bar interval, which overstates them for markets that close.
+
+Calmar and the monthly returns come from empyrical-reloaded (kept, small, pure functions on
+a returns series; quantstats would add its plotting/HTML stack for two numbers). Trade-level
+figures (profit factor, expectancy, average win/loss, holding time, losing streak) work on
+round trips, which neither library models, so they are computed here.
 """
 from __future__ import annotations
 
@@ -34,14 +39,50 @@ def performance(equity: pd.Series, bar: pd.Timedelta, per_year: float | None = N
     sharpe = returns.mean() / std * math.sqrt(per_year) if std and std > 0 else float("nan")
     sortino = returns.mean() / downside * math.sqrt(per_year) if downside and downside > 0 else float("nan")
     return {"total_return": total, "annual_return": float(annual), "sharpe": float(sharpe),
-            "sortino": float(sortino), "max_drawdown": float(drawdown(equity).min()) if len(equity) else 0.0}
+            "sortino": float(sortino), "max_drawdown": float(drawdown(equity).min()) if len(equity) else 0.0,
+            "calmar": _calmar(returns, per_year)}
+
+
+def _calmar(returns: pd.Series, per_year: float) -> float:
+    import empyrical
+
+    if len(returns) < 2 or not np.isfinite(per_year):
+        return float("nan")
+    value = empyrical.calmar_ratio(returns, annualization=per_year)
+    return float(value) if value is not None and np.isfinite(value) else float("nan")
+
+
+def monthly_returns(equity: pd.Series) -> pd.DataFrame:
+    """Compounded return of each calendar month: rows years, columns months 1..12 (empyrical)."""
+    import empyrical
+
+    returns = equity.pct_change().dropna()
+    if returns.empty:
+        return pd.DataFrame(columns=range(1, 13), dtype=float)
+    monthly = empyrical.aggregate_returns(returns, "monthly")
+    return monthly.unstack().reindex(columns=range(1, 13))
 
 
 def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
+    """Round-trip figures: win rate, profit factor (gross wins / gross losses), expectancy
+    (mean PnL per trade), average win and loss, average holding time (hours), longest run
+    of losing trades."""
+    nan = float("nan")
     if trades.empty:
-        return {"trades": 0, "win_rate": float("nan"), "fees": 0.0}
-    return {"trades": int(len(trades)), "win_rate": float((trades["pnl"] > 0).mean()),
-            "fees": float(trades["fees"].sum())}
+        return {"trades": 0, "win_rate": nan, "fees": 0.0, "profit_factor": nan, "expectancy": nan, "avg_win": nan,
+                "avg_loss": nan, "avg_holding_hours": nan, "longest_losing_streak": 0}
+    pnl = trades["pnl"].astype(float)
+    wins, losses = pnl[pnl > 0], pnl[pnl <= 0]
+    losing, streak = 0, 0
+    for value in pnl:
+        streak = streak + 1 if value <= 0 else 0
+        losing = max(losing, streak)
+    held = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])).dt.total_seconds() / 3600
+    return {"trades": int(len(trades)), "win_rate": float((pnl > 0).mean()), "fees": float(trades["fees"].sum()),
+            "profit_factor": float(wins.sum() / -losses.sum()) if losses.sum() < 0 else nan,
+            "expectancy": float(pnl.mean()), "avg_win": float(wins.mean()) if len(wins) else nan,
+            "avg_loss": float(losses.mean()) if len(losses) else nan, "avg_holding_hours": float(held.mean()),
+            "longest_losing_streak": int(losing)}
 
 
 def summarize(equity: pd.DataFrame, trades: pd.DataFrame, closes: pd.Series, fees: float,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kronos_trader.config import Settings, SymbolSource
 from kronos_trader.data import infer_bar_interval
+from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.decision import Policy, PositionState, decide_all, load_policy, rebalance
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
@@ -96,7 +97,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     for symbol, candles in panel.items():
         if len(candles) <= lookback:
             raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of {lookback} bars")
-    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)
     before = service.computed, service.reused
@@ -123,11 +124,12 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     hold = equal_weight_closes(panel)
     hold.index = hold.index + interval
     start = equity.index[0] if len(equity) else hold.index[0]
-    metrics = summarize(equity, trades, hold.loc[start:], fees, interval)
+    metrics = summarize(equity, trades, hold.loc[start:], fees, interval,
+                        bars_per_year(first.index, settings.data.calendar))
     # the report's chart shows the first symbol: its candles and forecasts
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
                             metrics,
-                            computed, reused, panel=panel)
+                            computed, reused, panel=panel, settings=settings, model_id=service.model.model_id)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

@@ -15,6 +15,7 @@ from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candle
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
+from kronos_trader.evaluation.skill import SkillReport, score_run
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
@@ -69,6 +70,9 @@ class BacktestResult:
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (portfolio runs)
+    skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
+    settings: Settings | None = None  # what produced the run (for the report)
+    model_id: str | None = None
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -132,7 +136,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
 
     With a dict of candles by symbol (or a cross-sectional policy) it is one portfolio
     backtest with a feed per symbol and shared cash (backtest/portfolio.py)."""
-    policy = load_policy(settings.strategy.name, settings.strategy.params)
+    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if isinstance(candles, dict) or not isinstance(policy, Policy):
         from .portfolio import run_portfolio_backtest
 
@@ -166,7 +170,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     metrics = summarize(equity, trades, closes.loc[first:], fees, interval,
                         bars_per_year(candles.index, settings.data.calendar))
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
-                            computed, reused)
+                            computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
+                            model_id=service.model.model_id)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result
@@ -198,7 +203,8 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
             store.record_trades(run_id, result.trades.to_dict("records"))
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
-                                              "timeframe": result.timeframe, "bars": len(result.candles)})
+                                              "timeframe": result.timeframe, "bars": len(result.candles),
+                                              "forecast_skill": result.skill.to_dict() if result.skill else None})
     except Exception:
         store.finish_run(run_id, "failed")
         raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance
+from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance, series_policy
 from kronos_trader.forecasting.probability import threshold_warnings
 
 from .compat import bt, num2timestamps
@@ -99,7 +99,7 @@ class PolicyStrategy(bt.Strategy):
             position = self.getposition(data)
             state = PositionState(size=position.size, entry_price=position.price or None,
                                   equity=self.broker.getvalue(), price=forecast.last_close)
-            decision = decide(self.p.policy, forecast, state, self.risk)
+            decision = decide(series_policy(self.p.policy, self._symbol(data)), forecast, state, self.risk)
             self._record_signal(data, forecast, decision)
             if self._sized_by_sizer:
                 self._order_side(data, decision, position.size)

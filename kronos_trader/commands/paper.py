@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from kronos_trader.config import load_settings
+        from kronos_trader.live.gate_state import gate_status
         from kronos_trader.live.status import find_run, run_status
         from kronos_trader.store import open_store
 
@@ -114,5 +115,7 @@ def register(app: typer.Typer) -> None:
                           f"{p.forecast_time:%m-%d %H:%M}" if p.forecast_time else "-",
                           num(p.p_up, "{:.2f}"), num(p.expected_return, "{:+.3%}"), error)
         console.print(table)
+        for symbol, event in gate_status(store, run.id).items():
+            console.print(f"{symbol}: {event.message} (since {event.ts:%Y-%m-%d %H:%M})", highlight=False)
         if st.last_error:
             console.print(f"last error: {st.last_error}", highlight=False)

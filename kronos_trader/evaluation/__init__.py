@@ -10,9 +10,12 @@ from .metrics import (central_interval, coverage, crps_ensemble, crps_normal, di
                       normal_ppf, rmse)
 from .plots import plot_evaluation
 from .report import MODEL_LABELS, MODELS, Evaluation, ScoreSettings, score_walk_forward
+from .skill import ResolvedForecasts, SkillReport, resolve_forecasts, score_forecasts, score_step, wilson_interval
 from .walkforward import WalkForward, holdout_start, origins, random_walk_sigma, run_walk_forward
 
-__all__ = ["run_walk_forward", "score_walk_forward", "plot_evaluation", "WalkForward", "Evaluation", "ScoreSettings",
+__all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "score_forecasts", "score_step",
+           "wilson_interval", "run_walk_forward", "score_walk_forward", "plot_evaluation", "WalkForward", "Evaluation",
+           "ScoreSettings",
            "MODELS", "MODEL_LABELS", "origins", "holdout_start", "random_walk_sigma", "mae", "rmse",
            "direction_accuracy", "crps_ensemble", "crps_normal", "central_interval", "normal_interval", "normal_ppf",
            "coverage"]

@@ -11,8 +11,8 @@ import numpy as np
 from kronos_trader.data.display import format_significant
 from kronos_trader.forecasting.calibration import RollingCalibrator
 
-from .metrics import central_interval, coverage, crps_ensemble, crps_normal, direction_accuracy, mae, \
-    normal_interval, rmse
+from .metrics import central_interval, normal_interval
+from .skill import ResolvedForecasts, score_step
 from .walkforward import WalkForward, random_walk_sigma
 
 __all__ = ["ScoreSettings", "Evaluation", "score_walk_forward", "MODELS", "MODEL_LABELS", "MODEL_SHORT"]
@@ -84,7 +84,8 @@ class Evaluation:
 
 
 def score_walk_forward(wf: WalkForward, settings: ScoreSettings | None = None) -> Evaluation:
-    """Score the walk-forward forecasts, their rolling calibration and both baselines."""
+    """Score the walk-forward forecasts, their rolling calibration and both baselines with
+    the one forecast scorer (`skill.score_step`); calibration curves pool the horizons."""
     s = settings or ScoreSettings()
     bad = [h for h in s.horizons if not 1 <= h <= wf.horizon]
     if bad:
@@ -94,34 +95,45 @@ def score_walk_forward(wf: WalkForward, settings: ScoreSettings | None = None) -
     calibrated, factors = calibrator.run(list(wf.origins), list(wf.paths), list(known), wf.closes)
     calibrated = np.stack(calibrated)
     sigmas = {"rw_static": random_walk_sigma(wf, None), "rw_rolling": random_walk_sigma(wf, s.vol_window)}
+    resolved = {"kronos": _resolved(wf, wf.paths, sigmas["rw_rolling"]),
+                "kronos_calibrated": _resolved(wf, calibrated, sigmas["rw_rolling"]),
+                "rw_static": _resolved(wf, None, sigmas["rw_static"]),
+                "rw_rolling": _resolved(wf, None, sigmas["rw_rolling"])}
     metrics: dict[str, dict[int, dict[str, float]]] = {m: {} for m in MODELS}
-    curves: dict[str, list[float]] = {}
-    for m in MODELS:
-        pooled: dict[float, list[float]] = {lv: [] for lv in s.curve_levels}
-        for h in s.horizons:
-            y, last = wf.realized[:, h - 1], wf.last_close
-            if m.startswith("kronos"):
-                samples = (wf.paths if m == "kronos" else calibrated)[:, :, h - 1]
-                point = samples.mean(axis=1)
-                row = {"mae": mae(point, y), "rmse": rmse(point, y), "direction": direction_accuracy(point - last,
-                                                                                                      y - last),
-                       "crps": float(np.mean(crps_ensemble(samples, y)))}
-                bands = {lv: central_interval(samples, lv) for lv in {*s.band_levels, *s.curve_levels}}
-            else:
-                sd = last * sigmas[m] * np.sqrt(h)
-                row = {"mae": mae(last, y), "rmse": rmse(last, y), "direction": float("nan"),
-                       "crps": float(np.mean(crps_normal(last, sd, y)))}
-                bands = {lv: normal_interval(last, sd, lv) for lv in {*s.band_levels, *s.curve_levels}}
-            for lv in s.band_levels:
-                lo, hi = bands[lv]
-                row[f"coverage_{round(lv * 100)}"] = coverage(lo, hi, y)
-                row[f"width_{round(lv * 100)}"] = float(np.mean(hi - lo))
-            for lv in s.curve_levels:
-                lo, hi = bands[lv]
-                pooled[lv].extend(((y >= lo) & (y <= hi)).tolist())
+    for h in s.horizons:
+        for m in MODELS:
+            rows = score_step(resolved[m], h)
+            row = dict(rows["model"] if m.startswith("kronos") else rows["random_walk_vol"])
+            row["direction"] = row.get("hit_rate", float("nan"))
             metrics[m][h] = row
-        curves[m] = [float(np.mean(pooled[lv])) for lv in s.curve_levels]
+    curves = {m: _coverage_curve(resolved[m], s, baseline=not m.startswith("kronos")) for m in MODELS}
     return Evaluation(metrics, curves, s, len(wf.origins), factors, calibrated, sigmas)
+
+
+def _resolved(wf: WalkForward, closes: np.ndarray | None, vol: np.ndarray) -> ResolvedForecasts:
+    """Walk-forward windows in the scorer's form; without paths (a baseline) the samples are
+    the last close, which the scorer's model rows then ignore."""
+    last = wf.last_close
+    samples = np.repeat(last[:, None, None], 2, axis=1) * np.ones((1, 1, wf.horizon)) if closes is None else closes
+    return ResolvedForecasts(times=wf.times, last_close=last, realized=wf.realized, mean=samples.mean(axis=1),
+                             p_up=(samples > last[:, None, None]).mean(axis=1), vol=vol, samples=samples)
+
+
+def _coverage_curve(r: ResolvedForecasts, s: ScoreSettings, baseline: bool) -> list[float]:
+    """Coverage of central bands at each nominal level, pooled over the scored horizons
+    (baselines: their normal bands)."""
+    out = []
+    for level in s.curve_levels:
+        inside = []
+        for h in s.horizons:
+            y = r.realized[:, h - 1]
+            if baseline:
+                lo, hi = normal_interval(r.last_close, r.last_close * r.vol * np.sqrt(h), level)
+            else:
+                lo, hi = central_interval(r.samples[:, :, h - 1], level)
+            inside.extend(((y >= lo) & (y <= hi)).tolist())
+        out.append(float(np.mean(inside)))
+    return out
 
 
 def _jsonable(value):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .skill import rolling_vol
+
 __all__ = ["WalkForward", "origins", "run_walk_forward", "random_walk_sigma", "holdout_start"]
 
 
@@ -89,8 +91,4 @@ def random_walk_sigma(wf: WalkForward, vol_window: int | None) -> np.ndarray:
     if vol_window is None:
         static = float(np.std(returns[:max(1, wf.cut - 1)]))
         return np.full(len(wf.origins), static)
-    out = []
-    for p in wf.origins:
-        recent = returns[max(0, p - vol_window):p]  # returns ending at bar p
-        out.append(float(np.std(recent)) if len(recent) > 1 else float(np.std(returns[:max(2, p)])))
-    return np.asarray(out)
+    return rolling_vol(log_close, wf.origins, vol_window)

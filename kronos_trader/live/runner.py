@@ -55,6 +55,7 @@ from kronos_trader.store.models import utcnow
 from .accounting import Book
 from .clock import Clock, utc_now
 from .feed import CandleFeed, PairFeed
+from .gate_state import attach_gate
 from .paper_broker import FillResult, PaperBroker, PendingOrder
 from .persister import Persister
 from .runs import resolve_run
@@ -136,7 +137,7 @@ class LiveRunner:
         self.not_found_grace = not_found_grace
         self.hooks = dict(hooks or {})
         self.progress = progress
-        self.policy = load_policy(settings.strategy.name, settings.strategy.params)
+        self.policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
         self.risk = RiskLimits(settings.risk.stop_loss, settings.risk.take_profit)
         self.costs = Costs(settings.costs.commission, settings.costs.slippage)
         self.source = settings.paper.exchange
@@ -208,6 +209,7 @@ class LiveRunner:
             self.broker.initialize(s.paper.quote_balance, sorted({b.rules.base for b in self.books.values()}))
             self.broker.load()
         self._load_books()
+        attach_gate(self)
         self._recover()
         self.started = True
         return self

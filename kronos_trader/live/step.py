@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance
+from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
 from kronos_trader.forecasting.service import WindowForecast
 
 from .accounting import Account, Book, base_of
@@ -82,7 +82,7 @@ def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account
         position = account.position(book.key)
         price = forecast.last_close
         state = PositionState(size=position.size, entry_price=position.price or None, equity=equity, price=price)
-        decision = decide(policy, forecast, state, risk)
+        decision = decide(series_policy(policy, book.key), forecast, state, risk)
         units = rebalance(decision, book.held_target, state, min_change)
         unknown = isinstance(book.held_target, float) and math.isnan(book.held_target)
         held = decision.target if units or unknown else book.held_target

@@ -14,8 +14,10 @@ from .serialize import clean, floats, format_interval, records, stamps
 from .store_queries import forecasts_by_id
 
 MAX_BARS = 5000
-METRIC_KEYS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
+METRIC_KEYS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+               "profit_factor", "expectancy", "avg_win", "avg_loss", "avg_holding_hours", "longest_losing_streak",
                "fees", "exposure")
+SKILL_FORECASTERS = (("model", "Kronos"), ("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol"))
 
 
 def _summary(run) -> dict:
@@ -72,7 +74,23 @@ def backtest_detail(store, run_id: str) -> dict:
         "hold": _hold_curve(store, run, equity),
         "trades": records(trades, [c for c in trade_cols if c in trades.columns]) if len(trades) else [],
         "counts": {"orders": int(len(orders)), "fills": int(len(fills)), "trades": int(len(trades))},
+        "skill": skill_rows(s.get("forecast_skill")),
     }
+
+
+def skill_rows(skill: dict | None) -> dict:
+    """The run's stored forecast skill as table rows (one per step and forecaster)."""
+    if not isinstance(skill, dict) or not skill.get("steps"):
+        return {"windows": (skill or {}).get("windows", 0), "pending": (skill or {}).get("pending", 0), "rows": [],
+                "verdict": "No forecast of this run had resolved (or the run predates skill scoring)"}
+    from kronos_trader.evaluation.skill import SkillReport
+
+    rows = []
+    for step, forecasters in sorted(skill["steps"].items(), key=lambda kv: int(kv[0])):
+        for key, label in SKILL_FORECASTERS:
+            rows.append({"step": int(step), "forecaster": label, **(forecasters.get(key) or {})})
+    return clean({"windows": skill.get("windows"), "pending": skill.get("pending"), "rows": rows,
+                  "verdict": SkillReport.from_dict(skill).verdict()})
 
 
 def _hold_curve(store, run, equity: pd.DataFrame) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kronos_trader.live.gate_state import gate_status
+
 from ..errors import WebError
 from .backtests import forecast_payload
 from .serialize import clean, floats, records, stamp, stamps
@@ -132,5 +134,7 @@ def paper_detail(store, run_id: str) -> dict:
                                                     "client_order_id") if c in recent_fills.columns])
         if len(recent_fills) else [],
         "errors": [clean({"ts": e.ts, "symbol": e.symbol, "message": e.message}) for e in errors],
+        "gate": [clean({"ts": e.ts, "symbol": sym, "state": e.message.split(":")[0].split()[-1], "message": e.message})
+                 for sym, e in gate_status(store, run_id).items()],
         "events": [clean({"ts": e.ts, "level": e.level, "symbol": e.symbol, "message": e.message}) for e in events],
     }

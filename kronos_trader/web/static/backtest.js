@@ -6,8 +6,10 @@
   const PCT = new Set(["total_return", "annual_return", "max_drawdown", "win_rate", "exposure"]);
   const LABELS = { total_return: "total return", annual_return: "annual return", sharpe: "Sharpe",
     sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
-    exposure: "exposure" };
-  const fmtMetric = (k, v) => (PCT.has(k) ? pct(v) : k === "trades" ? num(v, 0) : num(v, 2));
+    exposure: "exposure", calmar: "Calmar", profit_factor: "profit factor", expectancy: "expectancy / trade",
+    avg_win: "average win", avg_loss: "average loss", avg_holding_hours: "average holding (h)",
+    longest_losing_streak: "longest losing streak" };
+  const fmtMetric = (k, v) => (PCT.has(k) ? pct(v) : (k === "trades" || k === "longest_losing_streak") ? num(v, 0) : num(v, 2));
 
   async function load() {
     try {
@@ -37,6 +39,7 @@
         ["commission / slippage", c.backtest ? `${pct(c.backtest.commission, 3)} / ${pct(c.backtest.slippage, 3)}` : null],
         ["bars", r.bars != null ? String(r.bars) : null]]);
       drawEquity(d);
+      drawSkill(d.skill || { rows: [] });
       $("trades").replaceChildren(table(d.trades, [
         { key: "entry_time", label: "entry (UTC)" }, { key: "exit_time", label: "exit (UTC)" },
         { key: "side", label: "side" }, { key: "size", label: "size", num: true, fmt: (v) => num(v, 4) },
@@ -48,6 +51,22 @@
       showError("run-error", err.message);
     }
     loadOverlay();
+  }
+
+  function drawSkill(sk) {
+    $("skill-verdict").textContent = `${sk.windows || 0} forecasts resolved (${sk.pending || 0} still open): ${sk.verdict || ""}`;
+    const ci = (v, row) => (row.calls ? `${pct(row.hit_low, 0)}–${pct(row.hit_high, 0)}` : "");
+    $("skill-table").replaceChildren(table(sk.rows, [
+      { key: "step", label: "step", num: true }, { key: "forecaster", label: "forecaster" },
+      { key: "mae", label: "MAE", num: true, fmt: (v) => num(v, 2) },
+      { key: "crps", label: "CRPS", num: true, fmt: (v) => num(v, 2) },
+      { key: "crps_skill_random_walk", label: "skill vs RW", num: true, fmt: (v) => num(v, 3), cls: signClass },
+      { key: "crps_skill_random_walk_vol", label: "skill vs RW+vol", num: true, fmt: (v) => num(v, 3), cls: signClass },
+      { key: "coverage_50", label: "cov 50%", num: true, fmt: (v) => pct(v, 1) },
+      { key: "coverage_90", label: "cov 90%", num: true, fmt: (v) => pct(v, 1) },
+      { key: "hit_rate", label: "hit rate", num: true, fmt: (v) => pct(v, 1) },
+      { key: "hit_low", label: "95% CI", num: true, fmt: ci },
+      { key: "rank_corr", label: "rank corr", num: true, fmt: (v) => num(v, 3) }], { empty: "no resolved forecasts" }));
   }
 
   function drawEquity(d) {

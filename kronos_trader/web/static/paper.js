@@ -46,7 +46,9 @@
       stat("equity", num(s.equity, 2), s.as_of ? `as of ${s.as_of}` : "no snapshot yet"),
       stat("since start", pct(change), K.isNum(s.start_equity) ? `from ${num(s.start_equity, 2)}` : "", signClass(change)),
       stat("cash", num(s.cash, 2)), stat("in positions", num(s.position_value, 2)),
-      stat("open errors", String(d.errors.length), d.errors.length ? "see below" : "all clear", d.errors.length ? "neg" : ""));
+      stat("open errors", String(d.errors.length), d.errors.length ? "see below" : "all clear", d.errors.length ? "neg" : ""),
+      ...(d.gate || []).map((g) => stat(`skill gate ${g.symbol || ""}`, g.state, `${g.message} (${g.ts})`,
+        g.state === "open" ? "pos" : "neg")));
     $("errors-card").hidden = !d.errors.length;
     $("errors").replaceChildren(...d.errors.map((e) => el("div", { class: "error",
       text: `${e.ts} · ${e.symbol || "run"} · ${e.message}` })));

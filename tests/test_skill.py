@@ -1,0 +1,169 @@
+"""Forecast skill scorer and the skill gate on constructed series with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, load_policy, series_policy
+from kronos_trader.evaluation.skill import rank_correlation, resolve_forecasts, score_forecasts, wilson_interval
+from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.gate import GateRule, GateState, SkillGate, transition
+
+H = 6
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def market(n: int = 600, seed: int = 3, vol: float = 0.01) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, vol, n)))
+    index = pd.date_range("2024-01-01", periods=n, freq="1h")
+    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=index)
+
+
+def forecast_from_paths(candles: pd.DataFrame, p: int, paths: np.ndarray) -> WindowForecast:
+    last = float(candles["close"].iloc[p])
+    mean = np.zeros((paths.shape[1], 6))
+    mean[:, 3] = paths.mean(axis=0)
+    quantiles = dict(zip(QUANTILES, np.quantile(paths, QUANTILES, axis=0)))
+    return WindowForecast(candles.index[p] + pd.Timedelta(hours=1), candles.index[p], last, mean, quantiles,
+                          (paths > last).mean(axis=0), close_paths=paths)
+
+
+def perfect(candles, p, m=8):
+    return forecast_from_paths(candles, p, np.repeat(candles["close"].to_numpy()[None, p + 1:p + 1 + H], m, 0))
+
+
+def biased(candles, p, bias=0.5, m=8):
+    return forecast_from_paths(candles, p, np.repeat(candles["close"].to_numpy()[None, p + 1:p + 1 + H] + bias,
+                                                     m, 0))
+
+
+def random_walk(candles, p, rng, m=64, vol=0.01):
+    last = candles["close"].iloc[p]
+    steps = rng.normal(0, vol, (m, H)).cumsum(axis=1)
+    return forecast_from_paths(candles, p, last * np.exp(steps))
+
+
+def test_perfect_forecaster_scores_zero_error_full_coverage_and_skill_one():
+    c = market()
+    fs = [perfect(c, p) for p in range(60, len(c) - H)]
+    report = score_forecasts(resolve_forecasts(fs, c))
+    assert report.windows == len(fs) and sorted(report.steps) == [1, 3, 6]
+    for step, rows in report.steps.items():
+        m = rows["model"]
+        assert m["mae"] == pytest.approx(0, abs=1e-9) and m["crps"] == pytest.approx(0, abs=1e-9)
+        assert m["crps_skill_random_walk"] == pytest.approx(1) and m["crps_skill_random_walk_vol"] == pytest.approx(1)
+        assert m["coverage_50"] == 1 and m["coverage_90"] == 1
+        assert m["hit_rate"] == 1 and m["hit_low"] > 0.98 and m["rank_corr"] == pytest.approx(1)
+        y = c["close"].to_numpy()[np.arange(60, len(c) - H) + step]
+        last = c["close"].to_numpy()[60:len(c) - H]
+        assert rows["random_walk"]["mae"] == pytest.approx(np.mean(np.abs(y - last)))
+        assert rows["random_walk"]["crps"] == pytest.approx(rows["random_walk"]["mae"])
+
+
+def test_forecasts_whose_horizon_has_not_passed_are_not_scored():
+    c = market(200)
+    fs = [perfect(c, p) for p in range(60, len(c) - H)]
+    r = resolve_forecasts(fs, c, upto=c.index[150])
+    # a forecast from bar p is resolved once bar p + H has closed: p + H + 1 <= 150
+    assert r.times[-1] == c.index[150 - H - 1] + pd.Timedelta(hours=1)
+
+
+def test_random_walk_forecaster_has_no_skill_against_the_rolling_vol_walk():
+    c = market(3000, seed=5)
+    rng = np.random.default_rng(11)
+    fs = [random_walk(c, p, rng) for p in range(60, len(c) - H, 2)]
+    report = score_forecasts(resolve_forecasts(fs, c))
+    m = report.steps[H]["model"]
+    assert abs(m["crps_skill_random_walk_vol"]) < 0.05
+    assert m["hit_low"] < 0.5 < m["hit_high"]           # the interval includes a coin flip
+    assert abs(m["rank_corr"]) < 0.1
+    assert 0.85 < m["coverage_90"] < 0.95 and 0.45 < m["coverage_50"] < 0.56
+    assert 0.85 < report.steps[H]["random_walk_vol"]["coverage_90"] < 0.95
+
+
+def test_biased_forecaster_error_equals_its_bias_and_its_bands_miss():
+    c = market()
+    fs = [biased(c, p, bias=0.5) for p in range(60, len(c) - H)]
+    report = score_forecasts(resolve_forecasts(fs, c))
+    m = report.steps[1]["model"]
+    assert m["mae"] == pytest.approx(0.5) and m["crps"] == pytest.approx(0.5)
+    assert m["coverage_90"] == 0 and m["coverage_50"] == 0
+    close = c["close"].to_numpy()
+    move = close[61:len(c) - H + 1] - close[60:len(c) - H]
+    expected = np.mean((move + 0.5 > 0) == (move > 0))  # it calls "up" whenever the move is above -0.5
+    assert m["hit_rate"] == pytest.approx(expected)
+
+
+def test_wilson_interval_and_rank_correlation_known_values():
+    lo, hi = wilson_interval(50, 100)
+    assert (lo, hi) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson_interval(0, 0)[0] != wilson_interval(0, 0)[0]  # NaN
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
+
+
+def test_report_dict_round_trip():
+    c = market(200)
+    report = score_forecasts(resolve_forecasts([perfect(c, p) for p in range(60, 190)], c), pending=3)
+    again = type(report).from_dict(report.to_dict())
+    assert again.steps[6]["model"]["crps"] == report.steps[6]["model"]["crps"] and again.pending == 3
+    assert "beats" in report.verdict()
+
+
+class AlwaysLong:
+    def decide(self, forecast, position):
+        return Decision(0.5, "long: test")
+
+
+def run_gate(gate, forecasts):
+    state = PositionState(0.0, None, 10_000.0, 100.0)
+    return [series_policy(gate, "X").decide(f, state) for f in forecasts]
+
+
+def test_gate_warms_up_opens_on_skill_and_closes_when_skill_goes():
+    c = market(400)
+    rule = GateRule(rule="crps_skill", window=20)
+    good = [perfect(c, p) for p in range(60, 200)]
+    bad = [biased(c, p, bias=5.0) for p in range(200, 390)]
+    decisions = run_gate(SkillGate(AlwaysLong(), rule), good + bad)
+    reasons = [d.reason for d in decisions]
+    # the first forecast resolves H bars later, the gate needs `window` of them
+    first_open = H + rule.window - 1
+    assert all(r.startswith("gate warming up") for r in reasons[:first_open])
+    assert decisions[first_open].target == 0.5 and "gate open" in reasons[first_open]
+    assert all(d.target == 0.5 for d in decisions[first_open:140 + H])   # perfect forecasts keep it open
+    closed = [i for i, r in enumerate(reasons) if r.startswith("gate closed")]
+    assert closed and 140 + H <= closed[0] <= 140 + H + rule.window  # bad outcomes arrive H bars late
+    assert all(decisions[i].target == 0 for i in closed)
+    assert all(d.target == 0 for d in decisions[closed[0]:])
+
+
+def test_hit_rate_rule_uses_the_wilson_lower_bound():
+    rule = GateRule(rule="hit_rate", window=20)
+    assert transition(rule, 19, 0.9) is GateState.WARMING_UP
+    assert transition(rule, 20, 0.51) is GateState.OPEN and transition(rule, 20, 0.5) is GateState.CLOSED
+    c = market(300)
+    decisions = run_gate(SkillGate(AlwaysLong(), rule), [perfect(c, p) for p in range(60, 290)])
+    assert decisions[-1].target == 0.5 and "lower bound" in decisions[-1].reason
+
+
+def test_gate_sees_every_forecast_even_when_a_risk_exit_decides():
+    c = market(200)
+    gate = load_policy("strategies.directional:Directional", {}, {"rule": "crps_skill", "window": 50})
+    held = PositionState(1.0, 200.0, 10_000.0, 100.0)   # far below entry: the stop-loss fires every time
+    for p in range(60, 80):
+        d = decide(series_policy(gate, "X"), perfect(c, p), held, RiskLimits(stop_loss=0.05))
+        assert d.reason.startswith("stop-loss")
+    assert len(gate.for_series("X").ledger.scores) == 20 - H
+    assert series_policy(gate, "Y") is not series_policy(gate, "X")  # one ledger per series
+
+
+def test_gate_ignores_a_repeated_bar():
+    c = market(100)
+    gate = SkillGate(AlwaysLong(), GateRule(window=5))
+    f = perfect(c, 60)
+    gate.observe(f)
+    gate.observe(f)
+    assert len(gate.ledger.pending) == 1
