@@ -1,6 +1,12 @@
 """kronos-trader: backtests and paper trading driven by Kronos forecasts.
 
-`kronos` is imported first so that its OpenMP wait policy (passive waits: a busy machine
-does not starve on spinning threads) is set before torch starts its thread pool.
+OpenMP's idle threads must sleep rather than spin on a busy machine, and libgomp reads its
+wait policy once, when torch loads; `kronos` sets it on import (kronos/runtime.py), but most
+commands import torch before kronos, so the policy is set here too (without importing
+torch: `kronos_trader.store` stays light).
 """
-import kronos  # noqa: F401
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
