@@ -60,7 +60,7 @@ def settings_for(pair: Path, db: str, args, **sweep) -> object:
         "sweep": {"sampler": "tpe", "trials": args.trials, "seed": 1, "objective": "sharpe",
                   "params": {"strategy.params.long_threshold": {"low": 0.5, "high": 0.8},
                              "strategy.params.hold_long_above": {"low": 0.3, "high": 0.5},
-                             "backtest.stop_loss": [0.03, 0.05, 0.08]}, **sweep}})
+                             "risk.stop_loss": [0.03, 0.05, 0.08]}, **sweep}})
 
 
 def ray_throughput(pair: Path, tmp: str, args, candles, workers: int) -> float:

@@ -23,7 +23,7 @@ from kronos_trader.sweep.study import INTERRUPTED
 def _settings(fast_settings, **sweep):
     raw = fast_settings.model_dump(mode="json")
     raw["sweep"] = {"sampler": "grid", "params": {"strategy.params.long_threshold": [0.4, 0.6],
-                                                  "backtest.stop_loss": [0.02, 0.05]}, **sweep}
+                                                  "risk.stop_loss": [0.02, 0.05]}, **sweep}
     return parse_settings(raw)
 
 
@@ -41,7 +41,11 @@ def data(sample_candles):
     ({"strategy.params.long_threshold": {"low": 0.7, "high": 0.5, "step": 0.1}}, "empty range"),
     ({"strategy.params.long_threshold": {"low": 0.5, "high": 0.7}}, "a grid needs a step"),
     ({"strategy.params.short_threshold": [0.2, 0.9]}, "short_threshold must not exceed long_threshold"),
-    ({"backtest.stop_loss": [0.05, 2.0]}, "backtest.stop_loss"),
+    ({"risk.stop_loss": [0.05, 2.0]}, "risk.stop_loss"),
+    ({"backtest.stop_loss": [0.05, 2.0]}, "risk.stop_loss"),  # the old name is an alias
+    ({"risk.cash": [1.0]}, "unknown parameter 'risk.cash'"),
+    ({"backtest.stop_loss": [0.02], "risk.stop_loss": [0.05]},
+     "'backtest.stop_loss' and 'risk.stop_loss' are the same setting"),
 ])
 def test_bad_spaces_are_one_line_errors_before_any_forecast(fast_settings, data, params, message):
     settings = _settings(fast_settings, params=params)
@@ -69,6 +73,17 @@ def test_tpe_space_has_ranges_and_choices(fast_settings):
     assert trial.strategy.params["sizing"] == {"fraction": 0.5}
 
 
+def test_trial_settings_change_the_shared_risk_and_cost_sections(fast_settings):
+    settings = _settings(fast_settings, params={"backtest.commission": [0.001, 0.002], "risk.stop_loss": [0.03]})
+    assert build_space(settings, settings.sweep).names == ["costs.commission", "risk.stop_loss"]
+    trial = with_params(settings, {"risk.stop_loss": 0.03, "risk.take_profit": None, "costs.slippage": 0.002,
+                                   "backtest.commission": 0.004})
+    assert (trial.risk.stop_loss, trial.risk.take_profit) == (0.03, None)  # what run_backtest reads
+    assert (trial.costs.commission, trial.costs.slippage) == (0.004, 0.002)
+    assert (trial.backtest.stop_loss, trial.backtest.commission) == (0.03, 0.004)  # legacy copies follow
+    assert with_params(trial, {"strategy.params.long_threshold": 0.6}).risk == trial.risk  # and re-parse
+
+
 def test_objectives():
     metrics = {"sharpe": 1.5, "sortino": 2.0, "total_return": 0.2, "annual_return": 0.4, "max_drawdown": -0.1,
                "exposure": 0.5}
@@ -86,7 +101,7 @@ def test_grid_sweep_shares_forecasts_and_matches_a_plain_backtest(fast_settings,
     assert len(trials) == 4 and summary.trials_run == 4
     assert summary.forecasts_computed == 200 - 32 + 1  # once, before the trials
     assert {tuple(sorted(t.params.items())) for t in trials} == {
-        tuple(sorted({"strategy.params.long_threshold": a, "backtest.stop_loss": b}.items()))
+        tuple(sorted({"strategy.params.long_threshold": a, "risk.stop_loss": b}.items()))
         for a in (0.4, 0.6) for b in (0.02, 0.05)}
     # each trial is the same backtest the `backtest` command runs with those settings
     best = summary.study.best_trial
@@ -179,7 +194,7 @@ def test_cli_sweep_tpe_and_errors(fast_settings, tmp_path, sample_candles):
     runner = CliRunner()
     ok = runner.invoke(app, ["sweep", "-c", str(config), "--sampler", "tpe", "--trials", "5", "--no-progress",
                              "--param", "strategy.params.long_threshold=0.3:0.7",
-                             "--param", "backtest.take_profit=0.05,0.1"])
+                             "--param", "risk.take_profit=0.05,0.1"])
     assert ok.exit_code == 0, ok.output
     assert "5 trials run in" in ok.output and "(0 failed)" in ok.output and "best trial #" in ok.output
     bad = runner.invoke(app, ["sweep", "-c", str(config), "--param", "strategy.params.colour=1,2"])

@@ -19,7 +19,7 @@ def sweep_study():
     raw = settings().model_dump(mode="json")
     raw["sweep"] = {"name": NAME, "sampler": "grid", "walk_forward": 0.6, "objective": "total_return",
                     "params": {"strategy.params.long_threshold": [0.5, 0.55, 0.6],
-                               "backtest.stop_loss": [0.02, 0.05]}}
+                               "risk.stop_loss": [0.02, 0.05]}}
     with one_torch_thread():
         return run_sweep(parse_settings(raw), SweepData({"BTC/USDT": candles(300)}, "1h"), progress=False).study
 
@@ -32,7 +32,7 @@ def test_sweep_api_lists_and_details():
     assert row["best"] == pytest.approx(study.best_value)
     assert row["best_oos"] == pytest.approx(study.best_trial.user_attrs["oos_value"])
     d = c.get(f"/api/sweeps/{NAME}").json()
-    assert d["params"] == ["strategy.params.long_threshold", "backtest.stop_loss"]
+    assert d["params"] == ["strategy.params.long_threshold", "risk.stop_loss"]
     values = [t["value"] for t in d["trials"]]
     assert values == sorted(values, reverse=True) and len(values) == 6
     assert d["trials"][0]["oos"] == pytest.approx(study.best_trial.user_attrs["oos_value"])
@@ -47,7 +47,7 @@ def test_sweep_pages_in_the_browser(server, page):  # noqa: F811 - fixtures
     page.click(f"a[href='/sweeps/{NAME}']")
     page.wait_for_url(f"**/sweeps/{NAME}")
     page.wait_for_function("(document.getElementById('equity-plot').data || []).length === 5")
-    for p in ("strategy.params.long_threshold", "backtest.stop_loss"):
+    for p in ("strategy.params.long_threshold", "risk.stop_loss"):
         assert page.evaluate(f"document.getElementById('param-{p}').data.length") == 2  # in- and out-of-sample
     header = page.inner_text("#trials thead")
     assert header.index("out-of-sample total_return") < header.index("in-sample total_return")

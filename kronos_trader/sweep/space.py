@@ -1,10 +1,11 @@
 """The search space of a sweep: which settings vary, over what values, checked up front.
 
 Only what a stored forecast does not depend on can vary: the strategy's parameters
-(`strategy.params.<name>`, nested ones as `strategy.params.sizing.fraction`) and the risk
-and cost settings of `backtest:`. A space is checked before any forecast is computed: the
-names, the ranges, and that the policy accepts the space's corners (every value of a
-choice, the low and high ends of ranges).
+(`strategy.params.<name>`, nested ones as `strategy.params.sizing.fraction`) and the shared
+risk and cost settings (`risk.stop_loss`, `risk.take_profit`, `costs.commission`,
+`costs.slippage`; older `backtest.<same>` names are aliases of these). A space is checked
+before any forecast is computed: the names, the ranges, and that the policy accepts the
+space's corners (every value of a choice, the low and high ends of ranges).
 """
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from kronos_trader.config import BacktestSettings, ConfigError, Settings, SweepSettings, parse_settings
+from kronos_trader.config import BacktestSettings, ConfigError, CostSettings, RiskSettings, Settings, SweepSettings, \
+    parse_settings
 from kronos_trader.decision import load_policy
 
-RISK_FIELDS = ("stop_loss", "take_profit", "commission", "slippage")
+SHARED_SECTIONS = {"risk": tuple(RiskSettings.model_fields), "costs": tuple(CostSettings.model_fields)}
+SHARED_NAMES = tuple(f"{section}.{field}" for section, fields in SHARED_SECTIONS.items() for field in fields)
+# older configs set the shared settings in backtest:; run_backtest reads risk:/costs: only
+LEGACY_FIELDS = frozenset(name.partition(".")[2] for name in SHARED_NAMES)
+LEGACY_NAMES = {f"backtest.{name.partition('.')[2]}": name for name in SHARED_NAMES}
 MAX_GRID = 10_000
 
 
@@ -46,23 +52,40 @@ def policy_fields(settings: Settings) -> list[str]:
     return list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
 
 
+def canonical_name(name: str) -> str:
+    """A sweep parameter's own name: `backtest.stop_loss` is `risk.stop_loss`, and so on."""
+    return LEGACY_NAMES.get(name, name)
+
+
+def canonical_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` under their own names; one-line error when a name is given twice (old and new)."""
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for name, value in params.items():
+        key = canonical_name(name)
+        if key in out:
+            raise SweepSpaceError(f"sweep.params: '{given[key]}' and '{name}' are the same setting; give it once")
+        out[key], given[key] = value, name
+    return out
+
+
 def _check_name(name: str, fields: list[str], strategy: str) -> None:
     parts = name.split(".")
     if parts[:2] == ["strategy", "params"] and len(parts) >= 3:
         if parts[2] not in fields:
             raise SweepSpaceError(f"sweep.params: unknown parameter '{name}' ({strategy} takes: {', '.join(fields)})")
         return
-    if parts[0] == "backtest" and len(parts) == 2:
-        if parts[1] not in RISK_FIELDS:
-            known = "unknown" if parts[1] not in BacktestSettings.model_fields else "not sweepable"
-            raise SweepSpaceError(f"sweep.params: {known} parameter '{name}' (backtest.* may be "
-                                  f"{', '.join(RISK_FIELDS)})")
+    if name in SHARED_NAMES:
         return
+    if parts[0] in SHARED_SECTIONS or (parts[0] == "backtest" and len(parts) == 2):
+        known = parts[0] == "backtest" and parts[1] in BacktestSettings.model_fields
+        raise SweepSpaceError(f"sweep.params: {'not sweepable' if known else 'unknown'} parameter '{name}' "
+                              f"(risk and costs may be {', '.join(SHARED_NAMES)})")
     if parts[0] in ("forecast", "model", "data"):
         raise SweepSpaceError(f"sweep.params: '{name}' changes the forecasts or the data; a sweep varies "
-                              f"strategy.params.* and backtest.{{{','.join(RISK_FIELDS)}}} over stored forecasts")
+                              f"strategy.params.* and {', '.join(SHARED_NAMES)} over stored forecasts")
     raise SweepSpaceError(f"sweep.params: unknown parameter '{name}' (use strategy.params.<name> or "
-                          f"backtest.<{'|'.join(RISK_FIELDS)}>)")
+                          f"{'|'.join(SHARED_NAMES)})")
 
 
 def _distribution(name: str, spec: Any, grid: bool) -> tuple[BaseDistribution, list[Any]]:
@@ -99,9 +122,12 @@ def _distribution(name: str, spec: Any, grid: bool) -> tuple[BaseDistribution, l
 
 
 def with_params(settings: Settings, params: dict[str, Any]) -> Settings:
-    """The settings of one trial: `params` (dotted names) set over the base settings."""
-    raw = settings.model_dump(mode="json")
-    for dotted, value in params.items():
+    """The settings of one trial: `params` (dotted names) set over the base settings.
+
+    The legacy `backtest:` copies of risk:/costs: are left out of the dump: the validator
+    refills them from risk:/costs:, which a trial may change."""
+    raw = settings.model_dump(mode="json", exclude={"backtest": set(LEGACY_FIELDS)})
+    for dotted, value in canonical_params(params).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for part in parents:
@@ -128,7 +154,7 @@ def build_space(settings: Settings, sweep: SweepSettings) -> SearchSpace:
         raise SweepSpaceError("sweep.params is empty: name at least one parameter to vary")
     fields = policy_fields(settings)
     distributions, values = {}, {}
-    for name, spec in sweep.params.items():
+    for name, spec in canonical_params(sweep.params).items():
         _check_name(name, fields, settings.strategy.name)
         distributions[name], values[name] = _distribution(name, spec, sweep.sampler == "grid")
     names = list(values)

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from kronos_trader.config import Settings
 
 from .executors import check_executor, for_workers, make_executor
-from .space import SearchSpace, build_space
+from .space import LEGACY_FIELDS, SearchSpace, build_space, canonical_params
 from .storage import study_storage
 from .trial import SweepData, TrialJob
 
@@ -56,12 +56,14 @@ def walk_forward_split(data: SweepData, settings: Settings) -> SweepData:
 def sweep_spec(settings: Settings, data: SweepData) -> dict[str, Any]:
     """What makes trials of one study comparable (a study is resumed only on the same)."""
     s = settings.sweep
-    return {"strategy": settings.strategy.model_dump(mode="json"), "space": s.params, "sampler": s.sampler,
-            "objective": s.objective, "max_drawdown": s.max_drawdown, "walk_forward": s.walk_forward,
+    return {"strategy": settings.strategy.model_dump(mode="json"), "space": canonical_params(s.params),
+            "sampler": s.sampler, "objective": s.objective, "max_drawdown": s.max_drawdown,
+            "walk_forward": s.walk_forward,
             "symbols": list(data.panel), "timeframe": data.timeframe,
             "bars": {k: [str(v.index[0]), str(v.index[-1]), len(v)] for k, v in data.panel.items()},
             "model": settings.model.name, "forecast": settings.forecast.model_dump(mode="json"),
-            "backtest": settings.backtest.model_dump(mode="json", exclude={"report_dir"})}
+            "backtest": settings.backtest.model_dump(mode="json", exclude={"report_dir", *LEGACY_FIELDS}),
+            "risk": settings.risk.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json")}
 
 
 def open_study(settings: Settings, data: SweepData, space: SearchSpace) -> optuna.Study:
