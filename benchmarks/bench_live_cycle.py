@@ -96,7 +96,7 @@ def main() -> None:
         client = make_client("binance", api_url=server.url, rate_limit_ms=args.rate_limit_ms)
         # each pair's target (0.9 / pairs) must exceed rebalance's min_change, or nothing trades
         runner = LiveRunner(settings, store=store, client=client, min_change=min(0.02, 0.45 / args.pairs),
-                            service=ForecastService(model, settings.forecast, store, False))
+                            service=ForecastService.from_settings(settings, store, False, model))
         t = time.perf_counter()
         runner.start()
         start_s = time.perf_counter() - t

@@ -243,6 +243,14 @@ def test_an_unsupported_timeframe_is_refused_at_start(env):
         runner_for(env, "7h", paper={"pairs": [{"symbol": "BTC/USDT", "timeframe": "7h"}]})
 
 
+def test_a_cross_sectional_policy_is_refused_at_start(env):
+    settings = settings_for(env["model_dir"], env["server"].url, copy_db(env["template"], env["tmp"] / "topk.db"))
+    settings = settings.model_copy(update={"strategy": settings.strategy.model_copy(
+        update={"name": "strategies.cross_sectional:TopK", "params": {"k": 1}, "gate": None})})
+    with pytest.raises(ExchangeConfigError, match="cross-sectional"):
+        LiveRunner(settings, store=open_store(settings.database.url), client=fast_client(env["server"], keys=False))
+
+
 def test_refused_orders_are_counted_as_rejected(env, server):
     runner, store = runner_for(env, "refused", live=True)
     server.markets["BTCUSDT"]["status"] = "BREAK"  # the exchange refuses every order

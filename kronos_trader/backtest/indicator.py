@@ -42,6 +42,8 @@ class KronosIndicator(bt.Indicator):
         ("service", None),        # a ForecastService; built from the params below when None
         ("model", "kronos-nano"),
         ("device", "auto"),
+        ("precision", "float32"),  # or "bf16" (model.precision)
+        ("calendar", "auto"),     # future bar stamps (data.calendar): auto, 24/7, XNYS, ...
         ("lookback", 256),
         ("horizon", 24),
         ("sample_count", 8),
@@ -90,7 +92,8 @@ class KronosIndicator(bt.Indicator):
     @property
     def service(self) -> ForecastService:
         if self._service is None:
-            self._service = service_for(self.p.model, self.settings, self.p.db, self.p.device)
+            self._service = service_for(self.p.model, self.settings, self.p.db, self.p.device,
+                                        calendar=self.p.calendar, precision=self.p.precision)
         return self._service
 
     def __getstate__(self) -> dict:

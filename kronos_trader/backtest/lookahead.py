@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.config import Settings
+from kronos_trader.data import infer_bar_interval
 from kronos_trader.decision import PositionState, load_policy
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
@@ -93,7 +94,7 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
     base = run_backtest(settings, candles, symbol, timeframe, None, progress=progress)
     _stage(progress, f"look-ahead 2/2: backtest with the bars after {candles.index[cut]} perturbed")
     changed = run_backtest(settings, perturb_after(candles, cut), symbol, timeframe, None, progress=progress)
-    interval = candles.index[cut + 1] - candles.index[cut]
+    interval = infer_bar_interval(candles.index)
     cut_close = candles.index[cut] + interval
     a, b = _before(base, cut_close), _before(changed, cut_close)
     compared = {k: len(v) for k, v in a.items()}
@@ -130,7 +131,8 @@ def check_lookback_sensitivity(settings: Settings, candles: pd.DataFrame, bars: 
     and double the configured one, within the model's context) and count the decisions of
     the (ungated) policy that differ from those with the configured lookback."""
     f = settings.forecast
-    model = load_model(settings.model.name, settings.model.device, settings.model.max_context)
+    model = load_model(settings.model.name, settings.model.device, settings.model.max_context,
+                       settings.model.precision)
     policy = load_policy(settings.strategy.name, settings.strategy.params)  # the gate needs history: not here
     if lookbacks is None:
         lookbacks = tuple(sorted({max(8, f.lookback // 2), min(2 * f.lookback, model.max_context)} - {f.lookback}))
@@ -143,7 +145,7 @@ def check_lookback_sensitivity(settings: Settings, candles: pd.DataFrame, bars: 
     symbol, timeframe = settings.data.symbol, settings.data.timeframe
 
     def targets(lookback: int) -> list[float]:
-        service = ForecastService(model, f.model_copy(update={"lookback": lookback}), None, progress)
+        service = ForecastService.from_settings(settings, None, progress, model, lookback=lookback)
         forecasts = service.forecast_at(candles, sample, symbol, timeframe)
         return [policy.decide(forecasts[p], PositionState(0.0, None, settings.backtest.cash,
                                                           forecasts[p].last_close)).target for p in sample]

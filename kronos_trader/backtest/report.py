@@ -19,7 +19,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from kronos import HUB_MODELS
 from kronos_trader.data import data_hash, infer_bar_interval
+from kronos_trader.data.display import format_significant, price_digits
 
 from .metrics import drawdown, monthly_returns
 from .runner import BacktestResult
@@ -34,7 +36,6 @@ ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual retur
 MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
-HUB_MODELS = ("kronos-mini", "kronos-small", "kronos-base")
 EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate")
 
 
@@ -111,8 +112,9 @@ def run_settings(result: BacktestResult) -> dict:
                      "sampling": {"temperature": f.temperature, "top_k": f.top_k, "top_p": f.top_p, "seed": f.seed},
                      "every": f.every, "calibration": f.calibration},
         "strategy": s.strategy.model_dump(mode="json"),
-        "costs": {"commission": s.backtest.commission, "slippage": s.backtest.slippage,
-                  "stop_loss": s.backtest.stop_loss, "take_profit": s.backtest.take_profit, "cash": s.backtest.cash},
+        "costs": {"commission": s.costs.commission, "slippage": s.costs.slippage,
+                  "stop_loss": s.risk.stop_loss, "take_profit": s.risk.take_profit, "cash": s.backtest.cash},
+        "precision": s.model.precision, "calendar": s.data.calendar,
     })
     out["data"]["source"] = str(s.data.path) if s.data.path else None
     return out
@@ -263,7 +265,8 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     if len(trades):
         # one marker per trade entry and exit (not per fill), thinned when there are very many
         part = trades.iloc[_thin(len(trades), MAX_POINTS // 2)]
-        text = [f"{r.side} {r.size:.6g} @ {r.entry_price:.2f} -> {r.exit_price:.2f}<br>PnL {r.pnl:+.2f} "
+        d = price_digits(part["entry_price"])
+        text = [f"{r.side} {r.size:.6g} @ {r.entry_price:,.{d}f} -> {r.exit_price:,.{d}f}<br>PnL {r.pnl:+,.2f} "
                 f"({r.exit_reason})" for r in part.itertuples()]
         fig.add_trace(go.Scatter(x=part["entry_time"], y=part["entry_price"].round(6), mode="markers", name="entry",
                                  marker=dict(color="green", symbol="triangle-up", size=8), text=text,
@@ -304,8 +307,8 @@ def _skill_html(result: BacktestResult) -> str:
     rows = []
     for step, r in skill.steps.items():
         m = r["model"]
-        rows.append(f"<tr><td>{step}</td><td>Kronos</td><td>{_cell(m['mae'], ',.2f')}</td>"
-                    f"<td>{_cell(m['crps'], ',.2f')}</td><td>{_cell(m['crps_skill_random_walk'], '+.3f')}</td>"
+        rows.append(f"<tr><td>{step}</td><td>Kronos</td><td>{format_significant(m['mae'])}</td>"
+                    f"<td>{format_significant(m['crps'])}</td><td>{_cell(m['crps_skill_random_walk'], '+.3f')}</td>"
                     f"<td>{_cell(m['crps_skill_random_walk_vol'], '+.3f')}</td>"
                     f"<td>{_cell(m['coverage_50'], '.1%')}</td>"
                     f"<td>{_cell(m['coverage_90'], '.1%')}</td><td>{_cell(m['hit_rate'], '.1%')}</td>"
@@ -313,7 +316,7 @@ def _skill_html(result: BacktestResult) -> str:
                     f"<td>{_cell(m['rank_corr'], '+.3f')}</td></tr>")
         for name, label in (("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol")):
             b = r[name]
-            rows.append(f"<tr><td></td><td>{label}</td><td>{_cell(b['mae'], ',.2f')}</td><td>{_cell(b['crps'], ',.2f')}"
+            rows.append(f"<tr><td></td><td>{label}</td><td>{format_significant(b['mae'])}</td><td>{format_significant(b['crps'])}"
                         f"</td><td></td><td></td><td>{_cell(b.get('coverage_50'), '.1%')}</td>"
                         f"<td>{_cell(b.get('coverage_90'), '.1%')}</td><td></td><td></td><td></td></tr>")
     return (f"<h2>Forecast skill</h2><p>{skill.windows} forecasts resolved ({skill.pending} still open), scored "
@@ -341,9 +344,10 @@ def _trades_html(trades: pd.DataFrame) -> str:
             "exit_reason"]
     head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
     rows = []
+    d = price_digits(trades["entry_price"])
     for r in trades[cols].itertuples(index=False):
-        cells = [str(r.entry_time), str(r.exit_time), r.side, f"{r.size:.6g}", f"{r.entry_price:,.2f}",
-                 f"{r.exit_price:,.2f}", f"{r.pnl:+,.2f}", f"{r.fees:,.2f}", f"{r.holding_hours:.1f}", r.exit_reason]
+        cells = [str(r.entry_time), str(r.exit_time), r.side, f"{r.size:.6g}", f"{r.entry_price:,.{d}f}",
+                 f"{r.exit_price:,.{d}f}", f"{r.pnl:+,.2f}", f"{r.fees:,.2f}", f"{r.holding_hours:.1f}", r.exit_reason]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<h2>Trades ({len(trades)})</h2><table id='trades'><tr>{head}</tr>{''.join(rows)}</table>"
 

@@ -39,6 +39,7 @@ class ServiceRecipe:
     db_url: str | None  # with its password: it only travels through multiprocessing pipes
     model_id: str | None = None  # checked on rebuild: the weights must be the same
     calendar: str = "auto"
+    precision: str = "float32"
 
 
 _stores: dict[tuple[int, str], Store] = {}
@@ -55,10 +56,11 @@ def shared_store(url: str) -> Store:
 
 
 def service_for(model: str, settings: ForecastSettings, db_url: str | None = None, device: str = "auto",
-                progress: bool = False, max_context: int | None = None, calendar: str = "auto") -> ForecastService:
+                progress: bool = False, max_context: int | None = None, calendar: str = "auto",
+                precision: str = "float32") -> ForecastService:
     """The ForecastService of this process for a model name, settings and database."""
-    return _service(ServiceRecipe(model, device, max_context, settings.model_dump_json(), db_url, None, calendar),
-                    progress)
+    return _service(ServiceRecipe(model, device, max_context, settings.model_dump_json(), db_url, None, calendar,
+                                  precision), progress)
 
 
 def _service(recipe: ServiceRecipe, progress: bool = False) -> ForecastService:
@@ -66,7 +68,7 @@ def _service(recipe: ServiceRecipe, progress: bool = False) -> ForecastService:
     if key not in _services:
         loaded = _models.get(recipe.model_id) if recipe.model_id else None
         if loaded is None:
-            loaded = load_model(recipe.model, recipe.device, recipe.max_context)
+            loaded = load_model(recipe.model, recipe.device, recipe.max_context, recipe.precision)
         if recipe.model_id and loaded.model_id != recipe.model_id:
             raise ValueError(f"model {recipe.model!r} loaded in process {os.getpid()} has weights "
                              f"{loaded.model_id}, not {recipe.model_id}: the checkpoint changed during the run")
@@ -84,7 +86,8 @@ def recipe_of(service: ForecastService) -> ServiceRecipe:
     store = service.store
     url = None if store is None else store.engine.url.render_as_string(hide_password=False)
     return ServiceRecipe(loaded.name, str(loaded.predictor.device), loaded.max_context,
-                         service.settings.model_dump_json(), url, loaded.model_id, service.calendar)
+                         service.settings.model_dump_json(), url, loaded.model_id, service.calendar,
+                         loaded.precision)
 
 
 def _reduce_service(service: ForecastService):
@@ -94,7 +97,8 @@ def _reduce_service(service: ForecastService):
 
 
 def _key_fields(recipe: ServiceRecipe) -> tuple:
-    return recipe.model, recipe.device, recipe.max_context, recipe.settings_json, recipe.db_url, recipe.calendar
+    return (recipe.model, recipe.device, recipe.max_context, recipe.settings_json, recipe.db_url, recipe.calendar,
+            recipe.precision)
 
 
 copyreg.pickle(ForecastService, _reduce_service)

@@ -25,7 +25,7 @@ from .history import check_overlap
 from .indicator import FORECAST_PARAMS, KronosIndicator
 
 # the indicator's forecast settings, settable on the strategy (and swept by optstrategy)
-_SHARED = ("model", "device", *FORECAST_PARAMS, "db")
+_SHARED = ("model", "device", "precision", "calendar", *FORECAST_PARAMS, "db")
 
 
 @dataclass

@@ -28,6 +28,10 @@ class LoadedModel:
     def max_context(self) -> int:
         return self.predictor.max_context
 
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.predictor.dtype == torch.bfloat16 else "float32"
+
 
 def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from kronos_trader.config import Settings
-from kronos_trader.decision import RiskLimits, load_policy
+from kronos_trader.decision import Policy, RiskLimits, load_policy
 from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
@@ -138,6 +138,9 @@ class LiveRunner:
         self.hooks = dict(hooks or {})
         self.progress = progress
         self.policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
+        if not isinstance(self.policy, Policy):
+            raise ExchangeConfigError(f"strategy.name '{settings.strategy.name}' is a cross-sectional policy: live "
+                                      f"trading runs per-pair policies (decide(forecast, position)) only")
         self.risk = RiskLimits(settings.risk.stop_loss, settings.risk.take_profit)
         self.costs = Costs(settings.costs.commission, settings.costs.slippage)
         self.source = settings.paper.exchange

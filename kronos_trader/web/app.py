@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
     """Build the web app. `store` defaults to opening `settings.database.url` on first use;
     `loader(name, device)` loads models (tests inject a fake)."""
     settings = settings or Settings()
-    context = WebContext(settings, store, loader or default_loader)
+    precision = settings.model.precision  # the same model (and model id) as the CLI's
+    context = WebContext(settings, store, loader or (lambda name, device: default_loader(name, device, precision)))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -117,10 +117,10 @@ def load_error_message(choice: ModelChoice, exc: BaseException) -> str:
 Loader = Callable[[str, str], object]  # (load_name, device) -> LoadedModel
 
 
-def default_loader(name: str, device: str):
+def default_loader(name: str, device: str, precision: str = "float32"):
     from kronos_trader.forecasting.models import load_model
 
-    return load_model(name, device)
+    return load_model(name, device, None, precision)
 
 
 __all__ = ["ModelChoice", "model_choices", "find_choice", "device_choices", "load_error_message", "default_loader",
