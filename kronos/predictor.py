@@ -54,8 +54,10 @@ class Forecast:
 
     @functools.cached_property
     def prob_up(self) -> np.ndarray:
-        """P(close > last close) per step, the array behind `p_up`."""
-        return (self.paths[:, :, 3] > self.last_close).mean(axis=0)
+        """P(close > last close) per step, the array behind `p_up`; a path ending exactly at
+        the last close counts half (a tie never reads as "up")."""
+        close = self.paths[:, :, 3]
+        return (close > self.last_close).mean(axis=0) + 0.5 * (close == self.last_close).mean(axis=0)
 
     @functools.cached_property
     def p_up(self) -> pd.Series:
@@ -133,6 +135,11 @@ def _prepare_frame(df, what: str) -> np.ndarray:
         out[:, amount] = 0.0
     elif "amount" not in used:  # else amount is volume x mean price
         out[:, amount] = out[:, COLUMNS.index("volume")] * out[:, :len(PRICE_COLS)].mean(axis=1)
+    huge = np.abs(out) > np.finfo(np.float32).max / 1e3  # the model computes in float32
+    if huge.any():
+        r, c = np.argwhere(huge)[0]
+        raise ValueError(f"{what} column '{COLUMNS[c]}' has a value too large for the model's float32 "
+                         f"({out[r, c]:.3g} at row {r}, index {df.index[r]}): rescale the series")
     return out.astype(np.float32)
 
 
@@ -271,7 +278,13 @@ class KronosPredictor:
         normed, stats = [], []
         for values, _, _ in series:
             mean, std = np.mean(values, axis=0), np.std(values, axis=0)
-            normed.append(np.clip((values - mean) / (std + 1e-5), -self.clip, self.clip))
+            z = np.clip((values - mean) / (std + 1e-5), -self.clip, self.clip)
+            if not (np.isfinite(mean).all() and np.isfinite(std).all() and np.isfinite(z).all()):
+                col = COLUMNS[int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])] \
+                    if not (np.isfinite(mean).all() and np.isfinite(std).all()) else "a column"
+                raise ValueError(f"{col} overflows float32 when normalised (largest |value| "
+                                 f"{float(np.abs(values).max()):.3g}): rescale the series")
+            normed.append(z)
             stats.append((mean, std))
         groups: dict[int, list[int]] = {}
         for i, (values, _, _) in enumerate(series):
@@ -294,7 +307,11 @@ class KronosPredictor:
         for (values, _, future), (mean, std), z in zip(series, stats, paths):
             mean_path = np.mean(z, axis=0) * (std + 1e-5) + mean  # the published averaging
             frame = pd.DataFrame(mean_path, columns=COLUMNS, index=future)
-            out.append(Forecast(paths=z * (std + 1e-5) + mean, mean=frame, last_close=float(values[-1, 3])))
+            price_paths = z * (std + 1e-5) + mean
+            if std[3] == 0:  # a flat close carries no direction: the neutral forecast, every path at it
+                price_paths[:, :, 3] = mean_path[:, 3] = mean[3]
+                frame["close"] = mean[3]
+            out.append(Forecast(paths=price_paths, mean=frame, last_close=float(values[-1, 3])))
         return out
 
 
