@@ -4,7 +4,8 @@ It watches the forecasts the policy is asked about, one series at a time. A fore
 bar t is scored at its `step` (default: the last) once that step's close is known, which is
 when the forecast made at that later bar arrives (its `last_close`): nothing after the
 decision bar is ever read, so backtest and live, fed the same forecasts, open and close the
-gate at the same bars. Over the last `window` resolved forecasts the rule is either
+gate at the same bars. The step's bar is the forecast's calendar stamp (weekends, breaks and
+closed sessions skipped), and bars, not hours, are counted between closes. Over the last `window` resolved forecasts the rule is either
 
 - ``crps_skill``: 1 - sum CRPS(model) / sum CRPS(random walk with rolling-vol bands) > 0, or
 - ``hit_rate``: the Wilson 95% lower bound of the direction hit rate > 50%.
@@ -90,10 +91,11 @@ class SkillLedger:
     of the last `window` resolved ones (model CRPS, baseline CRPS, direction call and hit)."""
 
     rule: GateRule
-    closes: deque = field(default_factory=deque)     # (close time, close) for the baseline's volatility
+    closes: deque = field(default_factory=deque)     # (close, bars since the previous one) for the baseline
     pending: list[_Pending] = field(default_factory=list)
     scores: deque = field(default_factory=deque)     # (crps model, crps baseline, called, hit)
     last_time: pd.Timestamp | None = None
+    last_stamps: pd.DatetimeIndex | None = None      # the previous forecast's future bars
 
     def observe(self, forecast: WindowForecast) -> None:
         """Take in the forecast made at its window end: its last close resolves the
@@ -101,9 +103,10 @@ class SkillLedger:
         t = pd.Timestamp(forecast.window_end)
         if self.last_time is not None and t <= self.last_time:
             return  # the same bar again (a retried cycle): already counted
-        self.last_time = t
+        interval = t - pd.Timestamp(forecast.bar_open)
         y = float(forecast.last_close)
-        self.closes.append((t, y))
+        self.closes.append((y, self._bars_since_last(forecast, interval)))
+        self.last_time, self.last_stamps = t, forecast.stamps
         while len(self.closes) > self.rule.vol_window + 1:
             self.closes.popleft()
         waiting = []
@@ -116,20 +119,32 @@ class SkillLedger:
         self.pending = waiting
         step = min(self.rule.step or forecast.horizon, forecast.horizon)
         k = step - 1
-        interval = t - pd.Timestamp(forecast.bar_open)
+        # the step's close: the close of its calendar bar (bar-open stamps), else `step` bars on
+        target = t + interval * step if forecast.stamps is None else pd.Timestamp(forecast.stamps[k]) + interval
         self.pending.append(_Pending(
-            target=t + interval * step, step=step, last_close=y, vol=self._vol(interval),
+            target=target, step=step, last_close=y, vol=self._vol(),
             samples=None if forecast.close_paths is None else np.asarray(forecast.close_paths[:, k], float),
             quantiles={q: float(v[k]) for q, v in forecast.quantiles.items()}, mean=float(forecast.mean[k, 3]),
             p_up=float(forecast.p_up[k])))
 
-    def _vol(self, interval: pd.Timedelta) -> float:
+    def _bars_since_last(self, forecast: WindowForecast, interval: pd.Timedelta) -> float:
+        """Bars from the previous forecast's bar to this one: counted on the previous
+        forecast's calendar stamps when this bar is among them (a weekend is one bar
+        step), else the time between them in bars."""
+        if self.last_time is None:
+            return 1.0
+        if self.last_stamps is not None:
+            found = self.last_stamps.get_indexer([pd.Timestamp(forecast.bar_open)])[0]
+            if found >= 0:
+                return float(found + 1)
+        return (pd.Timestamp(forecast.window_end) - self.last_time) / interval if interval.value > 0 else 1.0
+
+    def _vol(self) -> float:
         """Per-bar volatility of the log returns between the closes seen (gaps scaled)."""
         if len(self.closes) < 3:
             return float("nan")
-        times, values = zip(*self.closes)
-        bars = np.diff(pd.DatetimeIndex(times).asi8) / max(interval.value, 1)
-        returns = np.diff(np.log(np.maximum(values, 1e-12))) / np.sqrt(np.maximum(bars, 1.0))
+        values, bars = zip(*self.closes)
+        returns = np.diff(np.log(np.maximum(values, 1e-12))) / np.sqrt(np.maximum(bars[1:], 1.0))
         return float(np.std(returns))
 
     def _score(self, p: _Pending, y: float) -> None:
@@ -192,6 +207,10 @@ class SkillGate:
         self.ledger.observe(forecast)
         self.last = self.ledger.verdict()
         return self.last
+
+    def p_up_thresholds(self) -> dict[str, float]:
+        """The inner policy's P(up) thresholds (for resolution warnings): the gate adds none."""
+        return getattr(self.inner, "p_up_thresholds", dict)()
 
     def decide(self, forecast: WindowForecast, position: PositionState) -> Decision:
         before = self.last

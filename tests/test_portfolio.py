@@ -9,6 +9,7 @@ from factories import make_candles
 from kronos_trader.backtest.portfolio import load_portfolio_candles, symbol_sources
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide_all
+from kronos_trader.evaluation.skill import score_run
 from kronos_trader.forecasting.service import WindowForecast
 from kronos_trader.store import open_store
 from strategies.cross_sectional import TopK
@@ -89,6 +90,11 @@ def test_topk_portfolio_backtest_shares_cash_and_persists(fast_settings, tmp_pat
     # at most one symbol is held at a time (k=1), and the account never borrows cash
     by_bar = signals.groupby("bar_time")["target_position"].apply(lambda t: int((t > 0).sum()))
     assert by_bar.max() == 1 and (result.equity["cash"] > -1e-6).all()
+    assert (signals.groupby("bar_time").size() == len(paths)).all()  # one cross-sectional decision a bar
+    # the skill of the first symbol's forecasts, the one the report charts
+    first = next(iter(panel))
+    assert result.skill is not None and result.skill.windows > 0
+    assert result.skill.to_dict() == score_run(result.forecasts.values(), panel[first]).to_dict()
     assert result.equity["position_value"].max() <= result.equity["equity"].max()
     traded = {o["symbol"] for o in result.journal.orders}
     assert len(traded) >= 2

@@ -167,3 +167,71 @@ def test_gate_ignores_a_repeated_bar():
     gate.observe(f)
     gate.observe(f)
     assert len(gate.ledger.pending) == 1
+
+
+def weekday_market(n: int = 600, seed: int = 5) -> pd.DataFrame:
+    """Hourly bars Monday to Friday: no bars at weekends, as for FX."""
+    index = pd.date_range("2024-01-01", periods=n * 2, freq="1h")
+    index = index[index.day_of_week < 5][:n]
+    frame = market(n, seed)
+    return frame.set_axis(index)
+
+
+def with_calendar(candles: pd.DataFrame, f: WindowForecast, p: int) -> WindowForecast:
+    from dataclasses import replace
+
+    from kronos_trader.data.calendar import future_stamps
+    return replace(f, stamps=future_stamps(candles.index[:p + 1], H))
+
+
+def test_forecasts_across_a_weekend_resolve_at_their_calendar_bars():
+    gaps = weekday_market()
+    continuous = gaps.set_axis(pd.date_range("2024-01-01", periods=len(gaps), freq="1h"))
+    origins = range(130, len(gaps) - H)
+    friday = gaps.index.get_loc(pd.Timestamp("2024-01-12 20:00"))
+    assert friday in origins and gaps.index[friday + H] == pd.Timestamp("2024-01-15 02:00")
+    stamped = [with_calendar(gaps, biased(gaps, p, bias=0.3), p) for p in origins]
+    assert (stamped[friday - 130].stamps == gaps.index[friday + 1:friday + 1 + H]).all()
+    resolved = resolve_forecasts(stamped, gaps)
+    assert len(resolved) == len(origins)  # none dropped at a weekend
+    assert np.array_equal(resolved.realized[friday - 130], gaps["close"].to_numpy()[friday + 1:friday + 1 + H])
+    # the same closes on a 24/7 index score the same; without stamps the bars are counted
+    plain = [biased(continuous, p, bias=0.3) for p in origins]
+    expected = score_forecasts(resolve_forecasts(plain, continuous)).to_dict()["steps"]
+    assert score_forecasts(resolved).to_dict()["steps"] == expected
+    unstamped = [biased(gaps, p, bias=0.3) for p in origins]
+    assert score_forecasts(resolve_forecasts(unstamped, gaps)).to_dict()["steps"] == expected
+    # a target not in the data (a bar the calendar expected) leaves the forecast unresolved
+    missing = gaps.index[-2]
+    kept = [f.window_end for f in stamped[-2 * H:] if missing not in f.stamps]
+    assert 0 < len(kept) < 2 * H
+    assert list(resolve_forecasts(stamped[-2 * H:], gaps.drop(missing)).times) == kept
+
+
+def test_gate_scores_across_weekends_at_the_calendar_bars():
+    gaps = weekday_market()
+    continuous = gaps.set_axis(pd.date_range("2024-01-01", periods=len(gaps), freq="1h"))
+    origins = range(130, len(gaps) - H)
+    rule = GateRule(rule="crps_skill", window=20)
+    on_gaps = SkillGate(AlwaysLong(), rule)
+    on_calendar = [on_gaps.observe(with_calendar(gaps, biased(gaps, p, bias=0.3), p)) for p in origins]
+    plain = SkillGate(AlwaysLong(), rule)
+    on_clock = [plain.observe(biased(continuous, p, bias=0.3)) for p in origins]
+    assert on_calendar[-1].state is not GateState.WARMING_UP
+    assert on_calendar[-1].resolved == rule.window
+    assert [v.state for v in on_calendar] == [v.state for v in on_clock]
+    assert np.allclose([v.value for v in on_calendar], [v.value for v in on_clock], equal_nan=True)
+    assert on_calendar[-1].value == pytest.approx(on_clock[-1].value, rel=1e-12)
+
+
+def test_gate_reports_the_inner_policys_p_up_thresholds():
+    from kronos_trader.forecasting.probability import threshold_warnings
+    from strategies.directional import Directional
+
+    params = {"long_threshold": 0.55, "allow_short": True, "short_threshold": 0.4}
+    gate = load_policy("strategies.directional:Directional", params, {"rule": "crps_skill", "window": 50})
+    assert isinstance(gate, SkillGate)
+    assert gate.p_up_thresholds() == Directional(**params).p_up_thresholds() != {}
+    assert series_policy(gate, "X").p_up_thresholds() == gate.p_up_thresholds()
+    assert threshold_warnings(gate.p_up_thresholds(), 8)  # 0.55 lies between 4/8 and 5/8
+    assert SkillGate(AlwaysLong(), GateRule()).p_up_thresholds() == {}

@@ -13,6 +13,7 @@ from kronos_trader.config import Settings, SymbolSource
 from kronos_trader.data import infer_bar_interval
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.decision import Policy, PositionState, decide_all, load_policy, rebalance
+from kronos_trader.evaluation.skill import score_run
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
 
@@ -24,9 +25,10 @@ from .strategy import Journal, PolicyStrategy, frame_feed
 
 class PortfolioStrategy(PolicyStrategy):
     """PolicyStrategy for a cross-sectional policy: one `decide_all` per bar over the
-    symbols whose forecast is new at that bar."""
+    symbols whose forecast is new at that bar (in `prenext` as in `next`, both of which
+    call `_decide_all`)."""
 
-    def next(self) -> None:
+    def _decide_all(self) -> None:
         fresh = {}
         for data, indicator in self.kronos.items():
             forecast = indicator.current()
@@ -126,10 +128,12 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     start = equity.index[0] if len(equity) else hold.index[0]
     metrics = summarize(equity, trades, hold.loc[start:], fees, interval,
                         bars_per_year(first.index, settings.data.calendar))
-    # the report's chart shows the first symbol: its candles and forecasts
+    # the report's chart shows the first symbol: its candles and forecasts. The skill is the
+    # first symbol's too: score_run scores one series, and pooling CRPS and MAE across symbols
+    # would weigh them by their price levels
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
-                            metrics,
-                            computed, reused, panel=panel, settings=settings, model_id=service.model.model_id)
+                            metrics, computed, reused, skill=score_run(forecasts[first_symbol].values(), first),
+                            panel=panel, settings=settings, model_id=service.model.model_id)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

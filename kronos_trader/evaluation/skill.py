@@ -23,9 +23,9 @@ from kronos_trader.forecasting.service import WindowForecast
 
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae, normal_interval, rmse
 
-__all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "score_forecasts", "score_run", "score_step",
-           "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps", "direction_hits", "rolling_vol",
-           "report_steps", "BASELINES", "Z95"]
+__all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "target_positions", "score_forecasts",
+           "score_run", "score_step", "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps",
+           "direction_hits", "rolling_vol", "report_steps", "BASELINES", "Z95"]
 
 Z95 = 1.959963984540054
 BAND_LEVELS = (0.5, 0.9)
@@ -70,6 +70,20 @@ def rolling_vol(log_close: np.ndarray, positions: Sequence[int], window: int | N
     return np.asarray(out)
 
 
+def target_positions(index: pd.DatetimeIndex, origin: int, f: WindowForecast) -> np.ndarray | None:
+    """Positions in `index` of the H bars a forecast made at bar `origin` is for: its
+    calendar stamps when it has them (weekends, breaks and closed sessions skipped), else
+    the next H bars. None when the origin or a target is not in the data."""
+    if origin < 0:
+        return None
+    if f.stamps is not None:
+        pos = index.get_indexer(pd.DatetimeIndex(f.stamps))
+    else:
+        pos = origin + np.arange(1, f.horizon + 1)
+        pos[pos >= len(index)] = -1
+    return None if len(pos) == 0 or (pos <= origin).any() else pos
+
+
 def resolve_forecasts(forecasts: Iterable[WindowForecast], candles: pd.DataFrame, vol_window: int = 48,
                       upto: pd.Timestamp | None = None) -> ResolvedForecasts | None:
     """The forecasts among `forecasts` whose H target closes are in `candles` and closed by
@@ -82,12 +96,9 @@ def resolve_forecasts(forecasts: Iterable[WindowForecast], candles: pd.DataFrame
     limit = (index[-1] + interval) if upto is None else pd.Timestamp(upto)
     rows = []
     for f in sorted(forecasts, key=lambda f: f.window_end):
-        targets = f.bar_open + interval * np.arange(1, f.horizon + 1)
-        if targets[-1] + interval > limit:
-            continue
-        pos = index.get_indexer(pd.DatetimeIndex(targets))
         origin = index.get_indexer([f.bar_open])[0]
-        if (pos < 0).any() or origin < 0:
+        pos = target_positions(index, origin, f)
+        if pos is None or index[pos[-1]] + interval > limit:
             continue
         rows.append((f, origin, pos))
     if not rows:
