@@ -19,7 +19,7 @@ from kronos_trader.store import Store
 
 from .compat import bt
 from .metrics import summarize
-from .runner import BacktestResult, EquityRecorder, _persist, configure_broker, load_backtest_candles
+from .runner import BacktestResult, _persist, configure_broker, load_backtest_candles, run_cerebro
 from .strategy import Journal, PolicyStrategy, frame_feed
 
 
@@ -117,12 +117,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     cerebro.addstrategy(kind, policy=policy, service=service, journal=journal,
                         stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
                         indicator={"timeframe": timeframe})
-    cerebro.addanalyzer(EquityRecorder, _name="equity")
-    strategy = cerebro.run()[0]
-    equity = strategy.analyzers.equity.frame(interval)
-    trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
-                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
-    fees = sum(f["fee"] for f in journal.fills)
+    equity, trades, fees = run_cerebro(cerebro, journal, interval)
     hold = equal_weight_closes(panel)
     hold.index = hold.index + interval
     start = equity.index[0] if len(equity) else hold.index[0]

@@ -129,6 +129,17 @@ def configure_broker(cerebro: bt.Cerebro, settings: Settings) -> None:
         cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
 
 
+def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                                      float]:
+    """Run a configured Cerebro: its equity curve, the journal's round trips and the fees paid."""
+    cerebro.addanalyzer(EquityRecorder, _name="equity")
+    strategy = cerebro.run()[0]
+    equity = strategy.analyzers.equity.frame(interval)
+    trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
+                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
+    return equity, trades, sum(f["fee"] for f in journal.fills)
+
+
 def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
                  store: Store | None, progress: bool = True, name: str = "backtest",
                  service: ForecastService | None = None) -> BacktestResult:
@@ -158,12 +169,7 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
                         stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
                         indicator={"symbol": symbol, "timeframe": timeframe})
-    cerebro.addanalyzer(EquityRecorder, _name="equity")
-    strategy = cerebro.run()[0]
-    equity = strategy.analyzers.equity.frame(interval)
-    trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
-                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
-    fees = sum(f["fee"] for f in journal.fills)
+    equity, trades, fees = run_cerebro(cerebro, journal, interval)
     closes = candles["close"].copy()
     closes.index = closes.index + interval
     first = equity.index[0] if len(equity) else closes.index[0]
