@@ -37,8 +37,9 @@ class KVCache:
 
     `prefix_k/v` hold the shared history, one row per series (B, H, P, D); `suffix_k/v`
     hold each row's own tokens (B*S, H, capacity, D), filled up to `length`. With one path
-    per series the history is copied into the rows' buffers instead (P == 0), so attention
-    is a single fused call.
+    per series the history goes into the rows' buffers instead (P == 0), so attention is a
+    single fused call. The buffers are allocated once for the whole batch and the history
+    is written in place, a group of series at a time (`write_history`).
     """
 
     prefix_k: torch.Tensor
@@ -49,27 +50,25 @@ class KVCache:
     length: int = 0
 
     @classmethod
-    def from_prefix(cls, k: torch.Tensor, v: torch.Tensor, paths: int, capacity: int) -> KVCache:
-        b, heads, p, d = k.shape
-        if paths == 1:
-            sk, sv = k.new_empty(b, heads, p + capacity, d), v.new_empty(b, heads, p + capacity, d)
-            sk[:, :, :p], sv[:, :, :p] = k, v
-            return cls(k[:, :, :0], v[:, :, :0], sk, sv, paths, length=p)
-        return cls(k, v, k.new_empty(b * paths, heads, capacity, d), v.new_empty(b * paths, heads, capacity, d), paths)
+    def empty(cls, series: int, heads: int, history: int, head_dim: int, paths: int, capacity: int,
+              like: torch.Tensor) -> KVCache:
+        """Room for `history` shared tokens per series and `capacity` own tokens per path row."""
+        def new(*shape: int) -> torch.Tensor:
+            return like.new_empty(shape)
 
-    @classmethod
-    def join(cls, parts: list[KVCache]) -> KVCache:
-        """One cache over the series of several prefills (histories run in chunks)."""
-        if len(parts) == 1:
-            return parts[0]
-        first = parts[0]
-        prefix_k, prefix_v = torch.cat([p.prefix_k for p in parts]), torch.cat([p.prefix_v for p in parts])
-        if first.paths == 1:  # the rows' buffers hold the history
-            suffix_k, suffix_v = torch.cat([p.suffix_k for p in parts]), torch.cat([p.suffix_v for p in parts])
-        else:  # nothing written yet
-            shape = (sum(p.suffix_k.shape[0] for p in parts), *first.suffix_k.shape[1:])
-            suffix_k, suffix_v = first.suffix_k.new_empty(shape), first.suffix_v.new_empty(shape)
-        return cls(prefix_k, prefix_v, suffix_k, suffix_v, first.paths, first.length)
+        if paths == 1:
+            return cls(new(series, heads, 0, head_dim), new(series, heads, 0, head_dim),
+                       new(series, heads, history + capacity, head_dim), new(series, heads, history + capacity, head_dim),
+                       paths, length=history)
+        return cls(new(series, heads, history, head_dim), new(series, heads, history, head_dim),
+                   new(series * paths, heads, capacity, head_dim), new(series * paths, heads, capacity, head_dim), paths)
+
+    def write_history(self, rows: slice, k: torch.Tensor, v: torch.Tensor) -> None:
+        """The history's keys/values (series, H, P, D) of the series `rows`."""
+        if self.paths == 1:
+            self.suffix_k[rows, :, :k.shape[2]], self.suffix_v[rows, :, :k.shape[2]] = k, v
+        else:
+            self.prefix_k[rows], self.prefix_v[rows] = k, v
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         t = k.shape[2]
@@ -150,9 +149,8 @@ class FastBlock:
         """Rotated q and k and v of x (rows, T, d), each (rows, H, T, D)."""
         rows, t, d = x.shape
         qkv = self.qkv(self.norm1(x))
-        qk = qkv[..., :2 * d].reshape(rows, t, 2 * self.heads, self.head_dim).transpose(1, 2)
-        qk = RotaryEmbedding.rotate(qk, *rot)
-        v = qkv[..., 2 * d:].reshape(rows, t, self.heads, self.head_dim).transpose(1, 2)
+        qk = RotaryEmbedding.rotate(qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim), *rot).transpose(1, 2)
+        v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
 
     def _finish(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
@@ -161,16 +159,24 @@ class FastBlock:
         g = self.w13(self.norm2(x))
         return x + self.w2(F.silu(g[..., :self.ff_dim]) * g[..., self.ff_dim:])
 
-    def prefill(self, x: torch.Tensor, rot: Rotation, paths: int, capacity: int,
-                keys_only: bool = False) -> tuple[torch.Tensor | None, KVCache]:
-        """Run a shared prefix (one row per series) and keep its keys/values, with room for
-        `capacity` tokens of each of the `paths` rows per series. `keys_only` skips the
-        output (None): a last layer's history rows serve only as keys and values."""
+    def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
+        return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.qkv.weight)
+
+    def __call__(self, x: torch.Tensor, rot: Rotation) -> torch.Tensor:
+        """The block on whole sequences (causal, nothing cached)."""
         q, k, v = self._project(x, rot)
-        cache = KVCache.from_prefix(k, v, paths, capacity)
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+    def prefill(self, x: torch.Tensor, rot: Rotation, cache: KVCache, rows: slice = slice(None),
+                keys_only: bool = False) -> torch.Tensor | None:
+        """Run a shared prefix (one row per series, the series `rows` of `cache`) and write
+        its keys/values into the cache. `keys_only` skips the output (None): a last
+        layer's history rows serve only as keys and values."""
+        q, k, v = self._project(x, rot)
+        cache.write_history(rows, k, v)
         if keys_only:
-            return None, cache
-        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True)), cache
+            return None
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
 
     def extend(self, x: torch.Tensor, rot: Rotation, cache: KVCache) -> torch.Tensor:
         """Feed T new tokens per row (rows, T, d) after the cached ones."""
@@ -216,19 +222,25 @@ class FastKronos:
         kv = self.dep_kv(h).reshape(rows, t, 2, self.dep_heads, d // self.dep_heads)
         return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
-    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int,
-                capacity: int) -> tuple[torch.Tensor, list[KVCache], KVCache]:
-        """Run a shared history once per series (B rows) and set up caches sized for `paths`
-        rows per series and `capacity` generated tokens. Returns the last position's hidden
-        state (B, d), the per-layer caches and the dependency layer's cache."""
+    def new_caches(self, series: int, history: int, paths: int, capacity: int) -> tuple[list[KVCache], KVCache]:
+        """Empty caches of every block and of the dependency layer, for `series` histories of
+        `history` tokens shared by `paths` rows each, with room for `capacity` more."""
+        dep = KVCache.empty(series, self.dep_heads, history, self.d_model // self.dep_heads, paths, capacity,
+                            self.dep_kv.weight)
+        return [b.new_cache(series, history, paths, capacity) for b in self.blocks], dep
+
+    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
+                dep_cache: KVCache, rows: slice = slice(None)) -> torch.Tensor:
+        """Run histories once per series (the series `rows` of the caches, from
+        `new_caches`) and write their keys/values. Returns the last position's hidden
+        state (series, d)."""
         x = self._embed(s1, s2, stamp)
         rot = rotation(self.rotary, 0, x.shape[1], self.dtype)
-        caches = []
-        for block in self.blocks:
-            x, cache = block.prefill(x, rot, paths, capacity)
-            caches.append(cache)
+        for block, cache in zip(self.blocks, caches):
+            x = block.prefill(x, rot, cache, rows)
         h = self.norm(x)
-        return h[:, -1], caches, KVCache.from_prefix(*self._dep_heads(h), paths, capacity)
+        dep_cache.write_history(rows, *self._dep_heads(h))
+        return h[:, -1]
 
     def extend(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
                dep_cache: KVCache, position: int) -> torch.Tensor:
@@ -280,12 +292,13 @@ class FastTokenizerDecoder:
             rot_s = rotation(self.rotary, p, zs.shape[1], self.dtype)
             if p == 0:
                 for block in self.blocks:
-                    zs, _ = block.prefill(zs, rot_s, 1, 0)
+                    zs = block(zs, rot_s)
             else:
                 zp = self._codes(prefix_ids)
                 rot_p = rotation(self.rotary, 0, p, self.dtype)
                 for i, block in enumerate(self.blocks):
-                    zp, cache = block.prefill(zp, rot_p, paths, zs.shape[1], keys_only=i == len(self.blocks) - 1)
+                    cache = block.new_cache(zp.shape[0], p, paths, zs.shape[1])
+                    zp = block.prefill(zp, rot_p, cache, keys_only=i == len(self.blocks) - 1)
                     zs = block.extend(zs, rot_s, cache)
         return self.head(zs).float()
 

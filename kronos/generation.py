@@ -114,10 +114,11 @@ def _encode(tokenizer: KronosTokenizer, x: torch.Tensor) -> tuple[torch.Tensor, 
 
 def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int,
              capacity: int) -> tuple[torch.Tensor, list[KVCache], KVCache]:
-    """`FastKronos.prefill`, a group of series at a time."""
-    parts = [fast.prefill(s1[c], s2[c], stamp[c], paths, capacity) for c in _chunks(s1.shape[0], s1.shape[1])]
-    caches = [KVCache.join([p[1][layer] for p in parts]) for layer in range(len(parts[0][1]))]
-    return torch.cat([p[0] for p in parts]), caches, KVCache.join([p[2] for p in parts])
+    """`FastKronos.prefill` into caches for the whole batch, a group of series at a time."""
+    caches, dep_cache = fast.new_caches(s1.shape[0], s1.shape[1], paths, capacity)
+    h_last = torch.cat([fast.prefill(s1[c], s2[c], stamp[c], caches, dep_cache, c)
+                        for c in _chunks(s1.shape[0], s1.shape[1])])
+    return h_last, caches, dep_cache
 
 
 def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
