@@ -8,11 +8,12 @@ computes, on torch's default kernels. Generation runs the same arithmetic faster
   (`KVCache`, `attend_with_cache`); each step then feeds one token per path;
 - the tokenizer decodes only the generated rows, against its cached history.
 
-Norms, rotary tables and weights are the plain modules' own (`FastBlock` calls them), so
-each mechanism exists once. Results agree with the plain path to float rounding, which is
-why tokenizer *encoding* stays on the plain path: a code bit whose value lies within
-rounding of zero would otherwise flip, and context tokens would differ from the published
-code's. `precision="bf16"` runs the products and caches in bfloat16 (see `precision`).
+The block's wiring (`pre_norm_block`), SwiGLU, the rotary tables and rotation, and the
+weights are the plain modules' own, so each mechanism exists once; what differs here is
+only how products, norms and attention are run. Results agree with the plain path to
+float rounding, which is why tokenizer *encoding* stays on the plain path: a code bit whose
+value lies within rounding of zero would otherwise flip, and context tokens would differ
+from the published code's. `precision="bf16"` runs the products and caches in bfloat16 (see `precision`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from .linear import PackedLinear
 from .model import Kronos
-from .modules import RMSNorm, RotaryEmbedding, TransformerBlock
+from .modules import RMSNorm, RotaryEmbedding, TransformerBlock, pre_norm_block, swiglu
 from .tokenizer import KronosTokenizer
 
 
@@ -101,16 +102,20 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     b, s = cache.prefix_k.shape[0], cache.paths
     pk, pv = cache.prefix_k, cache.prefix_v
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
-    if mask is None and _FLASH_CPU is not None and q.device.type == "cpu" and sk.shape[2] > 0:
-        # two fused attentions (prefix, own suffix), merged exactly through their log-sum-exps
+    if t == 1 and _FLASH_CPU is not None and q.device.type == "cpu":
+        # a decode step: the prefix by the fused kernel, whose log-sum-exp merges it exactly
+        # with the few own keys (products and sums: tiny per-row problems a kernel call
+        # would spend most of its time setting up)
         out_p, lse_p = _FLASH_CPU(qp, pk, pv)
-        out_s, lse_s = _FLASH_CPU(q, sk, sv)
-        out_p = out_p.reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
-        lse_p = lse_p.reshape(b, heads, s, t).transpose(1, 2).reshape(rows, heads, t)
-        top = torch.maximum(lse_p, lse_s)
-        w_p, w_s = torch.exp(lse_p - top), torch.exp(lse_s - top)
-        total = w_p + w_s
-        return (out_p * (w_p / total)[..., None] + out_s * (w_s / total)[..., None]).to(q.dtype)
+        out_p = out_p.view(b, heads, s, d).transpose(1, 2).reshape(rows, heads, d).float()
+        if sk.shape[2] == 0:
+            return out_p.to(q.dtype)[:, :, None]
+        lse_p = lse_p.view(b, heads, s).transpose(1, 2).reshape(rows, heads, 1).float()
+        scores = torch.einsum("rhd,rhld->rhl", q[:, :, 0], sk).float().mul_(1.0 / math.sqrt(d))
+        top = torch.maximum(lse_p, scores.amax(-1, keepdim=True))
+        w_s, w_p = scores.sub_(top).exp_(), lse_p.sub(top).exp_()
+        out = torch.einsum("rhl,rhld->rhd", w_s.to(sv.dtype), sv).float().addcmul_(out_p, w_p)
+        return out.div_(w_s.sum(-1, keepdim=True).add_(w_p)).to(q.dtype)[:, :, None]
     scale = 1.0 / math.sqrt(d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
     scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
@@ -137,7 +142,7 @@ class FastBlock:
 
     def __init__(self, block: TransformerBlock, dtype: torch.dtype):
         attn = block.self_attn
-        self.block, self.heads, self.head_dim, self.d_model = block, attn.n_heads, attn.head_dim, attn.d_model
+        self.heads, self.head_dim = attn.n_heads, attn.head_dim
         self.qkv = PackedLinear.of(attn.q_proj, attn.k_proj, attn.v_proj, dtype=dtype)
         self.out = PackedLinear.of(attn.out_proj, dtype=dtype)
         self.w13 = PackedLinear.of(block.ffn.w1, block.ffn.w3, dtype=dtype)
@@ -145,44 +150,62 @@ class FastBlock:
         self.ff_dim = block.ffn.w1.out_features
         self.norm1, self.norm2 = _norm(block.norm1, dtype), _norm(block.norm2, dtype)
 
-    def _project(self, x: torch.Tensor, rot: Rotation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rotated q and k and v of x (rows, T, d), each (rows, H, T, D)."""
-        rows, t, d = x.shape
-        qkv = self.qkv(self.norm1(x))
+    def _project(self, h: torch.Tensor, rot: Rotation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D)."""
+        rows, t, d = h.shape
+        qkv = self.qkv(h)
         qk = RotaryEmbedding.rotate(qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim), *rot).transpose(1, 2)
         v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
 
-    def _finish(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
-        rows, t, d = x.shape
-        x = x + self.out(att.transpose(1, 2).reshape(rows, t, d))
-        g = self.w13(self.norm2(x))
-        return x + self.w2(F.silu(g[..., :self.ff_dim]) * g[..., self.ff_dim:])
+    def _attention(self, h: torch.Tensor, rot: Rotation, attend: Attend) -> torch.Tensor:
+        """The attention sublayer on h: packed projections, `attend(q, k, v)`, output product."""
+        rows, t, d = h.shape
+        return self.out(attend(*self._project(h, rot)).transpose(1, 2).reshape(rows, t, d))
+
+    def _feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+        g = self.w13(h)  # w1 and w3 in one product
+        return self.w2(swiglu(g[..., :self.ff_dim], g[..., self.ff_dim:]))
+
+    def _run(self, x: torch.Tensor, rot: Rotation, attend: Attend) -> torch.Tensor:
+        return pre_norm_block(x, self.norm1, lambda h: self._attention(h, rot, attend), self.norm2,
+                              self._feed_forward)
 
     def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
         return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.qkv.weight)
 
     def __call__(self, x: torch.Tensor, rot: Rotation) -> torch.Tensor:
         """The block on whole sequences (causal, nothing cached)."""
-        q, k, v = self._project(x, rot)
-        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        return self._run(x, rot, _causal)
 
     def prefill(self, x: torch.Tensor, rot: Rotation, cache: KVCache, rows: slice = slice(None),
                 keys_only: bool = False) -> torch.Tensor | None:
         """Run a shared prefix (one row per series, the series `rows` of `cache`) and write
         its keys/values into the cache. `keys_only` skips the output (None): a last
         layer's history rows serve only as keys and values."""
-        q, k, v = self._project(x, rot)
-        cache.write_history(rows, k, v)
         if keys_only:
+            _, k, v = self._project(self.norm1(x), rot)
+            cache.write_history(rows, k, v)
             return None
-        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            cache.write_history(rows, k, v)
+            return _causal(q, k, v)
+        return self._run(x, rot, attend)
 
     def extend(self, x: torch.Tensor, rot: Rotation, cache: KVCache) -> torch.Tensor:
         """Feed T new tokens per row (rows, T, d) after the cached ones."""
-        q, k, v = self._project(x, rot)
-        cache.append(k, v)
-        return self._finish(x, attend_with_cache(q, cache, causal_suffix=x.shape[1] > 1))
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            cache.append(k, v)
+            return attend_with_cache(q, cache, causal_suffix=x.shape[1] > 1)
+        return self._run(x, rot, attend)
+
+
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
 def _norm(norm: RMSNorm, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -10,6 +10,8 @@ defined here and only replaces how the products are run.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,7 +45,20 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        return self.dropout(self.w2(swiglu(self.w1(x), self.w3(x))))
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The SwiGLU activation silu(gate) * up (also used by the fast path's fused product)."""
+    return F.silu(gate) * up
+
+
+def pre_norm_block(x: torch.Tensor, norm1: Callable, attend: Callable, norm2: Callable,
+                   feed_forward: Callable) -> torch.Tensor:
+    """A transformer block's wiring, x + attend(norm1(x)) then x + feed_forward(norm2(x)):
+    written once for the plain block and the fast path's cached one (`kronos.fast`)."""
+    x = x + attend(norm1(x))
+    return x + feed_forward(norm2(x))
 
 
 class RotaryEmbedding(nn.Module):
@@ -146,8 +161,7 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), key_padding_mask)
-        return x + self.ffn(self.norm2(x))
+        return pre_norm_block(x, self.norm1, lambda h: self.self_attn(h, key_padding_mask), self.norm2, self.ffn)
 
 
 class BinarySphericalQuantizer(nn.Module):
