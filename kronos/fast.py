@@ -111,10 +111,11 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
         if sk.shape[2] == 0:
             return out_p.to(q.dtype)[:, :, None]
         lse_p = lse_p.view(b, heads, s).transpose(1, 2).reshape(rows, heads, 1).float()
-        scores = torch.einsum("rhd,rhld->rhl", q[:, :, 0], sk).float().mul_(1.0 / math.sqrt(d))
+        # batched products on the cache's strided views (einsum would copy the whole cache)
+        scores = torch.matmul(q, sk.transpose(-1, -2))[:, :, 0].float().mul_(1.0 / math.sqrt(d))
         top = torch.maximum(lse_p, scores.amax(-1, keepdim=True))
         w_s, w_p = scores.sub_(top).exp_(), lse_p.sub(top).exp_()
-        out = torch.einsum("rhl,rhld->rhd", w_s.to(sv.dtype), sv).float().addcmul_(out_p, w_p)
+        out = torch.matmul(w_s.to(sv.dtype)[:, :, None], sv)[:, :, 0].float().addcmul_(out_p, w_p)
         return out.div_(w_s.sum(-1, keepdim=True).add_(w_p)).to(q.dtype)[:, :, None]
     scale = 1.0 / math.sqrt(d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
@@ -128,13 +129,24 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     return out_p + torch.matmul(probs[..., n_p:], sv)
 
 
-Rotation = tuple[torch.Tensor, torch.Tensor]
+def rotation(rotary: RotaryEmbedding, position: int, length: int) -> torch.Tensor:
+    """The rotary rotation of positions position..position+length-1 as unit complex numbers
+    (T, 1, D/2), for q and k in the interleaved basis (`interleaved_rows`): there each pair
+    (i, i + D/2) of `RotaryEmbedding.rotate` is adjacent, and rotating it is one complex
+    product instead of three passes over strided halves. The angles are the plain module's
+    own (the same inverse frequencies); shared by all blocks of a stack (equal head sizes)."""
+    positions = torch.arange(position, position + length, device=rotary.inv_freq.device)
+    angles = positions.to(rotary.inv_freq.dtype)[:, None] * rotary.inv_freq[None, :]
+    return torch.polar(torch.ones_like(angles), angles)[:, None]
 
 
-def rotation(rotary: RotaryEmbedding, position: int, length: int, dtype: torch.dtype) -> Rotation:
-    """cos/sin tables of positions position..position+length-1 (shared by all blocks of a
-    stack: their head sizes, hence their frequencies, are equal)."""
-    return rotary.cos_sin(torch.arange(position, position + length, device=rotary.inv_freq.device), dtype)
+def interleaved_rows(heads: int, head_dim: int) -> torch.Tensor:
+    """Output order of a q or k projection in the interleaved basis: each head's dims
+    0, D/2, 1, D/2 + 1, ... Dot products of q and k are unchanged when both are reordered
+    alike, so only their projections' rows move; keys are cached in this order."""
+    half = head_dim // 2
+    within = torch.stack((torch.arange(half), torch.arange(half) + half), dim=1).reshape(-1)
+    return (torch.arange(heads)[:, None] * head_dim + within).reshape(-1)
 
 
 class FastBlock:
@@ -143,22 +155,25 @@ class FastBlock:
     def __init__(self, block: TransformerBlock, dtype: torch.dtype):
         attn = block.self_attn
         self.heads, self.head_dim = attn.n_heads, attn.head_dim
-        self.qkv = PackedLinear.of(attn.q_proj, attn.k_proj, attn.v_proj, dtype=dtype)
+        order = interleaved_rows(self.heads, self.head_dim)
+        self.qkv = PackedLinear.of(attn.q_proj, attn.k_proj, attn.v_proj, dtype=dtype, rows=(order, order, None))
         self.out = PackedLinear.of(attn.out_proj, dtype=dtype)
         self.w13 = PackedLinear.of(block.ffn.w1, block.ffn.w3, dtype=dtype)
         self.w2 = PackedLinear.of(block.ffn.w2, dtype=dtype)
         self.ff_dim = block.ffn.w1.out_features
         self.norm1, self.norm2 = _norm(block.norm1, dtype), _norm(block.norm2, dtype)
 
-    def _project(self, h: torch.Tensor, rot: Rotation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project(self, h: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D)."""
         rows, t, d = h.shape
         qkv = self.qkv(h)
-        qk = RotaryEmbedding.rotate(qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim), *rot).transpose(1, 2)
+        pairs = qkv[..., :2 * d].float().view(rows, t, 2 * self.heads, self.head_dim // 2, 2)
+        qk = torch.view_as_real(torch.view_as_complex(pairs) * rot).to(h.dtype).view(rows, t, 2 * self.heads, -1)
+        qk = qk.transpose(1, 2)
         v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
 
-    def _attention(self, h: torch.Tensor, rot: Rotation, attend: Attend) -> torch.Tensor:
+    def _attention(self, h: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
         """The attention sublayer on h: packed projections, `attend(q, k, v)`, output product."""
         rows, t, d = h.shape
         return self.out(attend(*self._project(h, rot)).transpose(1, 2).reshape(rows, t, d))
@@ -167,18 +182,18 @@ class FastBlock:
         g = self.w13(h)  # w1 and w3 in one product
         return self.w2(swiglu(g[..., :self.ff_dim], g[..., self.ff_dim:]))
 
-    def _run(self, x: torch.Tensor, rot: Rotation, attend: Attend) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
         return pre_norm_block(x, self.norm1, lambda h: self._attention(h, rot, attend), self.norm2,
                               self._feed_forward)
 
     def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
         return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.qkv.weight)
 
-    def __call__(self, x: torch.Tensor, rot: Rotation) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         """The block on whole sequences (causal, nothing cached)."""
         return self._run(x, rot, _causal)
 
-    def prefill(self, x: torch.Tensor, rot: Rotation, cache: KVCache, rows: slice = slice(None),
+    def prefill(self, x: torch.Tensor, rot: torch.Tensor, cache: KVCache, rows: slice = slice(None),
                 keys_only: bool = False) -> torch.Tensor | None:
         """Run a shared prefix (one row per series, the series `rows` of `cache`) and write
         its keys/values into the cache. `keys_only` skips the output (None): a last
@@ -193,7 +208,7 @@ class FastBlock:
             return _causal(q, k, v)
         return self._run(x, rot, attend)
 
-    def extend(self, x: torch.Tensor, rot: Rotation, cache: KVCache) -> torch.Tensor:
+    def extend(self, x: torch.Tensor, rot: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feed T new tokens per row (rows, T, d) after the cached ones."""
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             cache.append(k, v)
@@ -258,7 +273,7 @@ class FastKronos:
         `new_caches`) and write their keys/values. Returns the last position's hidden
         state (series, d)."""
         x = self._embed(s1, s2, stamp)
-        rot = rotation(self.rotary, 0, x.shape[1], self.dtype)
+        rot = rotation(self.rotary, 0, x.shape[1])
         for block, cache in zip(self.blocks, caches):
             x = block.prefill(x, rot, cache, rows)
         h = self.norm(x)
@@ -270,7 +285,7 @@ class FastKronos:
         """Feed T tokens per row (B*S, T) at `position` onwards; their final-norm hidden
         states (B*S, T, d). One token per row is a decode step."""
         x = self._embed(s1, s2, stamp)
-        rot = rotation(self.rotary, position, x.shape[1], self.dtype)
+        rot = rotation(self.rotary, position, x.shape[1])
         for block, cache in zip(self.blocks, caches):
             x = block.extend(x, rot, cache)
         h = self.norm(x)
@@ -312,13 +327,13 @@ class FastTokenizerDecoder:
         zs = self._codes(suffix_ids)
         p = prefix_ids[0].shape[1]
         if self.blocks:
-            rot_s = rotation(self.rotary, p, zs.shape[1], self.dtype)
+            rot_s = rotation(self.rotary, p, zs.shape[1])
             if p == 0:
                 for block in self.blocks:
                     zs = block(zs, rot_s)
             else:
                 zp = self._codes(prefix_ids)
-                rot_p = rotation(self.rotary, 0, p, self.dtype)
+                rot_p = rotation(self.rotary, 0, p)
                 for i, block in enumerate(self.blocks):
                     cache = block.new_cache(zp.shape[0], p, paths, zs.shape[1])
                     zp = block.prefill(zp, rot_p, cache, keys_only=i == len(self.blocks) - 1)

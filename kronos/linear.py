@@ -35,10 +35,17 @@ class PackedLinear:
                 self.packed = None
 
     @classmethod
-    def of(cls, *layers: torch.nn.Linear, dtype: torch.dtype | None = None) -> PackedLinear:
-        """One product over the concatenated outputs of `layers` (e.g. q, k and v)."""
-        weight = torch.cat([layer.weight.detach() for layer in layers])
-        bias = None if layers[0].bias is None else torch.cat([layer.bias.detach() for layer in layers])
+    def of(cls, *layers: torch.nn.Linear, dtype: torch.dtype | None = None,
+           rows: tuple[torch.Tensor | None, ...] | None = None) -> PackedLinear:
+        """One product over the concatenated outputs of `layers` (e.g. q, k and v), each
+        layer's outputs in the order `rows` gives for it (None: as they are)."""
+        order = rows or (None,) * len(layers)
+
+        def take(t: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+            return t.detach() if index is None else t.detach()[index]
+
+        weight = torch.cat([take(layer.weight, i) for layer, i in zip(layers, order)])
+        bias = None if layers[0].bias is None else torch.cat([take(layer.bias, i) for layer, i in zip(layers, order)])
         if dtype is not None:
             weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         return cls(weight.contiguous(), bias)
