@@ -21,13 +21,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import header
+from common import forecast_flops, gemm_gflops, header
 
 from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS, Kronos, KronosTokenizer, published
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.config import parse_settings
 from kronos_trader.data import generate_market
 from kronos_trader.store import open_store
+
+
+GOALS = {"float32": 300.0, "bf16": 120.0}  # seconds for a year of hourly forecasts (8,760)
 
 
 def save_mini_pair(directory: Path) -> Path:
@@ -92,6 +95,18 @@ def main() -> None:
               f"computed)  {naive / batched:6.1f}x faster than published")
         print(f"cached rerun             : {rerun:9.1f} s ({second.forecasts_reused} forecasts reused)  "
               f"{naive / rerun:6.1f}x faster than published")
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        rate = gemm_gflops(dtype)
+        flops = first.forecasts_computed * forecast_flops(TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"],
+                                                          MODEL_CONFIGS["Kronos-mini"], args.lookback, args.horizon,
+                                                          args.paths)
+        floor = flops / rate / 1e9
+        print(f"compute floor            : {floor:9.1f} s ({flops / 1e12:.1f} TFLOP at this machine's {rate:.0f} "
+              f"GFLOP/s {args.precision} product rate)  batched precompute takes {batched / floor:.2f}x the floor")
+        goal = GOALS[args.precision] * args.bars / 8760
+        verdict = "below this machine's compute floor" if goal < floor else (
+            "met" if batched <= goal else "missed")
+        print(f"goal (a year in {GOALS[args.precision]:.0f} s)  : {goal:9.1f} s for these {args.bars} bars: {verdict}")
     print(header())
 
 

@@ -22,13 +22,69 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat (None where the OS has no such file)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+_FIRST_TIMES: list = []
+
+
 def header() -> str:
-    """CPU, kernels, threads and how busy the machine is: every benchmark prints it first."""
+    """CPU, kernels, threads and how busy the machine is: every benchmark prints it first,
+    and again at the end, where it adds the share of CPU time the hypervisor gave to other
+    guests meanwhile (steal time: on a shared VM, figures then run slow by about that much)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cores = os.cpu_count() or 1
     busy = "" if load < 0.5 * cores else f"  (NOT QUIET: load {load:.1f} on {cores} cores; figures are noisy)"
+    times, stolen = _cpu_times(), ""
+    if not _FIRST_TIMES:
+        _FIRST_TIMES.append(times)
+    elif times and _FIRST_TIMES[0]:
+        steal, total = times[0] - _FIRST_TIMES[0][0], times[1] - _FIRST_TIMES[0][1]
+        share = 100 * steal / max(1, total)
+        stolen = f"; steal {share:.1f}% of CPU time since the first header" + (
+            "  (NOT QUIET: a shared VM; figures are noisy)" if share > 5 else "")
     return (f"{cpu_model()}, {cores} cores; {runtime.describe()}; oneDNN "
-            f"{'on' if torch.backends.mkldnn.is_available() else 'off'}; load {load:.2f}{busy}")
+            f"{'on' if torch.backends.mkldnn.is_available() else 'off'}; load {load:.2f}{busy}{stolen}")
+
+
+def gemm_gflops(dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matrix-product rate now, in GFLOP/s: the best of several products of
+    the shapes generation runs (4096 x 256 by 256 x 1024), on torch's default kernels."""
+    a, b = torch.randn(4096, 256, dtype=dtype), torch.randn(256, 1024, dtype=dtype)
+    best = float("inf")
+    for _ in range(12):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
+
+
+def forecast_flops(tokenizer: dict, model: dict, lookback: int, horizon: int, paths: int) -> float:
+    """Floating-point operations of one cached forecast (products and attention), counted
+    from the configs: the tokenizer encodes the window, the model runs it once, each path
+    takes `horizon` one-token steps, the decoder runs the history once and the paths' rows.
+    The compute floor of a run is this over the machine's product rate (`gemm_gflops`)."""
+    def block(d: int, ff: int, keys: float) -> float:  # q, k, v, out; SwiGLU; q.k and p.v
+        return 4 * d * d + 3 * d * ff + 2 * d * keys
+
+    dt, ft = tokenizer["d_model"], tokenizer["ff_dim"]
+    d, ff, layers, vocab = model["d_model"], model["ff_dim"], model["n_layers"], 2 ** model["s1_bits"]
+    enc_blocks, dec_blocks = tokenizer["n_enc_layers"] - 1, tokenizer["n_dec_layers"] - 1
+    bits = tokenizer["s1_bits"] + tokenizer["s2_bits"]
+    steps = paths * horizon
+    ctx = lookback + horizon / 2  # mean keys seen by a generated token
+    macs = lookback * (enc_blocks * block(dt, ft, lookback / 2) + tokenizer["d_in"] * dt + dt * bits)  # encode
+    macs += lookback * (layers * block(d, ff, lookback / 2) + 2 * d * d + 2 * d * d)  # prefill (+ fusion, dep keys)
+    macs += steps * (layers * block(d, ff, ctx) + 2 * d * d + 2 * vocab * d + 4 * d * d + 2 * d * ctx)  # steps
+    macs += lookback * ((dec_blocks - 1) * block(dt, ft, lookback / 2) + 2 * dt * dt + bits * dt)  # decoder history
+    macs += steps * (dec_blocks * block(dt, ft, ctx) + bits * dt + dt * tokenizer["d_in"])  # decoder rows
+    return 2 * macs
 
 
 def build_pair(name: str, seed: int = 0) -> tuple[KronosTokenizer, Kronos, int]:

@@ -175,3 +175,21 @@ def test_nucleus_filter_keeps_the_published_set(scale, top_p):
     from kronos.generation import kept_tokens
     logits = torch.randn(64, 1024, generator=torch.Generator().manual_seed(3)) * scale
     assert torch.equal(kept_tokens(logits, top_p=top_p), ~torch.isinf(_published_nucleus(logits, top_p)))
+
+
+def test_fast_rotation_is_the_plain_rotation_in_the_interleaved_basis():
+    """The fast path rotates q and k as complex pairs after reordering their dims: the same
+    rotation as the plain module's rotate-half, position by position."""
+    from kronos.fast import interleaved_rows, rotation
+    from kronos.modules import RotaryEmbedding
+
+    heads, head_dim, start, length = 3, 16, 5, 7
+    rotary = RotaryEmbedding(head_dim)
+    x = torch.randn(2, length, heads, head_dim, generator=torch.Generator().manual_seed(0))
+    plain = RotaryEmbedding.rotate(x, *rotary.cos_sin(torch.arange(start, start + length), torch.float32))
+    order = interleaved_rows(heads, head_dim)
+    assert sorted(order.tolist()) == list(range(heads * head_dim))
+    within = order[:head_dim]  # every head is reordered alike
+    pairs = torch.view_as_complex(x[..., within].unflatten(-1, (head_dim // 2, 2)).contiguous())
+    fast = torch.view_as_real(pairs * rotation(rotary, start, length)).flatten(-2)
+    torch.testing.assert_close(fast, plain[..., within])
