@@ -13,7 +13,8 @@ weights are the plain modules' own, so each mechanism exists once; what differs 
 only how products, norms and attention are run. Results agree with the plain path to
 float rounding, which is why tokenizer *encoding* stays on the plain path: a code bit whose
 value lies within rounding of zero would otherwise flip, and context tokens would differ
-from the published code's. `precision="bf16"` runs the products and caches in bfloat16 (see `precision`).
+from the published code's. `precision="bf16"` runs the products in bfloat16 on float32
+activations: caches, norms, attention and sampling stay float32 (see `precision`).
 """
 from __future__ import annotations
 
@@ -107,16 +108,16 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
         # with the few own keys (products and sums: tiny per-row problems a kernel call
         # would spend most of its time setting up)
         out_p, lse_p = _FLASH_CPU(qp, pk, pv)
-        out_p = out_p.view(b, heads, s, d).transpose(1, 2).reshape(rows, heads, d).float()
+        out_p = out_p.view(b, heads, s, d).transpose(1, 2).reshape(rows, heads, d)
         if sk.shape[2] == 0:
-            return out_p.to(q.dtype)[:, :, None]
-        lse_p = lse_p.view(b, heads, s).transpose(1, 2).reshape(rows, heads, 1).float()
+            return out_p[:, :, None]
+        lse_p = lse_p.view(b, heads, s).transpose(1, 2).reshape(rows, heads, 1)
         # batched products on the cache's strided views (einsum would copy the whole cache)
-        scores = torch.matmul(q, sk.transpose(-1, -2))[:, :, 0].float().mul_(1.0 / math.sqrt(d))
+        scores = torch.matmul(q, sk.transpose(-1, -2))[:, :, 0].mul_(1.0 / math.sqrt(d))
         top = torch.maximum(lse_p, scores.amax(-1, keepdim=True))
         w_s, w_p = scores.sub_(top).exp_(), lse_p.sub(top).exp_()
-        out = torch.matmul(w_s.to(sv.dtype)[:, :, None], sv)[:, :, 0].float().addcmul_(out_p, w_p)
-        return out.div_(w_s.sum(-1, keepdim=True).add_(w_p)).to(q.dtype)[:, :, None]
+        out = torch.matmul(w_s[:, :, None], sv)[:, :, 0].addcmul_(out_p, w_p)
+        return out.div_(w_s.sum(-1, keepdim=True).add_(w_p))[:, :, None]
     scale = 1.0 / math.sqrt(d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
     scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
@@ -161,14 +162,15 @@ class FastBlock:
         self.w13 = PackedLinear.of(block.ffn.w1, block.ffn.w3, dtype=dtype)
         self.w2 = PackedLinear.of(block.ffn.w2, dtype=dtype)
         self.ff_dim = block.ffn.w1.out_features
-        self.norm1, self.norm2 = _norm(block.norm1, dtype), _norm(block.norm2, dtype)
+        self.norm1, self.norm2 = _norm(block.norm1), _norm(block.norm2)
+        self.activations = block.norm1.weight  # caches and activations keep the model's own dtype
 
     def _project(self, h: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D)."""
         rows, t, d = h.shape
         qkv = self.qkv(h)
-        pairs = qkv[..., :2 * d].float().view(rows, t, 2 * self.heads, self.head_dim // 2, 2)
-        qk = torch.view_as_real(torch.view_as_complex(pairs) * rot).to(h.dtype).view(rows, t, 2 * self.heads, -1)
+        pairs = qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim // 2, 2)
+        qk = torch.view_as_real(torch.view_as_complex(pairs) * rot).view(rows, t, 2 * self.heads, -1)
         qk = qk.transpose(1, 2)
         v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
@@ -187,7 +189,7 @@ class FastBlock:
                               self._feed_forward)
 
     def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
-        return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.qkv.weight)
+        return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.activations)
 
     def __call__(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         """The block on whole sequences (causal, nothing cached)."""
@@ -223,10 +225,10 @@ def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
-def _norm(norm: RMSNorm, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+def _norm(norm: RMSNorm) -> Callable[[torch.Tensor], torch.Tensor]:
     """The module's RMSNorm as torch's fused kernel (float32 accumulation, to rounding the
-    same as `RMSNorm.forward`), with the weight cast once to the path's dtype."""
-    weight, eps = norm.weight.detach().to(dtype), norm.eps
+    same as `RMSNorm.forward`)."""
+    weight, eps = norm.weight.detach(), norm.eps
     return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
@@ -234,26 +236,26 @@ class FastKronos:
     """Cached prefill, extension and one-token steps of a `Kronos` model."""
 
     def __init__(self, model: Kronos, dtype: torch.dtype = torch.float32):
-        self.model, self.dtype, self.d_model = model, dtype, model.d_model
+        self.model, self.d_model = model, model.d_model
         self.blocks = [FastBlock(b, dtype) for b in model.transformer]
         self.rotary = model.transformer[0].self_attn.rotary
         emb = model.embedding
-        self.emb_s1, self.emb_s2 = emb.emb_s1.weight.detach().to(dtype), emb.emb_s2.weight.detach().to(dtype)
+        self.emb_s1, self.emb_s2 = emb.emb_s1.weight.detach(), emb.emb_s2.weight.detach()
         self.fusion = PackedLinear.of(emb.fusion_proj, dtype=dtype)
         self.time_emb = model.time_emb
-        self.norm = _norm(model.norm, dtype)
+        self.norm = _norm(model.norm)
         self.proj_s1 = PackedLinear.of(model.head.proj_s1, dtype=dtype)
         self.proj_s2 = PackedLinear.of(model.head.proj_s2, dtype=dtype)
         dep = model.dep_layer.cross_attn
         self.dep_heads = dep.n_heads
         self.dep_q, self.dep_kv = PackedLinear.of(dep.q_proj, dtype=dtype), PackedLinear.of(dep.k_proj, dep.v_proj,
                                                                                              dtype=dtype)
-        self.dep_out, self.dep_norm = PackedLinear.of(dep.out_proj, dtype=dtype), _norm(model.dep_layer.norm, dtype)
+        self.dep_out, self.dep_norm = PackedLinear.of(dep.out_proj, dtype=dtype), _norm(model.dep_layer.norm)
 
     def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
         scale = math.sqrt(self.d_model)
         x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1))
-        return x + self.time_emb(stamp).to(self.dtype)
+        return x + self.time_emb(stamp)
 
     def _dep_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows, t, d = h.shape
@@ -264,7 +266,7 @@ class FastKronos:
         """Empty caches of every block and of the dependency layer, for `series` histories of
         `history` tokens shared by `paths` rows each, with room for `capacity` more."""
         dep = KVCache.empty(series, self.dep_heads, history, self.d_model // self.dep_heads, paths, capacity,
-                            self.dep_kv.weight)
+                            self.emb_s1)
         return [b.new_cache(series, history, paths, capacity) for b in self.blocks], dep
 
     def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
@@ -293,7 +295,7 @@ class FastKronos:
         return h
 
     def s1_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.proj_s1(h).float()
+        return self.proj_s1(h)
 
     def s2_logits(self, h: torch.Tensor, s1: torch.Tensor, dep_cache: KVCache) -> torch.Tensor:
         """s2 logits from the last hidden states (rows, d), the sampled s1 and the window's
@@ -301,21 +303,21 @@ class FastKronos:
         rows = h.shape[0]
         q = self.dep_q(self.emb_s1[s1]).reshape(rows, self.dep_heads, 1, self.d_model // self.dep_heads)
         att = attend_with_cache(q, dep_cache, causal_suffix=False).reshape(rows, self.d_model)
-        return self.proj_s2(self.dep_norm(h + self.dep_out(att))).float()
+        return self.proj_s2(self.dep_norm(h + self.dep_out(att)))
 
 
 class FastTokenizerDecoder:
     """The tokenizer's decoder over a cached history: decodes only the new rows."""
 
     def __init__(self, tokenizer: KronosTokenizer, dtype: torch.dtype = torch.float32):
-        self.tokenizer, self.dtype = tokenizer, dtype
+        self.tokenizer = tokenizer
         self.blocks = [FastBlock(b, dtype) for b in tokenizer.decoder]
         self.rotary = tokenizer.decoder[0].self_attn.rotary if len(tokenizer.decoder) else None
         self.post = PackedLinear.of(tokenizer.post_quant_embed, dtype=dtype)
         self.head = PackedLinear.of(tokenizer.head, dtype=dtype)
 
     def _codes(self, ids: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return self.post(self.tokenizer.indices_to_bits(ids).to(self.dtype))
+        return self.post(self.tokenizer.indices_to_bits(ids).to(self.tokenizer.head.weight.dtype))
 
     def decode_suffix(self, prefix_ids: tuple[torch.Tensor, torch.Tensor], suffix_ids: tuple[torch.Tensor, torch.Tensor],
                       paths: int) -> torch.Tensor:
@@ -338,7 +340,7 @@ class FastTokenizerDecoder:
                     cache = block.new_cache(zp.shape[0], p, paths, zs.shape[1])
                     zp = block.prefill(zp, rot_p, cache, keys_only=i == len(self.blocks) - 1)
                     zs = block.extend(zs, rot_s, cache)
-        return self.head(zs).float()
+        return self.head(zs)
 
 
 Fast = TypeVar("Fast", FastKronos, FastTokenizerDecoder)

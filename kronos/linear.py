@@ -51,7 +51,14 @@ class PackedLinear:
         return cls(weight.contiguous(), bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+        """The product in the weight's dtype, returned in x's (bf16 products on float32
+        activations: only the products are rounded to bfloat16)."""
+        if x.dtype == self.weight.dtype:
+            return self._product(x)
+        return self._product(x.to(self.weight.dtype)).to(x.dtype)
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device != self.weight.device:
             return F.linear(x, self.weight, self.bias)
         if self.blocks is not None and x.numel() == x.shape[-1]:  # one row
             xt = x.reshape(1, -1).t().expand(self.blocks.shape[0], -1, 1)

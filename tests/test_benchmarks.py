@@ -1,0 +1,38 @@
+"""The benchmark scripts run (tiny sizes on the CPU) and their FLOP count is the model's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import forecast_flops  # noqa: E402
+
+from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS  # noqa: E402
+
+
+def test_gpu_benchmark_runs_its_code_on_the_cpu():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--bars", "3",
+                          "--batch", "2", "--models", "kronos-mini", "--modes", "float32,bf16", "--lookback", "16",
+                          "--horizon", "3", "--paths", "2"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("kronos-mini")]
+    assert len(rows) == 2 and all("extrapolated" in r for r in rows)
+
+
+def test_forecast_flops_counts_the_products_of_a_forecast():
+    """The floor's FLOP count grows as the work does: linearly in paths x steps, and the
+    products of the Kronos-mini pair dominate (about 6 GFLOP for 256 + 24 with 8 paths)."""
+    tok, model = TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"], MODEL_CONFIGS["Kronos-mini"]
+    base = forecast_flops(tok, model, 256, 24, 8)
+    assert 4e9 < base < 8e9
+    one_more_path = forecast_flops(tok, model, 256, 24, 9) - base
+    assert abs((forecast_flops(tok, model, 256, 24, 10) - base) - 2 * one_more_path) < 1e-3 * base
+    # one generated token costs at least its products: the model's blocks and two vocabulary heads
+    d, ff, layers = model["d_model"], model["ff_dim"], model["n_layers"]
+    assert one_more_path / 24 > 2 * (layers * (4 * d * d + 3 * d * ff) + 2 * 1024 * d)
