@@ -52,7 +52,7 @@ class PackedLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The product in the weight's dtype, returned in x's (bf16 products on float32
-        activations: only the products are rounded to bfloat16)."""
+        activations: only the products' inputs and results are rounded to bfloat16)."""
         if x.dtype == self.weight.dtype:
             return self._product(x)
         return self._product(x.to(self.weight.dtype)).to(x.dtype)

@@ -3,9 +3,10 @@
 bfloat16 products pay only where the hardware computes them natively: CPUs with
 AVX512-BF16 or AMX, and CUDA GPUs with bf16 support. Elsewhere torch emulates them, which is
 slower than float32, so such a request is refused with a message rather than honoured
-slowly. Only the products run in bf16 (weights and inputs rounded, float32 accumulation and
-results); activations, caches, norms, attention, softmax and sampling stay in float32; token agreement with float32 and the
-forecast scores are reported by `benchmarks/bench_precision.py`.
+slowly. Only the products run in bf16 (weights, inputs and each product's result rounded to
+bfloat16, accumulated in float32); activations, caches, norms, attention, softmax and
+sampling stay float32. Token agreement with float32 and the forecast scores are reported by
+`benchmarks/bench_precision.py`.
 """
 from __future__ import annotations
 
