@@ -103,21 +103,26 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     b, s = cache.prefix_k.shape[0], cache.paths
     pk, pv = cache.prefix_k, cache.prefix_v
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
-    if t == 1 and _FLASH_CPU is not None and q.device.type == "cpu":
-        # a decode step: the prefix by the fused kernel, whose log-sum-exp merges it exactly
-        # with the few own keys (products and sums: tiny per-row problems a kernel call
-        # would spend most of its time setting up)
+    if _FLASH_CPU is not None and q.device.type == "cpu" and (t == 1 or not causal_suffix or sk.shape[2] == t):
+        # the prefix and the rows' own keys apart, merged exactly through their log-sum-exps:
+        # the prefix by the fused kernel (paths as query rows), the own keys by it too, or for
+        # a decode step by two small products (a kernel call would spend most of its time
+        # setting up thousands of one-query problems)
         out_p, lse_p = _FLASH_CPU(qp, pk, pv)
-        out_p = out_p.view(b, heads, s, d).transpose(1, 2).reshape(rows, heads, d)
+        out_p = out_p.reshape(b, heads, s, t, d).transpose(1, 2).reshape(rows, heads, t, d)
         if sk.shape[2] == 0:
-            return out_p[:, :, None]
-        lse_p = lse_p.view(b, heads, s).transpose(1, 2).reshape(rows, heads, 1)
-        # batched products on the cache's strided views (einsum would copy the whole cache)
-        scores = torch.matmul(q, sk.transpose(-1, -2))[:, :, 0].mul_(1.0 / math.sqrt(d))
-        top = torch.maximum(lse_p, scores.amax(-1, keepdim=True))
-        w_s, w_p = scores.sub_(top).exp_(), lse_p.sub(top).exp_()
-        out = torch.matmul(w_s[:, :, None], sv)[:, :, 0].addcmul_(out_p, w_p)
-        return out.div_(w_s.sum(-1, keepdim=True).add_(w_p))[:, :, None]
+            return out_p
+        lse_p = lse_p.reshape(b, heads, s, t).transpose(1, 2).reshape(rows, heads, t)
+        if t == 1:
+            scores = torch.matmul(q, sk.transpose(-1, -2)).mul_(1.0 / math.sqrt(d))  # on the cache's views
+            lse_s = torch.logsumexp(scores, -1)
+            out_s = torch.matmul(scores.sub_(lse_s[..., None]).exp_(), sv)
+        else:
+            out_s, lse_s = _FLASH_CPU(q, sk, sv, is_causal=causal_suffix)
+        top = torch.maximum(lse_p, lse_s)
+        w_p, w_s = (lse_p - top).exp_(), (lse_s - top).exp_()
+        total = w_p + w_s
+        return out_p * (w_p / total)[..., None] + out_s * (w_s / total)[..., None]
     scale = 1.0 / math.sqrt(d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
     scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
