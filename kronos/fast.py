@@ -86,6 +86,15 @@ except (AttributeError, RuntimeError):  # older torch: the plain matmul path bel
     _FLASH_CPU = None
 
 
+def _own_mask(q: torch.Tensor, own_keys: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """Which of a row's own keys each of its T queries sees (None: all of them): causally,
+    the queries being the last T of those keys."""
+    t, length = q.shape[2], own_keys.shape[2]
+    if not causal or t == 1:
+        return None
+    return torch.ones(t, length, dtype=torch.bool, device=q.device).tril(length - t)
+
+
 def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> torch.Tensor:
     """Attention of `q` (B*S, H, T, D) over the shared prefix plus each row's suffix.
 
@@ -95,11 +104,8 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     """
     rows, heads, t, d = q.shape
     sk, sv = cache.suffix_k[:, :, :cache.length], cache.suffix_v[:, :, :cache.length]
-    mask = None
-    if causal_suffix and t > 1:
-        mask = torch.ones(t, sk.shape[2], dtype=torch.bool, device=q.device).tril(sk.shape[2] - t)
     if cache.prefix_k.shape[2] == 0:
-        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
+        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=_own_mask(q, sk, causal_suffix))
     b, s = cache.prefix_k.shape[0], cache.paths
     pk, pv = cache.prefix_k, cache.prefix_v
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
@@ -126,6 +132,7 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     scale = 1.0 / math.sqrt(d)
     scores_p = torch.matmul(qp, pk.transpose(-1, -2)).reshape(b, heads, s, t, -1).transpose(1, 2)
     scores_s = torch.matmul(q, sk.transpose(-1, -2))  # (B*S, H, T, L)
+    mask = _own_mask(q, sk, causal_suffix)
     if mask is not None:
         scores_s = scores_s.masked_fill(~mask, float("-inf"))
     n_p = scores_p.shape[-1]

@@ -279,9 +279,9 @@ class KronosPredictor:
         for values, _, _ in series:
             mean, std = np.mean(values, axis=0), np.std(values, axis=0)
             z = np.clip((values - mean) / (std + 1e-5), -self.clip, self.clip)
-            if not (np.isfinite(mean).all() and np.isfinite(std).all() and np.isfinite(z).all()):
-                col = COLUMNS[int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])] \
-                    if not (np.isfinite(mean).all() and np.isfinite(std).all()) else "a column"
+            bad = ~(np.isfinite(mean) & np.isfinite(std))
+            if bad.any() or not np.isfinite(z).all():
+                col = COLUMNS[int(np.flatnonzero(bad)[0])] if bad.any() else "a column"
                 raise ValueError(f"{col} overflows float32 when normalised (largest |value| "
                                  f"{float(np.abs(values).max()):.3g}): rescale the series")
             normed.append(z)
