@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
+DEMO_CONFIG_PATH = Path(__file__).parent / "assets" / "config.yaml"  # the checkout's config.yaml, shipped
 
 
 class ConfigError(ValueError):
@@ -71,8 +72,11 @@ class DataSettings(Section):
     source: str = Field("binance", description="where stored candles came from (exchange id)")
     symbol: str = "BTC/USDT"
     timeframe: str = "1h"
-    start: str | None = None
+    start: str | None = Field(None, description="first bar to backtest; default: the whole file or stored series")
     end: str | None = None
+    sample_start: str | None = Field(
+        "2024-10-01", description="the bundled sample only (no data.path, nothing stored): its first bar to "
+                                  "backtest, the demo's last quarter; null for its two years")
     calendar: str = Field("auto", description="future bar stamps: auto (sessions seen in the window), 24/7, "
                                               "or an exchange code such as XNYS, XSHG (exchange-calendars)")
 
@@ -93,7 +97,7 @@ class DataSettings(Section):
         items = value.split(",") if isinstance(value, str) else (value or [])
         return [_symbol_source(item) for item in items]
 
-    @field_validator("start", "end", mode="before")
+    @field_validator("start", "end", "sample_start", mode="before")
     @classmethod
     def _stamp(cls, value: Any) -> Any:
         """YAML reads 2024-01-01 as a date: keep it as text, checked to be a time."""
@@ -281,13 +285,16 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read config.yaml (or the given file; defaults when absent) and apply dotted overrides
-    such as {"forecast.horizon": 12} from CLI flags."""
+    """Read config.yaml (or the given file) and apply dotted overrides such as
+    {"forecast.horizon": 12} from CLI flags. Without either file the shipped demo config
+    is read, so an installed package runs the same demo as a checkout."""
     raw: dict[str, Any] = {}
     source = str(path or DEFAULT_CONFIG_PATH)
     file = Path(path) if path else DEFAULT_CONFIG_PATH
     if path is not None and not file.is_file():
         raise ConfigError(f"{source}: file not found")
+    if path is None and not file.is_file():
+        file, source = DEMO_CONFIG_PATH, "built-in demo config"
     if file.is_file():
         try:
             raw = yaml.safe_load(file.read_text()) or {}

@@ -84,7 +84,8 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
     Returns (candles, source label).
 
     With a start, the `lookback` bars before it are kept as history, so the first decision
-    falls on the start bar itself.
+    falls on the start bar itself. `data.sample_start` (the demo's quarter) applies to the
+    bundled sample only: a user's file or stored series is used whole unless `data.start`.
     """
     data = settings.data
     stored = pd.DataFrame()
@@ -103,10 +104,12 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
         candles, label = load_candles(path), f"file:{path.name}"
         if data.end:
             candles = candles.loc[:data.end]
-    if data.start:
-        first = int(candles.index.searchsorted(pd.Timestamp(data.start)))
+    start = data.start or (data.sample_start if data.path is None and stored.empty else None)
+    if start:
+        first = int(candles.index.searchsorted(pd.Timestamp(start)))
         if first >= len(candles):
-            raise ValueError(f"data.start {data.start} is after the last bar ({candles.index[-1]})")
+            name = "data.start" if data.start else "data.sample_start"
+            raise ValueError(f"{name} {start} is after the last bar ({candles.index[-1]})")
         candles = candles.iloc[max(0, first - settings.forecast.lookback + 1):]
     return candles, label
 

@@ -21,7 +21,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kronos_trader.store import StoreError
 
     return (ConfigError, CandleDataError, CheckpointError, StoreError, ExchangeAdapterError, ValueError,
-            FileNotFoundError)
+            FileNotFoundError, FileExistsError)
 
 
 def friendly(command: Callable) -> Callable:
