@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from kronos_trader.commands.common import ConfigOption, console, err_console, friendly  # noqa: F401
+from kronos_trader.commands.common import ConfigOption, console, err_console, friendly, print_json  # noqa: F401
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no "<bool>"
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
 
 
@@ -29,6 +29,7 @@ def forecast(
     symbol: Optional[str] = typer.Option(None, help="what --data holds (default: from its file name)"),
     timeframe: Optional[str] = typer.Option(None, help="its bar size (default: file name, else the bars)"),
     out: Path = typer.Option(Path("reports/forecast"), help="folder for the CSV and the fan chart PNG"),
+    as_json: bool = typer.Option(False, "--json", help="print the forecast as JSON (for scripts)"),
 ) -> None:
     """Forecast the next bars of a series from its latest window."""
     from kronos_trader.commands.forecast import run_forecast
@@ -37,7 +38,7 @@ def forecast(
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
                                       "forecast.lookback": lookback, "forecast.horizon": horizon,
                                       "forecast.sample_count": samples, "forecast.seed": seed})
-    run_forecast(settings, out, console, symbol, timeframe)
+    run_forecast(settings, out, console, symbol, timeframe, as_json)
 
 
 @app.command()
@@ -54,9 +55,10 @@ def backtest(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
     report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary (summary.json) on stdout, for scripts"),
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
-    from kronos_trader.backtest.report import default_report_dir, print_report, write_report
+    from kronos_trader.backtest.report import default_report_dir, print_report, summary_json, write_report
     from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
@@ -76,7 +78,11 @@ def backtest(
         names = backtest_names(settings, candles, symbol, timeframe)
     result = run_backtest(settings, candles, *names, store, progress)
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
-    print_report(result, folder, console)
+    if as_json:
+        print_json(summary_json(result))
+        err_console.print(f"report: {folder}", highlight=False)
+    else:
+        print_report(result, folder, console)
 
 
 @app.command("lookahead-check")

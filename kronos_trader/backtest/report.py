@@ -142,12 +142,12 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
         console.print(f"report: {folder}")
 
 
-def write_report(result: BacktestResult, folder: Path) -> Path:
-    """Write the report files into `folder` (created) and return it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    trades = trade_log(result)
-    trades.to_csv(folder / "trades.csv", index=False)
-    monthly = monthly_returns(result.equity["equity"]) if len(result.equity) > 1 else pd.DataFrame()
+def summary_json(result: BacktestResult, trades: pd.DataFrame | None = None,
+                 monthly: pd.DataFrame | None = None) -> str:
+    """The run's summary (summary.json, and `backtest --json`): metrics, skill, exits, settings."""
+    trades = trade_log(result) if trades is None else trades
+    if monthly is None:
+        monthly = monthly_returns(result.equity["equity"]) if len(result.equity) > 1 else pd.DataFrame()
     summary = {"run_id": result.run_id, "symbol": result.symbol, "timeframe": result.timeframe,
                "bars": len(result.candles), "start": str(result.candles.index[0]),
                "end": str(result.candles.index[-1]), "forecasts_computed": result.forecasts_computed,
@@ -158,7 +158,16 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
                "settings": run_settings(result), "warnings": [w for w in [training_warning(result)] if w]}
-    (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
+    return json.dumps(_finite(summary), indent=2, default=_json_default)
+
+
+def write_report(result: BacktestResult, folder: Path) -> Path:
+    """Write the report files into `folder` (created) and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    trades = trade_log(result)
+    trades.to_csv(folder / "trades.csv", index=False)
+    monthly = monthly_returns(result.equity["equity"]) if len(result.equity) > 1 else pd.DataFrame()
+    (folder / "summary.json").write_text(summary_json(result, trades, monthly))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
     return folder

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-_out = Console()
-_err = Console(stderr=True)
+from kronos_trader.commands.common import make_console
+
+_out = make_console()
+_err = make_console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,11 +54,15 @@ def evaluate(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps (default: config)"),
     out: Path = typer.Option(Path("reports/evaluation"), help="folder for evaluation.json and evaluation.png"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json", help="print evaluation.json on stdout (for scripts)"),
 ) -> None:
     """Walk-forward evaluation against random-walk baselines, with calibration before/after."""
+    from kronos_trader.commands.common import one_line_warnings
+
     try:
-        _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p,
-                  vol_window, calibration_level, min_history, max_windows, device, out, progress)
+        with one_line_warnings():
+            _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p,
+                      vol_window, calibration_level, min_history, max_windows, device, out, progress, as_json)
     except _user_errors() as exc:
         text = str(exc).strip()
         _err.print(f"[red]error:[/red] {text.splitlines()[0] if text else type(exc).__name__}", highlight=False,
@@ -74,7 +79,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p, vol_window,
-              calibration_level, min_history, max_windows, device, out, progress) -> None:
+              calibration_level, min_history, max_windows, device, out, progress, as_json=False) -> None:
     from kronos_trader.config import load_settings
     from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
     from kronos_trader.evaluation import ScoreSettings, plot_evaluation, run_walk_forward, score_walk_forward
@@ -98,8 +103,6 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     if max(steps) > loaded.max_context:
         raise ValueError(f"horizon {max(steps)} exceeds the model's context of {loaded.max_context}")
     service = ForecastService.from_settings(settings, None, progress, loaded, horizon=max(steps), calibration="none")
-    for message in service.warnings:
-        _err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
     started = time.perf_counter()
     wf = run_walk_forward(service, candles, holdout=holdout, stride=stride, max_windows=max_windows, symbol=symbol,
                           timeframe=timeframe)
@@ -115,6 +118,11 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     json_path = ev.write_json(out / "evaluation.json")
     png_path = plot_evaluation(wf, ev, out / "evaluation.png",
                                title=f"{settings.model.name} on {Path(source).name} (last {holdout:.0%})")
+    if as_json:
+        from kronos_trader.commands.common import print_json
+
+        print_json(json_path.read_text())
+        return
     _out.print(ev.table())
     cov = {m: ev.metrics[m][max(steps)][f"coverage_{round(calibration_level * 100)}"]
            for m in ("kronos", "kronos_calibrated")} if round(calibration_level * 100) in (50, 90) else None

@@ -15,14 +15,13 @@ from kronos_trader.forecasting.service import ForecastService, WindowForecast
 
 
 def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | None = None,
-                 timeframe: str | None = None) -> pd.DataFrame:
-    """Forecast the bars after the file's last window through the forecast service."""
+                 timeframe: str | None = None, as_json: bool = False) -> pd.DataFrame:
+    """Forecast the bars after the file's last window through the forecast service
+    (window warnings go through `warnings`, shown once as one line by the CLI)."""
     path = Path(settings.data.path) if settings.data.path else SAMPLE_DATA_PATH
     candles = load_candles(path)
     symbol, timeframe = series_names(path, candles, symbol, timeframe)
     service = ForecastService.from_settings(settings, progress=False)
-    for message in service.warnings:
-        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
     f = settings.forecast
     with console.status(f"forecasting {f.horizon} bars with {service.model.name} ({f.sample_count} paths)"):
         result = service.forecast_latest(candles, symbol, timeframe)
@@ -31,6 +30,16 @@ def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | 
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "forecast.csv", index_label="timestamp")
     _fan_chart(window, result, out / "forecast.png", f"{symbol} {timeframe}")
+    if as_json:
+        from kronos_trader.commands.common import print_json
+
+        print_json({"symbol": symbol, "timeframe": timeframe, "data": path.name, "model": service.model.name,
+                    "model_id": service.model.model_id, "window_end": str(window.index[-1]),
+                    "last_close": result.last_close, "horizon": f.horizon, "sample_count": f.sample_count,
+                    "bars": [{"timestamp": str(stamp), **{k: float(v) for k, v in row.items()}}
+                             for stamp, row in summary.iterrows()],
+                    "files": [str(out / "forecast.csv"), str(out / "forecast.png")]})
+        return summary
     table = Table(title=f"{symbol} {timeframe} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
                         f"({service.model.name})")
     digits = price_digits(window["close"].to_numpy())

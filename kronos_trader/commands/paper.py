@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOption,
         run_id: Optional[str] = typer.Option(None, "--run-id", help="run to show (default: the latest paper/live run)"),
         db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
+        as_json: bool = typer.Option(False, "--json", help="print the status as JSON (for scripts)"),
     ) -> None:
         """Positions, equity, last forecast and last error per pair of a paper/live run."""
         from rich.table import Table
@@ -95,6 +96,12 @@ def register(app: typer.Typer) -> None:
         if run is None:
             raise ValueError(f"no paper or live run{' ' + run_id if run_id else ''} in {store.url}")
         st = run_status(store, run)
+        if as_json:
+            from kronos_trader.commands.common import print_json
+            from kronos_trader.live.status import status_dict
+
+            print_json(status_dict(st, gate_status(store, run.id)))
+            return
         equity = f"{st.equity:,.2f}" if st.equity is not None else "-"
         balances = ", ".join(f"{c} {v:,.8g}" for c, v in sorted(st.balances.items()))
         console.print(f"{run.kind} run [bold]{run.id}[/bold] ({run.status}, started {run.started_at:%Y-%m-%d %H:%M}) "

@@ -357,10 +357,11 @@ def _progress(batches: list, show: bool, total: int, size: int) -> Iterable:
     if not show:
         yield from batches
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=False) as bar:
+                  TimeRemainingColumn(), transient=False, console=Console(stderr=True)) as bar:  # stdout: results
         task = bar.add_task("forecasting windows", total=total)
         for batch in batches:
             yield batch

@@ -90,3 +90,18 @@ def run_status(store: Store, run: Run) -> RunStatus:
     return RunStatus(run, snapshot.equity if snapshot else None, snapshot.ts if snapshot else None,
                      dict(broker.account.balances), out, len(broker.pending),
                      general.message if general is not None else None)
+
+
+def status_dict(st: RunStatus, gate: dict | None = None) -> dict:
+    """The status as plain data (`status --json`, the MCP `paper_status` tool): the run,
+    equity, balances, per pair position and last decision, and the skill gate's state."""
+    from dataclasses import asdict
+
+    run = st.run
+    return {"run": {"id": run.id, "kind": run.kind, "status": run.status, "name": run.name,
+                    "started_at": str(run.started_at)},
+            "equity": st.equity, "equity_time": str(st.equity_time) if st.equity_time is not None else None,
+            "balances": st.balances, "open_orders": st.open_orders, "last_error": st.last_error,
+            "pairs": [{k: (str(v) if k.endswith("_time") and v is not None else v) for k, v in asdict(p).items()}
+                      for p in st.pairs],
+            "gate": {str(symbol): {"message": e.message, "since": str(e.ts)} for symbol, e in (gate or {}).items()}}
