@@ -13,8 +13,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from kronos_trader.config import Settings
 
 from .context import WebContext
-from .errors import install_error_handlers
+from .errors import error_response, install_error_handlers
 from .routes import backtests, pages, paper, sweeps, workbench
+from .security import cross_site_reason
 from .services.models import Loader, default_loader
 
 HERE = Path(__file__).parent
@@ -58,6 +59,13 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
             "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
         return response
+
+    @app.middleware("http")
+    async def _same_origin(request, call_next):
+        reason = cross_site_reason(request)
+        if reason:
+            return error_response(request, 403, reason)
+        return await call_next(request)
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts or _hosts(settings.web.host))
     app.include_router(pages.router)

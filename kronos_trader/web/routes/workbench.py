@@ -78,6 +78,13 @@ def dataset_info(request: Request, dataset_id: str):
     return ctx(request).datasets.get(dataset_id).info()
 
 
+@router.post("/datasets/{dataset_id}/keepalive")
+def dataset_keepalive(request: Request, dataset_id: str):
+    """The page showing this dataset is still open: keep it (sent every 30 s)."""
+    dataset = ctx(request).datasets.keep(dataset_id)
+    return {"id": dataset.id, "held_seconds": ctx(request).datasets.lease}
+
+
 @router.get("/datasets/{dataset_id}/candles")
 def dataset_candles(request: Request, dataset_id: str, start: int = Query(0, ge=0),
                     count: int = Query(500, ge=1, le=MAX_CANDLES)):

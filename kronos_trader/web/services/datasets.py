@@ -1,11 +1,14 @@
 """Candle datasets the workbench can forecast on: uploads, the bundled sample, the database.
 
 Each dataset is validated into the canonical candle frame once and kept in memory (a
-small LRU) under an opaque id; the browser only ever refers to that id.
+small LRU) under an opaque id; the browser only ever refers to that id. An open workbench
+page sends a keepalive for the dataset it shows, and such a dataset is never the one
+evicted for another user's upload; an evicted one answers 410 with the reason.
 """
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from .serialize import format_interval, records, stamp
 
 MIN_BARS = 16
 SYNTHETIC_START = "2000-01-01"
+KEEPALIVE_SECONDS = 120.0  # a page's heartbeat (every 30 s) holds its dataset this long
+DROPPED_IDS = 10_000
 
 
 @dataclass
@@ -56,13 +61,38 @@ class Dataset:
 
 
 class DatasetRegistry:
-    """Thread-safe LRU of datasets by id."""
+    """Thread-safe LRU of datasets by id; datasets of open pages (keepalive) are held."""
 
-    def __init__(self, capacity: int = 16):
-        self.capacity = capacity
+    def __init__(self, capacity: int = 16, lease: float = KEEPALIVE_SECONDS):
+        self.capacity, self.lease = capacity, lease
         self._items: OrderedDict[str, Dataset] = OrderedDict()
+        self._kept: dict[str, float] = {}  # id -> last keepalive (monotonic)
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._sample: Dataset | None = None
+
+    def _held(self, dataset_id: str, now: float) -> bool:
+        return now - self._kept.get(dataset_id, -float("inf")) < self.lease
+
+    def _evict_one(self, newcomer: str) -> None:
+        now = time.monotonic()
+        victim = next((i for i in self._items if i != newcomer and not self._held(i, now)), None)
+        if victim is None:
+            del self._items[newcomer]
+            raise WebError(503, f"the server holds {self.capacity} datasets for open pages; try again in a "
+                                f"few minutes")
+        del self._items[victim]
+        self._kept.pop(victim, None)
+        self._dropped[victim] = None
+        if len(self._dropped) > DROPPED_IDS:
+            self._dropped.popitem(last=False)
+
+    def keep(self, dataset_id: str) -> Dataset:
+        """A page showing this dataset is open: hold it for another lease."""
+        dataset = self.get(dataset_id)
+        with self._lock:
+            self._kept[dataset_id] = time.monotonic()
+        return dataset
 
     def add(self, name: str, source: str, candles: pd.DataFrame, columns: list[str],
             notes: list[str] | None = None) -> Dataset:
@@ -72,12 +102,15 @@ class DatasetRegistry:
         with self._lock:
             self._items[dataset.id] = dataset
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                self._evict_one(dataset.id)
         return dataset
 
     def get(self, dataset_id: str) -> Dataset:
         with self._lock:
             dataset = self._items.get(dataset_id)
+            if dataset is None and dataset_id in self._dropped:
+                raise WebError(410, f"dataset '{dataset_id}' was dropped: the server keeps {self.capacity} datasets "
+                                    f"in memory and other pages needed the room; load or upload the data again")
             if dataset is None:
                 raise WebError(404, f"unknown dataset '{dataset_id}': load or upload the data again")
             self._items.move_to_end(dataset_id)

@@ -1,7 +1,8 @@
 """Background forecast jobs: one worker thread (forecasts are CPU-heavy), polled by the UI.
 
 A job moves queued -> running (phase and progress) -> done | failed. Only the most
-recent jobs are kept; their results stay in memory for the chart and the downloads.
+recent jobs are kept; their results stay in memory for the chart and the downloads. A job
+dropped from that window answers 410 with the reason, not 404 as if it never existed.
 """
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ class Job:
                 "elapsed": round(end - (self.started or end), 2), "has_result": self.result is not None}
 
 
+DROPPED_IDS = 10_000  # ids remembered after their job was dropped (to answer 410, not 404)
+
+
 class JobManager:
     def __init__(self, keep: int = 32):
         self.keep = keep
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-web-job")
 
@@ -53,13 +58,20 @@ class JobManager:
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > self.keep:
-                self._jobs.popitem(last=False)
+                dropped, _ = self._jobs.popitem(last=False)
+                self._dropped[dropped] = None
+                if len(self._dropped) > DROPPED_IDS:
+                    self._dropped.popitem(last=False)
         self._pool.submit(self._run, job, work)
         return job
 
     def get(self, job_id: str) -> Job:
         with self._lock:
             job = self._jobs.get(job_id)
+            dropped = job_id in self._dropped
+        if dropped:
+            raise WebError(410, f"job '{job_id}' was dropped: the server keeps the last {self.keep} forecast jobs "
+                                f"in memory; submit the forecast again")
         if job is None:
             raise WebError(404, f"unknown job '{job_id}' (jobs are kept in memory until the server restarts)")
         return job

@@ -2,7 +2,8 @@
 
 Choices are bundled pairs, the Hugging Face hub names and pair directories from the
 `web.model_dirs` allow-list (each entry a pair directory or a folder of them). The browser
-sends only a choice id; paths are never taken from a request, so no traversal is possible.
+sends only a choice id; paths are never taken from a request, so no traversal is possible,
+and none is shown (labels name the directory only, not where it lies on the server).
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def model_choices(model_dirs: list[Path], default: str | None = None) -> list[Mo
         except OSError:
             continue
         if _is_pair(root):
-            out.append(ModelChoice(f"local:{i}", f"{root.name} ({root})", "local", str(root), _context(root)))
+            out.append(ModelChoice(f"local:{i}", f"{root.name} (local)", "local", str(root), _context(root)))
         elif root.is_dir():
             for child in sorted(root.iterdir()):
                 try:
@@ -77,7 +78,7 @@ def model_choices(model_dirs: list[Path], default: str | None = None) -> list[Mo
                 except OSError:
                     continue
                 if real.is_dir() and real.is_relative_to(root) and _is_pair(real):
-                    out.append(ModelChoice(f"local:{i}:{child.name}", f"{child.name} ({real})", "local", str(real),
+                    out.append(ModelChoice(f"local:{i}:{child.name}", f"{child.name} (local)", "local", str(real),
                                            _context(real)))
     for name, spec in HUB_MODELS.items():
         cached = _hub_cached(spec.model) and _hub_cached(spec.tokenizer)

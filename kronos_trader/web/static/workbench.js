@@ -103,8 +103,19 @@
     }
   }
 
+  let keepTimer = null;
+  function keepDataset() {  // the server holds an open page's dataset while these keepalives arrive
+    clearInterval(keepTimer);
+    const send = () => {
+      if (state.dataset) api(`/api/datasets/${state.dataset.id}/keepalive`, { method: "POST" }).catch(() => {});
+    };
+    send();
+    keepTimer = setInterval(send, 30000);
+  }
+
   function onDataset(info) {
     state.dataset = info;
+    keepDataset();
     state.result = null;
     setDownloads(null);
     $("metrics").hidden = true;
