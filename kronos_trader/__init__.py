@@ -10,3 +10,5 @@ import sys as _sys
 
 if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__version__ = "0.2.0"  # the one place: pyproject.toml reads it (tool.setuptools.dynamic)

@@ -186,6 +186,8 @@ class WebSettings(Section):
     port: int = Field(7070, ge=1, le=65535)
     max_upload_mb: float = Field(20.0, gt=0)
     model_dirs: list[Path] = Field(default_factory=list, description="local model directories users may pick")
+    api_key_env: str | None = Field(
+        None, description="env variable holding the API key /api/v1 requires (needed to bind beyond loopback)")
 
 
 class SweepSettings(Section):

@@ -46,10 +46,14 @@ def test_defaults_bind_loopback_7070(monkeypatch, tmp_path):
 
 def test_flags_and_config_override(monkeypatch, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("web:\n  port: 8081\n  max_upload_mb: 5\n")
+    cfg.write_text("web:\n  port: 8081\n  max_upload_mb: 5\n  api_key_env: KT_TEST_WEB_KEY\n")
     seen = _capture(monkeypatch)
-    result = CliRunner().invoke(_app(), ["web", "--config", str(cfg), "--host", "0.0.0.0",
-                                         "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    args = ["web", "--config", str(cfg), "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    monkeypatch.delenv("KT_TEST_WEB_KEY", raising=False)
+    refused = CliRunner().invoke(_app(), args)  # beyond loopback only with an API key
+    assert refused.exit_code == 2 and "needs an API key" in refused.output and not seen
+    monkeypatch.setenv("KT_TEST_WEB_KEY", "s3cret")
+    result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 8081) and "no login" in result.output
     assert seen["app"].state.ctx.settings.web.max_upload_mb == 5

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,11 +23,10 @@ def web(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="settings file (default: ./config.yaml)"),
     db: Optional[str] = typer.Option(None, "--db", help="database URL (default: database.url)"),
 ) -> None:
-    from rich.console import Console
-
+    from kronos_trader.commands.common import make_console
     from kronos_trader.config import ConfigError, load_settings
 
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     try:
         settings = load_settings(config, {"web.host": host, "web.port": port, "database.url": db})
     except ConfigError as exc:
@@ -42,8 +42,12 @@ def web(
         raise typer.Exit(1) from None
     w = settings.web
     if w.host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/yellow] binding {w.host}: the UI has no login; anyone who can reach this "
-                  f"address can use it")
+        if not (w.api_key_env and os.environ.get(w.api_key_env)):
+            err.print(f"[red]error:[/red] binding {w.host} needs an API key: set web.api_key_env to the name of an "
+                      f"environment variable and put the key in it (only loopback is served without one)")
+            raise typer.Exit(2)
+        err.print(f"[yellow]warning:[/yellow] binding {w.host}: /api/v1 needs the API key, but the web pages have "
+                  f"no login; anyone who can reach this address can use them")
     shown = f"[{w.host}]" if ":" in w.host else w.host
     err.print(f"kronos-trader web UI on http://{shown}:{w.port}  (Ctrl+C to stop)")
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -10,16 +11,18 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from kronos_trader import __version__
 from kronos_trader.config import Settings
 
 from .context import WebContext
 from .errors import error_response, install_error_handlers
-from .routes import backtests, pages, paper, sweeps, workbench
-from .security import cross_site_reason
+from .routes import api_v1, backtests, docs, pages, paper, sweeps, workbench
+from .security import api_key_ok, cross_site_reason
 from .services.models import Loader, default_loader
 
 HERE = Path(__file__).parent
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+KEYED_PATHS = ("/api/v1", "/docs", "/openapi.json")  # what web.api_key_env guards
 
 
 def _hosts(bind: str) -> list[str]:
@@ -43,7 +46,11 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
         yield
         context.jobs.shutdown()
 
-    app = FastAPI(title="kronos-trader", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="kronos-trader API", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", lifespan=lifespan,
+                  description="Kronos forecasts, backtests, paper runs and sweeps. Errors are "
+                              '{"error": "<one line>"}. With web.api_key_env set, send '
+                              "`Authorization: Bearer <key>`.")
     app.state.ctx = context
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     install_error_handlers(app)
@@ -60,19 +67,23 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
             "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
         return response
 
+    api_key = settings.web.api_key_env and os.environ.get(settings.web.api_key_env)
+
     @app.middleware("http")
-    async def _same_origin(request, call_next):
+    async def _guards(request, call_next):
         reason = cross_site_reason(request)
         if reason:
             return error_response(request, 403, reason)
+        if api_key and request.url.path.startswith(KEYED_PATHS) and not api_key_ok(request, api_key):
+            return error_response(request, 401, f"missing or wrong API key: send Authorization: Bearer <key> (the "
+                                                f"server reads it from ${settings.web.api_key_env})")
         return await call_next(request)
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts or _hosts(settings.web.host))
-    app.include_router(pages.router)
-    app.include_router(workbench.router)
-    app.include_router(backtests.router)
-    app.include_router(paper.router)
-    app.include_router(sweeps.router)
+    app.include_router(api_v1.router)
+    app.include_router(docs.router)
+    for ui in (pages, workbench, backtests, paper, sweeps):  # the pages' own JSON: not the documented API
+        app.include_router(ui.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     logging.getLogger("kronos_trader.web").setLevel(logging.INFO)
