@@ -148,12 +148,13 @@ def _register_commands() -> None:
     """Commands living in their own modules (training, evaluation, paper trading, web)."""
     from kronos_trader.commands import evaluate as evaluate_cmd
     from kronos_trader.commands import init as init_cmd
+    from kronos_trader.commands import mcp_server as mcp_cmd
     from kronos_trader.commands import paper as paper_cmd
     from kronos_trader.commands import sweep as sweep_cmd
     from kronos_trader.commands import train as train_cmd
     from kronos_trader.commands import web as web_cmd
 
-    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, init_cmd):
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, init_cmd, mcp_cmd):
         module.register(app)
 
 
