@@ -16,6 +16,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from kronos_trader import __version__
+
+        typer.echo(f"kronos-trader {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Backtests and paper trading driven by Kronos candlestick forecasts."""
+
+
 @app.command()
 @friendly
 def forecast(
