@@ -28,7 +28,7 @@ kt="$work/venv/bin/kronos-trader"
 run "$kt" init >/dev/null
 [[ -f config.yaml && -f strategies/my_strategy.py ]]
 run "$kt" forecast --horizon 4 --samples 2 --json >forecast.json
-run "$kt" backtest --start 2024-12-29 --no-progress --json >summary.json
+run "$kt" backtest --start 2024-12-30 --no-progress --json >summary.json
 run "$work/venv/bin/python" - <<'PY'
 import json
 import sys
@@ -38,7 +38,7 @@ import kronos_trader
 assert kronos_trader.__file__.startswith(sys.prefix), kronos_trader.__file__  # the wheel's, not the checkout's
 forecast, summary = json.load(open("forecast.json")), json.load(open("summary.json"))
 assert len(forecast["bars"]) == 4, forecast
-assert summary["metrics"]["strategy"] and summary["start"] < "2024-12-29", summary["start"]
+assert summary["metrics"]["strategy"] and summary["start"] < "2024-12-30", summary["start"]
 PY
 echo "wheel smoke test passed: $(du -h "$wheel" | cut -f1) wheel, $((SECONDS - started)) s" \
      "(build and install $((installed - started)) s, demo $((SECONDS - installed)) s)"
