@@ -6,7 +6,6 @@ on a market with gaps, and the smaller points (one-line errors)."""
 from __future__ import annotations
 
 import os
-import zlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sqlalchemy import select
 
 from fake_exchange import drop_bars, make_candles
-from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, SECRET_ENV, fast_client
+from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, fast_client
 from kronos_trader.exchange import ExchangeConfigError
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.live import LiveRunner, audit_run
-from kronos_trader.store import Event, open_store
+from kronos_trader.store import open_store
 from test_live_support import (
     LOOKBACK,
     RUN_ID,
@@ -30,8 +28,10 @@ from test_live_support import (
     copy_db,
     cycle_times,
     forecast_template,
-    live_settings,
+    events,
     make_server,
+    replay_clock,
+    runner_for,
     series,
     settings_for,
 )
@@ -64,32 +64,6 @@ def server(env):
     s.balances = balances
     for market in s.markets.values():
         market["status"] = "TRADING"
-
-
-def runner_for(env, name, *, live=False, **kwargs):
-    paper = kwargs.pop("paper", {})
-    db = copy_db(env["template"], env["tmp"] / f"{name}.db")
-    if live:
-        settings = live_settings(env["model_dir"], env["server"].url, db, **paper)
-        os.environ[KEY_ENV], os.environ[SECRET_ENV] = FAKE_API_KEY, FAKE_API_SECRET
-    else:
-        settings = settings_for(env["model_dir"], env["server"].url, db, **paper)
-    store = open_store(settings.database.url)
-    service = ForecastService(load_model(env["model_dir"], "cpu"), settings.forecast, store, False)
-    kwargs.setdefault("run_id", f"{zlib.crc32(name.encode()):08x}" + "0" * 24)  # client ids unique per test
-    kwargs.setdefault("retry_delay", 0.0)
-    runner = LiveRunner(settings, store=store, client=fast_client(env["server"], keys=live), service=service,
-                        retries=1, backoff=0.001, live=live, **kwargs)
-    return runner.start(), store
-
-
-def events(store) -> list[str]:
-    with store.session(readonly=True) as s:
-        return [e.message for e in s.scalars(select(Event))]
-
-
-def replay_clock(server):
-    return lambda: pd.Timestamp(server.clock_ms(), unit="ms")
 
 
 # ---------------------------------------------------------------------- 2: forming candles

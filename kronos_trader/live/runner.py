@@ -120,7 +120,7 @@ class LiveRunner:
                  local_clock: Callable[[], pd.Timestamp] = utc_now, retries: int = 4, backoff: float = 0.5,
                  min_change: float = 0.02, decision_retries: int = 3, retry_delay: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep, not_found_grace: pd.Timedelta | None = None,
-                 hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False):
+                 hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False, adopt: bool = False):
         if live and not settings.paper.live:
             raise ExchangeConfigError("live trading needs paper.live: true in the config as well as --live")
         self.settings, self.live, self.fill = settings, live, fill
@@ -137,6 +137,7 @@ class LiveRunner:
         self.not_found_grace = not_found_grace
         self.hooks = dict(hooks or {})
         self.progress = progress
+        self.adopt = adopt
         self.policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
         if not isinstance(self.policy, Policy):
             raise ExchangeConfigError(f"strategy.name '{settings.strategy.name}' is a cross-sectional policy: live "
@@ -569,6 +570,9 @@ class LiveRunner:
                     continue
                 result: FillResult = self.broker.fill_at(order, stamp, float(last))
                 report.fills += 1 if result.amount else 0
+
+    def close(self) -> None:
+        """End of the process's part in the run."""
 
     # ------------------------------------------------------------------ scheduling
     def run_forever(self, scheduler: Any = None) -> None:  # pragma: no cover - blocking
