@@ -132,16 +132,15 @@ def test_two_runs_cannot_trade_the_same_account(env, server):
     second.close()
 
 
-def test_the_lease_is_a_row_in_the_database(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_lease_is_a_row_in_the_database(request, tmp_path, backend):
     """Held, refused to another holder with its name, renewed, taken over once expired or
-    released (SQLite here; PostgreSQL in test_store_pg when KRONOS_TEST_PG_URL is set)."""
+    released; a holder whose process died on this host is taken over at once."""
+    from kronos_trader.live.lease import _dead_here
     from kronos_trader.store import LeaseHeld
 
-    store = open_store(f"sqlite:///{tmp_path / 'lease.db'}")
-    check_lease_rows(store, LeaseHeld)
-
-
-def check_lease_rows(store, LeaseHeld) -> None:
+    url = f"sqlite:///{tmp_path / 'lease.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    store = open_store(url)
     key = "binance|KEY_ENV|BTC/USDT"
     store.acquire_lease(key, "tok-a", "live run a (pid 1 on h)", ttl_s=60)
     store.acquire_lease(key, "tok-a", "live run a (pid 1 on h)", ttl_s=60)  # its holder again: renewed
@@ -154,6 +153,15 @@ def check_lease_rows(store, LeaseHeld) -> None:
     store.acquire_lease(key, "tok-c", "live run c", ttl_s=60)  # expired: taken over
     assert not store.renew_lease(key, "tok-b", ttl_s=60)
     assert store.renew_lease(key, "tok-c", ttl_s=60)
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ghost = f"{socket.gethostname()}|{dead.stdout.strip()}|x"
+    store.acquire_lease("k2", ghost, "live run ghost", ttl_s=60)
+    store.acquire_lease("k2", "tok-d", "live run d", ttl_s=60, is_stale=_dead_here)  # killed -9: taken over
+    store.close()
 
 
 # ---------------------------------------------------------------------- 4: a lost order under --once
