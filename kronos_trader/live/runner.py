@@ -396,7 +396,7 @@ class LiveRunner:
             plans: dict[Book, list[pd.Timestamp]] = {b.key: [] for b in books}
             report.undecided.extend(f"{b.symbol}: {behind}" for b in books)
         else:
-            plans = {b.key: self._plan(b, boundary, report) for b in books}
+            plans = {b.key: self._plan(b, boundary) for b in books}
 
         # 1. candles
         t = time.time()
@@ -404,6 +404,7 @@ class LiveRunner:
         for book in books:
             try:
                 frames[book.key] = self._candles(book, plans[book.key], boundary, now)
+                plans[book.key] = self._missed(book, plans[book.key], report)
             except (ExchangeAdapterError, ValueError) as exc:
                 report.skipped.append(f"{book.symbol}: {one_line(exc)}")
                 if plans[book.key]:
@@ -470,17 +471,23 @@ class LiveRunner:
         self.hook("cycle_end", report=report)
         return report
 
-    def _plan(self, book: PairBook, boundary: pd.Timestamp, report: CycleReport) -> list[pd.Timestamp]:
-        """Decision bars (open times) of this cycle for one pair."""
+    def _plan(self, book: PairBook, boundary: pd.Timestamp) -> list[pd.Timestamp]:
+        """Candidate decision bars (open times) of this cycle for one pair: every candle
+        since the last decision (``_missed`` keeps those the exchange has)."""
         if book.last_bar is None:
             return [boundary]
-        if book.last_bar >= boundary:
-            return []
-        missed = []
+        bars = []
         bar = shift_open(book.last_bar, book.timeframe, 1)
         while bar <= boundary:
-            missed.append(bar)
+            bars.append(bar)
             bar = shift_open(bar, book.timeframe, 1)
+        return bars
+
+    def _missed(self, book: PairBook, bars: list[pd.Timestamp], report: CycleReport) -> list[pd.Timestamp]:
+        """The decision bars of the cycle: candles the exchange has none for (a weekend, a
+        halt) were never missed; earlier real candles are caught up or skipped
+        (``paper.missed_candles``)."""
+        missed = [b for b in bars if b not in book.feed.holes] or bars[-1:]
         if len(missed) > 1:
             if self.settings.paper.missed_candles == "catch_up":
                 self.event("warning", f"catching up {len(missed) - 1} missed {book.timeframe} candle(s) "
@@ -489,7 +496,7 @@ class LiveRunner:
             self.event("warning", f"skipped {len(missed) - 1} missed {book.timeframe} candle(s) "
                                   f"({missed[0]} .. {missed[-2]}); paper.missed_candles is skip", book.symbol)
             report.skipped.append(f"{book.symbol}: {len(missed) - 1} missed candle(s) skipped")
-            return [boundary]
+            return missed[-1:]
         return missed
 
     def _due(self, book: PairBook, bar: pd.Timestamp) -> bool:
