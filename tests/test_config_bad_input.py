@@ -1,0 +1,38 @@
+"""Bad config input is a one-line error naming the file, the line and the field (issue 21)."""
+from __future__ import annotations
+
+import pytest
+
+from kronos_trader.config import ConfigError, load_settings
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("risk:\n  stop_loss: 0.02\n  trailing: 0.01\n", "line 3: risk.trailing: unknown field (allowed: stop_loss"),
+    ("costs: {fee: 0.001}\n", "line 1: costs.fee: unknown field (allowed: commission, slippage)"),
+    ("strategy:\n  gate: {rule: hit_rate, windw: 50}\n", "strategy.gate.windw: unknown field (allowed: rule"),
+    ("data: {start: 2024-02-01, end: 2024-01-01}\n", "data.start 2024-02-01 is after data.end 2024-01-01"),
+    ("forecast: {sample_count: 1000000}\n", "forecast.sample_count 1000000 exceeds 256"),
+    ("paper:\n  pairs: []\n", "line 2: paper.pairs: list at least one pair"),
+    ("data:\n  end: 2300-01-01\n", "line 2: data.end: must lie between 1677-09-21 and 2262-04-11"),
+    ("data:\n  symbol: ETH/USDT\n  timeframe: 1h\n  symbol: BTC/USDT\n",
+     "line 4: data.symbol is given twice (first at line 2)"),
+])
+def test_bad_config_is_one_line_naming_file_line_and_field(tmp_path, text, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_the_cli_prints_it_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    path = tmp_path / "config.yaml"
+    path.write_text("risk: {trailing: 0.01}\n")
+    result = CliRunner().invoke(app, ["backtest", "--config", str(path)])
+    assert result.exit_code == 1 and "risk.trailing: unknown field" in result.output
+    assert "Traceback" not in result.output
