@@ -170,15 +170,15 @@ def test_a_lost_order_is_decided_again_across_once_runs(env, server):
     grace period counts from the order's time in the database, so a later run finds it lost
     and decides again instead of asking "later" for good."""
     server.balances["BTC"] = [0.0, 0.0]
-    grace = pd.Timedelta(seconds=1)
-    first, store = runner_for(env, "once-lost", live=True, not_found_grace=grace)
+    long, grace = pd.Timedelta(minutes=10), pd.Timedelta(seconds=1)  # the later run: the order is older than this
+    first, store = runner_for(env, "once-lost", live=True, not_found_grace=long)
     server.inject("server_error", count=1, path=ORDER)  # refused by the server: never placed
     first.run_cycle(now=env["times"][0])
     first.close()
     (order,) = store.load_orders(first.run_id).to_dict("records")
     assert order["status"] == "unknown"
     db = store.engine.url.render_as_string()
-    second, _ = runner_for(env, "once-lost", live=True, db=db, not_found_grace=grace)  # within the grace
+    second, _ = runner_for(env, "once-lost", live=True, db=db, not_found_grace=long)  # within the grace
     second.run_cycle(now=env["times"][1])
     second.close()
     assert store.load_orders(first.run_id).set_index("client_order_id").loc[
