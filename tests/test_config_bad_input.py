@@ -36,3 +36,13 @@ def test_the_cli_prints_it_without_a_traceback(tmp_path):
     result = CliRunner().invoke(app, ["backtest", "--config", str(path)])
     assert result.exit_code == 1 and "risk.trailing: unknown field" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_year_2300_in_a_csv_names_the_file_and_line(tmp_path):
+    from kronos_trader.data import CandleDataError, load_candles
+
+    path = tmp_path / "candles.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n2024-01-01 00:00,1,2,0.5,1.5,10\n"
+                    "2300-01-01 01:00,1,2,0.5,1.5,10\n")
+    with pytest.raises(CandleDataError, match=r"candles.csv, line 3, column 'timestamp': .*outside the supported"):
+        load_candles(path)
