@@ -46,3 +46,16 @@ def test_a_year_2300_in_a_csv_names_the_file_and_line(tmp_path):
                     "2300-01-01 01:00,1,2,0.5,1.5,10\n")
     with pytest.raises(CandleDataError, match=r"candles.csv, line 3, column 'timestamp': .*outside the supported"):
         load_candles(path)
+
+
+def test_a_big_csv_says_how_much_memory_it_needs(tmp_path, monkeypatch, caplog):
+    from kronos_trader.data import fileio, load_candles
+
+    path = tmp_path / "candles.csv"
+    rows = [f"2024-01-01 {h:02d}:{m:02d},1,2,0.5,1.5,10" for h in range(24) for m in range(60)]
+    path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(fileio, "BIG_CSV_BYTES", 1000)
+    caplog.set_level("WARNING")
+    assert len(load_candles(path)) == 24 * 60  # every row read through the progress wrapper
+    (record,) = [r for r in caplog.records if "memory while parsing" in r.getMessage()]
+    assert "candles.csv" in record.getMessage()

@@ -353,7 +353,8 @@ class ExchangeBroker:
         returns how many filled."""
         filled = 0
         for order in list(self.pending.values()):
-            if order.status == "new" or (book is not None and order.book != book):
+            # a book's orders (and those of pairs no longer configured, with every book)
+            if order.status == "new" or (book is not None and order.book != book and order.book in self.books):
                 continue
             try:
                 found = self._lookup(order)
