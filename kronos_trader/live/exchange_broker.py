@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import ccxt
 import pandas as pd
@@ -28,6 +28,7 @@ from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
     ExchangeFault,
+    MarketRules,
     OrderNotFoundError,
     call_with_retry,
 )
@@ -60,7 +61,7 @@ def _refused(exc: BaseException) -> bool:
 class ExchangeBroker:
     kind = "live"
 
-    def __init__(self, store: Store, run_id: str, quote: str, rules: dict, client: Any, *,
+    def __init__(self, store: Store, run_id: str, quote: str, rules: dict[str, MarketRules], client: ccxt.Exchange, *,
                  books: list[Book] | None = None, retry: dict | None = None,
                  hook: Callable[..., None] | None = None, event: Callable[..., None] | None = None,
                  lost_after: int = NOT_FOUND_LOOKUPS, not_found_grace: pd.Timedelta = NOT_FOUND_GRACE):

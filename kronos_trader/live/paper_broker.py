@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import ccxt
 import pandas as pd
 from kronos_trader.exchange import ExchangeAdapterError, MarketRules, call_with_retry
 from kronos_trader.exchange.errors import one_line
@@ -216,7 +217,7 @@ class PaperBroker:
             log.info("paper %s %s %g @ %g (%s)", r.status, r.client_order_id, r.amount, r.price, r.reason or "ok")
 
 
-def ticker_source(client: Any, retry: dict, now: Callable[[], pd.Timestamp],
+def ticker_source(client: ccxt.Exchange, retry: dict, now: Callable[[], pd.Timestamp],
                   on_retry: Callable[[str, str], Any]) -> Callable[[str], tuple[pd.Timestamp, float]]:
     """Ticker mode's price: the exchange's last price, stamped with the run's clock."""
 

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import ccxt
 import pandas as pd
 
 from kronos_trader.config import Settings
@@ -118,7 +119,7 @@ class LiveRunner:
     lasts. ``hooks`` maps hook point names (``HOOK_POINTS``) to callables, for tests and tooling.
     """
 
-    def __init__(self, settings: Settings, *, store: Store | None = None, client: Any = None,
+    def __init__(self, settings: Settings, *, store: Store | None = None, client: ccxt.Exchange | None = None,
                  service: ForecastService | None = None, run_id: str | None = None, new_run: bool = False,
                  live: bool = False, fill: str = "next_open", clock: str | Callable[[], pd.Timestamp] = "exchange",
                  local_clock: Callable[[], pd.Timestamp] = utc_now, retries: int = 4, backoff: float = 0.5,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
+from kronos_trader.exchange import MarketRules
 from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
 from kronos_trader.forecasting.service import WindowForecast
 
@@ -26,7 +26,7 @@ class BookInput:
     """One pair at the decision bar."""
 
     key: Book
-    rules: Any                          # MarketRules
+    rules: MarketRules
     held_target: float                  # the target the position was last traded to (NaN: unknown)
     forecast: WindowForecast | None     # None: not a forecast bar (forecast.every)
 
