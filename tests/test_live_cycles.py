@@ -22,17 +22,15 @@ from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.live import LiveRunner, audit_run
 from kronos_trader.store import open_store
 from test_live_support import (
+    module_env,
+    restored_server,
     LOOKBACK,
     RUN_ID,
     START,
     copy_db,
-    cycle_times,
-    forecast_template,
     events,
-    make_server,
     replay_clock,
     runner_for,
-    series,
     settings_for,
 )
 
@@ -42,28 +40,12 @@ KLINES = "/api/v3/klines"
 
 @pytest.fixture(scope="module")
 def env(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cycles")
-    server = make_server()
-    try:
-        template = forecast_template(tiny_model_dir, server, tmp)
-        candles = series(server)
-        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(candles),
-               "candles": candles, "model_dir": tiny_model_dir, "end": server.now_ms}
-    finally:
-        server.stop()
+    yield from module_env(tiny_model_dir, tmp_path_factory, "cycles")
 
 
 @pytest.fixture
 def server(env):
-    """The module's server, its clock, balances and faults restored after each test."""
-    s = env["server"]
-    balances = {k: list(v) for k, v in s.balances.items()}
-    yield s
-    s.clear_faults()
-    s.set_now(env["end"])
-    s.balances = balances
-    for market in s.markets.values():
-        market["status"] = "TRADING"
+    yield from restored_server(env)
 
 
 # ---------------------------------------------------------------------- 2: forming candles

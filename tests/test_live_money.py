@@ -15,7 +15,7 @@ from fake_exchange.helpers import fast_client
 from kronos_trader.exchange import ExchangeConfigError
 from kronos_trader.live import audit_run
 from kronos_trader.store import open_store
-from test_live_support import cycle_times, events, forecast_template, make_server, replay_clock, runner_for, series
+from test_live_support import module_env, restored_server, events, replay_clock, runner_for
 
 ORDER = "/api/v3/order"
 BOOK = ("BTC/USDT", "1m")
@@ -23,26 +23,12 @@ BOOK = ("BTC/USDT", "1m")
 
 @pytest.fixture(scope="module")
 def env(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("money")
-    server = make_server()
-    try:
-        template = forecast_template(tiny_model_dir, server, tmp)
-        candles = series(server)
-        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(candles),
-               "candles": candles, "model_dir": tiny_model_dir, "end": server.now_ms}
-    finally:
-        server.stop()
+    yield from module_env(tiny_model_dir, tmp_path_factory, "money")
 
 
 @pytest.fixture
 def server(env):
-    """The module's server, its clock, balances and faults restored after each test."""
-    s = env["server"]
-    balances = {k: list(v) for k, v in s.balances.items()}
-    yield s
-    s.clear_faults()
-    s.set_now(env["end"])
-    s.balances = balances
+    yield from restored_server(env)
 
 
 def posts(server, run_id: str) -> list[str]:
@@ -124,6 +110,10 @@ def test_two_runs_cannot_trade_the_same_account(env, server):
     first, store = runner_for(env, "lease", live=True)
     with pytest.raises(ExchangeConfigError, match=rf"held by live run {first.run_id}.*pid \d+"):
         runner_for(env, "lease", live=True, db=store.engine.url.render_as_string(), new_run=True, run_id=None)
+    from kronos_trader.live.scheduler import build_scheduler
+
+    jobs = {job.id for job in build_scheduler(first, blocking=False).get_jobs()}
+    assert jobs == {"cycle-1m", "lease"}  # the scheduler renews the lease between candles
     first.run_cycle(now=env["times"][0])
     first.close()
     second, _ = runner_for(env, "lease", live=True, db=store.engine.url.render_as_string(), new_run=True,

@@ -198,3 +198,30 @@ def events(store) -> list[str]:
 
 def replay_clock(server):
     return lambda: pd.Timestamp(server.clock_ms(), unit="ms")
+
+
+def module_env(tiny_model_dir, tmp_path_factory, name: str):
+    """Body of a module-scoped ``env`` fixture: a started server, the forecast template and
+    the cycle times (``yield from module_env(...)``)."""
+    tmp = tmp_path_factory.mktemp(name)
+    server = make_server()
+    try:
+        template = forecast_template(tiny_model_dir, server, tmp)
+        candles = series(server)
+        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(candles),
+               "candles": candles, "model_dir": tiny_model_dir, "end": server.now_ms}
+    finally:
+        server.stop()
+
+
+def restored_server(env):
+    """Body of a ``server`` fixture: the module's server, its clock, balances, faults and
+    market status restored after each test."""
+    s = env["server"]
+    balances = {k: list(v) for k, v in s.balances.items()}
+    yield s
+    s.clear_faults()
+    s.set_now(env["end"])
+    s.balances = balances
+    for market in s.markets.values():
+        market["status"] = "TRADING"

@@ -14,15 +14,13 @@ from fake_exchange import FakeBinance, drop_bars, make_candles
 from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, SECRET_ENV
 from kronos_trader.cli import app
 from test_live_support import (
+    module_env,
+    restored_server,
     START,
     copy_db,
-    cycle_times,
     events,
-    forecast_template,
     live_settings,
-    make_server,
     runner_for,
-    series,
     settings_for,
 )
 
@@ -31,24 +29,12 @@ ORDER = "/api/v3/order"
 
 @pytest.fixture(scope="module")
 def env(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("truthful")
-    server = make_server()
-    try:
-        template = forecast_template(tiny_model_dir, server, tmp)
-        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(series(server)),
-               "model_dir": tiny_model_dir, "end": server.now_ms}
-    finally:
-        server.stop()
+    yield from module_env(tiny_model_dir, tmp_path_factory, "truthful")
 
 
 @pytest.fixture
 def server(env):
-    s = env["server"]
-    balances = {k: list(v) for k, v in s.balances.items()}
-    yield s
-    s.clear_faults()
-    s.set_now(env["end"])
-    s.balances = balances
+    yield from restored_server(env)
 
 
 def live_config(env, tmp_path, name):
