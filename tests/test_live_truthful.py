@@ -83,9 +83,11 @@ def test_a_locked_sqlite_database_is_a_one_line_error(env, server, tmp_path, mon
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
 
 
-def test_a_market_gap_is_not_missed_candles(env, tmp_path):
+@pytest.mark.parametrize("missed", ["skip", "catch_up"])
+def test_a_market_gap_is_not_missed_candles(env, tmp_path, missed):
     """A weekend: the exchange has no candles for 20 bars. The first candle after it is
-    decided, nothing is "skipped" and nothing is left undecided."""
+    decided (not 20 flat-filled candles that never traded), nothing is "skipped" and nothing
+    is left undecided."""
     candles = make_candles(START, 70, "1min", seed=7, price=42_000.0)
     gappy = drop_bars(candles, (candles.index[30], candles.index[49]))
     srv = FakeBinance(api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET)
@@ -96,7 +98,7 @@ def test_a_market_gap_is_not_missed_candles(env, tmp_path):
     try:
         gap_env = {**env, "server": srv, "template": None}
         runner, store = runner_for(gap_env, "gap", db=f"sqlite:///{tmp_path / 'gap.db'}",
-                                   paper={"missed_candles": "skip"})
+                                   paper={"missed_candles": missed})
         before, after = candles.index[29], candles.index[50]
         (report,) = runner.run_cycle(now=before + pd.Timedelta(minutes=1, seconds=2))
         assert report.decisions == 1
