@@ -8,7 +8,7 @@ official SDK's client calling the `forecast` tool. Prints the median of `--repea
 and each path's ratio to the in-process time, and checks the three give the same numbers.
 
     python benchmarks/bench_serving.py --models kronos-nano --repeats 3      # quick: ~1 min here
-    python benchmarks/bench_serving.py                                       # + Kronos-small config: ~4 min
+    python benchmarks/bench_serving.py                                       # + Kronos-small config: ~2 min
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the servers have it (kronos_trader sets it): fair on a busy machine
 
 from common import build_pair, header  # noqa: E402
 
