@@ -130,6 +130,23 @@ def test_api_key(monkeypatch):
         assert keyed.get("/api/v1/models", headers={"X-API-Key": "k3y"}).status_code == 200
         assert keyed.get("/openapi.json").status_code == 401
         assert keyed.get("/healthz").status_code == 200
+        # the pages (and their own JSON) need it too: a login sets a cookie derived from the key
+        assert_one_line_error(keyed.get("/api/models"), 401, "API key")
+        page = keyed.get("/", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        assert keyed.get("/login").status_code == 200 and keyed.get("/static/app.css").status_code == 200
+        wrong = keyed.post("/login", data={"key": "nope"}, follow_redirects=False)
+        assert wrong.status_code == 401 and "wrong key" in wrong.text and "kronos_session" not in wrong.headers.get(
+            "set-cookie", "")
+        ok = keyed.post("/login", data={"key": "k3y"}, follow_redirects=False)
+        cookie = ok.headers["set-cookie"]
+        assert ok.status_code == 303 and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        assert "k3y" not in cookie
+        assert keyed.get("/").status_code == 200 and keyed.get("/api/models").status_code == 200
+        assert keyed.get("/api/v1/models").status_code == 200
+        forged = client(make_app(settings=settings(api_key_env="KT_TEST_API_KEY")))
+        forged.cookies.set("kronos_session", "0" * 64)
+        assert forged.get("/api/models").status_code == 401
 
 
 def test_over_real_http():

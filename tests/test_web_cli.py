@@ -55,7 +55,7 @@ def test_flags_and_config_override(monkeypatch, tmp_path):
     monkeypatch.setenv("KT_TEST_WEB_KEY", "s3cret")
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
-    assert (seen["host"], seen["port"]) == ("0.0.0.0", 8081) and "no login" in result.output
+    assert (seen["host"], seen["port"]) == ("0.0.0.0", 8081) and "need the key" in result.output
     assert seen["app"].state.ctx.settings.web.max_upload_mb == 5
 
 

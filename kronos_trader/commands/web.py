@@ -46,8 +46,8 @@ def web(
             err.print(f"[red]error:[/red] binding {w.host} needs an API key: set web.api_key_env to the name of an "
                       f"environment variable and put the key in it (only loopback is served without one)")
             raise typer.Exit(2)
-        err.print(f"[yellow]warning:[/yellow] binding {w.host}: /api/v1 needs the API key, but the web pages have "
-                  f"no login; anyone who can reach this address can use them")
+        err.print(f"[yellow]warning:[/yellow] binding {w.host}: every page and the API need the key "
+                  f"(${w.api_key_env}); the traffic is plain HTTP, so put TLS in front beyond a trusted network")
     shown = f"[{w.host}]" if ":" in w.host else w.host
     err.print(f"kronos-trader web UI on http://{shown}:{w.port}  (Ctrl+C to stop)")
     try:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -16,13 +17,12 @@ from kronos_trader.config import Settings
 
 from .context import WebContext
 from .errors import error_response, install_error_handlers
-from .routes import api_v1, backtests, docs, pages, paper, sweeps, workbench
-from .security import api_key_ok, cross_site_reason
+from .routes import api_v1, backtests, docs, login, pages, paper, sweeps, workbench
+from .security import OPEN_PATHS, authorized, cross_site_reason
 from .services.models import Loader, default_loader
 
 HERE = Path(__file__).parent
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
-KEYED_PATHS = ("/api/v1", "/docs", "/openapi.json")  # what web.api_key_env guards
 
 
 def _hosts(bind: str) -> list[str]:
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
                   openapi_url="/openapi.json", lifespan=lifespan,
                   description="Kronos forecasts, backtests, paper runs and sweeps. Errors are "
                               '{"error": "<one line>"}. With web.api_key_env set, send '
-                              "`Authorization: Bearer <key>`.")
+                              "`Authorization: Bearer <key>` (the web pages ask for it once, at /login).")
     app.state.ctx = context
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     install_error_handlers(app)
@@ -68,20 +68,25 @@ def create_app(settings: Settings | None = None, store=None, loader: Loader | No
         return response
 
     api_key = settings.web.api_key_env and os.environ.get(settings.web.api_key_env)
+    app.state.api_key = api_key or None
 
     @app.middleware("http")
     async def _guards(request, call_next):
         reason = cross_site_reason(request)
         if reason:
             return error_response(request, 403, reason)
-        if api_key and request.url.path.startswith(KEYED_PATHS) and not api_key_ok(request, api_key):
-            return error_response(request, 401, f"missing or wrong API key: send Authorization: Bearer <key> (the "
-                                                f"server reads it from ${settings.web.api_key_env})")
+        path = request.url.path
+        if api_key and not path.startswith(OPEN_PATHS) and not authorized(request, api_key):
+            if path.startswith(("/api/", "/openapi.json")):
+                return error_response(request, 401, f"missing or wrong API key: send Authorization: Bearer <key> "
+                                                    f"(the server reads it from ${settings.web.api_key_env})")
+            return RedirectResponse("/login", status_code=303)
         return await call_next(request)
 
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts or _hosts(settings.web.host))
     app.include_router(api_v1.router)
     app.include_router(docs.router)
+    app.include_router(login.router)
     for ui in (pages, workbench, backtests, paper, sweeps):  # the pages' own JSON: not the documented API
         app.include_router(ui.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -1,4 +1,5 @@
-"""Request guards: no cross-site state changes, and the optional API key.
+"""Request guards: no cross-site state changes, and the optional API key (a header for
+programs; for the web pages a login that sets a cookie derived from the key).
 
 A browser attaches `Origin` (and `Sec-Fetch-Site`) to every POST; a page on another site
 could otherwise make a visitor's browser post to this server ("simple" requests need no
@@ -7,12 +8,15 @@ browsers and pass; the API key, when configured, is what guards them.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+SESSION_COOKIE = "kronos_session"
+OPEN_PATHS = ("/login", "/healthz", "/static/", "/vendor/")  # served without the key
 
 
 def cross_site_reason(request: Request) -> str | None:
@@ -37,3 +41,16 @@ def api_key_ok(request: Request, key: str) -> bool:
     if given is None and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
     return given is not None and hmac.compare_digest(given.encode(), key.encode())
+
+
+def session_token(key: str) -> str:
+    """What the login cookie holds: derived from the key, so the key itself is never stored in a browser."""
+    return hmac.new(key.encode(), b"kronos-trader web session", hashlib.sha256).hexdigest()
+
+
+def authorized(request: Request, key: str) -> bool:
+    """The key in a header, or the login cookie."""
+    if api_key_ok(request, key):
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return cookie is not None and hmac.compare_digest(cookie.encode(), session_token(key).encode())
