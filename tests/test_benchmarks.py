@@ -36,3 +36,14 @@ def test_forecast_flops_counts_the_products_of_a_forecast():
     # one generated token costs at least its products: the model's blocks and two vocabulary heads
     d, ff, layers = model["d_model"], model["ff_dim"], model["n_layers"]
     assert one_more_path / 24 > 2 * (layers * (4 * d * d + 3 * d * ff) + 2 * 1024 * d)
+
+
+def test_serving_benchmark_runs_and_agrees():
+    """bench_serving.py at tiny sizes: the API's and the MCP tool's forecasts equal the in-process one."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serving.py"), "--models", "kronos-nano",
+                          "--repeats", "1", "--lookback", "64", "--horizon", "2", "--paths", "2"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("kronos-nano"))
+    assert row.count("ms") == 3 and row.count("x)") == 2
