@@ -240,3 +240,34 @@ def test_dust_is_flat_for_decisions_and_shown_as_dust(env, server, tmp_path):
     runner2.close()
     result = CliRunner().invoke(app, ["status", "--config", str(config), "--run-id", runner.run_id])
     assert "dust" in result.output, result.output
+
+
+# ---------------------------------------------------------------------- review (issue 21)
+def test_a_lease_that_expired_during_a_cycle_is_not_traded_on(env, server):
+    """A `--once` cycle that waits (a lagging exchange clock, retries) longer than the lease
+    lasts: a second run (the next cron start) takes the expired lease and trades the candle.
+    The first run must not then decide and send on the same account as well."""
+    server.balances["BTC"] = [0.0, 0.0]
+    server.set_now(env["times"][1])
+    db = {}
+
+    def wait(seconds):  # while the first run waits for the exchange's clock, its lease runs out
+        if "second" in db:
+            return
+        time.sleep(0.2)
+        second, _ = runner_for(env, "lease-mid", live=True, db=db["url"], new_run=True, run_id=None,
+                               local_clock=replay_clock(server))
+        db["second"] = second
+        second.run_cycle()
+        second.close()
+
+    first, store = runner_for(env, "lease-mid", live=True, local_clock=replay_clock(server), sleep=wait)
+    db["url"] = store.engine.url.render_as_string()
+    first.lease.ttl_s = 0.1  # the lease lasts less than the wait (120 s vs minutes of retries in real life)
+    server.inject("clock_skew", count=1, skew_ms=-30_000)
+    (report,) = first.run_cycle()
+    first.close()
+    second = db["second"]
+    assert len(posts(server, second.run_id)) == 1  # the run holding the lease traded the candle
+    assert posts(server, first.run_id) == []  # ... and the one that lost it sent nothing
+    assert report.undecided and report.decisions == 0

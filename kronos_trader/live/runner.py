@@ -552,6 +552,7 @@ class LiveRunner:
         due = [(book, bar) for book, bar in due if book.key not in unconfirmed]
         if not due:
             return []
+        self.lease.renew()  # a cycle may outlast the lease (retries, waits): still ours before deciding
         inputs = [BookInput(book.key, book.rules, book.held_target, forecasts.get((book.key, bar))) for book, bar in due]
         result = decide_bar(self.policy, self.risk, inputs, self.broker.account, prices, run_id=self.run_id,
                             costs=self.costs, min_change=self.min_change, free=self.broker.buying_power())
