@@ -271,3 +271,33 @@ def test_a_lease_that_expired_during_a_cycle_is_not_traded_on(env, server):
     assert len(posts(server, second.run_id)) == 1  # the run holding the lease traded the candle
     assert posts(server, first.run_id) == []  # ... and the one that lost it sent nothing
     assert report.undecided and report.decisions == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_lease_is_taken_on_a_host_with_a_long_name(request, tmp_path, monkeypatch, backend):
+    """Cloud hosts have long names (EC2: ip-172-31-100-200.ap-southeast-2.compute.internal):
+    the lease's token must still fit its column, so a run can start at all on PostgreSQL;
+    and a holder that died on such a host is still recognised as dead."""
+    import socket
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from kronos_trader.live.lease import RunLease, _dead_here
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "ip-172-31-100-200.ap-southeast-2.compute.internal")
+    monkeypatch.setattr("os.getpid", lambda: 4194303)  # pid_max on 64-bit Linux
+    url = f"sqlite:///{tmp_path / 'lease.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    store = open_store(url)
+    paper = SimpleNamespace(exchange="binance", api_key_env="KEY_ENV", api_url=None)
+    lease = RunLease(store, "live", paper, ["BTC/USDT"])
+    lease.acquire(None)
+    lease.renew()
+    monkeypatch.undo()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setattr(socket, "gethostname", lambda: "ip-172-31-100-200.ap-southeast-2.compute.internal")
+    monkeypatch.setattr("os.getpid", lambda: int(dead.stdout))
+    ghost = RunLease(store, "live", paper, ["ETH/USDT"])
+    ghost.acquire(None)
+    assert _dead_here(ghost.token)  # its process is gone on this host: taken over at once
+    store.close()
