@@ -301,3 +301,20 @@ def test_a_lease_is_taken_on_a_host_with_a_long_name(request, tmp_path, monkeypa
     ghost.acquire(None)
     assert _dead_here(ghost.token)  # its process is gone on this host: taken over at once
     store.close()
+
+
+def test_the_cycle_report_counts_what_every_attempt_did(env, server):
+    """A cycle that catches up a missed candle (decided, traded) and then has to wait for
+    the newest one (retried): the report (the `--once` summary line) counts both attempts'
+    decisions, orders and fills, not only the last attempt's."""
+    server.balances["BTC"] = [0.0, 0.0]
+    times = env["times"]
+    runner, store = runner_for(env, "attempts", live=True, sleep=lambda s: server.set_now(times[2]))
+    runner.run_cycle(now=times[0])  # buys
+    server.set_now(times[1])  # the exchange has not closed the newest candle yet
+    (report,) = runner.run_cycle(now=times[2])
+    runner.close()
+    orders = store.load_orders(runner.run_id)
+    assert len(orders) == 3 and set(orders["status"]) == {"filled"}
+    assert report.attempts == 2 and not report.undecided
+    assert (report.decisions, len(report.orders), report.fills) == (2, 2, 2)

@@ -335,7 +335,7 @@ class LiveRunner:
         """Run the cycle; while decisions are left undone and the candle lasts, again."""
         t0 = time.time()
         interval = timeframe_to_timedelta(tf)
-        report = None
+        report = earlier = None
         for attempt in range(1, self.decision_retries + 2):
             try:
                 now = given if given is not None else self.now()
@@ -355,6 +355,11 @@ class LiveRunner:
                 report = CycleReport(tf, now, boundary, started=t0,
                                      undecided=[f"cycle failed: {type(exc).__name__}: {one_line(exc, 200)}"])
             report.attempts = attempt
+            if earlier is not None:  # what the earlier attempts did counts too (the summary line)
+                report.decisions += earlier.decisions
+                report.orders[:0], report.rejected[:0] = earlier.orders, earlier.rejected
+                report.fills += earlier.fills
+            earlier = report
             if not report.undecided:
                 return report
             clock = self.clock_
