@@ -318,3 +318,28 @@ def test_the_cycle_report_counts_what_every_attempt_did(env, server):
     assert len(orders) == 3 and set(orders["status"]) == {"filled"}
     assert report.attempts == 2 and not report.undecided
     assert (report.decisions, len(report.orders), report.fills) == (2, 2, 2)
+
+
+def test_an_order_stored_but_not_sent_does_not_block_the_pair_for_good(env, server):
+    """A cycle fails between storing an order ('new') and sending it (e.g. the database is
+    locked when the order is marked 'sent'): the order never left. The scheduler's later
+    cycles must settle it (expired, decided again), not hold the pair as 'unconfirmed'
+    until the process is restarted."""
+    server.balances["BTC"] = [0.0, 0.0]
+    failed = []
+
+    def fail_once(name, **kw):
+        if not failed:
+            failed.append(name)
+            raise RuntimeError("database is locked")
+
+    runner, store = runner_for(env, "new-stuck", live=True, hooks={"orders_new": fail_once})
+    (report,) = runner.run_cycle(now=env["times"][0])
+    assert posts(server, runner.run_id) == []
+    for now in env["times"][1:4]:
+        runner.run_cycle(now=now)
+    runner.close()
+    assert len(posts(server, runner.run_id)) >= 1  # the pair trades again in the same process
+    orders = store.load_orders(runner.run_id)
+    assert "new" not in set(orders["status"])
+    assert audit_run(store, runner.run_id) == []

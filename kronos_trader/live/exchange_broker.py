@@ -334,6 +334,13 @@ class ExchangeBroker:
         self.event("warning", f"order {order.client_order_id} never reached the exchange: the position is "
                               f"decided again on the current candle", order.symbol)
 
+    def _unsent(self, order: PendingOrder, reason: str) -> None:
+        """A stored order that never left: expired (never sent late), its book decides again."""
+        self._set_status(order, "expired", reason=reason)
+        self._lose(order)
+        self.event("warning", f"order {order.client_order_id} was never sent: decided again on the current candle",
+                   order.symbol)
+
     def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
         """Refresh the orders of ``book`` in flight or open on the exchange; returns how many filled."""
         return self.poll(book)
@@ -355,13 +362,15 @@ class ExchangeBroker:
         filled = 0
         for order in list(self.pending.values()):
             # a book's orders (and those of pairs no longer configured, with every book)
-            if order.status == "new" or (book is not None and order.book != book and order.book in self.books):
+            if book is not None and order.book != book and order.book in self.books:
                 continue
             try:
                 found = self._lookup(order)
-                if found is None:
+                if found is None and order.status == "new":  # a cycle failed before sending it
+                    self._unsent(order, "not sent (its cycle failed); decided again")
+                elif found is None:
                     self._missing(order)
-                elif order.status in ("sent", "unknown") or _STATUS.get(str(found.get("status"))) != "open" \
+                elif order.status in ("new", "sent", "unknown") or _STATUS.get(str(found.get("status"))) != "open" \
                         or float(found.get("filled") or 0.0):
                     self._finish(order, found)
                     filled += order.status == "filled"
@@ -393,10 +402,7 @@ class ExchangeBroker:
                     self.send([order])
                     sent.append(order.client_order_id)
                 else:
-                    self._set_status(order, "expired", reason="not sent before the last stop; decided again")
-                    self._lose(order)
-                    self.event("warning", f"order {order.client_order_id} was never sent (its candle has passed): "
-                                          f"decided again on the current candle", order.symbol)
+                    self._unsent(order, "not sent before the last stop; decided again")
                 continue
             try:
                 found = self._lookup(order)
