@@ -343,3 +343,18 @@ def test_an_order_stored_but_not_sent_does_not_block_the_pair_for_good(env, serv
     orders = store.load_orders(runner.run_id)
     assert "new" not in set(orders["status"])
     assert audit_run(store, runner.run_id) == []
+
+
+def test_replay_of_a_paper_run_with_its_own_starting_cash_has_no_difference(env, server):
+    """`replay` reruns a run through the backtest with the run's settings: a paper run that
+    started with paper.quote_balance (not backtest.cash) must replay with the same order
+    amounts, not report every order as a difference of fills."""
+    from kronos_trader.backtest.replay import replay_run
+
+    runner, store = runner_for(env, "replay-cash", paper={"quote_balance": 2_500.0})
+    for now in env["times"][:8]:
+        server.set_now(now)
+        runner.run_cycle()
+    runner.close()
+    assert len(store.load_orders(runner.run_id)) >= 2, "the scenario should trade"
+    assert replay_run(store, runner.run_id, service=runner.service) == []
