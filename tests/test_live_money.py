@@ -358,3 +358,26 @@ def test_replay_of_a_paper_run_with_its_own_starting_cash_has_no_difference(env,
     runner.close()
     assert len(store.load_orders(runner.run_id)) >= 2, "the scenario should trade"
     assert replay_run(store, runner.run_id, service=runner.service) == []
+
+
+def test_a_resumed_run_on_an_older_copy_of_its_database_does_not_buy_again(env, server):
+    """The database restored from a copy taken before the last buy (a backup, a snapshot):
+    the run's records say flat, the account holds the bought BTC. Resuming must not decide
+    on that (a second buy, as with a lost database): it refuses, naming the difference."""
+    import sqlite3
+
+    server.balances["BTC"] = [0.0, 0.0]
+    runner, store = runner_for(env, "restored", live=True)
+    runner.close()
+    path = store.engine.url.database
+    backup = env["tmp"] / "restored-backup.db"
+    with sqlite3.connect(path) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # taken while the run is flat
+    runner, _ = runner_for(env, "restored", live=True, db=f"sqlite:///{path}")
+    runner.run_cycle(now=env["times"][0])
+    runner.close()
+    assert sum(server.balances["BTC"]) > 0
+    bought = len(posts(server, runner.run_id))
+    with pytest.raises(ExchangeConfigError, match=r"BTC"):
+        runner_for(env, "restored", live=True, db=f"sqlite:///{backup}")
+    assert len(posts(server, runner.run_id)) == bought

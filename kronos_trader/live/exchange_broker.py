@@ -353,8 +353,35 @@ class ExchangeBroker:
         return lost
 
     def recover(self, current_close: dict[str, pd.Timestamp] | None) -> list[str]:
-        """Settle the orders stored before the last stop (``reconcile``); returns the ones sent now."""
-        return self.reconcile(current_close)
+        """Settle the orders stored before the last stop (``reconcile``), then check the
+        holdings against the records; returns the ones sent now."""
+        sent = self.reconcile(current_close)
+        self._check_holdings()
+        return sent
+
+    def _check_holdings(self) -> None:
+        """The run's records must account for what the account holds of each traded base
+        asset (opening + the run's fills), above dust: else the positions it would decide on
+        are not the account's (a database restored from an older copy, another program on
+        the account) and the run refuses to go on. Assets with an order still unsettled
+        are left to the order's settlement."""
+        from .audit import balance_gaps
+
+        gaps = balance_gaps(self.store, self.run_id)
+        busy = {base_of(o.symbol) for o in self.pending.values()}
+        for rules in self.rules.values():
+            if rules.base not in gaps or rules.base in busy:
+                continue
+            actual, opening, moved = gaps[rules.base]
+            ticker = call_with_retry(self.client.fetch_ticker, rules.symbol, **self.retry)
+            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+            if is_dust(rules.min_amount, rules.min_notional, actual - opening - moved, price):
+                continue
+            raise ExchangeConfigError(
+                f"the account holds {actual:.8g} {rules.base} but run {self.run_id}'s records account for "
+                f"{opening + moved:.8g} (opening {opening:.8g} + fills {moved:+.8g}): its database is not the "
+                f"account's state (restored from an older copy, or another program traded it); start a new run "
+                f"with --new --adopt")
 
     def poll(self, book: Book | None = None) -> int:
         """Refresh the orders (of ``book``, else all) in flight or open on the exchange;
