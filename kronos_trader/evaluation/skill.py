@@ -1,7 +1,7 @@
 """Forecast skill: the one scorer for stored forecasts, used by backtests, `evaluate` and the skill gate.
 
 A forecast made at bar t (its `window_end`) for steps 1..H is scored once all H closes are
-known, against two naive forecasts of the same windows: a random walk (the last close, a
+known (each step at the first bar at or after its calendar stamp, so holidays resolve), against two naive forecasts of the same windows: a random walk (the last close, a
 point forecast whose CRPS is its absolute error) and a random walk with rolling-volatility
 normal bands (sigma from the `vol_window` one-bar log returns known at t, widening with
 sqrt(step)). Per step: MAE, CRPS, the CRPS skill score 1 - CRPS / CRPS(baseline) against
@@ -71,17 +71,19 @@ def rolling_vol(log_close: np.ndarray, positions: Sequence[int], window: int | N
 
 
 def target_positions(index: pd.DatetimeIndex, origin: int, f: WindowForecast) -> np.ndarray | None:
-    """Positions in `index` of the H bars a forecast made at bar `origin` is for: its
-    calendar stamps when it has them (weekends, breaks and closed sessions skipped), else
-    the next H bars. None when the origin or a target is not in the data."""
+    """Positions in `index` of the H bars a forecast made at bar `origin` is for: with
+    calendar stamps, the first bar at or after each stamp (a step stamped on a holiday or a
+    bar missing from the data resolves at the next bar that exists), else the next H bars.
+    None when the origin is not in the data or the data does not reach a target yet."""
     if origin < 0:
         return None
     if f.stamps is not None:
-        pos = index.get_indexer(pd.DatetimeIndex(f.stamps))
+        pos = index.searchsorted(pd.DatetimeIndex(f.stamps).as_unit(index.unit), side="left")
     else:
         pos = origin + np.arange(1, f.horizon + 1)
-        pos[pos >= len(index)] = -1
-    return None if len(pos) == 0 or (pos <= origin).any() else pos
+    if len(pos) == 0 or (pos >= len(index)).any() or (pos <= origin).any():
+        return None
+    return np.asarray(pos)
 
 
 def resolve_forecasts(forecasts: Iterable[WindowForecast], candles: pd.DataFrame, vol_window: int = 48,
