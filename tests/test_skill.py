@@ -291,3 +291,27 @@ def test_gate_scores_daily_stock_forecasts_across_holidays():
     # warming up ends after window + H forecasts, not later because of holidays
     first = next(i for i, v in enumerate(verdicts) if v.state is not GateState.WARMING_UP)
     assert first <= rule.window + H + 2
+
+
+def _headers(table) -> list[str]:
+    return [str(c.header) for c in table.columns]
+
+
+def _first_cells(table) -> list[str]:
+    return [str(c) for c in table.columns[1]._cells]
+
+
+def test_evaluate_and_backtest_skill_tables_share_one_vocabulary():
+    """Issue 25.3b: 'RW static'/'RW (last close)', 'RW rolling'/'RW+vol', 'dir. acc'/'hit rate'
+    named the same scores differently in `evaluate` and the backtest's skill table."""
+    from kronos_trader.evaluation.report import MODEL_SHORT
+    from kronos_trader.evaluation.skill import FORECASTER_SHORT, SCORE_COLUMNS
+
+    c = market()
+    report = score_forecasts(resolve_forecasts([perfect(c, p) for p in range(60, len(c) - H)], c))
+    skill_cols = _headers(report.table())
+    assert "dir. acc" not in MODEL_SHORT.values()
+    assert MODEL_SHORT["rw_rolling"] == FORECASTER_SHORT["random_walk_vol"]
+    assert MODEL_SHORT["kronos"] == FORECASTER_SHORT["model"]
+    assert set(_first_cells(report.table())) - {""} <= set(FORECASTER_SHORT.values())
+    assert set(skill_cols) <= set(SCORE_COLUMNS.values())

@@ -23,6 +23,8 @@ from kronos import HUB_MODELS
 from kronos_trader.data import data_hash, infer_bar_interval
 from kronos_trader.data.display import format_significant, price_digits
 
+from kronos_trader.evaluation.skill import BASELINE_LABELS
+
 from .metrics import drawdown, monthly_returns
 from .runner import BacktestResult
 
@@ -314,7 +316,7 @@ def _skill_html(result: BacktestResult) -> str:
                     f"<td>{_cell(m['coverage_90'], '.1%')}</td><td>{_cell(m['hit_rate'], '.1%')}</td>"
                     f"<td>{_cell(m['hit_low'], '.1%')}-{_cell(m['hit_high'], '.1%')}</td>"
                     f"<td>{_cell(m['rank_corr'], '+.3f')}</td></tr>")
-        for name, label in (("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol")):
+        for name, label in BASELINE_LABELS.items():
             b = r[name]
             rows.append(f"<tr><td></td><td>{label}</td><td>{format_significant(b['mae'])}</td><td>{format_significant(b['crps'])}"
                         f"</td><td></td><td></td><td>{_cell(b.get('coverage_50'), '.1%')}</td>"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
+from kronos_trader.evaluation.skill import FORECASTER_LABELS
 
 from ..errors import WebError
 from .serialize import clean, floats, format_interval, records, stamps
@@ -17,7 +18,7 @@ MAX_BARS = 5000
 METRIC_KEYS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
                "profit_factor", "expectancy", "avg_win", "avg_loss", "avg_holding_hours", "longest_losing_streak",
                "fees", "exposure")
-SKILL_FORECASTERS = (("model", "Kronos"), ("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol"))
+SKILL_FORECASTERS = tuple((k, FORECASTER_LABELS[k]) for k in ("model", "random_walk", "random_walk_vol"))
 
 
 def _summary(run) -> dict:
