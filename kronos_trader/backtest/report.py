@@ -25,11 +25,12 @@ from kronos_trader.data.display import format_significant, price_digits
 
 from kronos_trader.evaluation.skill import BASELINE_LABELS
 
-from .metrics import drawdown, monthly_returns
+from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, monthly_returns
 from .runner import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
-        ("sharpe", "Sharpe", "num"), ("sortino", "Sortino", "num"), ("max_drawdown", "Max drawdown", "pct"),
+        ("sharpe", "Sharpe", "num"), ("period_sharpe", "Period Sharpe", "num"), ("sortino", "Sortino", "num"),
+        ("max_drawdown", "Max drawdown", "pct"),
         ("calmar", "Calmar", "num"), ("win_rate", "Win rate", "pct"), ("trades", "Trades", "int"),
         ("profit_factor", "Profit factor", "num"), ("expectancy", "Expectancy / trade", "money"),
         ("avg_win", "Average win", "money"), ("avg_loss", "Average loss", "money"),
@@ -56,10 +57,24 @@ def metrics_table(result: BacktestResult) -> Table:
     table.add_column("Metric")
     table.add_column("Strategy", justify="right")
     table.add_column("Buy & hold", justify="right")
+    marked = short_span_note(result.metrics) is not None
     for key, label, kind in ROWS:
-        table.add_row(label, _fmt(result.metrics["strategy"].get(key), kind),
+        if key == "period_sharpe" and result.metrics["strategy"].get(key) is None:
+            continue  # a run stored before period figures existed
+        table.add_row(label + (" *" if marked and key in ANNUALISED else ""),
+                      _fmt(result.metrics["strategy"].get(key), kind),
                       _fmt(result.metrics["buy_and_hold"].get(key), kind))
     return table
+
+
+def short_span_note(metrics: dict) -> str | None:
+    """The footnote of the starred (annualised) rows when the span is too short for them."""
+    strategy = metrics.get("strategy", {})
+    if strategy.get("annualised_reliable", True):
+        return None
+    days = strategy.get("span_days") or 0.0
+    return (f"* annualised from a {days:.0f}-day span (under {ANNUALISE_MIN_DAYS} days): an extrapolation, "
+            f"not an expectation; read the period figures (total return, period Sharpe, max drawdown)")
 
 
 def exit_reason(reason: str | None) -> str:
@@ -125,6 +140,8 @@ def run_settings(result: BacktestResult) -> dict:
 def print_report(result: BacktestResult, folder: Path | None, console: Console | None = None) -> None:
     console = console or Console()
     console.print(metrics_table(result))
+    if short_span_note(result.metrics):
+        console.print(short_span_note(result.metrics))
     if result.skill is not None:
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
@@ -159,7 +176,7 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                                 for k in EXIT_REASONS},
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
-               "settings": run_settings(result), "warnings": [w for w in [training_warning(result)] if w]}
+               "settings": run_settings(result), "warnings": [w for w in [training_warning(result), short_span_note(result.metrics)] if w]}
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
