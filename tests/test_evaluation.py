@@ -149,6 +149,7 @@ def test_evaluate_command_writes_table_json_and_png(tmp_path, monkeypatch):
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "RW+vol" in result.output and "after" in result.output
+    assert "synthetic" in result.output  # issue 25.6: the bundled sample is labelled
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert payload["windows"] == 12 and set(payload["metrics"]) == {"kronos", "kronos_calibrated", "rw_static",
                                                                      "rw_rolling"}

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kronos import HUB_MODELS
-from kronos_trader.data import data_hash, infer_bar_interval
+from kronos_trader.data import SYNTHETIC_LABEL, data_hash, infer_bar_interval, is_synthetic, titled
 from kronos_trader.data.display import format_significant, price_digits
 
 from kronos_trader.evaluation.skill import BASELINE_LABELS
@@ -53,7 +53,7 @@ def _fmt(value: float | None, kind: str) -> str:
 
 
 def metrics_table(result: BacktestResult) -> Table:
-    table = Table(title=f"Backtest {result.symbol} {result.timeframe} ({len(result.candles)} bars)")
+    table = Table(title=f"Backtest {series_title(result)} ({len(result.candles)} bars)")
     table.add_column("Metric")
     table.add_column("Strategy", justify="right")
     table.add_column("Buy & hold", justify="right")
@@ -65,6 +65,18 @@ def metrics_table(result: BacktestResult) -> Table:
                       _fmt(result.metrics["strategy"].get(key), kind),
                       _fmt(result.metrics["buy_and_hold"].get(key), kind))
     return table
+
+
+def series_title(result) -> str:
+    """"BTC/USDT 1h", marked when the candles are the bundled synthetic sample."""
+    return titled(f"{result.symbol} {result.timeframe}", result.candles)
+
+
+def synthetic_warning(result) -> str | None:
+    if not is_synthetic(result.candles):
+        return None
+    return (f"{result.symbol} {result.timeframe} here is the bundled {SYNTHETIC_LABEL}: the figures show how the "
+            f"tool works, not how the model trades a real market")
 
 
 def short_span_note(metrics: dict) -> str | None:
@@ -150,9 +162,9 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
     if len(trades):
         counts = trades["exit_reason"].value_counts()
         console.print("exits: " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in EXIT_REASONS))
-    warning = training_warning(result)
-    if warning:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+    for warning in (training_warning(result), synthetic_warning(result)):
+        if warning:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"forecasts: {result.forecasts_computed} computed, {result.forecasts_reused} reused from the "
                   f"database")
     if result.run_id:
@@ -176,7 +188,9 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                                 for k in EXIT_REASONS},
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
-               "settings": run_settings(result), "warnings": [w for w in [training_warning(result), short_span_note(result.metrics)] if w]}
+               "settings": run_settings(result), "synthetic": is_synthetic(result.candles),
+               "warnings": [w for w in [training_warning(result), synthetic_warning(result),
+                                        short_span_note(result.metrics)] if w]}
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
@@ -218,7 +232,7 @@ def _equity_png(result: BacktestResult, path: Path) -> None:
     top.plot(equity.index, equity, label="strategy", color="tab:blue")
     top.plot(hold.index, hold, label="buy & hold", color="tab:gray", alpha=0.7)
     top.set_ylabel("equity")
-    top.set_title(f"{result.symbol} {result.timeframe}: equity")
+    top.set_title(f"{series_title(result)}: equity")
     top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.fill_between(equity.index, drawdown(equity) * 100, 0, color="tab:red", alpha=0.4, label="strategy")
@@ -296,7 +310,7 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     equity = result.equity["equity"].iloc[_thin(len(result.equity))]
     fig.add_trace(go.Scatter(x=equity.index, y=equity.round(4), name="equity", line=dict(color="black", width=1)),
                   row=2, col=1)
-    fig.update_layout(title=f"{result.symbol} {result.timeframe}: candles, Kronos forecasts and trades",
+    fig.update_layout(title=f"{series_title(result)}: candles, Kronos forecasts and trades",
                       xaxis_rangeslider_visible=False, height=800, template="plotly_white")
     parts = [fig.to_html(include_plotlyjs=_plotly_js(path.parent), full_html=False)]
     if result.skill is not None and result.skill.steps:
@@ -304,9 +318,9 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     if not monthly.empty:
         parts.append(_monthly_html(monthly))
     parts.append(_trades_html(trades))
-    warning = training_warning(result)
-    body = (f"<p style='color:#a60'><b>Warning:</b> {warning}</p>" if warning else "") + "\n".join(parts)
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{result.symbol} {result.timeframe} "
+    warnings = [w for w in (synthetic_warning(result), training_warning(result)) if w]
+    body = "".join(f"<p style='color:#a60'><b>Warning:</b> {w}</p>" for w in warnings) + "\n".join(parts)
+    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{series_title(result)} "
                     f"backtest</title><style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;"
                     f"font-size:13px}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}</style></head>"
                     f"<body>{body}</body></html>", encoding="utf-8")

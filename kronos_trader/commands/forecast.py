@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kronos_trader.config import Settings
-from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+from kronos_trader.data import SAMPLE_DATA_PATH, SYNTHETIC_LABEL, is_synthetic, load_candles, titled
 from kronos_trader.data.display import price_digits
 from kronos_trader.data.naming import series_names
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
@@ -30,8 +30,8 @@ def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | 
     window = candles.iloc[-f.lookback:]
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "forecast.csv", index_label="timestamp")
-    _fan_chart(window, result, out / "forecast.png", f"{symbol} {timeframe}")
-    table = Table(title=f"{symbol} {timeframe} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
+    _fan_chart(window, result, out / "forecast.png", titled(f"{symbol} {timeframe}", candles))
+    table = Table(title=f"{titled(f'{symbol} {timeframe}', candles)} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
                         f"({service.model.name})")
     digits = price_digits(window["close"].to_numpy())
     for col in ["time", *summary.columns]:
@@ -39,6 +39,8 @@ def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | 
     for stamp, row in summary.iterrows():
         table.add_row(str(stamp), *[f"{v:.4f}" if c == "p_up" else f"{v:,.{digits}f}" for c, v in row.items()])
     console.print(table)
+    if is_synthetic(candles):
+        console.print(f"[yellow]note:[/yellow] {path.name} is the bundled {SYNTHETIC_LABEL}", highlight=False)
     console.print(f"written: {out / 'forecast.csv'}, {out / 'forecast.png'}")
     return summary
 
