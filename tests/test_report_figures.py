@@ -47,3 +47,22 @@ def test_a_long_run_marks_nothing():
     m = performance(equity, pd.Timedelta(hours=1))
     assert m["annualised_reliable"] is True
     assert short_span_note({"strategy": m}) is None
+
+
+def test_average_holding_is_shown_in_the_bars_unit():
+    """Issue 25 (small): 'Average holding (h) 109.24' on daily bars."""
+    frame = pd.DataFrame({"equity": _equity(200, 2), "position_value": 0.0})
+    metrics = {"strategy": {"avg_holding_hours": 120.0}, "buy_and_hold": {}}
+    daily = SimpleNamespace(symbol="GOOG", timeframe="1d", candles=frame, metrics=metrics)
+    text = _render(metrics_table(daily))
+    assert "Average holding (days)" in text and "5.00" in text and "(h)" not in text
+    hourly = SimpleNamespace(symbol="GOOG", timeframe="1h", candles=frame, metrics=metrics)
+    assert "Average holding (hours)" in _render(metrics_table(hourly))
+
+
+def test_proportions_carry_no_sign():
+    """Issue 25 (small): '+40.00%' win rate."""
+    frame = pd.DataFrame({"equity": _equity(200, 2), "position_value": 0.0})
+    metrics = {"strategy": {"win_rate": 0.4, "exposure": 0.005, "total_return": 0.1}, "buy_and_hold": {}}
+    text = _render(metrics_table(SimpleNamespace(symbol="X", timeframe="1h", candles=frame, metrics=metrics)))
+    assert "40.00%" in text and "+40.00%" not in text and "0.50%" in text and "+10.00%" in text

@@ -25,17 +25,18 @@ from kronos_trader.data.display import format_significant, price_digits
 
 from kronos_trader.evaluation.skill import BASELINE_LABELS
 
+from .breakdown import print_breakdown, result_breakdown
 from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, monthly_returns
 from .runner import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
         ("sharpe", "Sharpe", "num"), ("period_sharpe", "Period Sharpe", "num"), ("sortino", "Sortino", "num"),
         ("max_drawdown", "Max drawdown", "pct"),
-        ("calmar", "Calmar", "num"), ("win_rate", "Win rate", "pct"), ("trades", "Trades", "int"),
+        ("calmar", "Calmar", "num"), ("win_rate", "Win rate", "share"), ("trades", "Trades", "int"),
         ("profit_factor", "Profit factor", "num"), ("expectancy", "Expectancy / trade", "money"),
         ("avg_win", "Average win", "money"), ("avg_loss", "Average loss", "money"),
         ("avg_holding_hours", "Average holding (h)", "num"), ("longest_losing_streak", "Longest losing streak", "int"),
-        ("exposure", "Exposure", "pct"), ("fees", "Fees", "money")]
+        ("exposure", "Exposure", "share"), ("fees", "Fees", "money")]
 MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
@@ -47,6 +48,8 @@ def _fmt(value: float | None, kind: str) -> str:
         return "n/a"
     if kind == "pct":
         return f"{value:+.2%}"
+    if kind == "share":  # a proportion: no sign
+        return f"{value:.2%}"
     if kind == "int":
         return f"{int(value)}"
     return f"{value:,.2f}"
@@ -61,10 +64,27 @@ def metrics_table(result: BacktestResult) -> Table:
     for key, label, kind in ROWS:
         if key == "period_sharpe" and result.metrics["strategy"].get(key) is None:
             continue  # a run stored before period figures existed
-        table.add_row(label + (" *" if marked and key in ANNUALISED else ""),
-                      _fmt(result.metrics["strategy"].get(key), kind),
-                      _fmt(result.metrics["buy_and_hold"].get(key), kind))
+        strategy, hold = result.metrics["strategy"].get(key), result.metrics["buy_and_hold"].get(key)
+        if key == "avg_holding_hours":
+            unit, hours = holding_unit(result.timeframe)
+            label = f"Average holding ({unit})"
+            strategy, hold = (None if v is None else v / hours for v in (strategy, hold))
+        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), _fmt(strategy, kind), _fmt(hold, kind))
     return table
+
+
+def holding_unit(timeframe: str) -> tuple[str, float]:
+    """The unit holding times read in for this bar size, and its length in hours."""
+    tf = str(timeframe or "")
+    if tf.endswith("m") and tf[:-1].isdigit():
+        return "minutes", 1 / 60
+    if tf.endswith(("d", "D")):
+        return "days", 24.0
+    if tf.endswith(("w", "W")):
+        return "weeks", 24.0 * 7
+    if tf.endswith("M"):
+        return "days", 24.0
+    return "hours", 1.0
 
 
 def series_title(result) -> str:
@@ -159,6 +179,7 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
                                          f"({result.skill.pending} still open); RW = random walk"))
         console.print(result.skill.verdict())
     trades = trade_log(result)
+    print_breakdown(result, trades, console)
     if len(trades):
         counts = trades["exit_reason"].value_counts()
         console.print("exits: " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in EXIT_REASONS))
@@ -188,6 +209,7 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                                 for k in EXIT_REASONS},
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
+               "breakdown": result_breakdown(result, trades),
                "settings": run_settings(result), "synthetic": is_synthetic(result.candles),
                "warnings": [w for w in [training_warning(result), synthetic_warning(result),
                                         short_span_note(result.metrics)] if w]}
@@ -310,6 +332,12 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     equity = result.equity["equity"].iloc[_thin(len(result.equity))]
     fig.add_trace(go.Scatter(x=equity.index, y=equity.round(4), name="equity", line=dict(color="black", width=1)),
                   row=2, col=1)
+    hold = _hold_curve(result).iloc[_thin(len(result.equity))]
+    fig.add_trace(go.Scatter(x=hold.index, y=hold.round(4), name="buy & hold", line=dict(color="gray", width=1,
+                                                                                        dash="dot")), row=2, col=1)
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="equity (quote currency)", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     fig.update_layout(title=f"{series_title(result)}: candles, Kronos forecasts and trades",
                       xaxis_rangeslider_visible=False, height=800, template="plotly_white")
     parts = [fig.to_html(include_plotlyjs=_plotly_js(path.parent), full_html=False)]
