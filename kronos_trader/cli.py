@@ -169,11 +169,12 @@ def _register_commands() -> None:
     from kronos_trader.commands import evaluate as evaluate_cmd
     from kronos_trader.commands import paper as paper_cmd
     from kronos_trader.commands import run_options as run_options_cmd
+    from kronos_trader.commands import runs as runs_cmd
     from kronos_trader.commands import sweep as sweep_cmd
     from kronos_trader.commands import train as train_cmd
     from kronos_trader.commands import web as web_cmd
 
-    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, run_options_cmd):
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, run_options_cmd, runs_cmd):
         module.register(app)
 
 

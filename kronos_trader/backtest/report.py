@@ -43,6 +43,11 @@ HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' train
 EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate")
 
 
+def format_metric(value: float | None, kind: str) -> str:
+    """A metric as the report shows it (kind: pct, share, int, money or num)."""
+    return _fmt(value, kind)
+
+
 def _fmt(value: float | None, kind: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
+from kronos_trader.backtest.run_catalog import display_name
 from kronos_trader.evaluation.skill import FORECASTER_LABELS
 
 from ..errors import WebError
@@ -33,7 +34,7 @@ def run_row(run) -> dict:
     s, cfg = _summary(run), _config(run)
     strat, hold = s.get("strategy") or {}, s.get("buy_and_hold") or {}
     return clean({
-        "id": run.id, "name": run.name, "kind": run.kind, "status": run.status,
+        "id": run.id, "name": display_name(run), "kind": run.kind, "status": run.status,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "symbol": s.get("symbol") or (cfg.get("data") or {}).get("symbol"),
         "timeframe": s.get("timeframe") or (cfg.get("data") or {}).get("timeframe"),
