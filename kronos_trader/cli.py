@@ -100,7 +100,18 @@ def backtest(
     else:
         candles, _ = load_backtest_candles(settings, store)
         names = backtest_names(settings, candles, symbol, timeframe)
-    result = run_backtest(settings, candles, *names, store, progress)
+    from kronos_trader.backtest.preamble import decision_windows, interrupted_line, run_preamble
+    from kronos_trader.forecasting.service import ForecastService
+
+    service = ForecastService.from_settings(settings, store, progress)
+    console.print(run_preamble(settings, candles, *names, service.model.name, decision_windows(service, candles)),
+                  highlight=False, soft_wrap=True)
+    try:
+        result = run_backtest(settings, candles, *names, store, progress, service=service)
+    except KeyboardInterrupt:
+        err_console.print(interrupted_line(service.computed, store.url if store else None), highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(130) from None
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
     print_report(result, folder, console)
 
