@@ -113,3 +113,16 @@ def test_detail_shows_the_runs_stored_forecast_skill(c, run_id):
     assert skill["verdict"].startswith("At step 8")
     metrics = {m["metric"] for m in d["metrics"]}
     assert {"calmar", "profit_factor", "expectancy", "longest_losing_streak"} <= metrics
+
+
+def test_backtest_detail_has_exit_reasons_and_the_run_settings():
+    """Issue 25 (web): settings left out the gate, stops and dates; trades had no exit reason."""
+    from kronos_trader.backtest.report import EXIT_REASONS
+
+    d = client().get(f"/api/backtests/{backtest_run_id()}").json()
+    assert d["trades"] and all(t["exit_reason"] in EXIT_REASONS for t in d["trades"])
+    cfg = d["config"]
+    assert {"risk", "costs", "gate", "dates"} <= set(cfg)
+    assert set(cfg["risk"]) >= {"stop_loss", "take_profit"} and "commission" in cfg["costs"]
+    assert cfg["dates"]["first_bar"] and cfg["dates"]["last_bar"]
+    assert d["run"]["name"] != "backtest"
