@@ -113,7 +113,8 @@
     kv($("dataset-kv"), [["name", info.name], ["rows", info.rows.toLocaleString("en-US")],
       ["columns", info.columns.join(", ")], ["from", info.start], ["to", info.end],
       ["bar interval", info.interval],
-      ["gaps", info.gaps ? `${info.gaps} (${info.missing_bars} missing bars)` : "none"]]);
+      ["gaps", (info.gaps ? `${info.gaps} (${info.missing_bars} missing bars)` : "none") +
+        (info.closures ? `; ${info.closures} market closures (not missing)` : "")]]);
     $("dataset-notes").replaceChildren(...info.notes.map((n) => el("div", { class: "note", text: n })));
     const cols = ["timestamp", "open", "high", "low", "close", "volume"].map((k) => ({ key: k, label: k,
       num: k !== "timestamp", fmt: k === "timestamp" ? undefined : (v) => price(v) }));
