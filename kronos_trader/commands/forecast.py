@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -54,22 +55,46 @@ def forecast_summary(result: WindowForecast) -> pd.DataFrame:
     return out
 
 
-def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
+def fan_figure(window: pd.DataFrame, result, title: str):
+    """The fan chart on a bar axis: one step per bar, so a weekend or a night (no bars)
+    takes no room, with date labels at a few bars that do not overlap."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     tail = window["close"].iloc[-min(len(window), 200):]
-    q, x = result.quantiles, result.stamps
+    q, stamps = result.quantiles, pd.DatetimeIndex(result.stamps)
+    times = tail.index.append(stamps)
+    past = np.arange(len(tail))
+    ahead = np.arange(len(tail), len(tail) + len(stamps))
     fig, ax = plt.subplots(figsize=(11, 5))
-    ax.plot(tail.index, tail, color="black", lw=1, label="history")
-    ax.fill_between(x, q[0.05], q[0.95], alpha=0.18, color="tab:blue", label="5-95%")
-    ax.fill_between(x, q[0.25], q[0.75], alpha=0.3, color="tab:blue", label="25-75%")
-    ax.plot(x, result.mean[:, 3], color="tab:blue", lw=1.5, label="mean")
+    ax.plot(past, tail.to_numpy(), color="black", lw=1, label="history")
+    ax.fill_between(ahead, q[0.05], q[0.95], alpha=0.18, color="tab:blue", label="5-95%")
+    ax.fill_between(ahead, q[0.25], q[0.75], alpha=0.3, color="tab:blue", label="25-75%")
+    ax.plot(ahead, result.mean[:, 3], color="tab:blue", lw=1.5, label="mean")
+    daily = len(times) > 1 and (times[1:] - times[:-1]).min() >= pd.Timedelta(days=1)
+    fmt = "%Y-%m-%d" if daily else "%m-%d %H:%M"
+
+    def label(x, _pos):
+        i = int(round(x))
+        return times[i].strftime(fmt) if 0 <= i < len(times) and abs(x - i) < 1e-6 else ""
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
+    ax.set_xlabel("bar open time (UTC); closed hours take no room")
     ax.set_title(f"{title}: Kronos forecast of the close")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
+    fig.autofmt_xdate(rotation=30)
     fig.tight_layout()
+    return fig
+
+
+def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = fan_figure(window, result, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
