@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["run_name", "display_name", "catalog_row", "find_run", "settings_diff", "LEGACY_NAME"]
+__all__ = ["run_name", "display_name", "catalog_row", "find_run", "settings_diff", "dotted_leaves", "LEGACY_NAME"]
 
 LEGACY_NAME = "backtest"  # what every stored backtest was called before run names said what ran
 MAX_NAMED_SYMBOLS = 3
@@ -64,16 +64,17 @@ def find_run(store, ref: str, kind: str | None = "backtest"):
     return matches[0]
 
 
-def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+def dotted_leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested settings dict as {"section.name": value} (empty dicts are leaves)."""
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(dotted_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: value}
 
 
 def settings_diff(a: dict | None, b: dict | None) -> list[tuple[str, Any, Any]]:
     """(dotted setting, value in a, value in b) for every setting the two runs differ in."""
-    left, right = _leaves(_dict(a)), _leaves(_dict(b))
+    left, right = dotted_leaves(_dict(a)), dotted_leaves(_dict(b))
     return [(k, left.get(k), right.get(k)) for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k)]

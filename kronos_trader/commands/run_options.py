@@ -57,15 +57,6 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def _in_file(raw: dict, dotted: str) -> bool:
     node: Any = raw
     for part in dotted.split("."):
@@ -77,6 +68,7 @@ def _in_file(raw: dict, dotted: str) -> bool:
 
 def setting_sources(config: Path | None, overrides: dict[str, Any]) -> list[dict[str, Any]]:
     """Every effective setting (dotted) with its value and source: "flag", "file PATH" or "default"."""
+    from kronos_trader.backtest.run_catalog import dotted_leaves
     from kronos_trader.config import DEFAULT_CONFIG_PATH, load_settings
 
     settings = load_settings(config, overrides)
@@ -84,7 +76,7 @@ def setting_sources(config: Path | None, overrides: dict[str, Any]) -> list[dict
     raw = (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
     flags = {k for k, v in overrides.items() if v is not None}
     rows = []
-    for dotted, value in _leaves(settings.model_dump(mode="json")).items():
+    for dotted, value in dotted_leaves(settings.model_dump(mode="json")).items():
         if any(dotted == f or dotted.startswith(f + ".") or f.startswith(dotted + ".") for f in flags):
             source = "flag"
         elif _in_file(raw, dotted):
