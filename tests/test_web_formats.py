@@ -38,3 +38,27 @@ def test_paper_page_without_runs_says_so(server, page, monkeypatch):  # noqa: F8
     page.wait_for_function("document.getElementById('run-select').disabled")
     assert "no paper-trading runs yet" in page.inner_text("#run-select")
     assert page.is_visible("#paper-empty")
+
+
+def test_fx_weekend_takes_no_room_in_the_workbench_chart(server, page, tmp_path):  # noqa: F811 - fixtures
+    """Issue 25 (web): FX weekends were drawn as blank days."""
+    import pandas as pd
+    from test_web_support import candles
+
+    index = pd.date_range("2024-01-01", periods=24 * 7 * 3, freq="1h", name="timestamp")
+    index = index[index.day_of_week < 5]
+    frame = candles(len(index))
+    frame.index = index
+    csv = tmp_path / "EURUSD-1h.csv"
+    frame.to_csv(csv)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    page.set_input_files("#file-input", str(csv))
+    page.wait_for_selector("#dataset-info:not([hidden])")
+    assert "market closures" in page.inner_text("#dataset-kv") and "none" in page.inner_text("#dataset-kv")
+    page.fill("#lookback", "200")
+    page.dispatch_event("#lookback", "change")
+    page.wait_for_function("((document.getElementById('chart').layout || {}).xaxis || {}).rangebreaks"
+                           " && document.getElementById('chart').layout.xaxis.rangebreaks.length > 0")
+    breaks = page.evaluate("document.getElementById('chart').layout.xaxis.rangebreaks")
+    assert breaks[0]["dvalue"] == 48 * 3600 * 1000 and breaks[0]["values"][0].endswith("00:00:00")

@@ -118,6 +118,23 @@ const K = (() => {
     }, extra);
   }
 
+  /* x-axis breaks for the closures in `timestamps` ("YYYY-MM-DD HH:MM:SS", UTC): a spacing longer
+     than one bar (an FX weekend, a stock's night) takes no room instead of a blank stretch */
+  function closureBreaks(timestamps, intervalMs) {
+    const ms = timestamps.map((t) => Date.parse(String(t).replace(" ", "T") + "Z"));
+    const step = intervalMs || Math.min(...ms.slice(1).map((t, i) => t - ms[i]).filter((d) => d > 0));
+    if (!isFinite(step) || step <= 0) return [];
+    const byLength = new Map();
+    for (let i = 1; i < ms.length; i++) {
+      const gap = ms[i] - ms[i - 1] - step;
+      if (gap <= 0) continue;
+      const start = new Date(ms[i - 1] + step).toISOString().slice(0, 19).replace("T", " ");
+      if (!byLength.has(gap)) byLength.set(gap, []);
+      byLength.get(gap).push(start);
+    }
+    return [...byLength].map(([dvalue, values]) => ({ values, dvalue }));
+  }
+
   function candles(data, name, opts = {}) {
     return Object.assign({
       type: "candlestick", name, x: data.timestamps, open: data.open, high: data.high, low: data.low,
@@ -132,5 +149,5 @@ const K = (() => {
   }
 
   return { COLORS, api, postJSON, $, el, showError, num, price, pct, signClass, table, kv, stat, baseLayout,
-    candles, plot, isNum, nowUtc, priceDigits };
+    candles, plot, isNum, nowUtc, priceDigits, closureBreaks };
 })();

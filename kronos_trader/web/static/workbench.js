@@ -194,6 +194,7 @@
         increasing: { line: { color: COLORS.muted } }, decreasing: { line: { color: "#64748b" } } }));
     }
     const layout = K.baseLayout({ shapes: histEnd < data.timestamps.length ? [vline(data.timestamps[histEnd])] : [] });
+    layout.xaxis.rangebreaks = K.closureBreaks(data.timestamps, state.dataset.interval_seconds * 1000);
     K.plot("chart", traces, layout);
   }
 
@@ -292,6 +293,8 @@
       yaxis2: { domain: [0, 0.2], range: [0, 1], tickformat: ".0%", gridcolor: "#eef1f5", title: { text: "P(up)" } },
       shapes: [vline(x[0])],
     });
+    const shown = [...new Set([...r.history.timestamps, ...x, ...r.actual.timestamps])].sort();
+    layout.xaxis.rangebreaks = K.closureBreaks(shown, state.dataset.interval_seconds * 1000);
     K.plot("chart", traces, layout);
   }
 
