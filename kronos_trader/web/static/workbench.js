@@ -44,7 +44,7 @@
   }
 
   $("model").addEventListener("change", () => applyModel(false));
-  // until the user picks a start, the window stays the latest one that leaves `horizon` actual bars
+  // until the user picks a start, the window stays the latest one (a forecast of what comes next)
   for (const id of ["lookback", "horizon"]) {
     $(id).addEventListener("change", () => { state.result = null; fitWindow(!state.startPicked); });
   }
@@ -139,7 +139,7 @@
     slider.max = maxStart;
     slider.disabled = false;
     $("start-date").disabled = false;
-    if (resetStart) slider.value = d.rows >= lookback + horizon ? d.rows - lookback - horizon : maxStart;
+    if (resetStart) slider.value = maxStart;  // the latest window, as the CLI forecasts; move it back to score
     if (+slider.value > maxStart) slider.value = maxStart;
     schedulePreview();
   }
