@@ -71,3 +71,14 @@ def test_version_and_short_help():
     assert short.exit_code == 0 and "backtest" in short.output
     sub = runner.invoke(app, ["backtest", "-h"])
     assert sub.exit_code == 0 and "--timerange" in sub.output and "--fee" in sub.output
+
+
+def test_warnings_print_as_one_line():
+    """A policy warning printed the Python source line under it ('  warnings.warn(...)')."""
+    import warnings
+
+    import kronos_trader.cli  # noqa: F401 - the CLI installs the format
+
+    text = warnings.formatwarning("Directional: long_threshold 0.6 falls between 0.5 and 0.625", UserWarning,
+                                  "/x/strategy.py", 78, "    warnings.warn(...)")
+    assert text == "warning: Directional: long_threshold 0.6 falls between 0.5 and 0.625\n"
