@@ -126,3 +126,11 @@ def test_backtest_detail_has_exit_reasons_and_the_run_settings():
     assert set(cfg["risk"]) >= {"stop_loss", "take_profit"} and "commission" in cfg["costs"]
     assert cfg["dates"]["first_bar"] and cfg["dates"]["last_bar"]
     assert d["run"]["name"] != "backtest"
+
+
+def test_short_runs_mark_annualised_figures():
+    """Issue 25.4 on the web page: a 16-day run's annualised figures are marked."""
+    d = client().get(f"/api/backtests/{backtest_run_id()}").json()
+    assert d["short_span_note"] and "annualised" in d["short_span_note"]
+    marked = {m["metric"] for m in d["metrics"] if m.get("annualised")}
+    assert marked == {"annual_return", "sharpe", "sortino", "calmar"}

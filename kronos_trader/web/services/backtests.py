@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
-from kronos_trader.backtest.report import exit_reason
+from kronos_trader.backtest.metrics import ANNUALISED
+from kronos_trader.backtest.report import exit_reason, short_span_note
 from kronos_trader.backtest.run_catalog import display_name
 from kronos_trader.evaluation.skill import FORECASTER_LABELS
 
@@ -17,7 +18,7 @@ from .serialize import clean, floats, format_interval, records, stamp, stamps
 from .store_queries import forecasts_by_id
 
 MAX_BARS = 5000
-METRIC_KEYS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+METRIC_KEYS = ("total_return", "annual_return", "sharpe", "period_sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
                "profit_factor", "expectancy", "avg_win", "avg_loss", "avg_holding_hours", "longest_losing_streak",
                "fees", "exposure")
 SKILL_FORECASTERS = tuple((k, FORECASTER_LABELS[k]) for k in ("model", "random_walk", "random_walk_vol"))
@@ -62,8 +63,10 @@ def backtest_detail(store, run_id: str) -> dict:
     fills = store.load_fills(run_id)
     eq = equity["equity"] if len(equity) else pd.Series(dtype=float)
     drawdown = (eq / eq.cummax() - 1.0) if len(eq) else eq
+    note = short_span_note(s)
     metrics = [{"metric": k, "strategy": (s.get("strategy") or {}).get(k),
-                "buy_and_hold": (s.get("buy_and_hold") or {}).get(k)} for k in METRIC_KEYS]
+                "buy_and_hold": (s.get("buy_and_hold") or {}).get(k),
+                "annualised": bool(note) and k in ANNUALISED} for k in METRIC_KEYS]
     trade_cols = ["symbol", "side", "entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl",
                   "pnl_pct", "fees", "exit_reason"]
     trades = with_exit_reasons(trades, orders, fills)
@@ -77,7 +80,7 @@ def backtest_detail(store, run_id: str) -> dict:
                                    "end": (cfg.get("data") or {}).get("end"),
                                    "first_bar": s.get("first_bar") or (stamps(equity.index[:1]) or [None])[0],
                                    "last_bar": s.get("last_bar") or (stamps(equity.index[-1:]) or [None])[0]}}),
-        "metrics": clean(metrics),
+        "metrics": clean(metrics), "short_span_note": note,
         "equity": {"timestamps": stamps(equity.index), "equity": floats(eq, 6),
                    "cash": floats(equity["cash"], 6) if len(equity) else [],
                    "drawdown": floats(drawdown, 6)},

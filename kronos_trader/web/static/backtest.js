@@ -5,7 +5,7 @@
   const runId = document.body.dataset.runId;
   const PCT = new Set(["total_return", "annual_return", "max_drawdown", "win_rate", "exposure"]);
   const LABELS = { total_return: "total return", annual_return: "annual return", sharpe: "Sharpe",
-    sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
+    period_sharpe: "period Sharpe", sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
     exposure: "exposure", calmar: "Calmar", profit_factor: "profit factor", expectancy: "expectancy / trade",
     avg_win: "average win", avg_loss: "average loss", avg_holding_hours: "average holding (hours)",
     longest_losing_streak: "longest losing streak" };
@@ -27,10 +27,12 @@
         stat("max drawdown", pct(get("max_drawdown", "strategy")), `buy & hold ${pct(get("max_drawdown", "buy_and_hold"))}`, "neg"),
         stat("trades", num(get("trades", "strategy"), 0), `win rate ${pct(get("win_rate", "strategy"))}`),
         stat("exposure", pct(get("exposure", "strategy")), `fees ${num(get("fees", "strategy"), 2)}`));
-      $("metrics-table").replaceChildren(table(d.metrics.map((x) => ({ ...x, label: LABELS[x.metric] || x.metric })), [
+      const label = (x) => (LABELS[x.metric] || x.metric) + (x.annualised ? " *" : "");
+      $("metrics-table").replaceChildren(table(d.metrics.map((x) => ({ ...x, label: label(x) })), [
         { key: "label", label: "metric" },
         { key: "strategy", label: "strategy", num: true, fmt: (v, row) => fmtMetric(row.metric, v) },
-        { key: "buy_and_hold", label: "buy & hold", num: true, fmt: (v, row) => fmtMetric(row.metric, v) }]));
+        { key: "buy_and_hold", label: "buy & hold", num: true, fmt: (v, row) => fmtMetric(row.metric, v) }]),
+        d.short_span_note ? el("div", { class: "note", id: "short-span-note", text: d.short_span_note }) : "");
       const c = d.config || {};
       const risk = c.risk || {}, costs = c.costs || {}, dates = c.dates || {}, gate = c.gate;
       const off = (v) => (v == null ? "off" : pct(v, 2));
