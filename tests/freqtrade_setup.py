@@ -56,7 +56,7 @@ def make_user_dir(root: Path, server_url: str, kronos: dict, timeframe: str = "1
                           "price_last_balance": 0.0, "check_depth_of_market": {"enabled": False,
                                                                                "bids_to_ask_delta": 1}},
         "exit_pricing": {"price_side": "other", "use_order_book": False, "order_book_top": 1},
-        "exchange": {"name": "binance", "key": "", "secret": "", "pair_whitelist": list(pairs),
+        "exchange": {"name": "binance", "key": "", "secret": "", "pair_whitelist": list(pairs), "enable_ws": False,
                      "pair_blacklist": [],
                      "ccxt_config": {"urls": {"api": api}, "rateLimit": 1,
                                      "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False,

@@ -23,7 +23,6 @@ lookahead-analysis and recursive-analysis find no bias once `startup_candle_coun
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import time
@@ -98,9 +97,11 @@ class KronosColumns:
 
     def __init__(self, config: Mapping[str, Any], model: str | None = None, lookback: int | None = None,
                  horizon: int | None = None, **options: Any):
-        if importlib.util.find_spec("freqtrade") is None:
+        try:
+            import freqtrade  # noqa: F401
+        except ImportError:
             raise KronosFreqtradeError("kronos_trader.freqtrade runs inside freqtrade, which is not installed here: "
-                                       "pip install 'kronos-trader[freqtrade]'")
+                                       "pip install 'kronos-trader[freqtrade]'") from None
         given = {"model": model, "lookback": lookback, "horizon": horizon, **options}
         self.options = _options(config, {k: v for k, v in given.items() if v is not None})
         o = self.options
