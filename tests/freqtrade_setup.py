@@ -76,10 +76,10 @@ def make_user_dir(root: Path, server_url: str, kronos: dict, timeframe: str = "1
     return path
 
 
-def freqtrade(args: list[str], config: Path, timeout: float = 240, env: dict | None = None
-              ) -> subprocess.CompletedProcess:
-    """Run one freqtrade command on `config` (its output is text, stdout and stderr together)."""
+def freqtrade(args: list[str], config: Path, timeout: float = 240, env: dict | None = None,
+              strategy: str = "KronosDirectional") -> subprocess.CompletedProcess:
+    """Run one freqtrade command on `config` with `strategy` (output as text)."""
     cmd = [*FREQTRADE, *args, "--config", str(config), "--userdir", str(config.parent / "user_data"),
-           "--strategy", "KronosDirectional"]
-    run_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+           "--strategy", strategy]
+    run_env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "1000", **(env or {})}  # one record a line
     return subprocess.run(cmd, cwd=config.parent, env=run_env, capture_output=True, text=True, timeout=timeout)

@@ -4,6 +4,7 @@ freqtrade's layout, against the local fake exchange, with a tiny random-weight m
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -244,7 +245,8 @@ def test_backtesting_trades_and_reuses_stored_forecasts(hourly):
     stored = len(db.load_forecasts("BTC/USDT", "1h"))
     assert stored == 529
 
-    again = _check_ran(freqtrade(["backtesting", "--timerange", "20240103-20240125"], hourly["config"]))
+    again = _check_ran(freqtrade(["backtesting", "--timerange", "20240103-20240125", "--cache", "none"],
+                                 hourly["config"]))  # freqtrade's own result cache would skip the strategy
     done = [line for line in _kronos_lines(again) if "windows computed by the model" in line]
     assert len(done) == 1 and ", 0 windows computed by the model" in done[0]
     assert len(db.load_forecasts("BTC/USDT", "1h")) == stored
@@ -274,10 +276,10 @@ def test_recursive_analysis_finds_no_variance(tiny_model_dir, hourly, tmp_path):
 
 
 @pytest.mark.slow
-def test_too_few_startup_candles_stop_freqtrade_with_one_line(hourly, tmp_path):
+def test_too_few_startup_candles_stop_freqtrade_with_one_line(hourly):
     config = json.loads(hourly["config"].read_text())
     config["startup_candle_count"] = 10
-    path = tmp_path / "config.json"
+    path = hourly["root"] / "short.json"
     path.write_text(json.dumps(config))
     result = freqtrade(["backtesting", "--timerange", "20240103-20240105"], path)
     output = result.stdout + result.stderr
@@ -303,8 +305,10 @@ def test_dry_run_decides_on_the_backtest_forecasts(tiny_model_dir, tmp_path):
                                timeframe="1m", startup=31)
         log = tmp_path / "dry.log"
         cmd = [*FREQTRADE, "trade", "--dry-run", "--config", str(config), "--userdir", str(config.parent / "user_data"),
-               "--strategy", "KronosDirectional", "--logfile", str(log)]
-        process = subprocess.Popen(cmd, cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               "--strategy", "KronosDirectional"]
+        console = open(log, "w")
+        process = subprocess.Popen(cmd, cwd=config.parent, stdout=console, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "COLUMNS": "1000"})  # one log record per line
         try:
             deadline = time.time() + 150
             while time.time() < deadline:
@@ -315,6 +319,7 @@ def test_dry_run_decides_on_the_backtest_forecasts(tiny_model_dir, tmp_path):
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=60)
+            console.close()
     finally:
         server.stop()
     output = log.read_text()

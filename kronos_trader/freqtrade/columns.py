@@ -60,8 +60,10 @@ _OTHER_FIELDS = ("db", "calendar", "step", "lower_q", "upper_q", "gate")
 OPTIONS = ("model", *_FORECAST_FIELDS, *_MODEL_FIELDS, *_OTHER_FIELDS)
 
 
-class KronosFreqtradeError(_ErrorBase):
-    """A one-line problem with the Kronos columns (freqtrade prints it and stops)."""
+class KronosFreqtradeError(_ErrorBase, ValueError):
+    """A one-line problem with the Kronos columns. freqtrade stops on it with one error line:
+    as an OperationalException from its commands, and (a ValueError) without a traceback
+    from the strategy callbacks it wraps, such as `bot_start`."""
 
 
 @dataclass(frozen=True)
