@@ -110,7 +110,7 @@ def main() -> None:
             write_candles(tmp / "ft" / "user_data" / "data" / "binance", "BTC/USDT", "1h", candles)
             (tmp / "ft" / "user_data" / "strategies" / "plain_ema.py").write_text(PLAIN)
             end = (candles.index[-1] + pd.Timedelta(hours=1)).strftime("%Y%m%d")
-            timerange = ["--timerange", f"20240101-{end}"]
+            timerange = ["--timerange", f"20240101-{end}", "--cache", "none"]  # freqtrade would reuse results
             plain = _timed(lambda: freqtrade(["backtesting", *timerange], config, timeout=3600, strategy="PlainEma"))
             first = _timed(lambda: freqtrade(["backtesting", *timerange], config, timeout=36000))
             again = _timed(lambda: freqtrade(["backtesting", *timerange], config, timeout=3600))
