@@ -33,9 +33,9 @@ def write_candles(datadir: Path, pair: str, timeframe: str, candles: pd.DataFram
         frame.to_feather(path, compression_level=9, compression="lz4")
     else:
         path = directory / f"{name}.json"
-        rows = np.column_stack([frame["date"].astype("int64").to_numpy() // 1_000_000,
-                                frame[["open", "high", "low", "close", "volume"]].to_numpy()])
-        path.write_text(json.dumps([[int(r[0]), *map(float, r[1:])] for r in rows]))
+        stamps = pd.DatetimeIndex(candles.index).as_unit("ms").asi8  # epoch milliseconds
+        values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
+        path.write_text(json.dumps([[int(t), *map(float, row)] for t, row in zip(stamps, values)]))
     return path
 
 

@@ -117,6 +117,30 @@ def test_freqtrade_files_read_as_they_are(tmp_path):
                           candles[["open", "high", "low", "close", "volume"]].to_numpy())
 
 
+def test_freqtrade_json_data_and_pickled_helper_give_the_same_columns(tiny_model_dir, tmp_path):
+    """Candles freqtrade loads from its JSON files (its own loader) give the values its
+    feather files give; the helper pickles (hyperopt workers) and rebuilds its service."""
+    import pickle
+
+    from freqtrade.configuration import TimeRange
+    from freqtrade.data.history import load_pair_history
+
+    candles = make_candles("2024-01-01", 60, "1h", seed=16, with_amount=False)
+    columns = KronosColumns(config_for(tmp_path, tiny_model_dir))
+    loaded = {}
+    for fmt in ("feather", "json"):
+        write_candles(tmp_path / fmt, "BTC/USDT", "1h", candles, fmt=fmt)
+        frame = load_pair_history(pair="BTC/USDT", timeframe="1h", datadir=tmp_path / fmt, data_format=fmt,
+                                  timerange=TimeRange(None, None, 0, 0))
+        assert len(frame) == 60
+        loaded[fmt] = columns.add(frame, {"pair": "BTC/USDT"})
+    copy = pickle.loads(pickle.dumps(columns))
+    again = copy.add(frame_of(candles), {"pair": "BTC/USDT"})
+    for name in COLUMNS:
+        assert loaded["json"][name].equals(loaded["feather"][name]) and again[name].equals(loaded["feather"][name])
+    assert loaded["json"]["kronos_p_up"].notna().sum() == 29
+
+
 @pytest.mark.parametrize("change, message", [
     ({"timeframe": "1M"}, "Kronos cannot forecast timeframe '1M'"),
     ({"startup_candle_count": 20}, "startup_candle_count is 20, too few candles for Kronos (32 candles of lookback): "

@@ -127,8 +127,20 @@ class KronosColumns:
             raise KronosFreqtradeError(
                 f"startup_candle_count is {startup}, too few candles for Kronos ({_needs(self)}): "
                 f"set startup_candle_count = {self.required_startup} in the strategy")
-        self.raw = _service(o, o.forecast.model_copy(update={"calibration": "none"}))
-        self.calibrated = _service(o, s) if s.calibration != "none" else None
+        self._raw_settings = s.model_copy(update={"calibration": "none"})
+        self.raw  # loads the model and opens the store now: their errors belong to the start
+
+    # --- the services, rebuilt in each process (hyperopt pickles the strategy to its workers)
+    @property
+    def raw(self) -> ForecastService:
+        """The model's own forecasts (the base columns)."""
+        return _service(self.options, self._raw_settings)
+
+    @property
+    def calibrated(self) -> ForecastService | None:
+        """Calibrated forecasts, when configured."""
+        s = self.options.forecast
+        return _service(self.options, s) if s.calibration != "none" else None
 
     # --- the columns --------------------------------------------------------------------
     def add(self, dataframe: pd.DataFrame, metadata: Mapping[str, Any]) -> pd.DataFrame:
@@ -137,7 +149,7 @@ class KronosColumns:
         candles = _candles(dataframe, pair, self.timeframe)
         n, s = len(candles), self.options.forecast
         started = time.perf_counter()
-        computed = self.raw.computed + (self.calibrated.computed if self.calibrated else 0)
+        computed = self._computed()
         first = max(0, n - 1 - self.gate_rows) if self.live else 0
         due = [p for p in range(max(first, self.first_raw), n) if (p - self.first_raw) % s.every == 0]
         raw = self._forecast(self.raw, candles, due, pair)
@@ -148,7 +160,7 @@ class KronosColumns:
             self._write(dataframe, CALIBRATED, decide, n)
         if self.rule is not None:
             dataframe[GATE_COLUMN] = self._gate(decide, first, n)
-        new = self.raw.computed + (self.calibrated.computed if self.calibrated else 0) - computed
+        new = self._computed() - computed
         if not self.live:
             log.info("Kronos %s %s: %d candles, %d forecast rows, %d windows computed by the model, the rest read "
                      "from the store (%.2f s)", pair, self.timeframe, n, len(due), new, time.perf_counter() - started)
@@ -159,6 +171,10 @@ class KronosColumns:
                      newest.expected_return(self.options.step), new, "" if new == 1 else "s",
                      time.perf_counter() - started)
         return dataframe
+
+    def _computed(self) -> int:
+        calibrated = self.calibrated
+        return self.raw.computed + (calibrated.computed if calibrated is not None else 0)
 
     def _forecast(self, service: ForecastService, candles: pd.DataFrame, positions: list[int],
                   pair: str) -> dict[int, WindowForecast]:
