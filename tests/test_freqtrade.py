@@ -278,6 +278,16 @@ def test_backtesting_trades_and_reuses_stored_forecasts(hourly):
 
 
 @pytest.mark.slow
+def test_hyperopt_epochs_share_one_set_of_forecasts(hourly):
+    output = _check_ran(freqtrade(["hyperopt", "--timerange", "20240103-20240125", "--epochs", "4", "--spaces", "buy",
+                                   "sell", "-j", "1", "--hyperopt-loss", "SharpeHyperOptLoss",
+                                   "--disable-param-export"], hourly["config"]))
+    assert "4 epochs saved to" in output
+    done = [line for line in _kronos_lines(output) if "windows computed by the model" in line]
+    assert len(done) == 1 and " 529 forecast rows" in done[0]  # once, before the epochs
+
+
+@pytest.mark.slow
 def test_lookahead_analysis_finds_no_bias(hourly):
     output = _check_ran(freqtrade(["lookahead-analysis", "--timerange", "20240103-20240125",
                                    "--minimum-trade-amount", "5", "--targeted-trade-amount", "10"],

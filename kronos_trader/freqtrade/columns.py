@@ -14,8 +14,9 @@ Everything goes through `ForecastService` and its store (default
 ``<user_data_dir>/kronos_forecasts.sqlite``), so a window forecast once is read back by every
 later backtest, hyperopt epoch or analysis. In backtesting and the analysis commands all rows
 are forecast in batches; in dry-run and live only the newest closed candle (freqtrade drops
-the forming one) gets a row, forecast once (with a gate, the rows its verdict depends on too:
-computed in one batch at the first candle, then read back).
+the forming one) gets a row, forecast once. What calibration and the gate need before it (the
+`calibration_window` earlier forecasts, the rows the gate's verdict depends on) is computed in
+one batch at the first candle, then read back.
 
 Every value depends on a fixed number of candles before its row, so freqtrade's
 lookahead-analysis and recursive-analysis find no bias once `startup_candle_count` covers
