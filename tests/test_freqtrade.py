@@ -68,10 +68,13 @@ def test_dry_run_forecasts_only_the_newest_candle_once(tiny_model_dir, tmp_path)
     before = live.raw.computed
     for end in (60, 61, 61, 62):  # a candle seen twice is not forecast again
         got = live.add(frame_of(candles.iloc[:end]), {"pair": "BTC/USDT"})
-        assert got["kronos_p_up"].iloc[:-1].isna().all()
         for name in COLUMNS:
             assert got[name].iloc[-1] == expected[name].iloc[end - 1]
     assert live.raw.computed - before == 3
+    # the rows of earlier candles keep the values they got as the newest; before the bot ran: NaN
+    assert got["kronos_p_up"].iloc[:59].isna().all()
+    for name in COLUMNS:
+        assert got[name].iloc[59:].equals(expected[name].iloc[59:62])
 
 
 def test_calibrated_and_gate_columns_depend_on_a_fixed_history(tiny_model_dir, tmp_path):

@@ -16,7 +16,8 @@ later backtest, hyperopt epoch or analysis. In backtesting and the analysis comm
 are forecast in batches; in dry-run and live only the newest closed candle (freqtrade drops
 the forming one) gets a row, forecast once. What calibration and the gate need before it (the
 `calibration_window` earlier forecasts, the rows the gate's verdict depends on) is computed in
-one batch at the first candle, then read back.
+one batch at the first candle, then read back. Earlier rows show the values they got when
+they were the newest (NaN for candles before the bot started).
 
 Every value depends on a fixed number of candles before its row, so freqtrade's
 lookahead-analysis and recursive-analysis find no bias once `startup_candle_count` covers
@@ -80,6 +81,8 @@ class _Options:
 
 
 _services: dict[tuple, ForecastService] = {}
+_seen: dict[tuple, dict[pd.Timestamp, np.ndarray]] = {}  # live: each row's values when it was the newest
+_KEEP = 5000  # rows kept per pair (freqtrade's dataframes hold about 1,000)
 _stores: dict[str, Store] = {}
 
 
@@ -161,6 +164,8 @@ class KronosColumns:
             self._write(dataframe, CALIBRATED, decide, n)
         if self.rule is not None:
             dataframe[GATE_COLUMN] = self._gate(decide, first, n)
+        if self.live:
+            self._carry(dataframe, candles.index, pair)
         new = self._computed() - computed
         if not self.live:
             log.info("Kronos %s %s: %d candles, %d forecast rows, %d windows computed by the model, the rest read "
@@ -172,6 +177,23 @@ class KronosColumns:
                      newest.expected_return(self.options.step), new, "" if new == 1 else "s",
                      time.perf_counter() - started)
         return dataframe
+
+    def _carry(self, dataframe: pd.DataFrame, stamps: pd.DatetimeIndex, pair: str) -> None:
+        """Live: keep each row's values from when its candle was the newest, and show them on
+        the rows of later candles' dataframes (a strategy reading the previous row, e.g. a
+        crossing, sees what a backtest sees once the bot has run that long; nothing is
+        recomputed)."""
+        names = [c for c in (*COLUMNS, *CALIBRATED, GATE_COLUMN) if c in dataframe]
+        seen = _seen.setdefault((repr(self.options), self.timeframe, pair), {})
+        values = dataframe[names].to_numpy(dtype=np.float64, copy=True)
+        for i, stamp in enumerate(stamps):
+            if not np.isnan(values[i]).all():
+                seen.setdefault(stamp, values[i].copy())
+            elif stamp in seen:
+                values[i] = seen[stamp]
+        for stamp in sorted(seen)[:-_KEEP]:
+            del seen[stamp]
+        dataframe[names] = values
 
     def _computed(self) -> int:
         calibrated = self.calibrated
