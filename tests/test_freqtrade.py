@@ -144,6 +144,16 @@ def test_freqtrade_json_data_and_pickled_helper_give_the_same_columns(tiny_model
     assert loaded["json"]["kronos_p_up"].notna().sum() == 29
 
 
+def test_ready_strategy_is_copied_into_user_data(tmp_path, capsys):
+    from kronos_trader.freqtrade.__main__ import main
+
+    assert main([str(tmp_path)]) == 0
+    assert (tmp_path / "kronos_directional.py").read_text().count("class KronosDirectional(IStrategy)") == 1
+    assert main([str(tmp_path)]) == 1  # never overwrites a user's copy
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "freqtrade create-userdir" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("change, message", [
     ({"timeframe": "1M"}, "Kronos cannot forecast timeframe '1M'"),
     ({"startup_candle_count": 20}, "startup_candle_count is 20, too few candles for Kronos (32 candles of lookback): "
