@@ -13,6 +13,7 @@ import typer
 from kronos_trader.commands.common import ConfigOption, console, err_console, friendly, print_json  # noqa: F401
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no "<bool>"
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
 
 
@@ -69,18 +70,30 @@ def backtest(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
     report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    strategy: Optional[str] = typer.Option(None, help="policy, module:Class (e.g. strategies.directional:Directional)"),
+    timerange: Optional[str] = typer.Option(None, help="YYYYMMDD-YYYYMMDD (either side may be empty)"),
+    fee: Optional[float] = typer.Option(None, help="commission per fill, a fraction (0.001 = 0.1%)"),
+    cash: Optional[float] = typer.Option(None, help="starting cash"),
+    lookback: Optional[int] = typer.Option(None, help="history bars per forecast"),
+    horizon: Optional[int] = typer.Option(None, help="bars forecast"),
+    samples: Optional[int] = typer.Option(None, help="sample paths per forecast"),
+    stop_loss: Optional[float] = typer.Option(None, help="stop-loss, a fraction of the entry price"),
+    take_profit: Optional[float] = typer.Option(None, help="take-profit, a fraction of the entry price"),
     as_json: bool = typer.Option(False, "--json", help="print the summary (summary.json) on stdout, for scripts"),
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
     from kronos_trader.backtest.report import default_report_dir, print_report, summary_json, write_report
     from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
+    from kronos_trader.commands.run_options import run_overrides
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
 
     settings = load_settings(config, {"data.path": str(data) if data else None, "data.symbol": symbol,
                                       "data.timeframe": timeframe, "data.start": start, "data.end": end,
                                       "model.name": model, "database.url": db, "data.symbols": symbols,
-                                      "backtest.report_dir": str(report_dir) if report_dir else None})
+                                      "backtest.report_dir": str(report_dir) if report_dir else None,
+                                      **run_overrides(strategy, timerange, fee, cash, lookback, horizon, samples,
+                                                      stop_loss, take_profit)})
     store = open_store(settings.database.url)
     if settings.data.symbols:
         from kronos_trader.backtest.portfolio import load_portfolio_candles
@@ -90,7 +103,19 @@ def backtest(
     else:
         candles, _ = load_backtest_candles(settings, store)
         names = backtest_names(settings, candles, symbol, timeframe)
-    result = run_backtest(settings, candles, *names, store, progress)
+    from kronos_trader.backtest.preamble import decision_windows, interrupted_line, run_preamble
+    from kronos_trader.forecasting.service import ForecastService
+
+    service = ForecastService.from_settings(settings, store, progress)
+    (err_console if as_json else console).print(  # --json: stdout holds the JSON only
+        run_preamble(settings, candles, *names, service.model.name, decision_windows(service, candles)),
+        highlight=False, soft_wrap=True)
+    try:
+        result = run_backtest(settings, candles, *names, store, progress, service=service)
+    except KeyboardInterrupt:
+        err_console.print(interrupted_line(service.computed, store.url if store else None), highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(130) from None
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
     if as_json:
         print_json(summary_json(result))
@@ -164,11 +189,14 @@ def _register_commands() -> None:
     from kronos_trader.commands import init as init_cmd
     from kronos_trader.commands import mcp_server as mcp_cmd
     from kronos_trader.commands import paper as paper_cmd
+    from kronos_trader.commands import run_options as run_options_cmd
+    from kronos_trader.commands import runs as runs_cmd
     from kronos_trader.commands import sweep as sweep_cmd
     from kronos_trader.commands import train as train_cmd
     from kronos_trader.commands import web as web_cmd
 
-    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, init_cmd, mcp_cmd):
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, run_options_cmd, runs_cmd, init_cmd,
+                   mcp_cmd):
         module.register(app)
     from kronos_trader.commands import replay as replay_cmd
 

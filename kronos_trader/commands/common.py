@@ -61,6 +61,14 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings from a command as 'warning: message', not Python's file, line and source."""
+    return f"warning: {str(message).strip()}\n"
+
+
+warnings.formatwarning = _one_line_warning
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from kronos import CheckpointError
     from kronos_trader.config import ConfigError
