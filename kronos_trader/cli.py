@@ -88,13 +88,13 @@ def backtest(
     else:
         candles, _ = load_backtest_candles(settings, store)
         names = backtest_names(settings, candles, symbol, timeframe)
-    from kronos_trader.backtest.preamble import decision_windows, interrupted_line, run_preamble
+    from kronos_trader.backtest.preamble import estimate_run, interrupted_line, run_preamble
     from kronos_trader.forecasting.service import ForecastService
 
     service = ForecastService.from_settings(settings, store, progress)
-    console.print(run_preamble(settings, candles, *names, service.model.name, decision_windows(service, candles)),
-                  highlight=False, soft_wrap=True)
     try:
+        console.print(run_preamble(settings, candles, *names, service.model.name,
+                                   estimate_run(service, candles, *names)), highlight=False, soft_wrap=True)
         result = run_backtest(settings, candles, *names, store, progress, service=service)
     except KeyboardInterrupt:
         err_console.print(interrupted_line(service.computed, store.url if store else None), highlight=False,
