@@ -2,14 +2,13 @@
 
 Before: the data and its span, the model, how many windows it needs (how many are stored
 and how many to compute, with what lookback, horizon and paths) and an estimate of the
-forecasting time. The estimate is measured: a probe computes the first few windows to
-compute (the run then uses them, so the probe costs nothing) and the rest is priced at its
-time per window; stored windows cost nothing. After Ctrl-C: how many forecasts were
-computed and kept in the database, so a rerun resumes from them.
+forecasting time. The estimate is measured on this machine at the run's batch size (a few
+steps of one batch, extrapolated to the horizon: the time per window grows with the batch
+on a CPU, so a smaller probe is optimistic); stored windows cost nothing. After Ctrl-C: how
+many forecasts were computed and kept in the database, so a rerun resumes from them.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,24 +19,21 @@ from kronos_trader.forecasting.service import WindowRequest
 
 __all__ = ["run_preamble", "interrupted_line", "estimate_run", "RunEstimate"]
 
-#: sample paths a probe computes at least (a few windows, so the model runs a real batch)
-PROBE_PATHS = 64
-
 
 @dataclass(frozen=True)
 class RunEstimate:
     windows: int  # decision windows of the run
     to_compute: int  # of them, neither stored nor in memory
-    probed: int  # computed by the probe (the run reuses them)
-    seconds: float  # estimated time to compute the rest
+    probed: int  # windows of the probe batch
+    seconds: float  # estimated time to compute them all
     threads: int
 
     def describe(self) -> str:
         head = f"{self.windows} windows ({self.windows - self.to_compute} stored, {self.to_compute} to compute)"
         if not self.to_compute:
             return f"{head}: no forecasting"
-        return (f"{head}; estimated forecasting time about {duration(self.seconds)} (an estimate measured on "
-                f"{self.probed} windows, {self.threads} threads)")
+        return (f"{head}; estimated forecasting time about {duration(self.seconds)} (an estimate: a batch of "
+                f"{self.probed} windows timed on {self.threads} threads)")
 
 
 def estimate_run(service, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str
@@ -54,10 +50,8 @@ def estimate_run(service, candles: pd.DataFrame | dict[str, pd.DataFrame], symbo
     pending = service.to_compute(requests)
     if not pending:
         return RunEstimate(len(requests), 0, 0, 0.0, torch.get_num_threads())
-    s = service.settings
-    probe = pending[:min(s.batch_windows, math.ceil(PROBE_PATHS / s.sample_count))]
-    per_window = service.probe(probe) / len(probe)
-    return RunEstimate(len(requests), len(pending), len(probe), per_window * (len(pending) - len(probe)),
+    probe = pending[:service.settings.batch_windows]
+    return RunEstimate(len(requests), len(pending), len(probe), service.probe(probe) * len(pending),
                        torch.get_num_threads())
 
 
