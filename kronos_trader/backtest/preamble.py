@@ -2,10 +2,12 @@
 
 Before: the data and its span, the model, how many windows it needs (how many are stored
 and how many to compute, with what lookback, horizon and paths) and an estimate of the
-forecasting time. The estimate is measured on this machine at the run's batch size (a few
-steps of one batch, extrapolated to the horizon: the time per window grows with the batch
-on a CPU, so a smaller probe is optimistic); stored windows cost nothing. After Ctrl-C: how
-many forecasts were computed and kept in the database, so a rerun resumes from them.
+forecasting time. The estimate is measured: the run's first batch is computed (and kept:
+the run uses it) and timed, and the rest is priced at its time per window. A smaller or
+shorter probe misleads on a CPU: the time per window grows with the batch, and one step
+already costs most of a whole horizon (the window's encoding dominates). Stored windows
+cost nothing. After Ctrl-C: how many forecasts were computed and kept in the database, so a
+rerun resumes from them.
 """
 from __future__ import annotations
 
@@ -24,16 +26,16 @@ __all__ = ["run_preamble", "interrupted_line", "estimate_run", "RunEstimate"]
 class RunEstimate:
     windows: int  # decision windows of the run
     to_compute: int  # of them, neither stored nor in memory
-    probed: int  # windows of the probe batch
-    seconds: float  # estimated time to compute them all
+    probed: int  # computed and timed for the estimate (the run uses them)
+    seconds: float  # estimated time to compute the rest
     threads: int
 
     def describe(self) -> str:
         head = f"{self.windows} windows ({self.windows - self.to_compute} stored, {self.to_compute} to compute)"
         if not self.to_compute:
             return f"{head}: no forecasting"
-        return (f"{head}; estimated forecasting time about {duration(self.seconds)} (an estimate: a batch of "
-                f"{self.probed} windows timed on {self.threads} threads)")
+        return (f"{head}; estimated forecasting time about {duration(self.seconds)} (an estimate from "
+                f"timing the first batch of {self.probed} windows on {self.threads} threads)")
 
 
 def estimate_run(service, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str
@@ -51,7 +53,8 @@ def estimate_run(service, candles: pd.DataFrame | dict[str, pd.DataFrame], symbo
     if not pending:
         return RunEstimate(len(requests), 0, 0, 0.0, torch.get_num_threads())
     probe = pending[:service.settings.batch_windows]
-    return RunEstimate(len(requests), len(pending), len(probe), service.probe(probe) * len(pending),
+    per_window = service.probe(probe) / len(probe)
+    return RunEstimate(len(requests), len(pending), len(probe), per_window * (len(pending) - len(probe)),
                        torch.get_num_threads())
 
 

@@ -173,6 +173,7 @@ class ForecastService:
         self.computed = 0  # windows computed by the model (not read from the store), for reports
         self.reused = 0
         self._memory: dict[str, WindowForecast] = {}  # this process's forecasts by window hash
+        self._probed: set[str] = set()  # computed by `probe`, not yet asked for
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None, progress: bool = True,
@@ -243,27 +244,14 @@ class ForecastService:
         return list(pending.values())
 
     def probe(self, requests: Sequence["WindowRequest"]) -> float:
-        """Seconds per window at the size of `requests` (one batch of the run), measured without
-        forecasting the whole horizon: the batch forecasts 1 step (once to warm up, once timed)
-        and 3 steps, and the time per step is extrapolated to the horizon. Nothing is kept."""
-        s = self.settings
-        windows, _ = self._windows(requests)
-        frames = [windows[r.key] for r in requests]
-        stamps = [future_stamps(w.index, s.horizon, self.calendar, r.interval) for w, r in zip(frames, requests)]
-        seeds = [window_seed(s.seed, w.index[-1] + r.interval) for w, r in zip(frames, requests)]
-
-        def timed(steps: int) -> float:
-            started = time.perf_counter()
-            self.model.predictor.forecast_batch(frames, [w.index for w in frames], [st[:steps] for st in stamps],
-                                                pred_len=steps, T=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                                sample_count=s.sample_count, verbose=False, seed=seeds)
-            return time.perf_counter() - started
-
-        timed(1)
-        one = timed(1)
-        longer = min(3, s.horizon)
-        per_step = max(timed(longer) - one, 0.0) / (longer - 1) if longer > 1 else 0.0
-        return (one + per_step * (s.horizon - 1)) / len(frames)
+        """Compute (and store) the raw forecasts of `requests` (one batch of the run) now, for a
+        time estimate; return the seconds taken. The pass that asks for them later counts them
+        as computed, not reused, so the probe costs the run nothing."""
+        before = self.computed, self.reused
+        started = time.perf_counter()
+        self._raw_many(requests, probing=True)
+        self.computed, self.reused = before
+        return time.perf_counter() - started
 
     def _windows(self, requests: Sequence["WindowRequest"]) -> tuple[dict, dict]:
         """Each request's window and its hash (each series validated once)."""
@@ -289,17 +277,23 @@ class ForecastService:
             for h, row in self.store.get_forecasts(self.model.model_id, self.settings_hash, unknown).items():
                 self._memory[h] = WindowForecast.from_payload(row.window_end, row.payload, row.id)
 
-    def _raw_many(self, requests: Sequence["WindowRequest"]) -> dict[Hashable, WindowForecast]:
+    def _raw_many(self, requests: Sequence["WindowRequest"], probing: bool = False
+                  ) -> dict[Hashable, WindowForecast]:
         windows, hashes = self._windows(requests)
         self._recall(hashes.values())
         todo: dict[pd.Timedelta, dict[str, WindowRequest]] = {}
         for r in requests:
             if hashes[r.key] not in self._memory:  # the same window twice is computed once
                 todo.setdefault(r.interval, {}).setdefault(hashes[r.key], r)
-        self.reused += sum(1 for r in requests if hashes[r.key] in self._memory)
+        probed = self._probed & set(hashes.values())  # computed for this pass by `probe`
+        self.computed += len(probed)
+        self._probed -= probed
+        self.reused += sum(1 for r in requests if hashes[r.key] in self._memory and hashes[r.key] not in probed)
         for interval, group in todo.items():
             self._compute_and_store(list(group.values()), [windows[r.key] for r in group.values()],
                                     list(group), interval)
+            if probing:
+                self._probed.update(group)
         return {r.key: self._memory[hashes[r.key]] for r in requests}
 
     def forecast_latest(self, candles: pd.DataFrame, symbol: str, timeframe: str,
