@@ -203,6 +203,25 @@ class SweepSettings(Section):
     workers: int = Field(1, ge=1, description="trials (and forecast shards) run at once")
 
 
+class FinetuneSettings(Section):
+    """Walk-forward fine-tuning (`--refit-every` / `--train-bars`): each fold's model is
+    fine-tuned from `model.name` on the `train_bars` bars strictly before its refit point."""
+
+    refit_every: str | None = Field(
+        None, description="refit every N bars (e.g. 500) or period (e.g. 30D); off when absent")
+    train_bars: int = Field(2000, ge=16, description="bars before each refit point the fold trains on")
+    stage: Literal["predictor", "both"] = Field(
+        "predictor", description="predictor only, or tokenizer then predictor")
+    epochs: float = Field(1.0, gt=0, description="passes over the fold's training windows")
+    lr: float = Field(4e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+    stride: int = Field(4, ge=1, description="bars between training windows")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="last part of the training span used to pick the "
+                                                             "best step (early stopping)")
+    seed: int = 0
+    cache_dir: Path = Field(Path("runs/finetune"), description="fold models, stored once by content hash")
+
+
 class Settings(Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
@@ -235,6 +254,7 @@ class Settings(Section):
         return self
 
     sweep: SweepSettings = Field(default_factory=SweepSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":
