@@ -75,15 +75,14 @@ def test_fold_models_are_stored_once_and_key_the_forecasts(tiny_model_dir, tmp_p
 
 def test_data_after_a_cut_changes_no_fold_trained_before_it(tiny_model_dir, tmp_path):
     candles = make_candles(330, seed=2)
-    s = _settings(tmp_path)
-    folds = plan_folds(candles.index, 150, 329, 90, s.train_bars, LOOKBACK, HORIZON)
+    folds = plan_folds(candles.index, 150, 329, 90, 120, LOOKBACK, HORIZON)
     cut = 245  # inside fold 0 (150..239 decide with fold 0; fold 1 starts at 240)
     changed = candles.copy()
     changed.iloc[cut + 1:, :4] *= 1.7
     before = [p for p in range(150, 326, 5) if p <= cut]
     runs = []
-    for frame in (candles, changed):
-        ft = FinetunedForecasts(_service(tiny_model_dir), frame, folds, s)
+    for name, frame in (("given", candles), ("changed", changed)):  # each trains afresh
+        ft = FinetunedForecasts(_service(tiny_model_dir), frame, folds, _settings(tmp_path / name))
         runs.append((ft.forecast_at(frame, before, "X", "1h"), ft.summary()))
     assert [r["model_id"] for r in runs[0][1]] == [r["model_id"] for r in runs[1][1]]
     for p in before:
@@ -112,3 +111,83 @@ def test_fine_tune_fold_tokenizer_and_predictor(tiny_model_dir, tmp_path):
     assert trained and (directory / "tokenizer").is_dir() and (directory / "kronos.json").is_file()
     assert fine_tune_fold(base, candles.iloc[:120], _settings(tmp_path, stage="both"), LOOKBACK, HORIZON) == \
         (directory, False)
+
+
+def _finetune_settings(fast_settings, tmp_path, **kw):
+    return fast_settings.model_copy(update={"finetune": _settings(tmp_path, refit_every="100", **kw)})
+
+
+def test_backtest_trades_on_fine_tuned_folds_and_reports_the_comparison(fast_settings, sample_candles, tmp_path):
+    from kronos_trader.backtest.report import write_report
+    from kronos_trader.backtest.runner import run_backtest
+
+    settings = _finetune_settings(fast_settings, tmp_path)
+    result = run_backtest(settings, sample_candles, "BTC/USDT", "1h", None, progress=False)
+    comparison = result.finetune
+    assert comparison is not None and [f["start"] for f in comparison.folds] == \
+        [str(sample_candles.index[p]) for p in (120, 220, 320)]
+    assert all(f["trained"] and not f["fallback"] for f in comparison.folds)
+    assert comparison.finetuned.windows == comparison.zero_shot.windows > 200  # the same windows
+    assert comparison.verdict().startswith(("Fine-tuning helped", "Fine-tuning did not help"))
+    traded = result.forecasts[200]  # decided by fold 0: its paths, not the zero-shot ones
+    zero = run_backtest(fast_settings, sample_candles, "BTC/USDT", "1h", None, progress=False).forecasts[200]
+    assert not np.array_equal(traded.close_paths, zero.close_paths)
+    np.testing.assert_array_equal(result.forecasts[100].close_paths,  # before the first refit: the base model
+                                  run_backtest(fast_settings, sample_candles.iloc[:110], "BTC/USDT", "1h", None,
+                                               progress=False).forecasts[100].close_paths)
+    summary = json.loads((write_report(result, tmp_path / "report") / "summary.json").read_text())
+    block = summary["finetune"]
+    assert set(block) >= {"helped", "verdict", "zero_shot", "finetuned", "folds"}
+    assert {"random_walk", "random_walk_vol"} <= set(block["finetuned"]["steps"]["4"])
+    assert {"zero_shot_crps", "finetuned_crps", "finetuned_skill_rw_vol"} <= set(block["folds"][0])
+
+
+def test_lookahead_check_covers_refits(fast_settings, sample_candles, tmp_path):
+    from kronos_trader.backtest.lookahead import check_lookahead
+
+    report = check_lookahead(_finetune_settings(fast_settings, tmp_path), sample_candles.iloc[:330], cut_fraction=0.7)
+    assert report.passed, report.describe()
+    assert report.compared["fold models"] == 2  # folds at 120 and 220 refit before the cut at 231
+    assert not (tmp_path / "folds").exists()  # each run trained afresh, nothing stored was read
+
+
+def test_bad_fine_tuning_input_is_one_line_before_training(tmp_path, tiny_model_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("forecast: {lookback: 32, horizon: 4, sample_count: 4}\n")
+    base = ["backtest", "--model", tiny_model_dir, "--no-progress", "--db", f"sqlite:///{tmp_path / 'k.db'}",
+            "--report-dir", str(tmp_path / "r")]
+    for extra, text in ((["--refit-every", "fortnightly"], "neither a bar count"),
+                        (["--refit-every", "100", "--train-bars", "40"], "too short"),
+                        (["--refit-every", "100", "--train-bars", "100000"], "leaves no bar to decide")):
+        out = CliRunner().invoke(app, base + extra)
+        assert out.exit_code == 1 and out.output.strip().startswith("error:") and text in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+    missing = CliRunner().invoke(app, ["backtest", "--model", str(tmp_path / "nope"), "--refit-every", "100"])
+    assert missing.exit_code == 1 and missing.output.strip().startswith("error:")
+
+
+def test_evaluate_compares_zero_shot_and_fine_tuned_on_the_same_windows(tmp_path, tiny_model_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    make_candles(330, seed=5).to_csv(tmp_path / "bars.csv")
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{name: '{tiny_model_dir}', device: cpu}}\n"
+        "finetune: {epochs: 1, batch_size: 8, stride: 8, lr: 0.0001}\n")
+    out = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path / "bars.csv"), "--holdout", "0.4",
+                                   "--horizons", "1,4", "--lookback", "32", "--stride", "4", "--samples", "4",
+                                   "--refit-every", "60", "--train-bars", "120", "--out", str(tmp_path / "ev"),
+                                   "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "Fine-tuning helped" in out.output or "Fine-tuning did not help" in out.output
+    block = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["finetune"]
+    assert len(block["folds"]) == 3 and block["zero_shot"]["windows"] == block["finetuned"]["windows"] > 20
+    assert set(block["finetuned"]["steps"]) == {"1", "4"}
+    assert len(list((tmp_path / "runs" / "finetune").iterdir())) == 3  # stored once per fold

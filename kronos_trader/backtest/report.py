@@ -10,6 +10,7 @@ MAX_POINTS, and the Plotly library is written once beside the report folders
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -127,6 +128,9 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
         console.print(result.skill.verdict())
+    if result.finetune is not None:
+        console.print(result.finetune.table())
+        console.print(result.finetune.verdict())
     trades = trade_log(result)
     if len(trades):
         counts = trades["exit_reason"].value_counts()
@@ -158,6 +162,8 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
                "settings": run_settings(result), "warnings": [w for w in [training_warning(result)] if w]}
+    if result.finetune is not None:
+        summary["finetune"] = result.finetune.to_dict()
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
@@ -282,6 +288,9 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     parts = [fig.to_html(include_plotlyjs=_plotly_js(path.parent), full_html=False)]
     if result.skill is not None and result.skill.steps:
         parts.append(_skill_html(result))
+    if result.finetune is not None:
+        parts.append(f"<h2>Walk-forward fine-tuning</h2><p id='finetune-verdict'>{html.escape(result.finetune.verdict())}"
+                     f".</p>")
     if not monthly.empty:
         parts.append(_monthly_html(monthly))
     parts.append(_trades_html(trades))

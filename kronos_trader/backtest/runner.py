@@ -15,7 +15,9 @@ from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candle
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
+from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
+from kronos_trader.forecasting.finetune import build_finetuned
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
@@ -73,6 +75,7 @@ class BacktestResult:
     skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
     settings: Settings | None = None  # what produced the run (for the report)
     model_id: str | None = None
+    finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -156,8 +159,12 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
                          f"{settings.forecast.lookback} bars")
+    zero_shot = None
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)
+        if settings.finetune.refit_every is not None:  # walk-forward fine-tuned folds decide
+            zero_shot, service = service, build_finetuned(service, candles, settings.finetune,
+                                                          service.decision_positions(len(candles))[0], progress)
     interval = infer_bar_interval(candles.index)
     forecasts = service.forecast_series(candles, symbol, timeframe)
     computed, reused = service.computed, service.reused
@@ -178,6 +185,9 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
                             computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
                             model_id=service.model.model_id)
+    if zero_shot is not None:
+        result.finetune = compare_finetune(zero_shot.forecast_series(candles, symbol, timeframe), forecasts, candles,
+                                           service.fold_of, service.summary())
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

@@ -53,11 +53,15 @@ def evaluate(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps (default: config)"),
     out: Path = typer.Option(Path("reports/evaluation"), help="folder for evaluation.json and evaluation.png"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    refit_every: Optional[str] = typer.Option(None, help="also walk-forward fine-tune: refit every N bars or period "
+                                                         "(30D)"),
+    train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
 ) -> None:
     """Walk-forward evaluation against random-walk baselines, with calibration before/after."""
     try:
         _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p,
-                  vol_window, calibration_level, min_history, max_windows, device, out, progress)
+                  vol_window, calibration_level, min_history, max_windows, device, out, progress, refit_every,
+                  train_bars)
     except _user_errors() as exc:
         text = str(exc).strip()
         _err.print(f"[red]error:[/red] {text.splitlines()[0] if text else type(exc).__name__}", highlight=False,
@@ -74,7 +78,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p, vol_window,
-              calibration_level, min_history, max_windows, device, out, progress) -> None:
+              calibration_level, min_history, max_windows, device, out, progress, refit_every=None,
+              train_bars=None) -> None:
     from kronos_trader.config import load_settings
     from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
     from kronos_trader.evaluation import ScoreSettings, plot_evaluation, run_walk_forward, score_walk_forward
@@ -88,7 +93,8 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
                                       "model.device": device, "forecast.lookback": lookback, "forecast.seed": seed,
                                       "forecast.temperature": temperature, "forecast.top_p": top_p,
-                                      "forecast.sample_count": samples})
+                                      "forecast.sample_count": samples, "finetune.refit_every": refit_every,
+                                      "finetune.train_bars": train_bars})
     f = settings.forecast
     source = settings.data.path or SAMPLE_DATA_PATH
     candles = load_candles(source)
@@ -106,11 +112,15 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     seconds = time.perf_counter() - started
     ev = score_walk_forward(wf, ScoreSettings(horizons=steps, calibration_level=calibration_level,
                                               min_history=min_history, vol_window=vol_window))
+    comparison = None
+    if settings.finetune.refit_every is not None:
+        comparison = _finetune(service, candles, settings, wf, steps, vol_window, symbol, timeframe, progress)
     ev.meta = {"model": settings.model.name, "model_id": loaded.model_id, "data": str(source),
                "bars": len(candles), "holdout": holdout, "holdout_start": str(candles.index[wf.cut]),
                "lookback": f.lookback, "stride": stride, "samples": f.sample_count, "seed": f.seed,
                "calendar": settings.data.calendar, "stamps_aligned": round(wf.aligned, 4),
-               "temperature": f.temperature, "top_p": f.top_p, "top_k": f.top_k, "forecast_seconds": round(seconds, 1)}
+               "temperature": f.temperature, "top_p": f.top_p, "top_k": f.top_k, "forecast_seconds": round(seconds, 1),
+               **({"finetune": comparison.to_dict()} if comparison is not None else {})}
     out.mkdir(parents=True, exist_ok=True)
     json_path = ev.write_json(out / "evaluation.json")
     png_path = plot_evaluation(wf, ev, out / "evaluation.png",
@@ -121,5 +131,20 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     if cov:
         _out.print(f"{calibration_level:.0%} band coverage at h={max(steps)}: {cov['kronos']:.1%} before calibration, "
                    f"{cov['kronos_calibrated']:.1%} after")
+    if comparison is not None:
+        _out.print(comparison.table())
+        _out.print(comparison.verdict())
     _out.print(f"{ev.windows} windows from {candles.index[wf.origins[0]]} in {seconds:.0f}s; wrote {json_path} "
                f"and {png_path}")
+
+
+def _finetune(service, candles, settings, wf, steps, vol_window, symbol, timeframe, progress):
+    """Walk-forward fine-tuned forecasts of the same origins, compared with the zero-shot ones."""
+    from kronos_trader.evaluation.finetune_report import compare_finetune
+    from kronos_trader.forecasting.finetune import build_finetuned
+
+    origins = [int(p) for p in wf.origins]
+    tuned = build_finetuned(service, candles, settings.finetune, origins[0], progress)
+    zero = service.forecast_at(candles, origins, symbol, timeframe)  # already computed: read from memory
+    fine = tuned.forecast_at(candles, origins, symbol, timeframe)
+    return compare_finetune(zero, fine, candles, tuned.fold_of, tuned.summary(), steps, vol_window)

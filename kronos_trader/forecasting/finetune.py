@@ -37,7 +37,7 @@ from kronos_trader.data import frame_hash, validate_candles
 from .models import LoadedModel, weights_hash
 from .service import ForecastService, WindowForecast, WindowRequest
 
-__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "fold_key",
+__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "fold_key", "build_finetuned",
            "fine_tune_fold", "minimum_train_bars"]
 
 _BARS = re.compile(r"^\s*(\d+)\s*(bars?)?\s*$")
@@ -223,6 +223,18 @@ class FinetunedForecasts:
         return self.base.warnings
 
     @property
+    def store(self):
+        return self.base.store
+
+    @property
+    def calendar(self) -> str:
+        return self.base.calendar
+
+    @property
+    def settings_hash(self) -> str:
+        return self.base.settings_hash
+
+    @property
     def computed(self) -> int:
         return sum(s.computed for s in self._services.values())
 
@@ -285,3 +297,20 @@ class FinetunedForecasts:
     def summary(self) -> list[dict]:
         return [self.reports[k].to_dict() for k in sorted(self.reports)]
 
+
+
+def build_finetuned(service: ForecastService, candles: pd.DataFrame, finetune: FinetuneSettings, first: int,
+                    progress: bool = False) -> FinetunedForecasts:
+    """`service` with walk-forward fine-tuning for the decisions at bars `first`.. of
+    `candles`: the first refit is the first of those bars with `train_bars` bars before it
+    (earlier decisions use the base model). One-line errors before anything is trained."""
+    if finetune.refit_every is None:
+        raise ValueError("finetune.refit_every is not set (--refit-every N or a period such as 30D)")
+    every = parse_refit_every(finetune.refit_every)
+    start = max(first, finetune.train_bars)
+    if start >= len(candles):
+        raise ValueError(f"--train-bars {finetune.train_bars} leaves no bar to decide: the series has "
+                         f"{len(candles)} bars")
+    folds = plan_folds(candles.index, start, len(candles) - 1, every, finetune.train_bars, service.settings.lookback,
+                       service.settings.horizon, finetune.val_fraction, finetune.stride)
+    return FinetunedForecasts(service, candles, folds, finetune, progress)

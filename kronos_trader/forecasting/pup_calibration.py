@@ -1,0 +1,93 @@
+"""Recalibrated P(up): a monotone map from the model's P(up) to the frequency of up moves.
+
+Kronos' P(up) is overconfident (the published tracker's #323, #325): among forecasts saying
+0.8, far fewer than 80% go up. Per horizon step, a map g is fitted on past forecasts'
+P(up) and whether the close then ended above the last close: isotonic regression (scipy's
+pool-adjacent-violators, any monotone shape) or a logistic fit on the log-odds (Platt
+scaling: two parameters, steadier on little history). It is walk-forward: a forecast made
+at t is recalibrated with forecasts whose outcome was known at t only. Until `min_history`
+outcomes are known at a step, P(up) is left as it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+from scipy.optimize import isotonic_regression, minimize
+
+__all__ = ["PUpMap", "fit_p_up_map", "rolling_recalibrate", "P_UP_CALIBRATIONS"]
+
+P_UP_CALIBRATIONS = ("none", "isotonic", "logistic")
+_EPS = 1e-4
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class PUpMap:
+    """g(p): isotonic (`knots`, `values`, interpolated) or logistic (`a`, `b` on log-odds)."""
+
+    kind: Literal["isotonic", "logistic"]
+    knots: np.ndarray | None = None
+    values: np.ndarray | None = None
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, p) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        if self.kind == "isotonic":
+            return np.interp(p, self.knots, self.values)
+        return 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
+
+
+def fit_p_up_map(kind: str, p, up) -> PUpMap:
+    """The map from P(up) values `p` to outcomes `up` (1 up, 0 not)."""
+    p, up = np.asarray(p, dtype=np.float64), np.asarray(up, dtype=np.float64)
+    if kind == "isotonic":
+        order = np.argsort(p, kind="stable")
+        xs, ys = p[order], up[order]
+        knots, first = np.unique(xs, return_index=True)  # one knot per distinct P(up): mean outcome, weight = count
+        counts = np.diff(np.r_[first, len(xs)])
+        means = np.add.reduceat(ys, first) / counts
+        fitted = isotonic_regression(means, weights=counts, increasing=True).x
+        return PUpMap("isotonic", knots, np.clip(fitted, _EPS, 1 - _EPS))
+    if kind == "logistic":
+        x = _logit(p)
+
+        def loss(theta):
+            z = theta[0] * x + theta[1]
+            return np.sum(np.logaddexp(0, z) - up * z) + 1e-3 * (theta[0] - 1) ** 2  # tiny pull to identity
+
+        theta = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B").x
+        return PUpMap("logistic", a=float(theta[0]), b=float(theta[1]))
+    raise ValueError(f"P(up) calibration must be one of {', '.join(P_UP_CALIBRATIONS)}, got {kind!r}")
+
+
+def rolling_recalibrate(made_at: Sequence[float], p_up: np.ndarray, up: np.ndarray, known_at: np.ndarray,
+                        kind: str, min_history: int = 30, window: int | None = None) -> np.ndarray:
+    """Walk-forward recalibrated P(up) of n time-ordered forecasts (n, steps): forecast i at
+    step h uses the forecasts j < i whose step-h outcome was known at `made_at[i]`
+    (`known_at[j, h] <= made_at[i]`), the last `window` of them. The map is refitted when
+    the known outcomes grew by 2% (at least one) since the last fit, which keeps long runs fast."""
+    if kind == "none":
+        return np.asarray(p_up, dtype=np.float64).copy()
+    made = np.asarray(made_at, dtype=np.float64)
+    p_up, up, known = (np.asarray(v, dtype=np.float64) for v in (p_up, up, known_at))
+    out = p_up.copy()
+    for h in range(p_up.shape[1]):
+        fitted, newest, size = None, -1, 0
+        for i in range(len(made)):
+            usable = np.flatnonzero((known[:i, h] <= made[i]) & ~np.isnan(up[:i, h]))
+            if window is not None:
+                usable = usable[-window:]
+            if len(usable) < max(2, min_history):
+                continue
+            grown = usable[-1] - newest if newest >= 0 else len(usable)
+            if fitted is None or grown >= max(1, size // 50):
+                fitted, newest, size = fit_p_up_map(kind, p_up[usable, h], up[usable, h]), usable[-1], len(usable)
+            out[i, h] = fitted(p_up[i, h])
+    return out
