@@ -52,6 +52,9 @@ class ForecastSettings(Section):
     calibration_window: int = Field(200, ge=10, description="past forecasts the calibration is fitted on")
     p_up: Literal["empirical", "kernel"] = Field(
         "empirical", description="P(up) as the share of paths up (steps of 1/sample_count) or kernel-smoothed")
+    p_up_calibration: Literal["none", "isotonic", "logistic"] = Field(
+        "none", description="recalibrate P(up) on past forecasts' outcomes (walk-forward, over calibration_window)")
+    p_up_min_history: int = Field(50, ge=10, description="known outcomes per step before P(up) is recalibrated")
 
 
 class SymbolSource(Section):

@@ -86,3 +86,23 @@ def test_score_p_up_on_a_walk_forward_and_its_png(tmp_path):
     assert recal.shape == (n, steps)
     assert set(report.to_dict()["steps"]["1"]) >= {"brier_raw", "bss_recalibrated", "ece_raw", "base_rate"}
     assert plot_calibration(report, tmp_path / "calibration.png").stat().st_size > 10_000
+
+
+def test_forecast_service_serves_recalibrated_p_up_the_same_live_and_in_backtest(tiny_model_dir):
+    from factories import make_candles
+    from kronos_trader.config import ForecastSettings
+    from kronos_trader.forecasting.models import load_model
+    from kronos_trader.forecasting.service import ForecastService
+
+    candles = make_candles(260, seed=7)
+    model = load_model(tiny_model_dir, "cpu")
+    plain = ForecastSettings(lookback=32, horizon=4, sample_count=8, calibration_window=60)
+    recal = plain.model_copy(update={"p_up_calibration": "isotonic", "p_up_min_history": 20})
+    backtest = ForecastService(model, recal, None, progress=False).forecast_series(candles, "X", "1h")
+    raw = ForecastService(model, plain, None, progress=False).forecast_series(candles, "X", "1h")
+    early, late = 40, 250
+    np.testing.assert_array_equal(backtest[early].p_up, raw[early].p_up)  # too little history yet
+    assert not np.array_equal(backtest[late].p_up, raw[late].p_up)
+    np.testing.assert_array_equal(backtest[late].mean, raw[late].mean)  # only P(up) changes
+    live = ForecastService(model, recal, None, progress=False).forecast_at(candles.iloc[:late + 1], [late], "X", "1h")
+    np.testing.assert_array_equal(live[late].p_up, backtest[late].p_up)  # live = backtest, no later bar used

@@ -56,12 +56,13 @@ def evaluate(
     refit_every: Optional[str] = typer.Option(None, help="also walk-forward fine-tune: refit every N bars or period "
                                                          "(30D)"),
     train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
+    p_up_calibration: str = typer.Option("isotonic", help="P(up) recalibration scored: isotonic or logistic"),
 ) -> None:
     """Walk-forward evaluation against random-walk baselines, with calibration before/after."""
     try:
         _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p,
                   vol_window, calibration_level, min_history, max_windows, device, out, progress, refit_every,
-                  train_bars)
+                  train_bars, p_up_calibration)
     except _user_errors() as exc:
         text = str(exc).strip()
         _err.print(f"[red]error:[/red] {text.splitlines()[0] if text else type(exc).__name__}", highlight=False,
@@ -79,15 +80,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p, vol_window,
               calibration_level, min_history, max_windows, device, out, progress, refit_every=None,
-              train_bars=None) -> None:
+              train_bars=None, p_up_calibration="isotonic") -> None:
     from kronos_trader.config import load_settings
     from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
     from kronos_trader.evaluation import ScoreSettings, plot_evaluation, run_walk_forward, score_walk_forward
+    from kronos_trader.evaluation.calibration_report import plot_calibration, score_p_up
     from kronos_trader.data.naming import series_names
     from kronos_trader.forecasting.models import load_model
     from kronos_trader.forecasting.service import ForecastService
 
     steps = _parse_horizons(horizons)
+    if p_up_calibration not in ("isotonic", "logistic"):
+        raise ValueError(f"--p-up-calibration must be isotonic or logistic, got {p_up_calibration!r}")
     if not 0 < calibration_level < 1:
         raise ValueError(f"--calibration-level must be in (0, 1), got {calibration_level}")
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
@@ -112,6 +116,7 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     seconds = time.perf_counter() - started
     ev = score_walk_forward(wf, ScoreSettings(horizons=steps, calibration_level=calibration_level,
                                               min_history=min_history, vol_window=vol_window))
+    p_up_report, _ = score_p_up(wf, steps, p_up_calibration, max(30, min_history))
     comparison = None
     if settings.finetune.refit_every is not None:
         comparison = _finetune(service, candles, settings, wf, steps, vol_window, symbol, timeframe, progress)
@@ -120,12 +125,16 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
                "lookback": f.lookback, "stride": stride, "samples": f.sample_count, "seed": f.seed,
                "calendar": settings.data.calendar, "stamps_aligned": round(wf.aligned, 4),
                "temperature": f.temperature, "top_p": f.top_p, "top_k": f.top_k, "forecast_seconds": round(seconds, 1),
+               "p_up_calibration": p_up_report.to_dict(),
                **({"finetune": comparison.to_dict()} if comparison is not None else {})}
     out.mkdir(parents=True, exist_ok=True)
     json_path = ev.write_json(out / "evaluation.json")
     png_path = plot_evaluation(wf, ev, out / "evaluation.png",
                                title=f"{settings.model.name} on {Path(source).name} (last {holdout:.0%})")
+    calibration_png = plot_calibration(p_up_report, out / "calibration.png", title=f"{settings.model.name} on "
+                                       f"{Path(source).name}: P(up) and PIT")
     _out.print(ev.table())
+    _out.print(p_up_report.table())
     cov = {m: ev.metrics[m][max(steps)][f"coverage_{round(calibration_level * 100)}"]
            for m in ("kronos", "kronos_calibrated")} if round(calibration_level * 100) in (50, 90) else None
     if cov:
@@ -134,8 +143,8 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     if comparison is not None:
         _out.print(comparison.table())
         _out.print(comparison.verdict())
-    _out.print(f"{ev.windows} windows from {candles.index[wf.origins[0]]} in {seconds:.0f}s; wrote {json_path} "
-               f"and {png_path}")
+    _out.print(f"{ev.windows} windows from {candles.index[wf.origins[0]]} in {seconds:.0f}s; wrote {json_path}, "
+               f"{png_path} and {calibration_png}")
 
 
 def _finetune(service, candles, settings, wf, steps, vol_window, symbol, timeframe, progress):
