@@ -128,6 +128,8 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
         console.print(result.skill.verdict())
+    if result.cross_section is not None:
+        console.print(result.cross_section.describe())
     if result.finetune is not None:
         console.print(result.finetune.table())
         console.print(result.finetune.verdict())
@@ -164,6 +166,8 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                "settings": run_settings(result), "warnings": [w for w in [training_warning(result)] if w]}
     if result.finetune is not None:
         summary["finetune"] = result.finetune.to_dict()
+    if result.cross_section is not None:
+        summary["cross_sectional"] = result.cross_section.to_dict()
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)

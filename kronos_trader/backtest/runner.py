@@ -15,6 +15,7 @@ from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candle
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
+from kronos_trader.evaluation.cross_section import CrossSectionalIC
 from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
 from kronos_trader.forecasting.finetune import build_finetuned
@@ -76,6 +77,7 @@ class BacktestResult:
     settings: Settings | None = None  # what produced the run (for the report)
     model_id: str | None = None
     finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
+    cross_section: CrossSectionalIC | None = None  # IC / rank IC across symbols (portfolio runs of 3+)
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
