@@ -183,6 +183,7 @@ class FoldReport:
     trained: bool = False
     fallback: str | None = None  # why the previous model was used
     best_val_loss: float | None = None
+    seconds: float | None = None  # training time (when it was trained, not read back)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -234,13 +235,17 @@ class FinetunedForecasts:
     def settings_hash(self) -> str:
         return self.base.settings_hash
 
+    def _distinct(self) -> list[ForecastService]:
+        """The base service and each fold's (a fallback fold shares an earlier one)."""
+        return list({id(s): s for s in (self.base, *self._services.values())}.values())
+
     @property
     def computed(self) -> int:
-        return sum(s.computed for s in self._services.values())
+        return sum(s.computed for s in self._distinct())
 
     @property
     def reused(self) -> int:
-        return sum(s.reused for s in self._services.values())
+        return sum(s.reused for s in self._distinct())
 
     def decision_positions(self, n_bars: int, first: int | None = None) -> list[int]:
         return self.base.decision_positions(n_bars, first)
@@ -281,8 +286,9 @@ class FinetunedForecasts:
             directory, trained = fine_tune_fold(self.base.model, train, self.finetune, self.settings.lookback,
                                                 self.settings.horizon, self.progress)
             loaded = _load_fold(self.base.model, directory)
-            report.trained = trained
-            report.best_val_loss = json.loads((directory / DONE).read_text()).get("best_val_loss")
+            card = json.loads((directory / DONE).read_text())
+            report.trained, report.best_val_loss = trained, card.get("best_val_loss")
+            report.seconds = card.get("seconds")
             service = ForecastService(loaded, self.settings, self.base.store, self.progress, self.base.calendar)
         except (TrainingConfigError, TrainingDataError) as exc:
             previous = self.service(number - 1) if number > 0 else self.base
