@@ -3,7 +3,8 @@
 Both forecasters are scored by the one scorer (`skill.score_forecasts`) over exactly the
 windows the fine-tuned models decided (bars from the first refit on), overall and per
 fold, so the difference is the fine-tuning and nothing else. The verdict says plainly
-whether fine-tuning helped: lower CRPS at the last scored step than the zero-shot model.
+whether fine-tuning helped: a lower CRPS at the last scored step than the zero-shot model's,
+by more than noise (a paired t-statistic over windows a horizon apart beyond 1.96).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pandas as pd
 
 from kronos_trader.forecasting.service import WindowForecast
 
-from .skill import SkillReport, _clean, _f, resolve_forecasts, score_forecasts
+from .metrics import crps_ensemble
+from .skill import Z95, SkillReport, _clean, _f, resolve_forecasts, score_forecasts
 
 __all__ = ["FinetuneComparison", "compare_finetune"]
 
@@ -25,16 +27,18 @@ class FinetuneComparison:
     zero_shot: SkillReport
     finetuned: SkillReport
     folds: list[dict] = field(default_factory=list)  # fold reports with their own scores
+    paired: dict = field(default_factory=dict)  # CRPS difference at the last step: mean, se, t, windows
 
     @property
     def step(self) -> int | None:
         return max(self.finetuned.steps) if self.finetuned.steps else None
 
     def helped(self) -> bool | None:
-        """Whether the fine-tuned CRPS at the last step is below the zero-shot one."""
+        """Whether fine-tuning lowered the CRPS at the last step by more than noise: the mean
+        paired difference over non-overlapping windows at least 1.96 standard errors below 0."""
         if self.step is None or self.step not in self.zero_shot.steps:
             return None
-        return self.finetuned.steps[self.step]["model"]["crps"] < self.zero_shot.steps[self.step]["model"]["crps"]
+        return bool(self.paired.get("t", 0.0) < -Z95)
 
     def verdict(self) -> str:
         helped = self.helped()
@@ -42,18 +46,22 @@ class FinetuneComparison:
             return "Fine-tuning: no fine-tuned forecast had resolved, so no comparison"
         z, f = (r.steps[self.step]["model"] for r in (self.zero_shot, self.finetuned))
         change = f["crps"] / z["crps"] - 1 if z["crps"] else float("nan")
+        t = self.paired.get("t", float("nan"))
+        word = "helped" if helped else "hurt" if t > Z95 else "made no clear difference"
         fallback = sum(1 for fold in self.folds if fold.get("fallback"))
         tail = f"; {fallback} fold(s) fell back to an earlier model (training diverged)" if fallback else ""
         beats = "beats" if (f.get("crps_skill_random_walk_vol") or -1) > 0 else "does not beat"
-        return (f"Fine-tuning {'helped' if helped else 'did not help'}: CRPS at step {self.step} "
+        return (f"Fine-tuning {word} (paired t {_f(t, '+.2f')} over {self.paired.get('windows', 0)} "
+                f"non-overlapping windows): CRPS at step {self.step} "
                 f"{z['crps']:.4g} zero-shot, {f['crps']:.4g} fine-tuned ({change:+.1%}) over "
                 f"{self.finetuned.windows} windows in {len(self.folds)} folds; the fine-tuned model {beats} the "
                 f"random walk with rolling-vol bands (CRPS skill {_f(f.get('crps_skill_random_walk_vol'), '+.3f')})"
                 f"{tail}")
 
     def to_dict(self) -> dict:
-        return _clean({"helped": self.helped(), "verdict": self.verdict(), "zero_shot": self.zero_shot.to_dict(),
-                       "finetuned": self.finetuned.to_dict(), "folds": self.folds})
+        return _clean({"helped": self.helped(), "verdict": self.verdict(), "paired_crps_difference": self.paired,
+                       "zero_shot": self.zero_shot.to_dict(), "finetuned": self.finetuned.to_dict(),
+                       "folds": self.folds})
 
     def table(self):
         """A rich Table: zero-shot, fine-tuned and the two random walks per step."""
@@ -101,6 +109,7 @@ def compare_finetune(zero_shot: Mapping[int, WindowForecast], finetuned: Mapping
 
     zero, fine = score(zero_shot, used, steps), score(finetuned, used, steps)
     last = [fine.horizon] if fine.steps else None
+    paired = _paired(zero_shot, finetuned, used, candles, max(fine.steps)) if fine.steps else {}
     folds = []
     for report in fold_reports:
         row = dict(report)
@@ -113,4 +122,28 @@ def compare_finetune(zero_shot: Mapping[int, WindowForecast], finetuned: Mapping
             row[f"{name}_skill_rw_vol"] = m.get("crps_skill_random_walk_vol", np.nan)
             row[f"{name}_hit_rate"] = m.get("hit_rate", np.nan)
         folds.append(row)
-    return FinetuneComparison(zero, fine, folds)
+    return FinetuneComparison(zero, fine, folds, paired)
+
+
+def _paired(zero_shot, finetuned, positions: list[int], candles: pd.DataFrame, step: int) -> dict:
+    """Mean and standard error of the per-window CRPS difference (fine-tuned minus zero-shot)
+    at `step`, over windows at least a horizon apart (overlapping outcomes are not independent)."""
+    chosen, last = [], None
+    for p in positions:
+        if last is None or p - last >= finetuned[p].horizon:
+            chosen.append(p)
+            last = p
+    diffs = []
+    for p in chosen:
+        target = p + step
+        if target >= len(candles) or zero_shot[p].close_paths is None or finetuned[p].close_paths is None:
+            continue
+        y = np.array([candles["close"].iloc[target]])
+        diffs.append(float(crps_ensemble(finetuned[p].close_paths[None, :, step - 1], y)[0]
+                           - crps_ensemble(zero_shot[p].close_paths[None, :, step - 1], y)[0]))
+    n = len(diffs)
+    if n < 3:
+        return {"windows": n}
+    d = np.asarray(diffs)
+    se = float(d.std(ddof=1) / np.sqrt(n))
+    return {"windows": n, "mean": float(d.mean()), "se": se, "t": float(d.mean() / se) if se > 0 else 0.0}
