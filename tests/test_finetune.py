@@ -192,3 +192,21 @@ def test_evaluate_compares_zero_shot_and_fine_tuned_on_the_same_windows(tmp_path
     assert len(block["folds"]) == 3 and block["zero_shot"]["windows"] == block["finetuned"]["windows"] > 20
     assert set(block["finetuned"]["steps"]) == {"1", "4"}
     assert len(list((tmp_path / "runs" / "finetune").iterdir())) == 3  # stored once per fold
+
+
+def test_sweep_trials_trade_on_the_fold_models(fast_settings, sample_candles, tmp_path):
+    from optuna.trial import TrialState
+
+    from kronos_trader.config import parse_settings
+    from kronos_trader.sweep import SweepData, run_sweep
+
+    raw = _finetune_settings(fast_settings, tmp_path).model_dump(mode="json")
+    raw["sweep"] = {"sampler": "grid", "params": {"strategy.params.long_threshold": [0.4, 0.6]}}
+    settings = parse_settings(raw)
+    data = SweepData({"BTC/USDT": sample_candles.iloc[:260]}, "1h")
+    summary = run_sweep(settings, data, progress=False)
+    assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert len(list((tmp_path / "folds").iterdir())) == 2  # folds at bars 120 and 220, trained once for all trials
+    raw["sweep"]["executor"] = "ray"
+    with pytest.raises(ValueError, match="executor local"):
+        run_sweep(parse_settings(raw), data, progress=False)
