@@ -106,3 +106,22 @@ def test_forecast_service_serves_recalibrated_p_up_the_same_live_and_in_backtest
     np.testing.assert_array_equal(backtest[late].mean, raw[late].mean)  # only P(up) changes
     live = ForecastService(model, recal, None, progress=False).forecast_at(candles.iloc[:late + 1], [late], "X", "1h")
     np.testing.assert_array_equal(live[late].p_up, backtest[late].p_up)  # live = backtest, no later bar used
+
+
+def test_backtest_report_has_p_up_calibration_png_table_and_summary(fast_settings, sample_candles, tmp_path):
+    import json
+
+    from kronos_trader.backtest.report import write_report
+    from kronos_trader.backtest.runner import run_backtest
+
+    result = run_backtest(fast_settings, sample_candles, "BTC/USDT", "1h", None, progress=False)
+    report = result.p_up_calibration
+    assert report is not None and report.windows == len(sample_candles) - 32 + 1 - 4  # resolved ones
+    folder = write_report(result, tmp_path / "r")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {"brier_raw", "bss_recalibrated", "ece_raw", "ece_recalibrated"} <= \
+        set(summary["p_up_calibration"]["steps"]["4"])
+    assert sum(summary["p_up_calibration"]["pit_histogram"]["4"]) == report.windows
+    assert (folder / "calibration.png").stat().st_size > 10_000
+    chart = (folder / "chart.html").read_text()
+    assert "id='p-up-calibration'" in chart and "calibration.png" in chart

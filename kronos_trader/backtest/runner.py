@@ -15,6 +15,7 @@ from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candle
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
+from kronos_trader.evaluation.calibration_report import PUpCalibration, score_p_up_forecasts
 from kronos_trader.evaluation.cross_section import CrossSectionalIC
 from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
@@ -78,6 +79,7 @@ class BacktestResult:
     model_id: str | None = None
     finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
     cross_section: CrossSectionalIC | None = None  # IC / rank IC across symbols (portfolio runs of 3+)
+    p_up_calibration: PUpCalibration | None = None  # reliability, Brier, ECE of P(up) before/after recalibration
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -187,6 +189,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
                             computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
                             model_id=service.model.model_id)
+    result.p_up_calibration = score_p_up_forecasts(
+        forecasts.values(), candles, kind="logistic" if settings.forecast.p_up_calibration == "logistic" else "isotonic")
     if zero_shot is not None:
         result.finetune = compare_finetune(zero_shot.forecast_series(candles, symbol, timeframe), forecasts, candles,
                                            service.fold_of, service.summary())

@@ -18,11 +18,11 @@ import numpy as np
 
 from kronos_trader.forecasting.pup_calibration import rolling_recalibrate
 
-from .skill import _clean, _f
+from .skill import _clean, _f, report_steps, target_positions
 from .walkforward import WalkForward
 
 __all__ = ["brier", "expected_calibration_error", "reliability", "pit_values", "running_base_rate",
-           "PUpCalibration", "score_p_up", "plot_calibration"]
+           "PUpCalibration", "score_p_up", "score_p_up_forecasts", "score_p_up_arrays", "plot_calibration"]
 
 BINS = 10
 
@@ -60,11 +60,11 @@ def running_base_rate(made_at, up, known_at) -> np.ndarray:
     """Climatology per forecast and step: share of up moves among outcomes known by then."""
     made, up, known = (np.asarray(v, float) for v in (made_at, up, known_at))
     out = np.full(up.shape, 0.5)
-    for h in range(up.shape[1]):
-        for i in range(len(made)):
-            seen = up[:i, h][known[:i, h] <= made[i]]
-            if len(seen):
-                out[i, h] = seen.mean()
+    for h in range(up.shape[1]):  # outcomes known by made[i] are a prefix of those sorted by known time
+        order = np.argsort(known[:, h], kind="stable")
+        seen = np.searchsorted(known[order, h], made, side="right")
+        ups = np.r_[0.0, np.cumsum(up[order, h])]
+        out[:, h] = np.where(seen > 0, ups[seen] / np.maximum(seen, 1), 0.5)
     return out
 
 
@@ -106,10 +106,46 @@ def score_p_up(wf: WalkForward, steps: Sequence[int], kind: str = "isotonic", mi
     last = wf.last_close[:, None]
     if p_up is None:
         p_up = (wf.paths > last[:, None]).mean(axis=1) + 0.5 * (wf.paths == last[:, None]).mean(axis=1)
-    up = (wf.realized > last).astype(float)
-    known = wf.known_at()
-    recal = rolling_recalibrate(wf.origins, p_up, up, known, kind, min_history)
-    clim = running_base_rate(wf.origins, up, known)
+    return score_p_up_arrays(wf.origins, p_up, wf.realized, wf.last_close, wf.known_at(), wf.paths, steps, kind,
+                             min_history)
+
+
+def score_p_up_forecasts(forecasts, candles, steps: Sequence[int] | None = None, kind: str = "isotonic",
+                         min_history: int = 30) -> PUpCalibration | None:
+    """The same for a run's forecasts whose targets are in `candles`, from their sample paths
+    (the model's own P(up)): an outcome counts as known once its target bar has closed."""
+    index = candles.index
+    close = candles["close"].to_numpy(dtype=np.float64)
+    rows = []
+    for f in sorted(forecasts, key=lambda f: f.window_end):
+        origin = int(index.get_indexer([f.bar_open])[0])
+        pos = target_positions(index, origin, f)
+        if pos is not None and (pos >= 0).all() and f.close_paths is not None:
+            rows.append((origin, pos, f))
+    if len(rows) < 2:
+        return None
+    horizon = min(len(r[1]) for r in rows)
+    if len({r[2].close_paths.shape[0] for r in rows}) != 1:
+        return None
+    origins = np.array([r[0] for r in rows])
+    known = np.stack([r[1][:horizon] for r in rows])
+    paths = np.stack([r[2].close_paths[:, :horizon] for r in rows])
+    steps = report_steps(horizon) if steps is None else [s for s in steps if s <= horizon]
+    last = np.array([r[2].last_close for r in rows])[:, None, None]
+    model_p = (paths > last).mean(axis=1) + 0.5 * (paths == last).mean(axis=1)  # the model's own, from its paths
+    report, _ = score_p_up_arrays(origins, model_p, close[known],
+                                  np.array([r[2].last_close for r in rows]), known, paths, steps, kind, min_history)
+    return report
+
+
+def score_p_up_arrays(made_at, p_up: np.ndarray, realized: np.ndarray, last_close: np.ndarray, known: np.ndarray,
+                      paths: np.ndarray, steps: Sequence[int], kind: str, min_history: int
+                      ) -> tuple[PUpCalibration, np.ndarray]:
+    """P(up) scores of n forecasts: `p_up` and `realized` (n, H), `paths` (n, m, H), `known`
+    (n, H) when each outcome is known, in the units of `made_at`."""
+    up = (realized > last_close[:, None]).astype(float)
+    recal = rolling_recalibrate(made_at, p_up, up, known, kind, min_history)
+    clim = running_base_rate(made_at, up, known)
     out, rel, pit = {}, {}, {}
     for h in steps:
         k = h - 1
@@ -124,8 +160,8 @@ def score_p_up(wf: WalkForward, steps: Sequence[int], kind: str = "isotonic", mi
             rel.setdefault(h, {})[name] = {"mean_p": mean_p.tolist(), "frequency": freq.tolist(),
                                            "count": count.astype(int).tolist()}
         out[h] = row
-        pit[h] = np.histogram(pit_values(wf.paths[:, :, k], wf.realized[:, k]), bins=BINS, range=(0, 1))[0].tolist()
-    return PUpCalibration(kind, out, rel, pit, len(wf.origins)), recal
+        pit[h] = np.histogram(pit_values(paths[:, :, k], realized[:, k]), bins=BINS, range=(0, 1))[0].tolist()
+    return PUpCalibration(kind, out, rel, pit, len(made_at)), recal
 
 
 def plot_calibration(report: PUpCalibration, path: str | Path, title: str = "") -> Path:

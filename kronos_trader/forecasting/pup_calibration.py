@@ -86,16 +86,22 @@ def rolling_recalibrate(made_at: Sequence[float], p_up: np.ndarray, up: np.ndarr
     p_up, up, known = (np.asarray(v, dtype=np.float64) for v in (p_up, up, known_at))
     out = p_up.copy()
     for h in range(p_up.shape[1]):
-        fitted, newest, size = None, -1, 0
+        # an outcome known by made[i] belongs to an earlier forecast (it is known after its own
+        # forecast was made), so "known by then" is a prefix of the outcomes sorted by known time
+        has = np.flatnonzero(~np.isnan(up[:, h]))
+        order = has[np.argsort(known[has, h], kind="stable")]
+        counts = np.searchsorted(known[order, h], made, side="right")
+        fitted, size = None, 0
         for i in range(len(made)):
-            usable = np.flatnonzero((known[:i, h] <= made[i]) & ~np.isnan(up[:i, h]))
+            usable = order[:counts[i]]
+            usable = usable[usable < i]
             if span is not None:
                 usable = usable[made[usable] >= made[i] - span]
             if len(usable) < max(2, min_history):
                 continue
-            grown = usable[-1] - newest if newest >= 0 else len(usable)
-            if fitted is None or refit_growth <= 0 or span is not None or grown >= max(1, int(size * refit_growth)):
-                fitted, newest, size = fit_p_up_map(kind, p_up[usable, h], up[usable, h]), usable[-1], len(usable)
+            if fitted is None or refit_growth <= 0 or span is not None or \
+                    len(usable) - size >= max(1, int(size * refit_growth)):
+                fitted, size = fit_p_up_map(kind, p_up[usable, h], up[usable, h]), len(usable)
             out[i, h] = fitted(p_up[i, h])
     return out
 
