@@ -168,6 +168,11 @@ def test_bad_fine_tuning_input_is_one_line_before_training(tmp_path, tiny_model_
         assert out.exit_code == 1 and out.output.strip().startswith("error:") and text in out.output, out.output
         assert len(out.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+    sample = tmp_path / "a.csv"
+    make_candles(200).to_csv(sample)
+    portfolio = CliRunner().invoke(app, base + ["--refit-every", "100", "--symbols",
+                                                f"A/USDT={sample},B/USDT={sample},C/USDT={sample}"])
+    assert portfolio.exit_code == 1 and "portfolio runs" in portfolio.output, portfolio.output
     missing = CliRunner().invoke(app, ["backtest", "--model", str(tmp_path / "nope"), "--refit-every", "100"])
     assert missing.exit_code == 1 and missing.output.strip().startswith("error:")
 

@@ -159,6 +159,9 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
         from .portfolio import run_portfolio_backtest
 
         panel = candles if isinstance(candles, dict) else {symbol: candles}
+        if settings.finetune.refit_every is not None and service is None:
+            raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
+                             "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
         return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
