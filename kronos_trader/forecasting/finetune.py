@@ -123,9 +123,10 @@ def fold_key(base_id: str, train: pd.DataFrame, s: FinetuneSettings, lookback: i
 def _train_config(s: FinetuneSettings, out: Path, bars: int, lookback: int, horizon: int, max_context: int,
                   device: str) -> TrainConfig:
     windows = len(window_starts(bars, lookback, horizon, "train", s.val_fraction, s.stride))
-    steps = max(1, int(np.ceil(s.epochs * windows / s.batch_size)))
+    batch = max(1, min(s.batch_size, windows))  # a short span: smaller batches (the fold card records it)
+    steps = max(1, int(np.ceil(s.epochs * windows / batch)))
     return TrainConfig(out_dir=out, lookback=lookback, horizon=horizon, max_context=max_context,
-                       val_fraction=s.val_fraction, stride=s.stride, val_stride=horizon, batch_size=s.batch_size,
+                       val_fraction=s.val_fraction, stride=s.stride, val_stride=horizon, batch_size=batch,
                        max_steps=steps, lr=s.lr, warmup_steps=min(50, steps // 10), eval_every=max(1, steps // 4),
                        log_every=max(1, steps // 4), seed=s.seed, device=device, overwrite=True, progress=False)
 
@@ -155,7 +156,8 @@ def fine_tune_fold(base: LoadedModel, train: pd.DataFrame, s: FinetuneSettings, 
         (staging / DONE).write_text(json.dumps({"key": key, "base": base.model_id, "bars": len(train),
                                                 "first": str(train.index[0]), "last": str(train.index[-1]),
                                                 "best_val_loss": result.best_val_loss, "best_step": result.best_step,
-                                                "steps": result.step, "seconds": round(result.elapsed_s, 2),
+                                                "steps": result.step, "batch_size": config.batch_size,
+                                                "seconds": round(result.elapsed_s, 2),
                                                 "settings": _settings_key(s, lookback, horizon)}, indent=2))
         if target.exists():  # a half-written folder of a killed run
             shutil.rmtree(target)
