@@ -127,7 +127,7 @@ def _as_stamps(stamps, what: str, expected_len: int | None) -> pd.DatetimeIndex:
 
 def _prepare_frame(df, what: str) -> np.ndarray:
     """Validate one input frame and return its float32 (rows x 6) values, filling volume
-    and amount the published way."""
+    and amount the published way, in the published memory order."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
@@ -146,13 +146,16 @@ def _prepare_frame(df, what: str) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{what} column '{used[c]}' has a NaN or infinite value at row {r} "
                          f"(index {df.index[r]})")
-    out = np.zeros((len(values), len(COLUMNS)), dtype=np.float64)
-    out[:, [COLUMNS.index(c) for c in used]] = values
-    amount = COLUMNS.index("amount")
+    # The published steps, in pandas: the amount is filled in the frame's own dtype, and
+    # `.values` keeps pandas' memory order, which decides numpy's summation order in the
+    # mean and std over rows (a C-ordered copy rounds differently: tokens then differ
+    # where a code bit lies within ~1e-6 of zero).
+    frame = df.copy()
     if "volume" not in used:  # the published rules: no volume means no amount either
-        out[:, amount] = 0.0
+        frame["volume"], frame["amount"] = 0.0, 0.0
     elif "amount" not in used:  # else amount is volume x mean price
-        out[:, amount] = out[:, COLUMNS.index("volume")] * out[:, :len(PRICE_COLS)].mean(axis=1)
+        frame["amount"] = frame["volume"] * frame[PRICE_COLS].mean(axis=1)
+    out = frame[COLUMNS].values
     huge = np.abs(out) > np.finfo(np.float32).max / 1e3  # the model computes in float32
     if huge.any():
         r, c = np.argwhere(huge)[0]
@@ -284,7 +287,8 @@ class KronosPredictor:
                               f"forecasting from the last {self.max_context} (normalised over those); "
                               f"long_history='all' normalises over every row, as the published code does",
                               LongHistoryWarning, stacklevel=3)
-                values, history = values[-self.max_context:], history[-self.max_context:]
+                values = _prepare_frame(df.iloc[-self.max_context:], what)  # as if the user had passed those
+                history = history[-self.max_context:]
             series.append((values, history, future))
         self._warn_window(min(len(v) for v, _, _ in series), pred_len)
         return self._run(series, pred_len, sampling, sample_count, seeds, verbose)
