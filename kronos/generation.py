@@ -207,7 +207,12 @@ def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, 
         for c in _chunks(prefix[0].shape[0], width)])
 
 
-def _check(pred_len: int, max_context: int) -> None:
+SLIDING = ("exact", "approximate")
+
+
+def _check(pred_len: int, max_context: int, sliding: str = "exact") -> None:
+    if sliding not in SLIDING:
+        raise ValueError(f"sliding must be 'exact' or 'approximate', got {sliding!r}")
     if pred_len > max_context:
         raise ValueError(f"pred_len {pred_len} exceeds the model's context of {max_context} tokens")
 
@@ -247,13 +252,13 @@ def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tenso
 @torch.inference_mode()
 def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
-                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32, sliding: str = "exact") -> torch.Tensor:
     """Same result as `generate_reference`, computing each thing once (`generate_tokens`),
     then decoding only the generated rows against the tokenizer's cached history."""
     s = uniforms.shape[1]
     with fitted_threads():
         (s1_ctx, s2_ctx), (gen_s1, gen_s2) = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context,
-                                                             pred_len, sampling, uniforms, dtype)
+                                                             pred_len, sampling, uniforms, dtype, sliding)
         ds = max(0, x.shape[1] + pred_len - max_context)
         decoder = fast_path(tokenizer, FastTokenizerDecoder, dtype)
         z = _decode_suffix(decoder, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
@@ -263,7 +268,8 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
 @torch.inference_mode()
 def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
-                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[tuple, tuple]:
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32,
+                    sliding: str = "exact") -> tuple[tuple, tuple]:
     """The context's (s1, s2) tokens (B, n) and the generated ones (B*S, pred_len), cached.
 
     The history is tokenized (on the plain tokenizer: the codes are bit-identical to the
@@ -273,8 +279,14 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     window is rerun, as the published code does. The per-series passes run a group of
     series at a time so that their activations stay in cache; the steps run on all rows.
     `dtype=torch.bfloat16` runs the fast path in reduced precision (`kronos.precision`).
+
+    `sliding="approximate"` (opt-in) does not rerun a slid window: the caches keep their
+    keys and values, attention sees only the latest `max_context` of them, and positions
+    keep counting (rotary attention depends only on distances, so this is the window
+    re-based). It is approximate because the kept states were computed while the dropped
+    tokens were still in the window; `benchmarks/bench_sliding.py` measures what it costs.
     """
-    _check(pred_len, max_context)
+    _check(pred_len, max_context, sliding)
     b, n, _ = x.shape
     s = uniforms.shape[1]
     rows = b * s
@@ -284,6 +296,10 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     stamps = torch.cat([x_stamp, y_stamp], dim=1)
     start = max(0, n - max_context)
     h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    rolling = sliding == "approximate"
+    if rolling:
+        for cache in (*caches, dep_cache):
+            cache.window = max_context
     h_rows = h_last.repeat_interleave(s, 0)
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
@@ -291,7 +307,7 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     row_stamps = stamps.repeat_interleave(s, 0)
     for i in range(pred_len):
         end = n + i
-        if i > 0 and end > max_context:
+        if i > 0 and end > max_context and not rolling:
             # the window slid: every position changed, so recompute it. With several paths
             # its history part is the same for all of them (run once per series) and only
             # the generated tokens run per path, against that shared prefix; one path runs

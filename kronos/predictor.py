@@ -209,11 +209,13 @@ class KronosPredictor:
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
                  max_context: int = 512, clip: float = 5, cached: bool = True, precision: str = "float32",
-                 long_history: str = "last", trained_window: tuple[int, int] | None = None):
+                 long_history: str = "last", trained_window: tuple[int, int] | None = None, sliding: str = "exact"):
         """`long_history`: what a history longer than `max_context` rows means. 'last' (default)
         forecasts from its last `max_context` rows and warns; 'all' is the published arithmetic
         (every row normalised and tokenized, the model sees the last `max_context` tokens).
-        `trained_window` (lookback, horizon) makes calls far from it warn."""
+        `trained_window` (lookback, horizon) makes calls far from it warn. `sliding=
+        "approximate"` (fast path only) keeps the caches when history + forecast exceed the
+        context instead of rerunning the slid window (`generate_tokens`): faster, approximate."""
         if long_history not in LONG_HISTORY:
             raise ValueError(f"long_history must be 'last' or 'all', got {long_history!r}")
         self.long_history, self.trained_window = long_history, trained_window
@@ -225,17 +227,21 @@ class KronosPredictor:
         self.dtype = inference_dtype(precision, self.device)
         if self.dtype != torch.float32 and not cached:
             raise ValueError("precision 'bf16' runs on the fast path only (cached=True)")
+        if sliding not in ("exact", "approximate") or (sliding == "approximate" and not cached):
+            raise ValueError(f"sliding must be 'exact' or, on the fast path (cached=True), 'approximate'; "
+                             f"got {sliding!r}")
+        self.sliding = sliding
         self.price_cols, self.vol_col, self.amt_vol = PRICE_COLS, "volume", "amount"
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None, precision: str = "float32",
-                        **kwargs) -> "KronosPredictor":
+                        sliding: str = "exact", **kwargs) -> "KronosPredictor":
         """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
         spec = resolve_spec(name)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
         model = Kronos.from_pretrained(spec.model, **kwargs)
         return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision,
-                   trained_window=spec.trained_window)
+                   trained_window=spec.trained_window, sliding=sliding)
 
     # --- public API -----------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
@@ -363,7 +369,7 @@ class KronosPredictor:
             groups.setdefault(len(values), []).append(i)
         paths: list[np.ndarray | None] = [None] * len(series)
         generate = generate_cached if self.cached else generate_reference
-        extra = {"dtype": self.dtype} if self.cached else {}
+        extra = {"dtype": self.dtype, "sliding": self.sliding} if self.cached else {}
         batches = list(groups.values())
         progress = _progress(batches, verbose)
         for members in progress:

@@ -246,3 +246,35 @@ def test_fast_rotation_is_the_plain_rotation_in_the_interleaved_basis():
     pairs = torch.view_as_complex(x[..., within].unflatten(-1, (head_dim // 2, 2)).contiguous())
     fast = torch.view_as_real(pairs * rotation(rotary, start, length)).flatten(-2)
     torch.testing.assert_close(fast, plain[..., within])
+
+
+@pytest.mark.parametrize("s", [1, 3])
+def test_approximate_sliding_is_opt_in_and_exact_until_the_window_slides(mini_pair, s):
+    """Issue 26: `sliding='approximate'` keeps the caches once history + steps exceed the
+    context (attention over the latest max_context keys, positions re-based); before the
+    window slides it is the exact path, token for token."""
+    from kronos import generate_tokens
+
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(2, 40, 12, s)
+    greedy = Sampling(1.0, 1, 1.0)
+    exact = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u)[1]
+    rolled = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u, sliding="approximate")[1]
+    assert all(torch.equal(a, b) for a, b in zip(exact, rolled)), "no slide (40 + 12 <= 64): identical"
+    exact = generate_tokens(tokenizer, model, x, xs, ys, 44, 12, greedy, u)[1]
+    rolled = generate_tokens(tokenizer, model, x, xs, ys, 44, 12, greedy, u, sliding="approximate")[1]
+    unbounded = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u, sliding="approximate")[1]
+    assert all(torch.equal(a[:, :5], b[:, :5]) for a, b in zip(exact, rolled)), "identical until it slides"
+    assert not all(torch.equal(a, b) for a, b in zip(rolled, unbounded)), "the window must drop old keys"
+
+
+def test_sliding_mode_is_checked(mini_pair):
+    tokenizer, model = mini_pair
+    with pytest.raises(ValueError, match="sliding must be"):
+        KronosPredictor(model, tokenizer, cached=False, sliding="approximate")
+    with pytest.raises(ValueError, match="sliding must be"):
+        KronosPredictor(model, tokenizer, sliding="rolling")
+    x, xs, ys, u = _inputs(1, 40, 4, 1)
+    from kronos import generate_tokens
+    with pytest.raises(ValueError, match="sliding must be"):
+        generate_tokens(tokenizer, model, x, xs, ys, 64, 4, Sampling(), u, sliding="rolling")
