@@ -24,13 +24,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 from bench_generation import inputs, spread
-from common import build_pair, header
+from common import build_pair, close_scores, header, held_out_windows, print_scores
 
 from kronos import KronosPredictor, Sampling, generate_cached, generate_tokens
-from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
-from kronos_trader.evaluation.metrics import coverage, crps_ensemble
 
 MODES = ("exact", "approximate")
 
@@ -61,12 +58,8 @@ def speed_and_agreement(args) -> None:
 
 
 def scores(args) -> None:
-    candles = load_candles(SAMPLE_DATA_PATH)
     lookback, horizon = 512, 24
-    ends = np.linspace(len(candles) - args.score_windows * horizon - horizon, len(candles) - horizon,
-                       args.score_windows).astype(int)
-    frames = [candles.iloc[e - lookback:e] for e in ends]
-    actual = np.stack([candles["close"].to_numpy()[e:e + horizon] for e in ends])
+    frames, actual = held_out_windows(lookback, horizon, args.score_windows)
     results, times = {}, {}
     for label, mode, seed in (("exact", "exact", 1), ("exact, 2nd seed", "exact", 2),
                               ("approximate", "approximate", 1)):
@@ -75,19 +68,11 @@ def scores(args) -> None:
         start = time.perf_counter()
         forecasts = predictor.forecast_batch(frames, pred_len=horizon, sample_count=args.paths, verbose=False,
                                              seed=seed)
-        times[label] = time.perf_counter() - start
-        paths = np.stack([f.paths[:, :, 3] for f in forecasts])
-        crps = crps_ensemble(np.moveaxis(paths, 1, -1), actual).mean()
-        lo, hi = np.quantile(paths, 0.05, axis=1), np.quantile(paths, 0.95, axis=1)
-        results[label] = (crps, coverage(lo, hi, actual))
+        times[label] = f"{time.perf_counter() - start:6.1f} s"
+        results[label] = close_scores(forecasts, actual)
     print(f"kronos-nano on {args.score_windows} held-out windows of the sample ({lookback} + {horizon}, "
           f"{args.paths} paths), close:")
-    for label, (crps, cov) in results.items():
-        print(f"  {label:18} CRPS {crps:9.3f}   90% band coverage {cov:6.1%}   {times[label]:6.1f} s")
-    noise = abs(results["exact"][0] - results["exact, 2nd seed"][0])
-    print(f"  approximate - exact: CRPS {results['approximate'][0] - results['exact'][0]:+.3f} "
-          f"(seed noise {noise:.3f}), coverage {results['approximate'][1] - results['exact'][1]:+.1%} "
-          f"(seed noise {abs(results['exact'][1] - results['exact, 2nd seed'][1]):.1%})")
+    print_scores(results, "exact", "exact, 2nd seed", "approximate", times)
 
 
 def main() -> None:
