@@ -34,7 +34,7 @@ MODES = ("exact", "approximate")
 
 def speed_and_agreement(args) -> None:
     tokenizer, model, _ = build_pair(args.model)
-    context = 512
+    context = args.context
     x, xs, ys, u = inputs(1, args.lookback, args.steps, 1)
     sampling = Sampling(T=1.0, top_k=0, top_p=0.9)
     times: dict[str, list[float]] = {m: [] for m in MODES}
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--model", default="kronos-small", help="config of the speed case")
     parser.add_argument("--lookback", type=int, default=600)
     parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--context", type=int, default=512, help="max_context of the speed case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--score-windows", type=int, default=32)
     parser.add_argument("--paths", type=int, default=16, help="paths per scored forecast")
