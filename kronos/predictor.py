@@ -235,13 +235,13 @@ class KronosPredictor:
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None, precision: str = "float32",
-                        sliding: str = "exact", **kwargs) -> "KronosPredictor":
+                        sliding: str = "exact", long_history: str = "last", **kwargs) -> "KronosPredictor":
         """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
         spec = resolve_spec(name)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
         model = Kronos.from_pretrained(spec.model, **kwargs)
         return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision,
-                   trained_window=spec.trained_window, sliding=sliding)
+                   trained_window=spec.trained_window, sliding=sliding, long_history=long_history)
 
     # --- public API -----------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
