@@ -220,6 +220,8 @@ class SweepSettings(Section):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="host:port of a Ray cluster (default: start one here)")
     workers: int = Field(1, ge=1, description="trials (and forecast shards) run at once")
+    min_trades: int = Field(10, ge=0, description=(
+        "a trial with fewer closed trades scores -inf: a handful of trades says nothing about a strategy"))
 
 
 class Settings(Section):

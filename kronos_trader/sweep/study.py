@@ -37,6 +37,7 @@ class SweepSummary:
     failed: int
     forecast_seconds: float = 0.0
     trial_seconds: float = 0.0
+    notes: tuple[str, ...] = ()   # about the space (merged P(up) thresholds), said once
 
 
 def walk_forward_split(data: SweepData, settings: Settings) -> SweepData:
@@ -141,7 +142,7 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
         trial_s = time.perf_counter() - start - forecast_s
     finally:
         executor.close()
-    return SweepSummary(study, computed, reused, remaining, failed, forecast_s, trial_s)
+    return SweepSummary(study, computed, reused, remaining, failed, forecast_s, trial_s, space.notes)
 
 
 def _drive(study: optuna.Study, space: SearchSpace, executor, remaining: int, progress: bool) -> int:
