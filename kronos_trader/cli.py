@@ -67,6 +67,9 @@ def backtest(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
     report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    refit_every: Optional[str] = typer.Option(None, help="walk-forward fine-tuning: refit every N bars or period "
+                                                         "(30D)"),
+    train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
     overrides: Optional[dict] = None,
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
@@ -78,6 +81,7 @@ def backtest(
     settings = load_settings(config, {"data.symbol": symbol, "data.timeframe": timeframe, "model.name": model,
                                       "database.url": db, "data.symbols": symbols,
                                       "backtest.report_dir": str(report_dir) if report_dir else None,
+                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars,
                                       **(overrides or {})})
     store = open_store(settings.database.url)
     if settings.data.symbols:
@@ -114,6 +118,9 @@ def lookahead_check(
     cut: float = typer.Option(0.6, help="cut point as a fraction of the bars"),
     sensitivity_bars: int = typer.Option(40, help="decision bars rerun with shorter/longer lookbacks (0: skip)"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    refit_every: Optional[str] = typer.Option(None, help="check walk-forward fine-tuning: refit every N bars or "
+                                                         "period"),
+    train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
 ) -> None:
     """Prove no look-ahead: perturb the data after a cut and compare everything before it;
     then report how often decisions change with a shorter or longer lookback."""
@@ -121,7 +128,8 @@ def lookahead_check(
     from kronos_trader.backtest.runner import load_backtest_candles
     from kronos_trader.config import load_settings
 
-    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model})
+    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
+                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars})
     candles, _ = load_backtest_candles(settings, None)
     report = check_lookahead(settings, candles.iloc[:bars], cut, progress=progress)
     console.print(report.describe())

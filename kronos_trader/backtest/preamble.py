@@ -67,7 +67,8 @@ def run_preamble(settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symb
     what = titled(f"{symbol} {timeframe}", first)
     return (f"backtest {what}: {bars} bars {first.index[0]} .. {first.index[-1]}, model {model_name}, "
             f"lookback {f.lookback}, horizon {f.horizon}, {f.sample_count} paths, batches of {f.batch_windows}; "
-            f"{estimate.describe()}")
+            f"{estimate.describe()}"
+            + ("; the walk-forward fine-tuning comes on top" if settings.finetune.refit_every is not None else ""))
 
 
 def interrupted_line(computed: int, store_url: str | None) -> str:

@@ -40,6 +40,7 @@ from .calibration import RollingCalibrator
 from .models import LoadedModel, load_model
 from .probability import with_p_up
 from .progress import batch_progress
+from .pup_calibration import recalibrate_requests
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 CLOSE = COLUMNS.index("close")
@@ -214,12 +215,20 @@ class ForecastService:
         the `calibration_window` forecasts before it on the same series (only outcomes known
         at its window end): the same result whether it is computed in a backtest or live.
         """
-        if self.settings.calibration == "none":
+        s = self.settings
+        recalibrate = s.p_up_calibration != "none"
+        if s.calibration == "none" and not recalibrate:
             out = self._raw_many(requests)
         else:
             history = self._calibration_history(requests)
-            out = calibrate_requests(requests, history, self._raw_many(list(requests) + history), self.settings)
-        return {key: with_p_up(f, self.settings.p_up) for key, f in out.items()}  # P(up) estimator
+            raw = self._raw_many(list(requests) + history)
+            out = {r.key: raw[r.key] for r in requests} if s.calibration == "none" else \
+                calibrate_requests(requests, history, raw, s)
+        out = {key: with_p_up(f, s.p_up) for key, f in out.items()}  # P(up) estimator
+        if recalibrate:  # P(up) through a map fitted on past forecasts' outcomes (pup_calibration.py)
+            out = recalibrate_requests(requests, history, {k: with_p_up(f, s.p_up) for k, f in raw.items()}, out,
+                                       s.p_up_calibration, s.p_up_min_history, s.every * s.calibration_window)
+        return out
 
     def _calibration_history(self, requests: Sequence["WindowRequest"]) -> list["WindowRequest"]:
         """The earlier decision bars whose forecasts calibrate the requested ones."""
