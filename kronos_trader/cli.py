@@ -74,7 +74,7 @@ def backtest(
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
     from kronos_trader.backtest.report import default_report_dir, print_report, write_report
-    from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
+    from kronos_trader.backtest.runner import backtest_names, check_refits, load_backtest_candles, run_backtest
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
 
@@ -96,6 +96,7 @@ def backtest(
     from kronos_trader.forecasting.service import ForecastService
 
     service = ForecastService.from_settings(settings, store, progress)
+    check_refits(settings, candles, service)
     try:
         console.print(run_preamble(settings, candles, *names, service.model.name,
                                    estimate_run(service, candles, *names)), highlight=False, soft_wrap=True)
