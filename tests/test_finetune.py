@@ -165,11 +165,9 @@ def test_bad_fine_tuning_input_is_one_line_before_training(tmp_path, tiny_model_
                         (["--refit-every", "100", "--train-bars", "40"], "too short"),
                         (["--refit-every", "100", "--train-bars", "100000"], "leaves no bar to decide")):
         out = CliRunner().invoke(app, base + extra)
-        # the run's one-line preamble, then one line of error and nothing trained (the CLI hands its
-        # own forecast service to run_backtest, which must still refit: a merge once skipped it)
-        lines = out.output.strip().splitlines()
-        assert out.exit_code == 1 and lines[-1].startswith("error:") and text in lines[-1], out.output
-        assert len(lines) == 2 and lines[0].startswith("backtest "), out.output
+        # one line, before the run's preamble (which times a first batch of forecasts)
+        assert out.exit_code == 1 and out.output.strip().startswith("error:") and text in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
     sample = tmp_path / "a.csv"
     make_candles(200).to_csv(sample)
@@ -200,6 +198,28 @@ def test_evaluate_compares_zero_shot_and_fine_tuned_on_the_same_windows(tmp_path
     assert len(block["folds"]) == 3 and block["zero_shot"]["windows"] == block["finetuned"]["windows"] > 20
     assert set(block["finetuned"]["steps"]) == {"1", "4"}
     assert len(list((tmp_path / "runs" / "finetune").iterdir())) == 3  # stored once per fold
+
+
+def test_backtest_command_trades_on_fine_tuned_folds(tmp_path, tiny_model_dir, monkeypatch):
+    """The CLI hands its own forecast service (timed for the preamble) to the backtest: the
+    folds must still be built (a merge once made --refit-every a silent zero-shot run)."""
+    from typer.testing import CliRunner
+
+    from kronos_trader.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    make_candles(330, seed=5).to_csv(tmp_path / "bars.csv")
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{name: '{tiny_model_dir}', device: cpu}}\n"
+        "forecast: {lookback: 32, horizon: 4, sample_count: 4}\n"
+        "finetune: {epochs: 1, batch_size: 8, stride: 8, lr: 0.0001}\n")
+    out = CliRunner().invoke(app, ["backtest", "--data", str(tmp_path / "bars.csv"), "--refit-every", "100",
+                                   "--train-bars", "120", "--no-progress", "--db", f"sqlite:///{tmp_path / 'k.db'}",
+                                   "--report-dir", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "Fine-tuning " in out.output
+    summary = json.loads(next((tmp_path / "r").rglob("summary.json")).read_text())
+    assert len(summary["finetune"]["folds"]) == 3
 
 
 def test_sweep_trials_trade_on_the_fold_models(fast_settings, sample_candles, tmp_path):

@@ -19,7 +19,7 @@ from kronos_trader.evaluation.calibration_report import PUpCalibration, score_p_
 from kronos_trader.evaluation.cross_section import CrossSectionalIC
 from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
-from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned
+from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned, plan_refits
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
@@ -151,6 +151,20 @@ def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -
     return equity, trades, sum(f["fee"] for f in journal.fills)
 
 
+def check_refits(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame],
+                 service: ForecastService | None) -> None:
+    """Walk-forward fine-tuning settings fail in one line before anything is computed."""
+    if settings.finetune.refit_every is None:
+        return
+    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
+    if isinstance(candles, dict) or not isinstance(policy, Policy):
+        raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
+                         "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
+    if service is not None:
+        f = service.settings
+        plan_refits(candles, settings.finetune, service.decision_positions(len(candles))[0], f.lookback, f.horizon)
+
+
 def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
                  store: Store | None, progress: bool = True, name: str | None = None,
                  service: ForecastService | None = None) -> BacktestResult:
@@ -166,9 +180,8 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
         from .portfolio import run_portfolio_backtest
 
         panel = candles if isinstance(candles, dict) else {symbol: candles}
-        if settings.finetune.refit_every is not None and not isinstance(service, FinetunedForecasts):
-            raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
-                             "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
+        if not isinstance(service, FinetunedForecasts):
+            check_refits(settings, panel, None)
         return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "

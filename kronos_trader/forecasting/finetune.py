@@ -37,7 +37,7 @@ from kronos_trader.data import frame_hash, validate_candles
 from .models import LoadedModel, weights_hash
 from .service import ForecastService, WindowForecast, WindowRequest
 
-__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "fold_key", "build_finetuned",
+__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "plan_refits", "fold_key", "build_finetuned",
            "fine_tune_fold", "minimum_train_bars"]
 
 _BARS = re.compile(r"^\s*(\d+)\s*(bars?)?\s*$")
@@ -307,11 +307,11 @@ class FinetunedForecasts:
 
 
 
-def build_finetuned(service: ForecastService, candles: pd.DataFrame, finetune: FinetuneSettings, first: int,
-                    progress: bool = False) -> FinetunedForecasts:
-    """`service` with walk-forward fine-tuning for the decisions at bars `first`.. of
-    `candles`: the first refit is the first of those bars with `train_bars` bars before it
-    (earlier decisions use the base model). One-line errors before anything is trained."""
+def plan_refits(candles: pd.DataFrame, finetune: FinetuneSettings, first: int, lookback: int,
+                horizon: int) -> list[Fold]:
+    """The folds for the decisions at bars `first`.. of `candles`: the first refit is the first
+    of those bars with `train_bars` bars before it (earlier decisions use the base model).
+    Cheap, so callers check a plan in one line before anything is computed or trained."""
     if finetune.refit_every is None:
         raise ValueError("finetune.refit_every is not set (--refit-every N or a period such as 30D)")
     every = parse_refit_every(finetune.refit_every)
@@ -319,6 +319,12 @@ def build_finetuned(service: ForecastService, candles: pd.DataFrame, finetune: F
     if start >= len(candles):
         raise ValueError(f"--train-bars {finetune.train_bars} leaves no bar to decide: the series has "
                          f"{len(candles)} bars")
-    folds = plan_folds(candles.index, start, len(candles) - 1, every, finetune.train_bars, service.settings.lookback,
-                       service.settings.horizon, finetune.val_fraction, finetune.stride)
+    return plan_folds(candles.index, start, len(candles) - 1, every, finetune.train_bars, lookback, horizon,
+                      finetune.val_fraction, finetune.stride)
+
+
+def build_finetuned(service: ForecastService, candles: pd.DataFrame, finetune: FinetuneSettings, first: int,
+                    progress: bool = False) -> FinetunedForecasts:
+    """`service` with walk-forward fine-tuning for the decisions at bars `first`.. of `candles`."""
+    folds = plan_refits(candles, finetune, first, service.settings.lookback, service.settings.horizon)
     return FinetunedForecasts(service, candles, folds, finetune, progress)
