@@ -45,8 +45,9 @@ class EquityRecorder(bt.Analyzer):
         """Bars before the first forecast are history, not part of the backtest."""
 
     def next(self):
+        # the strategy's clock: the newest bar of any feed (a portfolio's first feed may lack one)
         value, cash = self.strategy.broker.getvalue(), self.strategy.broker.getcash()
-        self.rows.append((self.data.datetime[0], value, cash, value - cash))
+        self.rows.append((self.strategy.datetime[0], value, cash, value - cash))
 
     def frame(self, interval: pd.Timedelta) -> pd.DataFrame:
         stamps, value, cash, position = zip(*self.rows) if self.rows else ((), (), (), ())
