@@ -80,6 +80,7 @@ def trade_log(result: BacktestResult) -> pd.DataFrame:
     trades["holding_hours"] = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])) \
         .dt.total_seconds() / 3600
     trades["exit_reason"] = [exit_reason(closing.get(pd.Timestamp(t))) for t in trades["exit_time"]]
+    trades.loc[trades["status"] == "open", "exit_reason"] = "open"  # marked to market at the end
     return trades
 
 

@@ -137,7 +137,8 @@ def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -
     strategy = cerebro.run()[0]
     equity = strategy.analyzers.equity.frame(interval)
     trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
-                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
+                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees",
+                                                   "status"])
     return equity, trades, sum(f["fee"] for f in journal.fills)
 
 
@@ -206,8 +207,9 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
                                      "expected_return": s["expected_return"]}} for s in result.journal.signals]
         store.record_journal(run_id, result.timeframe, signals, orders, fills)
         store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
-        if not result.trades.empty:
-            store.record_trades(run_id, result.trades.to_dict("records"))
+        closed = result.trades[result.trades["status"] == "closed"] if len(result.trades) else result.trades
+        if not closed.empty:  # the trades table holds round trips; open ones are in the report
+            store.record_trades(run_id, closed.to_dict("records"))
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
                                               "timeframe": result.timeframe, "bars": len(result.candles),
