@@ -36,7 +36,7 @@ ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual retur
 MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
-EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate")
+EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate", "open")  # open: still held, marked at the end
 
 
 def _fmt(value: float | None, kind: str) -> str:

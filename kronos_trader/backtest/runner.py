@@ -207,9 +207,8 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
                                      "expected_return": s["expected_return"]}} for s in result.journal.signals]
         store.record_journal(run_id, result.timeframe, signals, orders, fills)
         store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
-        closed = result.trades[result.trades["status"] == "closed"] if len(result.trades) else result.trades
-        if not closed.empty:  # the trades table holds round trips; open ones are in the report
-            store.record_trades(run_id, closed.to_dict("records"))
+        if not result.trades.empty:  # open ones too, marked at the last bar (as counted in the metrics)
+            store.record_trades(run_id, result.trades.to_dict("records"))
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
                                               "timeframe": result.timeframe, "bars": len(result.candles),
