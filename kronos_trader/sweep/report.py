@@ -11,7 +11,7 @@ from kronos_trader.backtest.runner import load_backtest_candles
 from kronos_trader.config import Settings
 from kronos_trader.store import Store
 
-from .study import SweepSummary, oos_value, ranked_trials, storage_label
+from .study import MAX_REPEATS, SweepSummary, interrupted, oos_value, ranked_trials, storage_label
 from .trial import SweepData
 
 
@@ -23,6 +23,9 @@ def load_sweep_data(settings: Settings, store: Store | None) -> SweepData:
         candles, _ = load_backtest_candles(settings, store)
         panel = {settings.data.symbol: candles}
     return SweepData(panel, settings.data.timeframe)
+
+
+INTERRUPTED = "interrupted (its process stopped); the point was run again"
 
 
 def _fmt(value: Any) -> str:
@@ -44,7 +47,7 @@ def trial_rows(study, limit: int | None = None) -> list[dict[str, Any]]:
         rows.append({"number": t.number, "oos": oos_value(t), "value": t.value, "params": t.params,
                      "total_return": metrics.get("total_return"), "max_drawdown": metrics.get("max_drawdown"),
                      "trades": metrics.get("trades"), "state": t.state.name.lower(),
-                     "error": t.user_attrs.get("error")})
+                     "error": t.user_attrs.get("error") or (INTERRUPTED if interrupted(t) else None)})
     return rows
 
 
@@ -75,6 +78,10 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                   f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
                   f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
                   f"stored in {storage_label(settings)}")
+    if summary.exhausted:
+        console.print(f"TPE proposed only finished points {MAX_REPEATS} times in a row: the space has no new "
+                      f"point left (stopped with {sum(1 for r in trial_rows(study) if r['state'] == 'complete')} "
+                      f"distinct trials)")
     if rows and rows[0]["state"] == "complete":
         best = rows[0]
         lead = f"out-of-sample {sweep.objective} {_fmt(best['oos'])}, in-sample " if walk else f"{sweep.objective} "
