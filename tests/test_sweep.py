@@ -345,3 +345,24 @@ def test_two_processes_on_one_postgres_study_finish_the_budget_exactly(fast_sett
     assert len(points) == len(set(points)) == 10
     assert not [t for t in study.get_trials() if t.state == TrialState.FAIL and "discarded" not in t.user_attrs]
     assert all(" 0 failed" in o or "(0 failed)" in o for o in outputs), outputs
+
+
+def test_precompute_stores_each_batch_as_it_completes(fast_settings, sample_candles):
+    # issue 23.7: a kill during the precompute kept nothing; finished batches must stay stored
+    from kronos_trader.forecasting.service import ForecastService
+
+    settings = parse_settings({**fast_settings.model_dump(mode="json"),
+                               "forecast": {**fast_settings.forecast.model_dump(mode="json"), "batch_windows": 16}})
+    service = ForecastService.from_settings(settings, open_store(settings.database.url), False)
+    real, calls = service.model.predictor.forecast_batch, []
+
+    def killed_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    service.model.predictor.forecast_batch = killed_on_the_third
+    with pytest.raises(KeyboardInterrupt):
+        service.forecast_series(sample_candles.iloc[:120], "BTC/USDT", "1h")
+    assert _stored_forecasts(settings) == 32

@@ -274,32 +274,40 @@ class ForecastService:
     # --- internals ------------------------------------------------------------------------
     def _compute_and_store(self, requests: list["WindowRequest"], windows: list[pd.DataFrame], hashes: list[str],
                            interval: pd.Timedelta) -> None:
-        computed = self._compute(windows, interval, [f"{r.symbol} {r.timeframe}" for r in requests])
-        self.computed += len(computed)
-        ids: dict = {}
-        if self.store is not None:
-            self.store.add_forecasts([self._row(f, h, r.symbol, r.timeframe)
-                                      for r, f, h in zip(requests, computed, hashes)])
-            ids = self.store.get_forecasts(self.model.model_id, self.settings_hash, hashes)
-        for f, h in zip(computed, hashes):
-            # through the stored form, so a fresh forecast equals one read back later
-            self._memory[h] = WindowForecast.from_payload(f.window_end, f.to_payload(), ids[h].id if h in ids else None)
+        """Compute the windows and store each model batch as it completes (a stopped run
+        keeps the batches it finished)."""
+        for done in self._compute(windows, interval, [f"{r.symbol} {r.timeframe}" for r in requests]):
+            self.computed += len(done)
+            ids: dict = {}
+            if self.store is not None:
+                self.store.add_forecasts([self._row(f, hashes[i], requests[i].symbol, requests[i].timeframe)
+                                          for i, f in done.items()])
+                ids = self.store.get_forecasts(self.model.model_id, self.settings_hash, [hashes[i] for i in done])
+            for i, f in done.items():
+                h = hashes[i]
+                # through the stored form, so a fresh forecast equals one read back later
+                self._memory[h] = WindowForecast.from_payload(f.window_end, f.to_payload(),
+                                                              ids[h].id if h in ids else None)
 
     def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta, labels: list[str]
-                 ) -> list[WindowForecast]:
+                 ) -> Iterable[dict[int, WindowForecast]]:
+        """The forecasts of `windows` by position, one dict per model batch (flat windows first)."""
         if not windows:
-            return []
+            return
         s = self.settings
-        out: dict[int, WindowForecast] = {}
+        flat: dict[int, WindowForecast] = {}
         model_windows = []
         for i, (w, label) in enumerate(zip(windows, labels)):
             stamps = future_stamps(w.index, s.horizon, self.calendar, interval)
             if _is_flat(w, label):
-                out[i] = neutral_forecast(w, interval, stamps, s.sample_count)
+                flat[i] = neutral_forecast(w, interval, stamps, s.sample_count)
             else:
                 model_windows.append((i, w, stamps))
+        if flat:
+            yield flat
         batches = [model_windows[i:i + s.batch_windows] for i in range(0, len(model_windows), s.batch_windows)]
         for batch in _progress(batches, self.progress and len(batches) > 1, len(model_windows), s.batch_windows):
+            out: dict[int, WindowForecast] = {}
             ends = [w.index[-1] + interval for _, w, _ in batch]
             results = self.model.predictor.forecast_batch(
                 [w for _, w, _ in batch], [w.index for _, w, _ in batch], [st for _, _, st in batch],
@@ -313,7 +321,7 @@ class ForecastService:
                     mean=f.mean.to_numpy(dtype=float),
                     quantiles={q: v[:, CLOSE].astype(float) for q, v in zip(f.quantile_levels, f.quantile_values)},
                     p_up=prob_up(close_paths, last_close), close_paths=close_paths, stamps=stamps)
-        return [out[i] for i in range(len(windows))]
+            yield out
 
     def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
         s = self.settings
