@@ -366,3 +366,60 @@ def test_precompute_stores_each_batch_as_it_completes(fast_settings, sample_cand
     with pytest.raises(KeyboardInterrupt):
         service.forecast_series(sample_candles.iloc[:120], "BTC/USDT", "1h")
     assert _stored_forecasts(settings) == 32
+
+
+def test_ray_trials_read_stored_forecasts_without_loading_the_model(fast_settings, data):
+    # issue 23.9: each Ray trial worker loaded the whole model to read stored forecasts
+    from kronos_trader.forecasting.models import load_model
+    from kronos_trader.sweep.executors import LocalExecutor, _remote_trial
+    from kronos_trader.sweep.trial import TrialJob
+
+    settings = _settings(fast_settings)
+    local = LocalExecutor(settings, progress=False)
+    local.precompute(data)
+    load_model.cache_clear()
+    job = TrialJob(settings.model_dump(mode="json"), data, local.model)
+    outcome = _remote_trial(job, {"strategy.params.long_threshold": 0.4})  # what a Ray task runs
+    assert outcome.error is None and load_model.cache_info().misses == 0
+    local.start(job)
+    local.submit(0, {"strategy.params.long_threshold": 0.4})
+    assert local.collect()[0][1].value == outcome.value
+    # a window the precompute did not store is an error on the trial, not a model load
+    missing = _remote_trial(TrialJob(settings.model_dump(mode="json"), SweepData(
+        {"BTC/USDT": data.panel["BTC/USDT"].iloc[150:200] * 1.01}, "1h"), local.model), {})
+    assert "did not store" in missing.error and load_model.cache_info().misses == 0
+
+
+@pytest.mark.parametrize("reply, message", [(None, "no answer in"), (b"HTTP/1.1 400 Bad Request\r\n\r\n",
+                                                                    "not as a Ray head")])
+def test_ray_address_from_the_environment_is_checked_in_one_line(fast_settings, monkeypatch, reply, message):
+    # issue 23.8: RAY_ADDRESS was ignored, and a port that is not Ray hung for minutes
+    import threading
+
+    from kronos_trader.sweep import executors
+
+    monkeypatch.setattr(executors, "CONNECT_S", 0.5)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def answer():
+        conn, _ = server.accept()
+        held.append(conn)
+        if reply:
+            conn.recv(64)
+            conn.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.getsockname()[1]}")
+    settings = _settings(fast_settings, executor="ray")
+    assert executors.ray_address(settings) == f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(ValueError, match=f"RAY_ADDRESS .*{message}") as err:
+            executors.check_executor(settings)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert "\n" not in str(err.value)

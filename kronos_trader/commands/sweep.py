@@ -51,7 +51,10 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, help="SQLAlchemy URL (forecasts and the study)"),
         executor: Optional[str] = typer.Option(None, help="local or ray"),
         ray_address: Optional[str] = typer.Option(None, help="host:port of a Ray cluster"),
-        workers: Optional[int] = typer.Option(None, help="trials and forecast shards at once"),
+        workers: Optional[int] = typer.Option(None, help="trials and forecast shards at once on Ray (locally: "
+                                              "start the same command in more processes)"),
+        screen: Optional[int] = typer.Option(None, help="screen the grid with the vectorised replay, re-run this "
+                                             "many best points through Backtrader"),
         top: int = typer.Option(10, help="trials shown"),
         progress: bool = typer.Option(True, help="show progress bars"),
     ) -> None:
@@ -64,10 +67,15 @@ def register(app: typer.Typer) -> None:
                      "data.symbols": symbols, "sweep.sampler": sampler, "sweep.trials": trials,
                      "sweep.objective": objective, "sweep.max_drawdown": max_drawdown,
                      "sweep.walk_forward": walk_forward, "sweep.name": name, "sweep.executor": executor,
-                     "sweep.ray_address": ray_address, "sweep.workers": workers}
+                     "sweep.ray_address": ray_address, "sweep.workers": workers,
+                     "sweep.screen": screen}
         if param:
             overrides["sweep.params"] = dict(parse_param(p) for p in param)
         settings = load_settings(config, overrides)
+        if settings.sweep.executor == "local" and settings.sweep.workers > 1:
+            console.print(f"note: sweep.workers {settings.sweep.workers} applies to --executor ray; the local "
+                          f"executor runs one trial at a time. To use more cores, run this same command in more "
+                          f"terminals (or machines on one database): they share the study.")
         from kronos_trader.sweep.report import load_sweep_data, print_sweep
         from kronos_trader.sweep.study import run_sweep
 

@@ -1,6 +1,7 @@
 """Loading a sweep's candles and showing its trials (terminal table; the web reads the same)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -45,10 +46,22 @@ def trial_rows(study, limit: int | None = None) -> list[dict[str, Any]]:
     for t in ranked_trials(study)[:limit]:
         metrics = t.user_attrs.get("oos_metrics") or t.user_attrs.get("metrics") or {}
         rows.append({"number": t.number, "oos": oos_value(t), "value": t.value, "params": t.params,
+                     "screen": t.user_attrs.get("screen_value"),
                      "total_return": metrics.get("total_return"), "max_drawdown": metrics.get("max_drawdown"),
                      "trades": metrics.get("trades"), "state": t.state.name.lower(),
                      "error": t.user_attrs.get("error") or (INTERRUPTED if interrupted(t) else None)})
     return rows
+
+
+def screen_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:
+    """How fast the screening pass was and how close it came to the exact re-runs."""
+    screen = summary.screen
+    pairs = [(float(r["screen"]), r["value"]) for r in rows
+             if r["state"] == "complete" and r["screen"] is not None and r["value"] is not None]
+    gap = max((abs(a - b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)), default=None)
+    agreement = f"; largest gap to Backtrader on the re-run points {gap:.3g}" if gap is not None else ""
+    return (f"screened {len(screen.scores)} points in {screen.seconds:.2f} s ({screen.rate:,.0f} points/s); the "
+            f"best {len([r for r in rows if r['screen'] is not None])} re-run exactly through Backtrader{agreement}")
 
 
 def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top: int = 10) -> None:
@@ -61,6 +74,9 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
         table.add_column(f"out-of-sample {sweep.objective}", justify="right")
     table.add_column("#", justify="right")
     table.add_column(f"{'in-sample ' if walk else ''}{sweep.objective}", justify="right")
+    screened = any(row["screen"] is not None for row in rows)
+    if screened:
+        table.add_column(f"screen {sweep.objective}", justify="right")
     names = list(sweep.params)
     for name in names:
         table.add_column(name.removeprefix("strategy.params."), justify="right")
@@ -69,6 +85,7 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                          justify="right")
     for row in rows:
         cells = ([_fmt(row["oos"])] if walk else []) + [str(row["number"]), _fmt(row["value"])]
+        cells += [_fmt(row["screen"])] if screened else []
         cells += [_fmt(row["params"].get(n)) for n in names]
         cells += [_fmt(row["total_return"]), _fmt(row["max_drawdown"]), _fmt(row["trades"]),
                   row["state"] if not row["error"] else f"failed: {row['error']}"]
@@ -78,6 +95,8 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                   f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
                   f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
                   f"stored in {storage_label(settings)}")
+    if summary.screen is not None:
+        console.print(screen_line(summary, rows))
     if summary.exhausted:
         console.print(f"TPE proposed only finished points {MAX_REPEATS} times in a row: the space has no new "
                       f"point left (stopped with {sum(1 for r in trial_rows(study) if r['state'] == 'complete')} "

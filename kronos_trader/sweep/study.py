@@ -23,11 +23,13 @@ from kronos_trader.config import Settings
 
 from .executors import check_executor, for_workers, make_executor
 from .leases import HEARTBEAT_S, LEASE_S, Leases, reap
+from .screen import Screen, best, replay, unscreenable
 from .space import LEGACY_FIELDS, SearchSpace, build_space, canonical_params
 from .storage import study_storage
 from .trial import SweepData, TrialJob
 
 MAX_REPEATS = 50  # finished points TPE may propose in a row before the space counts as exhausted
+LOST_LIMIT = 10   # trials lost to the executor in a row before the sweep stops
 POLL_S = 0.5      # how often a process whose work is done waits on other processes' trials
 
 
@@ -41,6 +43,7 @@ class SweepSummary:
     forecast_seconds: float = 0.0
     trial_seconds: float = 0.0
     exhausted: bool = False  # TPE kept proposing finished points: the space has no new one left
+    screen: Screen | None = None  # the screening pass, when the grid was screened
 
 
 def walk_forward_split(data: SweepData, settings: Settings) -> SweepData:
@@ -129,25 +132,55 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
     space = build_space(settings, settings.sweep)
     data = walk_forward_split(data, settings)
     check_executor(settings)
+    k = settings.sweep.screen
+    if k is not None:
+        reason = unscreenable(settings, space, len(data.panel)) or (
+            "the screening pass scores the whole span (drop walk_forward)" if data.split is not None else None)
+        if reason:
+            raise ValueError(f"sweep.screen: {reason}")
     study = open_study(settings, data, space)
-    budget = len(space.grid) if space.grid is not None else settings.sweep.trials
-    remaining = budget - sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
     workers = for_workers(settings) if settings.sweep.executor == "ray" else settings
-    computed = reused = 0
-    forecast_s = trial_s = 0.0
-    drive = _Drive()
-    if remaining > 0:
-        executor = make_executor(workers, progress)
-        try:
+    summary = SweepSummary(study, 0, 0, 0, 0)
+    executor = None
+    try:
+        if k is not None or _remaining(study, space, settings) > 0:
+            executor = make_executor(workers, progress)
             start = time.perf_counter()
-            computed, reused = executor.precompute(data)
-            forecast_s = time.perf_counter() - start
-            executor.start(TrialJob(workers.model_dump(mode="json"), data))
-            drive = _drive(study, space, executor, budget, settings.sweep.seed, progress)
-            trial_s = time.perf_counter() - start - forecast_s
-        finally:
+            summary.forecasts_computed, summary.forecasts_reused = executor.precompute(data)
+            summary.forecast_seconds = time.perf_counter() - start
+        screens = None
+        if k is not None:
+            summary.screen, space, screens = _screen(settings, data, space, executor, k)
+        if _remaining(study, space, settings) > 0:
+            start = time.perf_counter()
+            executor.start(TrialJob(workers.model_dump(mode="json"), data, executor.model))
+            budget = len(space.grid) if space.grid is not None else settings.sweep.trials
+            drive = _drive(study, space, executor, budget, settings.sweep.seed, progress, screens)
+            summary.trials_run, summary.failed, summary.exhausted = drive.ran, drive.failed, drive.exhausted
+            summary.trial_seconds = time.perf_counter() - start
+    finally:
+        if executor is not None:
             executor.close()
-    return SweepSummary(study, computed, reused, drive.ran, drive.failed, forecast_s, trial_s, drive.exhausted)
+    return summary
+
+
+def _remaining(study: optuna.Study, space: SearchSpace, settings: Settings) -> int:
+    budget = len(space.grid) if space.grid is not None else settings.sweep.trials
+    return budget - sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
+
+
+def _screen(settings: Settings, data: SweepData, space: SearchSpace, executor, k: int):
+    """Score the whole grid with the vectorised replay; the space of its `k` best points
+    (what the study then runs through Backtrader) and every point's screening score."""
+    from kronos_trader.forecasting.service import ForecastService
+    from kronos_trader.store import open_store
+
+    service = getattr(executor, "service", None) or ForecastService.from_settings(
+        settings, open_store(settings.database.url), False, model=executor.model)
+    symbol, candles = next(iter(data.panel.items()))
+    result = replay(settings, candles, service, symbol, data.timeframe, space.grid)
+    scores = {_key(p): float(v) for p, v in zip(space.grid, result.scores)}
+    return result, SearchSpace(space.distributions, best(space.grid, result, k)), scores
 
 
 def _settle(study: optuna.Study, space: SearchSpace) -> list[FrozenTrial]:
@@ -185,12 +218,12 @@ class _Drive:
 
 
 def _drive(study: optuna.Study, space: SearchSpace, executor, budget: int, seed: int | None,
-           progress: bool) -> _Drive:
+           progress: bool, screens: dict[str, float] | None = None) -> _Drive:
     """Ask, run and tell until the study holds `budget` counted trials, whichever process
     runs them; wait for other processes' running trials (or for their leases to lapse)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    out, running, repeats = _Drive(), {}, 0
+    out, running, repeats, lost = _Drive(), {}, 0, 0
     leases = Leases(HEARTBEAT_S)
     try:
         with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -223,6 +256,9 @@ def _drive(study: optuna.Study, space: SearchSpace, executor, budget: int, seed:
                         out.exhausted = space.grid is None and repeats >= MAX_REPEATS
                         continue
                     repeats = 0
+                    if screens is not None:
+                        value = screens.get(_key(trial.params), math.nan)
+                        trial.set_user_attr("screen_value", None if math.isnan(value) else _finite(value))
                     running[trial.number] = trial
                     executor.submit(trial.number, trial.params)
                     continue
@@ -231,13 +267,34 @@ def _drive(study: optuna.Study, space: SearchSpace, executor, budget: int, seed:
                     continue
                 for number, outcome in executor.collect():
                     leases.release(number)
-                    out.failed += _tell(study, running.pop(number), outcome)
+                    trial = running.pop(number)
+                    if outcome.lost is not None:  # not the trial's fault: its point is run again
+                        _lose(study, space, trial, outcome.lost)
+                        lost += 1
+                        if lost > LOST_LIMIT:
+                            raise ValueError(f"sweep: {lost} trials in a row lost to the executor (last: "
+                                             f"{outcome.lost}); is the cluster healthy?")
+                        continue
+                    lost = 0
+                    out.failed += _tell(study, trial, outcome)
                     out.ran += 1
                     best = _best(study)
                     bar.update(task, description=f"best {best.value:.4g} (#{best.number})" if best else "")
     finally:
         leases.close()
     return out
+
+
+def _lose(study: optuna.Study, space: SearchSpace, trial: optuna.Trial, reason: str) -> None:
+    """Fail a trial the executor lost (interrupted: not scored, not counted); TPE queues its
+    point again (a grid point is simply missing again)."""
+    try:
+        trial.set_user_attr("lost", reason)
+        study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return
+    if space.grid is None:
+        study.enqueue_trial(trial.params)
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome) -> int:

@@ -45,6 +45,7 @@ class TrialJob:
 
     settings: dict[str, Any]  # base settings, JSON form
     data: SweepData
+    model: Any = None  # the model's identity (executors.ModelIdentity): Ray workers read, never load
 
     @property
     def base(self) -> Settings:
@@ -56,6 +57,7 @@ class TrialOutcome:
     value: float | None
     attrs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    lost: str | None = None  # the infrastructure lost the trial (a dead worker): run it again, never score it
 
 
 def _equity_points(equity: pd.Series) -> list[list]:
