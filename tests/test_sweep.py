@@ -423,3 +423,40 @@ def test_ray_address_from_the_environment_is_checked_in_one_line(fast_settings, 
         for conn in held:
             conn.close()
     assert "\n" not in str(err.value)
+
+
+def test_sweep_dashboard_serves_the_stored_studies(fast_settings, data, tmp_path):
+    # issue 23: `optuna-dashboard sqlite:///...` cannot read the journal table; our command can
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import yaml
+
+    run_sweep(_settings(fast_settings, name="shown", params={"strategy.params.long_threshold": [0.4]}), data,
+              progress=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(fast_settings.model_dump(mode="json")))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from kronos_trader.cli import app; app()", "sweep-dashboard",
+                               "-c", str(config), "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # a cold CLI start is slow on a busy machine
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as answer:
+                    studies = json.load(answer)["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.2)
+        else:
+            pytest.fail("the dashboard did not answer")
+        assert [s["study_name"] for s in studies] == ["shown"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

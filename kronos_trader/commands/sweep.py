@@ -81,3 +81,27 @@ def register(app: typer.Typer) -> None:
 
         summary = run_sweep(settings, load_sweep_data(settings, open_store(settings.database.url)), progress)
         print_sweep(summary, settings, console, top)
+
+    @app.command("sweep-dashboard")
+    @friendly
+    def sweep_dashboard(
+        config: Optional[Path] = ConfigOption,
+        db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the project database"),
+        host: str = typer.Option("127.0.0.1", help="address to bind (this machine only by default)"),
+        port: int = typer.Option(8080),
+    ) -> None:
+        """Optuna's dashboard on the stored sweeps. They live in the project database's journal
+        table, which `optuna-dashboard URL` cannot read (it expects Optuna's own tables)."""
+        from kronos_trader.config import load_settings
+        from kronos_trader.store import safe_url
+        from kronos_trader.sweep.storage import study_storage
+
+        try:
+            import optuna_dashboard
+        except ImportError:
+            raise ValueError("sweep-dashboard needs optuna-dashboard: pip install -e '.[dashboard]'") from None
+        settings = load_settings(config, {"database.url": db})
+        storage = study_storage(settings.database.url)
+        console.print(f"optuna-dashboard for the sweeps in {safe_url(settings.database.url)} on "
+                      f"http://{host}:{port} (Ctrl-C stops it)")
+        optuna_dashboard.run_server(storage, host=host, port=port)
