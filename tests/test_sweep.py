@@ -460,3 +460,31 @@ def test_sweep_dashboard_serves_the_stored_studies(fast_settings, data, tmp_path
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_trial_lost_to_the_executor_is_run_again_not_scored(fast_settings, data, monkeypatch):
+    # issue 23.6: a killed trial worker counted as a failed trial and its grid point was never reached
+    from kronos_trader.sweep import executors
+    from kronos_trader.sweep.trial import TrialOutcome
+
+    class LosesTheFirst(executors.LocalExecutor):  # what RayExecutor.collect reports for a dead worker
+        lost_once = False
+
+        def submit(self, number, params):
+            if not LosesTheFirst.lost_once:
+                LosesTheFirst.lost_once = True
+                self._done.append((number, TrialOutcome(None, {}, None, "ray: WorkerCrashedError: died")))
+                return
+            super().submit(number, params)
+
+    monkeypatch.setattr(executors, "LocalExecutor", LosesTheFirst)
+    for sampler, params in (("grid", None), ("tpe", {"strategy.params.long_threshold": [0.4, 0.6]})):
+        LosesTheFirst.lost_once = False
+        extra = {"params": params, "trials": 2} if params else {}
+        summary = run_sweep(_settings(fast_settings, sampler=sampler, name=f"lost-{sampler}", **extra), data,
+                            progress=False)
+        trials = summary.study.get_trials()
+        lost = [t for t in trials if "lost" in t.user_attrs]
+        assert len(lost) == 1 and lost[0].state == TrialState.FAIL and is_interrupted(lost[0])
+        assert summary.failed == 0 and len(_points(summary.study)) == (4 if sampler == "grid" else 2)
+        assert tuple(sorted(lost[0].params.items())) in _points(summary.study)  # its point ran after all
