@@ -148,6 +148,9 @@ def _register_commands() -> None:
 
     for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd):
         module.register(app)
+    from kronos_trader.commands import replay as replay_cmd
+
+    replay_cmd.register(app)
 
 
 _register_commands()

@@ -6,12 +6,14 @@ SQLite). A wrong field produces one line per problem naming the field and what i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
+#: sample paths per forecast at most (memory and time grow linearly with them)
+MAX_SAMPLE_COUNT = 256
 
 
 class ConfigError(ValueError):
@@ -102,10 +104,20 @@ class DataSettings(Section):
         import pandas as pd
 
         try:
-            pd.Timestamp(value)
+            stamp = pd.Timestamp(value)
         except (TypeError, ValueError):
             raise ValueError("must be a date or time such as 2024-01-01 or 2024-01-01 12:00") from None
+        if not pd.Timestamp.min < stamp.tz_localize(None) < pd.Timestamp.max:
+            raise ValueError(f"must lie between {pd.Timestamp.min:%Y-%m-%d} and {pd.Timestamp.max:%Y-%m-%d}")
         return value.isoformat() if hasattr(value, "isoformat") else value
+
+    @model_validator(mode="after")
+    def _span(self) -> "DataSettings":
+        import pandas as pd
+
+        if self.start is not None and self.end is not None and pd.Timestamp(self.start) > pd.Timestamp(self.end):
+            raise ValueError(f"data.start {self.start} is after data.end {self.end}")
+        return self
 
 
 class GateSettings(Section):
@@ -176,6 +188,13 @@ class PaperSettings(Section):
     api_secret_env: str = "KRONOS_API_SECRET"
     notify_urls_env: str | None = Field(None, description="env variable holding apprise URLs for gate alerts (off)")
 
+    @field_validator("pairs")
+    @classmethod
+    def _some_pairs(cls, value: list[PairSettings]) -> list[PairSettings]:
+        if not value:
+            raise ValueError("list at least one pair, e.g. [{symbol: BTC/USDT, timeframe: 1h}]")
+        return value
+
 
 class WebSettings(Section):
     host: str = "127.0.0.1"
@@ -242,6 +261,8 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":
+        if self.forecast.sample_count > MAX_SAMPLE_COUNT:  # memory grows with the paths (the web caps it too)
+            raise ValueError(f"forecast.sample_count {self.forecast.sample_count} exceeds {MAX_SAMPLE_COUNT}")
         ctx = self.model.max_context
         if ctx is not None and self.forecast.horizon > ctx:
             raise ValueError(f"forecast.horizon {self.forecast.horizon} exceeds model.max_context {ctx}")
@@ -264,11 +285,15 @@ def _describe(error: dict) -> str:
         return msg.removeprefix("Value error, ")
     if kind == "literal_error":
         return f"{where}: {msg} (got {error.get('input')!r})"
+    if isinstance(error.get("input"), dict):  # a check across a section's fields
+        return f"{where}: {msg.removeprefix('Value error, ')}"
     return f"{where}: {msg.removeprefix('Value error, ')} (got {error.get('input')!r})"
 
 
-def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
-    """Validate a settings dict; errors name every bad field in one line each."""
+def parse_settings(raw: dict[str, Any], source: str = "config",
+                   lines_of: dict[tuple[str, ...], int] | None = None) -> Settings:
+    """Validate a settings dict; errors name every bad field in one line each (with its
+    line in the file when ``lines_of`` maps key paths to lines)."""
     try:
         return Settings.model_validate(raw or {})
     except ValidationError as exc:
@@ -276,11 +301,15 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
         for error in exc.errors():
             line = _describe(error)
             if error["type"] == "extra_forbidden":
-                owner: type[BaseModel] = Settings
+                owner: Any = Settings
                 for part in error["loc"][:-1]:
-                    owner = owner.model_fields[str(part)].annotation  # type: ignore[assignment]
-                line += f" (allowed: {', '.join(owner.model_fields)})"
-            lines.append(line)
+                    owner = owner.model_fields[str(part)].annotation
+                    # an optional section (risk: RiskSettings | None): its model
+                    owner = next((a for a in get_args(owner) if hasattr(a, "model_fields")), owner)
+                if hasattr(owner, "model_fields"):
+                    line += f" (allowed: {', '.join(owner.model_fields)})"
+            at = (lines_of or {}).get(tuple(str(p) for p in error["loc"]))
+            lines.append(f"line {at}: {line}" if at else line)
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
 
 
@@ -288,13 +317,16 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
     """Read config.yaml (or the given file; defaults when absent) and apply dotted overrides
     such as {"forecast.horizon": 12} from CLI flags."""
     raw: dict[str, Any] = {}
+    lines_of: dict[tuple[str, ...], int] = {}
     source = str(path or DEFAULT_CONFIG_PATH)
     file = Path(path) if path else DEFAULT_CONFIG_PATH
     if path is not None and not file.is_file():
         raise ConfigError(f"{source}: file not found")
     if file.is_file():
         try:
-            raw = yaml.safe_load(file.read_text()) or {}
+            text = file.read_text()
+            _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), lines_of, source)
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -309,4 +341,22 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return parse_settings(raw, source)
+    return parse_settings(raw, source, lines_of)
+
+
+def _key_lines(node: Any, path: tuple[str, ...], out: dict[tuple[str, ...], int], source: str) -> None:
+    """Line of every key path in a YAML document; a key given twice in one mapping is an
+    error (YAML loaders silently keep the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in seen:
+                raise ConfigError(f"{source}: line {line}: {'.'.join((*path, name))} is given twice (first at line "
+                                  f"{seen[name]})")
+            seen[name] = out[(*path, name)] = line
+            _key_lines(value, (*path, name), out, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out[(*path, str(i))] = value.start_mark.line + 1
+            _key_lines(value, (*path, str(i)), out, source)

@@ -9,10 +9,28 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 __all__ = ["Notifier", "notifier_from_env"]
 
 log = logging.getLogger(__name__)
+
+
+class _Redact(logging.Filter):
+    """apprise logs the URLs it loads and posts to (tokens included) at DEBUG: every part of
+    a configured URL that may be a secret is masked in its records."""
+
+    def __init__(self, urls: list[str]):
+        super().__init__()
+        parts = {p for url in urls for p in re.split(r"[/:@?&=#,]+", url.split("://", 1)[-1]) if len(p) >= 4}
+        self.secrets = sorted(parts | set(urls), key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args = message, ()
+        return True
 
 
 class Notifier:
@@ -21,6 +39,7 @@ class Notifier:
     def __init__(self, urls: list[str]):
         import apprise
 
+        logging.getLogger("apprise").addFilter(_Redact(urls))
         self._apprise = apprise.Apprise()
         self.schemes = []
         for url in urls:

@@ -6,7 +6,6 @@ on a market with gaps, and the smaller points (one-line errors)."""
 from __future__ import annotations
 
 import os
-import zlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,25 +13,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sqlalchemy import select
 
 from fake_exchange import drop_bars, make_candles
-from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, KEY_ENV, SECRET_ENV, fast_client
+from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, fast_client
 from kronos_trader.exchange import ExchangeConfigError
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.live import LiveRunner, audit_run
-from kronos_trader.store import Event, open_store
+from kronos_trader.store import open_store
 from test_live_support import (
+    module_env,
+    restored_server,
     LOOKBACK,
     RUN_ID,
     START,
     copy_db,
-    cycle_times,
-    forecast_template,
-    live_settings,
-    make_server,
-    series,
+    events,
+    replay_clock,
+    runner_for,
     settings_for,
 )
 
@@ -42,54 +40,12 @@ KLINES = "/api/v3/klines"
 
 @pytest.fixture(scope="module")
 def env(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cycles")
-    server = make_server()
-    try:
-        template = forecast_template(tiny_model_dir, server, tmp)
-        candles = series(server)
-        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(candles),
-               "candles": candles, "model_dir": tiny_model_dir, "end": server.now_ms}
-    finally:
-        server.stop()
+    yield from module_env(tiny_model_dir, tmp_path_factory, "cycles")
 
 
 @pytest.fixture
 def server(env):
-    """The module's server, its clock, balances and faults restored after each test."""
-    s = env["server"]
-    balances = {k: list(v) for k, v in s.balances.items()}
-    yield s
-    s.clear_faults()
-    s.set_now(env["end"])
-    s.balances = balances
-    for market in s.markets.values():
-        market["status"] = "TRADING"
-
-
-def runner_for(env, name, *, live=False, **kwargs):
-    paper = kwargs.pop("paper", {})
-    db = copy_db(env["template"], env["tmp"] / f"{name}.db")
-    if live:
-        settings = live_settings(env["model_dir"], env["server"].url, db, **paper)
-        os.environ[KEY_ENV], os.environ[SECRET_ENV] = FAKE_API_KEY, FAKE_API_SECRET
-    else:
-        settings = settings_for(env["model_dir"], env["server"].url, db, **paper)
-    store = open_store(settings.database.url)
-    service = ForecastService(load_model(env["model_dir"], "cpu"), settings.forecast, store, False)
-    kwargs.setdefault("run_id", f"{zlib.crc32(name.encode()):08x}" + "0" * 24)  # client ids unique per test
-    kwargs.setdefault("retry_delay", 0.0)
-    runner = LiveRunner(settings, store=store, client=fast_client(env["server"], keys=live), service=service,
-                        retries=1, backoff=0.001, live=live, **kwargs)
-    return runner.start(), store
-
-
-def events(store) -> list[str]:
-    with store.session(readonly=True) as s:
-        return [e.message for e in s.scalars(select(Event))]
-
-
-def replay_clock(server):
-    return lambda: pd.Timestamp(server.clock_ms(), unit="ms")
+    yield from restored_server(env)
 
 
 # ---------------------------------------------------------------------- 2: forming candles

@@ -74,6 +74,7 @@ def replay(tiny_model_dir, tmp_path_factory, webhook):
             for now in part:
                 server.set_now(now)
                 runner.run_cycle()
+            runner.close()  # the process ends (its lease is released)
         yield {"bt": bt, "store": store, "runner": runner, "url": settings.database.url}
     finally:
         mp.undo()

@@ -140,3 +140,48 @@ def test_parity_with_a_forecast_every_third_bar(tiny_model_dir, tmp_path):
         assert audit_run(store, RUN_ID) == []
     finally:
         server.stop()
+
+
+def test_replay_of_a_paper_run_has_no_difference(replay, tmp_path):
+    """`kronos-trader replay RUN_ID`: the run's stored candles through the backtest engine
+    with its own settings give the same decisions, targets and orders at every bar."""
+    from typer.testing import CliRunner
+
+    from kronos_trader.backtest.replay import replay_run
+    from kronos_trader.cli import app
+
+    store = replay["store"]
+    assert replay_run(store, RUN_ID, service=replay["service"]) == []
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  url: {replay['settings'].database.url}\n")
+    result = CliRunner().invoke(app, ["replay", RUN_ID, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "no difference" in result.output
+
+
+def test_replay_names_where_a_run_parts_from_the_backtest(replay, tmp_path):
+    """A copy of the run where one decision is missing and one order amount was changed."""
+    import sqlite3
+
+    from kronos_trader.backtest.replay import replay_run
+
+    path = tmp_path / "parted.db"
+    with sqlite3.connect(replay["settings"].database.url.removeprefix("sqlite:///")) as src, \
+            sqlite3.connect(path) as dst:
+        src.backup(dst)  # WAL included
+    store = open_store(f"sqlite:///{path}")
+    signals = store.load_signals(RUN_ID)
+    orders = store.load_orders(RUN_ID).sort_values("bar_time")
+    missed = pd.Timestamp(signals["bar_time"].iloc[3])
+    changed = orders.iloc[-2]["client_order_id"]
+    from sqlalchemy import delete, update
+
+    from kronos_trader.store import Order, Signal
+
+    with store.session() as s:
+        for model in (Order, Signal):
+            s.execute(delete(model).where(model.run_id == RUN_ID, model.bar_time == missed.to_pydatetime()))
+        s.execute(update(Order).where(Order.client_order_id == changed).values(amount=Order.amount * 1.5))
+    found = replay_run(store, RUN_ID, service=replay["service"])
+    assert found and found[0].bar_time == missed and "missed candle" in found[0].reason
+    assert any(d.what == "order" and d.bar_time == pd.Timestamp(orders.iloc[-2]["bar_time"]) for d in found)

@@ -22,7 +22,9 @@ RUN_ID = "7e57c0de" + "0" * 24
 
 
 def make_server(bars: int = BARS) -> FakeBinance:
-    server = FakeBinance(api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, timeout_delay_s=0.6)
+    # the account holds only quote: live runs start flat (a holding is adopted or refused)
+    server = FakeBinance(api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, timeout_delay_s=0.6,
+                         balances={"USDT": 10_000.0, "BTC": 0.0, "ETH": 10.0})
     candles = make_candles(START, bars, "1min", seed=7, price=42_000.0)
     server.add_market("BTCUSDT", "BTC", "USDT", candles=candles, interval="1m", tick_size="0.01",
                       step_size="0.00001", min_qty="0.00001", min_notional="5.00")
@@ -123,3 +125,103 @@ def live_settings(model_dir: str, server_url: str, db_url: str, **paper) -> obje
     raw = settings.model_dump(mode="json")
     raw["strategy"] = {"name": "test_live_support:Alternating", "params": {}}
     return parse_settings(raw)
+
+
+class StrictAlternating:
+    """Test policy: long ``fraction`` when the position it is shown is exactly flat, else flat
+    (no tolerance: a dust residual shown as a position would stop it trading)."""
+
+    def __init__(self, fraction: float = 0.5):
+        self.fraction = fraction
+
+    def decide(self, forecast, position):
+        from kronos_trader.decision import Decision
+
+        flat = position.size == 0
+        return Decision(self.fraction if flat else 0.0, "strict: " + ("buy" if flat else "sell"))
+
+
+class Steps:
+    """Test policy: targets 0.3, 0.6, 0.9, ... of equity at successive decisions (each
+    decision grows the position, sized from what the broker says is held)."""
+
+    def __init__(self, step: float = 0.3):
+        self.step, self.n = step, 0
+
+    def decide(self, forecast, position):
+        from kronos_trader.decision import Decision
+
+        self.n += 1
+        return Decision(min(1.0, self.step * self.n), f"step {self.n}")
+
+
+def runner_for(env, name, *, live=False, start=True, db=None, strategy=None, **kwargs):
+    """A LiveRunner on a copy of the forecast template (``db``: an existing database URL),
+    the module's server, fast retries; started unless ``start=False``."""
+    import os
+    import zlib
+
+    from fake_exchange.helpers import KEY_ENV, SECRET_ENV
+    from kronos_trader.forecasting.models import load_model
+    from kronos_trader.forecasting.service import ForecastService
+    from kronos_trader.live import LiveRunner
+    from kronos_trader.store import open_store
+
+    paper = kwargs.pop("paper", {})
+    db = db or copy_db(env["template"], env["tmp"] / f"{name}.db")
+    if live:
+        settings = live_settings(env["model_dir"], env["server"].url, db, **paper)
+        os.environ[KEY_ENV], os.environ[SECRET_ENV] = FAKE_API_KEY, FAKE_API_SECRET
+    else:
+        settings = settings_for(env["model_dir"], env["server"].url, db, **paper)
+    if strategy is not None:
+        raw = settings.model_dump(mode="json")
+        raw["strategy"] = {"name": strategy, "params": {}}
+        settings = parse_settings(raw)
+    store = open_store(settings.database.url)
+    service = ForecastService(load_model(env["model_dir"], "cpu"), settings.forecast, store, False)
+    kwargs.setdefault("run_id", f"{zlib.crc32(name.encode()):08x}" + "0" * 24)  # client ids unique per test
+    kwargs.setdefault("retry_delay", 0.0)
+    runner = LiveRunner(settings, store=store, client=fast_client(env["server"], keys=live), service=service,
+                        retries=1, backoff=0.001, live=live, **kwargs)
+    return (runner.start() if start else runner), store
+
+
+def events(store) -> list[str]:
+    from sqlalchemy import select
+
+    from kronos_trader.store import Event
+
+    with store.session(readonly=True) as s:
+        return [e.message for e in s.scalars(select(Event))]
+
+
+def replay_clock(server):
+    return lambda: pd.Timestamp(server.clock_ms(), unit="ms")
+
+
+def module_env(tiny_model_dir, tmp_path_factory, name: str):
+    """Body of a module-scoped ``env`` fixture: a started server, the forecast template and
+    the cycle times (``yield from module_env(...)``)."""
+    tmp = tmp_path_factory.mktemp(name)
+    server = make_server()
+    try:
+        template = forecast_template(tiny_model_dir, server, tmp)
+        candles = series(server)
+        yield {"server": server, "template": template, "tmp": tmp, "times": cycle_times(candles),
+               "candles": candles, "model_dir": tiny_model_dir, "end": server.now_ms}
+    finally:
+        server.stop()
+
+
+def restored_server(env):
+    """Body of a ``server`` fixture: the module's server, its clock, balances, faults and
+    market status restored after each test."""
+    s = env["server"]
+    balances = {k: list(v) for k, v in s.balances.items()}
+    yield s
+    s.clear_faults()
+    s.set_now(env["end"])
+    s.balances = balances
+    for market in s.markets.values():
+        market["status"] = "TRADING"

@@ -15,7 +15,7 @@ from kronos_trader.store.models import Base
 
 TABLES = {
     "runs", "candles", "forecasts", "signals", "orders", "fills",
-    "equity_snapshots", "balances", "trades", "events", "sweep_journal",
+    "equity_snapshots", "balances", "trades", "events", "sweep_journal", "leases",
 }
 STORE_DIR = Path(__file__).resolve().parents[1] / "kronos_trader" / "store"
 
@@ -51,7 +51,10 @@ def test_open_is_idempotent_and_downgrade_roundtrips(db_url):
     open_store(db_url).close()
     with open_store(db_url) as st:
         with st.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0003",)]
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(head,)]
         with st.engine.begin() as conn:
             command.downgrade(alembic_config(connection=conn), "base")
         assert set(inspect(st.engine).get_table_names()) <= {"alembic_version"}

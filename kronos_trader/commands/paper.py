@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
     def paper(
         config: Optional[Path] = ConfigOption,
         once: bool = typer.Option(False, "--once", help="run one cycle for the candle that closed last, then exit"),
+        adopt: bool = typer.Option(False, "--adopt", help="live: a new run takes what the account holds as its "
+                                   "position (and cancels open kronos-trader orders no database knows)"),
         live: bool = typer.Option(False, "--live", help="send real orders (also needs paper.live: true)"),
         run_id: Optional[str] = typer.Option(None, "--run-id", help="resume (or create) this run"),
         new: bool = typer.Option(False, "--new", help="start a new run instead of resuming the last one"),
@@ -46,25 +48,32 @@ def register(app: typer.Typer) -> None:
         if settings.paper.live and not live:
             console.print("[yellow]paper.live is set but --live was not given: trading on paper[/yellow]")
         runner = LiveRunner(settings, live=live, run_id=run_id, new_run=new, fill=fill.replace("-", "_"),
-                            clock=clock).start()
+                            clock=clock, adopt=adopt).start()
         pairs = ", ".join(f"{p.symbol} {p.timeframe}" for p in settings.paper.pairs)
         console.print(f"{runner.kind} run [bold]{runner.run_id}[/bold] on {settings.paper.exchange}: {pairs} "
                       f"(database {runner.store.url})", highlight=False)
         if once:
-            reports = runner.run_cycle()
+            try:
+                reports = runner.run_cycle()
+                unsettled = runner.unsettled()
+            finally:
+                runner.close()
             for r in reports:
+                retried = f" (+{len(r.retried)} sent again after a stop)" if r.retried else ""
                 console.print(f"{r.timeframe} candle {r.boundary}: {r.decisions} decision(s), {len(r.orders)} "
-                              f"order(s), {len(r.rejected)} rejected, {r.fills} fill(s) in "
+                              f"order(s){retried}, {len(r.rejected)} rejected, {r.fills} fill(s) in "
                               f"{r.timings.get('total', 0.0):.2f}s", highlight=False)
                 for reason in r.skipped:
                     console.print(f"  [yellow]skipped:[/yellow] {reason}", highlight=False)
                 for reason in r.undecided:
                     console.print(f"  [red]could not decide:[/red] {reason}", highlight=False)
-            if not reports or any(r.undecided for r in reports):  # cron users need to know
+            for cid in unsettled:
+                console.print(f"  [red]order not settled:[/red] {cid} (unknown or expired)", highlight=False)
+            if not reports or unsettled or any(r.undecided for r in reports):  # cron users need to know
                 raise typer.Exit(1)
             return
         scheduler = build_scheduler(runner, blocking=True)
-        for job in scheduler.get_jobs():
+        for job in (j for j in scheduler.get_jobs() if j.id.startswith("cycle-")):
             trigger = job.trigger
             console.print(f"{job.name}: every {trigger.interval}, {settings.paper.delay_seconds:g}s after each "
                           f"candle close", highlight=False)
@@ -73,6 +82,8 @@ def register(app: typer.Typer) -> None:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             console.print("stopped")
+        finally:
+            runner.close()
 
     @app.command()
     @friendly
@@ -110,7 +121,8 @@ def register(app: typer.Typer) -> None:
 
         for p in st.pairs:
             error = f"{p.error_time:%m-%d %H:%M} {p.last_error}" if p.last_error else "-"
-            table.add_row(p.symbol, p.timeframe, num(p.size), num(p.entry_price), num(p.last_price),
+            table.add_row(p.symbol, p.timeframe, f"dust {p.size:.4g}" if p.dust else num(p.size), num(p.entry_price),
+                          num(p.last_price),
                           num(p.value, "{:,.2f}"), num(p.target, "{:+.2f}"),
                           f"{p.forecast_time:%m-%d %H:%M}" if p.forecast_time else "-",
                           num(p.p_up, "{:.2f}"), num(p.expected_return, "{:+.3%}"), error)

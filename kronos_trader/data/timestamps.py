@@ -56,7 +56,21 @@ def parse_timestamps(
         _reject_unparsed(series, parsed, fail)
 
     fail.if_any(parsed.isna().to_numpy(), "missing timestamp")
+    _reject_out_of_range(parsed, fail)
     return as_stamps(parsed).rename(INDEX_NAME)
+
+
+def _reject_out_of_range(parsed: pd.Series, fail: _Fail) -> None:
+    """Stamps are nanoseconds (pandas' range, 1677..2262): a year 2300 is an error at its row."""
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    try:
+        bad = ((parsed < low) | (parsed > high)).to_numpy(dtype=bool)
+    except TypeError:  # naive stamps
+        bad = ((parsed < low.tz_localize(None)) | (parsed > high.tz_localize(None))).to_numpy(dtype=bool)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise fail.at(pos, f"timestamp {parsed.iloc[pos]} outside the supported range "
+                           f"{low:%Y-%m-%d} .. {high:%Y-%m-%d}")
 
 
 class _Fail:

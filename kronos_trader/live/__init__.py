@@ -7,8 +7,10 @@ backtest's fill rule; ``ExchangeBroker`` sends real orders through ccxt.
 from .accounting import Account, Position
 from .audit import audit_run
 from .ids import client_order_id
-from .paper_broker import FILL_MODES, FillResult, PaperBroker, PendingOrder, slipped_open
+from .broker import Broker, PendingOrder, SendResult
+from .exchange_broker import ExchangeBroker
+from .paper_broker import FILL_MODES, FillResult, PaperBroker, slipped_open
 from .runner import HOOK_POINTS, CycleReport, LiveRunner
 
-__all__ = ["Account", "CycleReport", "FILL_MODES", "FillResult", "HOOK_POINTS", "LiveRunner", "PaperBroker",
+__all__ = ["Account", "Broker", "CycleReport", "ExchangeBroker", "SendResult", "FILL_MODES", "FillResult", "HOOK_POINTS", "LiveRunner", "PaperBroker",
            "PendingOrder", "Position", "audit_run", "client_order_id", "slipped_open"]

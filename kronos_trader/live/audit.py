@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from sqlalchemy import select
-
-from kronos_trader.store import Balance, Fill, Order, Run, Signal, Store
+from kronos_trader.store import Store
 
 from .accounting import fill_deltas
 
@@ -16,12 +14,9 @@ def balance_problems(store: Store, run_id: str) -> list[str]:
     """Live runs: each stored exchange balance vs its opening balance plus the run's fills
     (net of fees, in the currency each fee was charged in)."""
     totals: dict[str, float] = defaultdict(float)
-    with store.session(readonly=True) as s:
-        rows = s.execute(select(Order.symbol, Order.side, Fill.amount, Fill.price, Fill.fee, Fill.fee_currency)
-                         .join(Fill, Fill.order_id == Order.id).where(Fill.run_id == run_id)).all()
-        balances = list(s.scalars(select(Balance).where(Balance.run_id == run_id)))
-    for row in rows:
-        for currency, delta in fill_deltas(*row).items():
+    balances, fills, _ = store.account_rows(run_id)
+    for symbol, _timeframe, side, amount, price, fee, fee_currency in fills:
+        for currency, delta in fill_deltas(symbol, side, amount, price, fee, fee_currency).items():
             totals[currency] += delta
     problems = []
     for b in balances:
@@ -40,14 +35,12 @@ def audit_run(store: Store, run_id: str, *, paper: bool | None = None) -> list[s
     balances read after the last fill (``balance_problems``). ``paper`` defaults to the
     run's kind."""
     problems: list[str] = []
-    with store.session(readonly=True) as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            return [f"unknown run {run_id}"]
-        orders = list(s.scalars(select(Order).where(Order.run_id == run_id)))
-        fills = list(s.scalars(select(Fill).where(Fill.run_id == run_id)))
-        signals = {(x.symbol, x.timeframe, x.bar_time) for x in s.scalars(select(Signal).where(Signal.run_id == run_id))}
-        balances = {b.currency: b.free + b.used for b in s.scalars(select(Balance).where(Balance.run_id == run_id))}
+    rows = store.run_rows(run_id)
+    if rows is None:
+        return [f"unknown run {run_id}"]
+    run, orders, fills = rows.run, rows.orders, rows.fills
+    signals = {(x.symbol, x.timeframe, x.bar_time) for x in rows.signals}
+    balances = {b.currency: b.free + b.used for b in rows.balances}
     if paper is None:
         paper = run.kind != "live"
     by_order = defaultdict(list)

@@ -9,8 +9,9 @@ replaying or simulated exchange, not a drifting clock, and are left alone.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Callable
 
+import ccxt
 import pandas as pd
 
 from kronos_trader.exchange import exchange_now, last_closed_candle_open
@@ -31,7 +32,7 @@ def utc_now() -> pd.Timestamp:
 class Clock:
     """``source`` is "exchange", "local" or a callable giving the time."""
 
-    def __init__(self, source: str | Callable[[], pd.Timestamp], client: Any, *,
+    def __init__(self, source: str | Callable[[], pd.Timestamp], client: ccxt.Exchange, *,
                  local: Callable[[], pd.Timestamp] = utc_now, retry: dict | None = None,
                  event: Callable[..., None] | None = None, on_retry: Callable | None = None):
         self.source, self.client, self.local = source, client, local

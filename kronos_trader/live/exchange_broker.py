@@ -19,19 +19,26 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import ccxt
 import pandas as pd
 
-from kronos_trader.exchange import ExchangeAdapterError, ExchangeFault, OrderNotFoundError, call_with_retry
+from kronos_trader.exchange import (
+    ExchangeAdapterError,
+    ExchangeConfigError,
+    ExchangeFault,
+    MarketRules,
+    OrderNotFoundError,
+    call_with_retry,
+)
 from kronos_trader.exchange.errors import one_line
 from kronos_trader.store import OrderUpdate, Store
 from kronos_trader.store.models import OPEN_ORDER_STATUSES, utcnow
 
-from .accounting import Account, Position, base_of, fill_deltas
-from .ids import belongs_to_run
-from .paper_broker import PaperBroker, PendingOrder
+from .accounting import Account, Book, Position, base_of, fill_deltas
+from .broker import PendingOrder, SendResult, is_dust, load_state
+from .ids import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +61,16 @@ def _refused(exc: BaseException) -> bool:
 class ExchangeBroker:
     kind = "live"
 
-    def __init__(self, store: Store, run_id: str, quote: str, rules: dict, client: Any, *,
-                 retry: dict | None = None, hook: Callable[..., None] | None = None,
-                 event: Callable[..., None] | None = None, lost_after: int = NOT_FOUND_LOOKUPS,
-                 not_found_grace: pd.Timedelta = NOT_FOUND_GRACE):
+    def __init__(self, store: Store, run_id: str, quote: str, rules: dict[str, MarketRules], client: ccxt.Exchange, *,
+                 books: list[Book] | None = None, retry: dict | None = None,
+                 hook: Callable[..., None] | None = None, event: Callable[..., None] | None = None,
+                 lost_after: int = NOT_FOUND_LOOKUPS, not_found_grace: pd.Timedelta = NOT_FOUND_GRACE):
         self.store, self.run_id, self.rules, self.client = store, run_id, rules, client
+        self.books = list(books or [])
         self.retry = dict(retry or {"retries": 4, "backoff": 0.5})
         self.hook = hook or (lambda name, **kw: None)
         self.event = event or (lambda level, message, symbol=None: log.log(logging.INFO, message))
         self.lost_after, self.not_found_grace = lost_after, pd.Timedelta(not_found_grace)
-        self._paper = PaperBroker(store, run_id, quote, rules, commission=0.0, slippage=0.0)  # for load()
         self.account = Account(quote)
         self.pending: dict[str, PendingOrder] = {}
         self.free: dict[str, float] = {}
@@ -72,8 +79,65 @@ class ExchangeBroker:
 
     # ------------------------------------------------------------------ state
     def load(self) -> None:
-        self._paper.load()
-        self.account, self.pending = self._paper.account, self._paper.pending
+        """Balances, positions (an adopted holding included) and open orders from the database."""
+        self.account, self.pending = load_state(self.store, self.run_id, self.account.quote, self.books)
+
+    def open(self, adopt: bool) -> None:
+        """Start or resume the run on the account. Open orders with our client-id prefix
+        that the database does not know (a lost database, a run that died) are never
+        ignored: the start is refused, or with ``adopt`` they are canceled first. A new
+        run starts from the exchange's balances: a holding of a traded base asset (above
+        dust) is refused, or with ``adopt`` becomes the run's position at the current
+        price."""
+        self.load()
+        self._foreign_orders(adopt)
+        fresh = not self.account.balances  # no balance read yet: the run's first start
+        balances = self._balances()
+        held = self._holdings(balances) if fresh else {}
+        if held and not adopt:
+            what = ", ".join(f"{amount:.8g} {c} (about {amount * price:,.2f} {self.account.quote})"
+                             for c, (amount, price) in held.items())
+            raise ExchangeConfigError(f"the account holds {what} and this is a new run: pass --adopt to make "
+                                      f"it the run's position, or move it out of the account")
+        self.store.apply_order_updates(self.run_id, [], balances, opening=self._opening)
+        if held:
+            self.store.adopt_balances(self.run_id, held)
+            for c, (amount, price) in held.items():
+                self.event("warning", f"adopted {amount:.8g} {c} held on the exchange at {price:g} as the run's "
+                                      f"position")
+            self.load()
+        self._apply_balances(balances)
+        self.reconcile_balances()
+
+    def _foreign_orders(self, adopt: bool) -> None:
+        known = self.store.order_ids(self.run_id)
+        found = []
+        for symbol in sorted({r.symbol for r in self.rules.values()}):
+            orders = call_with_retry(self.client.fetch_open_orders, symbol, **self.retry)
+            found += [(symbol, o) for o in orders if str(o.get("clientOrderId") or "").startswith(PREFIX)
+                      and o.get("clientOrderId") not in known]
+        if found and not adopt:
+            ids = ", ".join(f"{o['clientOrderId']} ({symbol} {o.get('side')} {o.get('amount')})" for symbol, o in found)
+            raise ExchangeConfigError(f"open orders on the exchange placed by kronos-trader are not in this "
+                                      f"database: {ids}; pass --adopt to cancel them and start from the balances, "
+                                      f"or wait for them to settle")
+        for symbol, o in found:
+            call_with_retry(self.client.cancel_order, o["id"], symbol, **self.retry)
+            self.event("warning", f"canceled open order {o['clientOrderId']} ({o.get('side')} {o.get('amount')}) "
+                                  f"that this database did not know", symbol)
+
+    def _holdings(self, balances: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        """Base assets of the traded pairs held above dust: currency -> (amount, price)."""
+        held = {}
+        for rules in self.rules.values():
+            amount = sum(balances.get(rules.base, (0.0, 0.0)))
+            if not amount or rules.base in held:
+                continue
+            ticker = call_with_retry(self.client.fetch_ticker, rules.symbol, **self.retry)
+            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+            if not is_dust(rules.min_amount, rules.min_notional, amount, price):
+                held[rules.base] = (amount, price)
+        return held
 
     def position(self, book) -> Position:
         return self.account.position(book)
@@ -90,14 +154,6 @@ class ExchangeBroker:
         raw = call_with_retry(self.client.fetch_balance, **self.retry)
         return {c: (float((raw.get(c) or {}).get("free") or 0.0), float((raw.get(c) or {}).get("used") or 0.0))
                 for c in self.currencies}
-
-    def sync_balances(self) -> list[str]:
-        """Read the exchange balances into the database (the first read of a run is its
-        opening balance) and reconcile them with opening + fills; returns the problems."""
-        balances = self._balances()
-        self.store.apply_order_updates(self.run_id, [], balances, opening=self._opening)
-        self._apply_balances(balances)
-        return self.reconcile_balances()
 
     def _apply_balances(self, balances: dict[str, tuple[float, float]]) -> None:
         self.account.balances[self.account.quote] = sum(balances[self.account.quote])
@@ -122,9 +178,10 @@ class ExchangeBroker:
         return problems
 
     # ------------------------------------------------------------------ orders
-    def send(self, orders: list[PendingOrder]) -> list[str]:
-        """Send 'new' orders; returns the client ids the exchange refused."""
-        refused = []
+    def send(self, orders: list[PendingOrder]) -> SendResult:
+        """Send 'new' orders; returns the ones the exchange refused and how many filled."""
+        result = SendResult()
+        refused = result.refused
         for order in orders:
             if order.status != "new":
                 continue
@@ -148,7 +205,8 @@ class ExchangeBroker:
                 continue
             self.hook("order_answered", orders=[order])
             self._finish(order, answer)
-        return refused
+            result.fills += order.status == "filled"
+        return result
 
     def _create(self, order: PendingOrder) -> dict:
         """create_order through the shared retry helper without duplicates: Binance refuses a
@@ -246,7 +304,7 @@ class ExchangeBroker:
         if balances is not None:
             self._apply_balances(balances)
             self.reconcile_balances()
-        order.status, order.misses, order.first_miss = status, 0, None
+        order.status, order.misses = status, 0
         if status in OPEN_ORDER_STATUSES:
             self.pending[order.client_order_id] = order
         else:
@@ -257,10 +315,12 @@ class ExchangeBroker:
         grace period, and not in the order history either."""
         now = pd.Timestamp(utcnow())
         order.misses += 1
-        order.first_miss = order.first_miss if order.first_miss is not None else now
         if order.status in ("sent", "new"):
             self._set_status(order, "unknown")
-        if order.misses < self.lost_after or now - order.first_miss < self.not_found_grace:
+        # the grace counts from the order's time in the database: it holds across restarts
+        # (each `paper --once` is a new process)
+        age = now - (order.created if order.created is not None else now)
+        if order.misses < self.lost_after or age < self.not_found_grace:
             self.event("warning", f"order {order.client_order_id} not found on the exchange (lookup "
                                   f"{order.misses}/{self.lost_after}); asking again later", order.symbol)
             return
@@ -274,11 +334,28 @@ class ExchangeBroker:
         self.event("warning", f"order {order.client_order_id} never reached the exchange: the position is "
                               f"decided again on the current candle", order.symbol)
 
-    def poll(self) -> int:
-        """Refresh the orders in flight or open on the exchange; returns how many filled."""
+    def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
+        """Refresh the orders of ``book`` in flight or open on the exchange; returns how many filled."""
+        return self.poll(book)
+
+    def buying_power(self) -> dict[str, float] | None:
+        return self.free
+
+    def take_lost(self) -> list[PendingOrder]:
+        lost, self.lost = self.lost, []
+        return lost
+
+    def recover(self, current_close: dict[str, pd.Timestamp] | None) -> list[str]:
+        """Settle the orders stored before the last stop (``reconcile``); returns the ones sent now."""
+        return self.reconcile(current_close)
+
+    def poll(self, book: Book | None = None) -> int:
+        """Refresh the orders (of ``book``, else all) in flight or open on the exchange;
+        returns how many filled."""
         filled = 0
         for order in list(self.pending.values()):
-            if order.status == "new":
+            # a book's orders (and those of pairs no longer configured, with every book)
+            if order.status == "new" or (book is not None and order.book != book and order.book in self.books):
                 continue
             try:
                 found = self._lookup(order)
@@ -292,12 +369,14 @@ class ExchangeBroker:
                 self.event("warning", f"cannot refresh order {order.client_order_id}: {one_line(exc)}", order.symbol)
         return filled
 
-    def reconcile(self, current_close: dict[str, pd.Timestamp] | pd.Timestamp | None = None) -> None:
+    def reconcile(self, current_close: dict[str, pd.Timestamp] | pd.Timestamp | None = None) -> list[str]:
         """On start: every open order of the run is settled with the exchange's view. A 'new'
         order (stored, never sent) of the current candle is sent now; an older one would
         trade late at a stale price, so it expires and the runner decides again
         (``current_close``: the close of the last closed candle, per timeframe). Open
-        exchange orders of this run the database does not know are reported."""
+        exchange orders of this run the database does not know are reported. Returns the
+        client ids sent now."""
+        sent: list[str] = []
         for order in list(self.pending.values()):
             if order.status == "new":
                 try:
@@ -312,6 +391,7 @@ class ExchangeBroker:
                     self.event("warning", f"sending {order.client_order_id}, stored before the last stop but "
                                           f"never sent", order.symbol)
                     self.send([order])
+                    sent.append(order.client_order_id)
                 else:
                     self._set_status(order, "expired", reason="not sent before the last stop; decided again")
                     self._lose(order)
@@ -328,15 +408,4 @@ class ExchangeBroker:
                 self.event("info", f"reconciled {order.client_order_id}: {order.status}", order.symbol)
             else:
                 self._missing(order)
-        symbols = sorted({r.symbol for r in self.rules.values()})
-        for symbol in symbols:
-            try:
-                open_orders = call_with_retry(self.client.fetch_open_orders, symbol, **self.retry)
-            except ExchangeAdapterError as exc:
-                self.event("warning", f"cannot list open orders: {one_line(exc)}", symbol)
-                continue
-            known = self.store.order_ids(self.run_id)
-            for o in open_orders:
-                cid = o.get("clientOrderId")
-                if belongs_to_run(cid, self.run_id) and cid not in known:
-                    self.event("error", f"open exchange order {cid} is not in the database", symbol)
+        return sent

@@ -10,8 +10,9 @@ filled flat (``fill_candle_gaps``) the same way every cycle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
+import ccxt
 import pandas as pd
 
 from kronos_trader.exchange import fetch_closed_candles, fetch_last_candles, fill_candle_gaps, shift_open
@@ -33,7 +34,7 @@ class PairFeed:
 
 
 class CandleFeed:
-    def __init__(self, store: Store, client: Any, source: str, lookback: int, retry: dict,
+    def __init__(self, store: Store, client: ccxt.Exchange, source: str, lookback: int, retry: dict,
                  on_retry: Callable[[str, str], Callable] | None = None):
         self.store, self.client, self.source, self.lookback = store, client, source, lookback
         self.retry = retry

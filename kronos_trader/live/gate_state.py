@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
 from kronos_trader.forecasting.service import WindowForecast
 from kronos_trader.gate import GateState, GateVerdict, SkillGate
 from kronos_trader.notify import notifier_from_env
-from kronos_trader.store import Event, Forecast, Signal, Store
+from kronos_trader.store import Event, Store
 
 __all__ = ["attach_gate", "gate_status", "GATE_EVENT"]
 
@@ -25,10 +24,7 @@ GATE_EVENT = "skill gate"
 
 def _replay(gate: SkillGate, store: Store, run_id: str) -> int:
     """Feed each pair's gate the forecasts of its stored decisions, in time order."""
-    with store.session(readonly=True) as s:
-        rows = s.execute(select(Signal.symbol, Signal.timeframe, Signal.bar_time, Forecast.window_end, Forecast.payload)
-                         .join(Forecast, Forecast.id == Signal.forecast_id)
-                         .where(Signal.run_id == run_id).order_by(Signal.bar_time, Signal.id)).all()
+    rows = store.decided_forecasts(run_id)
     for symbol, timeframe, _, window_end, payload in rows:
         gate.for_series((symbol, timeframe)).observe(WindowForecast.from_payload(pd.Timestamp(window_end), payload))
     return len(rows)
@@ -58,7 +54,4 @@ def attach_gate(runner: Any) -> None:
 
 def gate_status(store: Store, run_id: str) -> dict[str | None, Event]:
     """The latest skill-gate event per symbol of a run."""
-    q = (select(Event).where(Event.run_id == run_id, Event.message.like(f"{GATE_EVENT} %"))
-         .order_by(Event.ts, Event.id))
-    with store.session(readonly=True) as s:
-        return {e.symbol: e for e in s.scalars(q)}
+    return {e.symbol: e for e in store.events_like(run_id, f"{GATE_EVENT} ")}

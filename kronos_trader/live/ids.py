@@ -12,6 +12,8 @@ import re
 import pandas as pd
 
 MAX_LENGTH = 36
+#: every client order id of kronos-trader starts with it
+PREFIX = "kt"
 _PAIR_CHARS = re.compile(r"[^A-Za-z0-9]")
 
 
@@ -30,10 +32,7 @@ def client_order_id(run_id: str, symbol: str, bar_time, side: str) -> str:
     stamp = pd.Timestamp(bar_time)
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
-    cid = f"kt{run_id[:8]}-{compact_pair(symbol)}-{stamp:%y%m%d%H%M%S}-{side[0]}"
+    cid = f"{PREFIX}{run_id[:8]}-{compact_pair(symbol)}-{stamp:%y%m%d%H%M%S}-{side[0]}"
     assert len(cid) <= MAX_LENGTH, cid
     return cid
 
-
-def belongs_to_run(client_id: str | None, run_id: str) -> bool:
-    return bool(client_id) and client_id.startswith(f"kt{run_id[:8]}-")

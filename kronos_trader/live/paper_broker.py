@@ -19,47 +19,20 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
+import ccxt
 import pandas as pd
-from kronos_trader.exchange import MarketRules
-from kronos_trader.store import Order, Store
-from kronos_trader.store import OrderUpdate
+from kronos_trader.exchange import ExchangeAdapterError, MarketRules, call_with_retry
+from kronos_trader.exchange.errors import one_line
+from kronos_trader.store import OrderUpdate, Store
 
-from .accounting import Account, Book, Position, base_of, fill_deltas
+from .accounting import Account, Book, Position
+from .broker import PendingOrder, SendResult, load_state
 
 log = logging.getLogger(__name__)
 
 FILL_MODES = ("next_open", "ticker")
-
-
-@dataclass
-class PendingOrder:
-    """An order the broker holds until it fills (mirror of an open 'orders' row)."""
-
-    client_order_id: str
-    symbol: str
-    timeframe: str
-    bar_time: pd.Timestamp  # decision candle's close = the fill candle's open
-    side: str
-    amount: float
-    status: str = "new"
-    created: pd.Timestamp | None = None  # when it was stored (naive UTC)
-    misses: int = 0                      # live: lookups that did not find it in a row
-    first_miss: pd.Timestamp | None = None
-
-    @property
-    def book(self) -> Book:
-        return (self.symbol, self.timeframe)
-
-    @property
-    def signed(self) -> float:
-        return self.amount if self.side == "buy" else -self.amount
-
-    @classmethod
-    def from_row(cls, row: Order) -> "PendingOrder":
-        return cls(row.client_order_id, row.symbol, row.timeframe, pd.Timestamp(row.bar_time), row.side,
-                   float(row.amount), row.status, pd.Timestamp(row.created_at))
 
 
 @dataclass
@@ -82,19 +55,6 @@ def slipped_open(side: str, open_: float, high: float, low: float, slippage: flo
     return max(open_ * (1 - slippage), low)
 
 
-def order_problem(rules: MarketRules, amount: float, price: float) -> str | None:
-    """Why an (already rounded) amount cannot be sent at about ``price``; None when fine."""
-    if amount <= 0:
-        return f"amount rounds to 0 at the market step {rules.amount_step}"
-    if rules.min_amount is not None and amount < rules.min_amount:
-        return f"amount {amount:g} below the market minimum {rules.min_amount:g}"
-    if rules.max_amount is not None and amount > rules.max_amount:
-        return f"amount {amount:g} above the market maximum {rules.max_amount:g}"
-    if not rules.notional_ok(amount, price):
-        return f"notional {amount * price:.8g} below the market minimum {rules.min_notional:g}"
-    return None
-
-
 class PaperBroker:
     """Simulated exchange account for one run (see the module docstring)."""
 
@@ -102,14 +62,19 @@ class PaperBroker:
 
     def __init__(self, store: Store, run_id: str, quote: str, rules: dict[str, MarketRules], *,
                  commission: float, slippage: float, fill: str = "next_open",
-                 hook: Callable[..., None] | None = None):
+                 hook: Callable[..., None] | None = None, event: Callable[..., None] | None = None,
+                 ticker: Callable[[str], tuple[pd.Timestamp, float]] | None = None):
         if fill not in FILL_MODES:
             raise ValueError(f"fill must be one of {', '.join(FILL_MODES)}, got {fill!r}")
         self.store, self.run_id, self.rules = store, run_id, rules
         self.commission, self.slippage, self.fill_mode = commission, slippage, fill
         self.account = Account(quote)
         self.pending: dict[str, PendingOrder] = {}
+        self.lost: list[PendingOrder] = []  # a simulated exchange loses nothing
         self.hook = hook or (lambda name, **kw: None)
+        self.event = event or (lambda level, message, symbol=None: log.log(logging.INFO, message))
+        #: ticker mode: (time, last price) of a symbol (``ticker_source``)
+        self.ticker = ticker
 
     # ------------------------------------------------------------------ state
     def initialize(self, quote_balance: float, currencies: Iterable[str]) -> None:
@@ -118,15 +83,24 @@ class PaperBroker:
                                                for c in dict.fromkeys([self.account.quote, *currencies])})
 
     def load(self) -> None:
-        """Balances, positions (from the fills, in order, net of fees in the base asset) and
-        open orders from the database."""
-        balances, fills, open_rows = self.store.account_rows(self.run_id)
-        account = Account(self.account.quote, {b.currency: float(b.free) + float(b.used) for b in balances})
-        for symbol, timeframe, side, amount, price, fee, fee_currency in fills:
-            net = fill_deltas(symbol, side, amount, price, fee, fee_currency)[base_of(symbol)]
-            account.position((symbol, timeframe)).update(net, price)
-        self.account = account
-        self.pending = {o.client_order_id: PendingOrder.from_row(o) for o in open_rows}
+        """Balances, positions and open orders from the database (``load_state``)."""
+        self.account, self.pending = load_state(self.store, self.run_id, self.account.quote)
+
+    def recover(self, current_close: dict[str, pd.Timestamp] | None = None) -> list[str]:
+        """Orders stored but not sent before the last stop are sent now (they fill at their
+        fill candle's open, the backtest's rule)."""
+        new = [o for o in self.pending.values() if o.status == "new"]
+        if new:
+            self.send(new)
+            self.event("warning", f"recovered {len(new)} order(s) stored but not sent before the last stop: "
+                                  f"{', '.join(o.client_order_id for o in new)}")
+        return [o.client_order_id for o in new]
+
+    def buying_power(self) -> dict[str, float] | None:
+        return None  # Backtrader's cash check at submission
+
+    def take_lost(self) -> list[PendingOrder]:
+        return []
 
     def position(self, book: Book) -> Position:
         return self.account.position(book)
@@ -137,22 +111,44 @@ class PaperBroker:
         for o in orders:
             self.pending[o.client_order_id] = o
 
-    def send(self, orders: list[PendingOrder]) -> list[str]:
-        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction).
-        Returns the refused ones (none: the simulated exchange refuses at fill time)."""
+    def send(self, orders: list[PendingOrder]) -> SendResult:
+        """Hand 'new' orders to the simulated exchange: they become 'sent' (one transaction);
+        in ticker mode they fill at once. None is refused here (the simulated exchange
+        refuses at fill time)."""
         todo = [o for o in orders if o.status == "new"]
         if todo:
             self.store.apply_order_updates(self.run_id, [OrderUpdate(o.client_order_id, "sent") for o in todo])
         for o in todo:
             o.status = "sent"
-        return []
+        result = SendResult()
+        if self.fill_mode == "ticker":
+            for order in todo:
+                try:
+                    stamp, last = self.ticker(order.symbol)
+                except (ExchangeAdapterError, ValueError) as exc:
+                    self.event("error", f"order {order.client_order_id} stays pending: no ticker ({one_line(exc)})",
+                               order.symbol)
+                    continue
+                result.fills += 1 if self.fill_at(order, stamp, last).amount else 0
+        return result
 
     def due(self, book: Book, upto: pd.Timestamp) -> list[PendingOrder]:
         """Pending orders of ``book`` whose fill candle (opening at ``bar_time``) is ``<= upto``."""
         return sorted((o for o in self.pending.values() if o.book == book and o.bar_time <= upto),
                       key=lambda o: o.bar_time)
 
-    def settle(self, book: Book, candles: pd.DataFrame, upto: pd.Timestamp) -> list[FillResult]:
+    def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
+        """Fill the due orders of ``book`` at their fill candle's open (in ticker mode only
+        orders left pending, e.g. for want of a ticker); returns how many filled."""
+        if candles is None:
+            return 0
+        results = self.fill_due(book, candles, upto)
+        for r in results:
+            if r.status != "filled":
+                self.event("warning", f"order {r.client_order_id} {r.status}: {r.reason}", book[0])
+        return sum(1 for r in results if r.amount)
+
+    def fill_due(self, book: Book, candles: pd.DataFrame, upto: pd.Timestamp) -> list[FillResult]:
         """Fill the due orders of ``book`` at their fill candle's open (next_open mode)."""
         results = []
         for order in self.due(book, upto):
@@ -219,3 +215,17 @@ class PaperBroker:
         for r in results:
             self.pending.pop(r.client_order_id, None)
             log.info("paper %s %s %g @ %g (%s)", r.status, r.client_order_id, r.amount, r.price, r.reason or "ok")
+
+
+def ticker_source(client: ccxt.Exchange, retry: dict, now: Callable[[], pd.Timestamp],
+                  on_retry: Callable[[str, str], Any]) -> Callable[[str], tuple[pd.Timestamp, float]]:
+    """Ticker mode's price: the exchange's last price, stamped with the run's clock."""
+
+    def ticker(symbol: str) -> tuple[pd.Timestamp, float]:
+        data = call_with_retry(client.fetch_ticker, symbol, on_retry=on_retry(symbol, "fetch_ticker"), **retry)
+        last = data.get("last") or data.get("close")
+        if not last:
+            raise ValueError("ticker without a last price")
+        return now(), float(last)
+
+    return ticker

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import ccxt
 import pandas as pd
 
 from kronos_trader.config import Settings
@@ -40,7 +41,7 @@ from kronos_trader.decision import Policy, RiskLimits, load_policy
 from kronos_trader.exchange import (
     ExchangeAdapterError,
     ExchangeConfigError,
-    call_with_retry,
+    MarketRules,
     last_closed_candle_open,
     make_client,
     market_rules,
@@ -56,7 +57,10 @@ from .accounting import Book
 from .clock import Clock, utc_now
 from .feed import CandleFeed, PairFeed
 from .gate_state import attach_gate
-from .paper_broker import FillResult, PaperBroker, PendingOrder
+from .broker import Broker, PendingOrder
+from .exchange_broker import ExchangeBroker
+from .lease import RunLease
+from .paper_broker import PaperBroker, ticker_source
 from .persister import Persister
 from .runs import resolve_run
 from .step import BookInput, Costs, decide_bar
@@ -71,7 +75,7 @@ HOOK_POINTS = ("cycle_start", "orders_new", "orders_sent", "order_in_flight", "o
 class PairBook:
     symbol: str              # unified symbol
     timeframe: str
-    rules: Any               # MarketRules
+    rules: MarketRules
     interval: pd.Timedelta
     feed: PairFeed
     last_bar: pd.Timestamp | None = None   # open time of the last bar decided (or passed)
@@ -96,6 +100,7 @@ class CycleReport:
     fills: int = 0
     skipped: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)  # decisions due but not made, with the reason
+    retried: list[str] = field(default_factory=list)    # orders stored before the last stop, sent now
     final: int = 0                         # of those, how many a retry cannot help (the history is short)
     attempts: int = 1
     timings: dict[str, float] = field(default_factory=dict)
@@ -114,13 +119,13 @@ class LiveRunner:
     lasts. ``hooks`` maps hook point names (``HOOK_POINTS``) to callables, for tests and tooling.
     """
 
-    def __init__(self, settings: Settings, *, store: Store | None = None, client: Any = None,
+    def __init__(self, settings: Settings, *, store: Store | None = None, client: ccxt.Exchange | None = None,
                  service: ForecastService | None = None, run_id: str | None = None, new_run: bool = False,
                  live: bool = False, fill: str = "next_open", clock: str | Callable[[], pd.Timestamp] = "exchange",
                  local_clock: Callable[[], pd.Timestamp] = utc_now, retries: int = 4, backoff: float = 0.5,
                  min_change: float = 0.02, decision_retries: int = 3, retry_delay: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep, not_found_grace: pd.Timedelta | None = None,
-                 hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False):
+                 hooks: dict[str, Callable[..., None]] | None = None, progress: bool = False, adopt: bool = False):
         if live and not settings.paper.live:
             raise ExchangeConfigError("live trading needs paper.live: true in the config as well as --live")
         self.settings, self.live, self.fill = settings, live, fill
@@ -137,6 +142,7 @@ class LiveRunner:
         self.not_found_grace = not_found_grace
         self.hooks = dict(hooks or {})
         self.progress = progress
+        self.adopt = adopt
         self.policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
         if not isinstance(self.policy, Policy):
             raise ExchangeConfigError(f"strategy.name '{settings.strategy.name}' is a cross-sectional policy: live "
@@ -145,13 +151,16 @@ class LiveRunner:
         self.costs = Costs(settings.costs.commission, settings.costs.slippage)
         self.source = settings.paper.exchange
         self.books: dict[Book, PairBook] = {}
-        self.broker: Any = None
+        self.broker: Broker | None = None
+        self.lease: RunLease | None = None
+        self._retried: list[str] = []  # sent by the recovery at start (reported by the first cycle)
         self.feed: CandleFeed | None = None
         self.persister: Persister | None = None
         self._lock = threading.RLock()
         self._prices: dict[Book, float] = {}
         self.clock_: Clock | None = None
         self.started = False
+        self.started_at = pd.Timestamp(utcnow())
 
     # ------------------------------------------------------------------ setup
     def hook(self, name: str, **kwargs: Any) -> None:
@@ -194,28 +203,37 @@ class LiveRunner:
             self.service = ForecastService.from_settings(s, self.store, self.progress, model)
         if self.service.store is None:
             self.service.store = self.store
-        self.run_id = self._resolve_run()
-        self.persister.run_id = self.run_id
-        rules = {b.symbol: b.rules for b in self.books.values()}
-        if self.live:
-            from .exchange_broker import ExchangeBroker
-
-            extra = {"not_found_grace": self.not_found_grace} if self.not_found_grace is not None else {}
-            self.broker = ExchangeBroker(self.store, self.run_id, quotes[0], rules, self.client,
-                                         retry=self.retry, hook=self.hook, event=self.event, **extra)
-            self.broker.load()
-            self.broker.sync_balances()
-        else:
-            self.broker = PaperBroker(self.store, self.run_id, quotes[0], rules,
-                                      commission=self.costs.commission, slippage=self.costs.slippage,
-                                      fill=self.fill, hook=self.hook)
-            self.broker.initialize(s.paper.quote_balance, sorted({b.rules.base for b in self.books.values()}))
-            self.broker.load()
-        self._load_books()
-        attach_gate(self)
-        self._recover()
+        # one run per (exchange, account, pair): taken before the run is created or resumed
+        self.lease = RunLease(self.store, self.kind, s.paper, [b.symbol for b in self.books.values()])
+        self.lease.acquire(None)
+        try:
+            self.run_id = self._resolve_run()
+            self.lease.acquire(self.run_id)
+            self.persister.run_id = self.run_id
+            self.broker = self._open_broker(quotes[0])
+            self._load_books()
+            attach_gate(self)
+            self._recover()
+        except BaseException:
+            self.lease.release()
+            raise
         self.started = True
         return self
+
+    def _open_broker(self, quote: str) -> Broker:
+        rules = {b.symbol: b.rules for b in self.books.values()}
+        if self.live:
+            extra = {"not_found_grace": self.not_found_grace} if self.not_found_grace is not None else {}
+            live = ExchangeBroker(self.store, self.run_id, quote, rules, self.client, books=list(self.books),
+                                  retry=self.retry, hook=self.hook, event=self.event, **extra)
+            live.open(self.adopt)
+            return live
+        paper = PaperBroker(self.store, self.run_id, quote, rules, commission=self.costs.commission,
+                            slippage=self.costs.slippage, fill=self.fill, hook=self.hook, event=self.event,
+                            ticker=ticker_source(self.client, self.retry, self.now, self._on_retry))
+        paper.initialize(self.settings.paper.quote_balance, sorted({b.rules.base for b in self.books.values()}))
+        paper.load()
+        return paper
 
     def _check_timeframe(self, symbol: str, timeframe: str) -> None:
         """An unsupported timeframe fails at start, not in every cycle."""
@@ -247,31 +265,36 @@ class LiveRunner:
             book.held_target = float("nan") if held is None else float(held)
 
     def _recover(self) -> None:
-        """Orders stored but not settled before the last stop."""
-        if self.live:
+        """Orders stored but not settled before the last stop (an unsent one of a candle that
+        has passed is not sent late: ``current`` is the close of the last closed candle)."""
+        current: dict[str, pd.Timestamp] = {}
+        if any(o.status == "new" for o in self.broker.pending.values()):
             try:
                 now = self.now()
                 current = {tf: last_closed_candle_open(now, tf) + timeframe_to_timedelta(tf) for tf in self.timeframes}
             except Exception as exc:  # without a clock every unsent order counts as late
                 self.event("warning", f"cannot read the clock at start ({one_line(exc)})")
-                current = {}
-            self.broker.reconcile(current or None)
-            self._decide_lost_again()
-            return
-        new = [o for o in self.broker.pending.values() if o.status == "new"]
-        if new:
-            self.broker.send(new)
-            self.event("warning", f"recovered {len(new)} order(s) stored but not sent before the last stop: "
-                                  f"{', '.join(o.client_order_id for o in new)}")
+        self._retried = self.broker.recover(current or None)
+        self._decide_lost_again()
 
     def _decide_lost_again(self) -> None:
         """Orders that never reached the exchange: their books decide again (not sent late)."""
-        for order in getattr(self.broker, "lost", []):
+        for order in self.broker.take_lost():
             book = self.books.get(order.book)
             if book is not None:
                 book.held_target = float("nan")
-        if getattr(self.broker, "lost", None):
-            self.broker.lost.clear()
+
+    def close(self) -> None:
+        """The process is done with the run: its lease is released (the run stays resumable)."""
+        if self.lease is not None:
+            self.lease.release()
+        self.started = False
+
+    def __enter__(self) -> "LiveRunner":
+        return self if self.started else self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ events
     def event(self, level: str, message: str, symbol: str | None = None, run_id: str | None = None) -> None:
@@ -299,10 +322,12 @@ class LiveRunner:
         if not self.started:
             self.start()
         with self._lock:
+            self.lease.renew()
             reports = []
             for tf in ([timeframe] if timeframe else self.timeframes):
                 report = self._cycle_until_decided(tf, pd.Timestamp(now) if now is not None else None)
                 if report is not None:
+                    report.retried, self._retried = self._retried, []
                     reports.append(report)
             return reports
 
@@ -364,13 +389,15 @@ class LiveRunner:
         report = CycleReport(timeframe, now, boundary, started=t0)
         self.hook("cycle_start", report=report)
         books = [b for b in self.books.values() if b.timeframe == timeframe]
-        if self.live:
-            report.fills += self.broker.poll()  # orders in flight settle first (lost ones decide again)
-            self._decide_lost_again()
+        report.fills += self._settle(books, {}, boundary)  # orders in flight settle first (lost ones decide again)
         behind = self.clock_.behind(timeframe, now, boundary) if self.clock_ is not None else None
-        plans: dict[Book, list[pd.Timestamp]] = {b.key: self._plan(b, boundary, report) for b in books}
         if behind is not None:
+            # the newest closed candle is the local clock's, not closed on the exchange yet:
+            # nothing is decided (an older candle now would trade late, then again)
+            plans: dict[Book, list[pd.Timestamp]] = {b.key: [] for b in books}
             report.undecided.extend(f"{b.symbol}: {behind}" for b in books)
+        else:
+            plans = {b.key: self._plan(b, boundary) for b in books}
 
         # 1. candles
         t = time.time()
@@ -378,6 +405,7 @@ class LiveRunner:
         for book in books:
             try:
                 frames[book.key] = self._candles(book, plans[book.key], boundary, now)
+                plans[book.key] = self._missed(book, plans[book.key], report)
             except (ExchangeAdapterError, ValueError) as exc:
                 report.skipped.append(f"{book.symbol}: {one_line(exc)}")
                 if plans[book.key]:
@@ -444,17 +472,23 @@ class LiveRunner:
         self.hook("cycle_end", report=report)
         return report
 
-    def _plan(self, book: PairBook, boundary: pd.Timestamp, report: CycleReport) -> list[pd.Timestamp]:
-        """Decision bars (open times) of this cycle for one pair."""
+    def _plan(self, book: PairBook, boundary: pd.Timestamp) -> list[pd.Timestamp]:
+        """Candidate decision bars (open times) of this cycle for one pair: every candle
+        since the last decision (``_missed`` keeps those the exchange has)."""
         if book.last_bar is None:
             return [boundary]
-        if book.last_bar >= boundary:
-            return []
-        missed = []
+        bars = []
         bar = shift_open(book.last_bar, book.timeframe, 1)
         while bar <= boundary:
-            missed.append(bar)
+            bars.append(bar)
             bar = shift_open(bar, book.timeframe, 1)
+        return bars
+
+    def _missed(self, book: PairBook, bars: list[pd.Timestamp], report: CycleReport) -> list[pd.Timestamp]:
+        """The decision bars of the cycle: candles the exchange has none for (a weekend, a
+        halt) were never missed; earlier real candles are caught up or skipped
+        (``paper.missed_candles``)."""
+        missed = [b for b in bars if b not in book.feed.holes] or bars[-1:]
         if len(missed) > 1:
             if self.settings.paper.missed_candles == "catch_up":
                 self.event("warning", f"catching up {len(missed) - 1} missed {book.timeframe} candle(s) "
@@ -463,7 +497,7 @@ class LiveRunner:
             self.event("warning", f"skipped {len(missed) - 1} missed {book.timeframe} candle(s) "
                                   f"({missed[0]} .. {missed[-2]}); paper.missed_candles is skip", book.symbol)
             report.skipped.append(f"{book.symbol}: {len(missed) - 1} missed candle(s) skipped")
-            return [boundary]
+            return missed[-1:]
         return missed
 
     def _due(self, book: PairBook, bar: pd.Timestamp) -> bool:
@@ -483,22 +517,13 @@ class LiveRunner:
 
     # ------------------------------------------------------------------ settle / decide / send
     def _settle(self, books: list[PairBook], frames: dict[Book, pd.DataFrame], upto: pd.Timestamp) -> int:
-        """Live: refresh open exchange orders. Paper: fill due orders at their fill candle's
-        open (in ticker mode only orders left pending, e.g. for want of a ticker)."""
-        if self.live:
-            fills = self.broker.poll()
-            self._decide_lost_again()
-            return fills
+        """The broker settles what is due per pair (the exchange: orders in flight or open;
+        paper: fills at the fill candle's open); lost orders make their books decide again."""
         fills = 0
         for book in books:
             frame = frames.get(book.key)
-            if frame is None or not self.broker.due(book.key, upto):
-                continue
-            results = self.broker.settle(book.key, frame.loc[:upto], upto)
-            fills += sum(1 for r in results if r.amount)
-            for r in results:
-                if r.status != "filled":
-                    self.event("warning", f"order {r.client_order_id} {r.status}: {r.reason}", book.symbol)
+            fills += self.broker.settle(book.key, frame.loc[:upto] if frame is not None else None, upto)
+        self._decide_lost_again()
         return fills
 
     def _decide(self, due: list[tuple[PairBook, pd.Timestamp]], books: list[PairBook],
@@ -519,12 +544,17 @@ class LiveRunner:
             if book.key in done:
                 book.last_bar = bar
         due = [(book, bar) for book, bar in due if book.key not in done]
+        unconfirmed = {o.book: o.client_order_id for o in self.broker.pending.values()}
+        for book, bar in due:  # a pair with an order not settled yet sends nothing new
+            if book.key in unconfirmed:
+                report.undecided.append(f"{book.symbol}: order {unconfirmed[book.key]} unconfirmed; no new order "
+                                        f"until it settles")
+        due = [(book, bar) for book, bar in due if book.key not in unconfirmed]
         if not due:
             return []
         inputs = [BookInput(book.key, book.rules, book.held_target, forecasts.get((book.key, bar))) for book, bar in due]
         result = decide_bar(self.policy, self.risk, inputs, self.broker.account, prices, run_id=self.run_id,
-                            costs=self.costs, min_change=self.min_change, live=self.live,
-                            free=getattr(self.broker, "free", None))
+                            costs=self.costs, min_change=self.min_change, free=self.broker.buying_power())
         added = self.persister.record(result, close_time, self.broker.account, prices)
         report.last_order_persisted = time.time()
         for book, bar in due:
@@ -550,25 +580,15 @@ class LiveRunner:
         return new
 
     def _send(self, orders: list[PendingOrder], report: CycleReport) -> None:
-        refused = self.broker.send(orders) or []
-        report.rejected.extend(refused)
-        if self.live:
-            self._decide_lost_again()
-        if not self.live and self.fill == "ticker":
-            for order in orders:
-                try:
-                    ticker = call_with_retry(self.client.fetch_ticker, order.symbol,
-                                             on_retry=self._on_retry(order.symbol, "fetch_ticker"), **self.retry)
-                    last = ticker.get("last") or ticker.get("close")
-                    if not last:
-                        raise ValueError("ticker without a last price")
-                    stamp = self.now()  # the run's clock (--clock), like every other time it records
-                except (ExchangeAdapterError, ValueError) as exc:
-                    self.event("error", f"order {order.client_order_id} stays pending: no ticker ({one_line(exc)})",
-                               order.symbol)
-                    continue
-                result: FillResult = self.broker.fill_at(order, stamp, float(last))
-                report.fills += 1 if result.amount else 0
+        result = self.broker.send(orders)
+        report.rejected.extend(result.refused)
+        report.fills += result.fills
+        self._decide_lost_again()
+
+    def unsettled(self) -> list[str]:
+        """Orders of this run that ended 'unknown' or 'expired' since it started (a
+        `paper --once` exits non-zero for them)."""
+        return self.store.troubled_orders(self.run_id, self.started_at)
 
     # ------------------------------------------------------------------ scheduling
     def run_forever(self, scheduler: Any = None) -> None:  # pragma: no cover - blocking

@@ -50,6 +50,13 @@ def build_scheduler(runner: Any, blocking: bool = True):
         scheduler.add_job(_job, trigger_for(timeframe, paper.delay_seconds), args=(runner, timeframe),
                           id=f"cycle-{timeframe}", name=f"{timeframe} cycle", coalesce=True, max_instances=1,
                           misfire_grace_time=int(paper.misfire_grace_seconds), replace_existing=True)
+    if runner.lease is not None:  # the run's lease outlives the gaps between candles
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        from .lease import HEARTBEAT_S
+
+        scheduler.add_job(runner.lease.renew, IntervalTrigger(seconds=HEARTBEAT_S), id="lease", name="lease heartbeat",
+                          coalesce=True, max_instances=1, replace_existing=True)
     return scheduler
 
 

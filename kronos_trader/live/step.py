@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
+from kronos_trader.exchange import MarketRules
 from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
 from kronos_trader.forecasting.service import WindowForecast
 
 from .accounting import Account, Book, base_of
 from .ids import client_order_id
-from .paper_broker import order_problem
+from .broker import is_dust, order_problem
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class BookInput:
     """One pair at the decision bar."""
 
     key: Book
-    rules: Any                          # MarketRules
+    rules: MarketRules
     held_target: float                  # the target the position was last traded to (NaN: unknown)
     forecast: WindowForecast | None     # None: not a forecast bar (forecast.every)
 
@@ -62,13 +62,15 @@ class StepResult:
 
 
 def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account: Account,
-               prices: dict[Book, float], *, run_id: str, costs: Costs, min_change: float, live: bool,
+               prices: dict[Book, float], *, run_id: str, costs: Costs, min_change: float,
                free: dict[str, float] | None = None) -> StepResult:
-    """Decisions of every pair at one bar. ``account`` holds positions net of fees; live
-    orders are capped to the free balances (a buy by the quote it can pay at the decision
-    price plus costs, a sell by the base held), so the exchange never refuses them for
-    funds; paper orders get Backtrader's cash check at submission. A closing order too
-    small for the market (the fee's dust) is no order."""
+    """Decisions of every pair at one bar. ``account`` holds positions net of fees; with
+    ``free`` balances (a real account) orders are capped to them (a buy by the quote it can
+    pay at the decision price plus costs, a sell by the base held), so the exchange never
+    refuses them for funds; without (paper) orders get Backtrader's cash check at
+    submission. A position below the market's minimum amount or notional (the fee's dust)
+    is flat for the decision; a closing order too small for the market is no order."""
+    live = free is not None
     out = StepResult()
     equity = account.equity(prices)
     cash = account.cash
@@ -81,7 +83,11 @@ def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account
         symbol, timeframe = book.key
         position = account.position(book.key)
         price = forecast.last_close
-        state = PositionState(size=position.size, entry_price=position.price or None, equity=equity, price=price)
+        rules = book.rules
+        dust = is_dust(rules.min_amount, rules.min_notional, position.size, price)
+        size = 0.0 if dust else position.size
+        state = PositionState(size=size, entry_price=(position.price or None) if size else None, equity=equity,
+                              price=price)
         decision = decide(series_policy(policy, book.key), forecast, state, risk)
         units = rebalance(decision, book.held_target, state, min_change)
         unknown = isinstance(book.held_target, float) and math.isnan(book.held_target)
@@ -117,12 +123,14 @@ def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account
                 order = OrderIntent(client_order_id(run_id, symbol, bar_time, side), symbol, timeframe, bar_time,
                                     side, amount, "rejected" if problem else "new",
                                     f"{decision.reason}; rejected: {problem}" if problem else decision.reason)
+        details = {"reason": reason, "p_up": forecast.prob_up(), "expected_return": forecast.expected_return(),
+                   "held_target": None if held != held else held, "equity": equity, "price": price,
+                   "market_min": [rules.min_amount, rules.min_notional]}
+        if dust:
+            details["dust"] = position.size
         out.signals.append({"symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
                             "forecast_id": forecast.forecast_id, "target_position": float(decision.target),
-                            "details": {"reason": reason, "p_up": forecast.prob_up(),
-                                        "expected_return": forecast.expected_return(),
-                                        "held_target": None if held != held else held, "equity": equity,
-                                        "price": price}})
+                            "details": details})
         out.held[book.key] = held
         if order is not None:
             out.orders.append(order)

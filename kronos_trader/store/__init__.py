@@ -7,6 +7,7 @@ sqlalchemy and pandas (alembic lazily, when migrating).
 from .accounts import OrderUpdate
 from .engine import DEFAULT_URL, alembic_config, safe_url
 from .errors import StoreError
+from .leases import LeaseHeld
 from .models import (
     Balance,
     Base,
@@ -15,6 +16,7 @@ from .models import (
     Event,
     Fill,
     Forecast,
+    Lease,
     Order,
     Run,
     Signal,
@@ -33,6 +35,8 @@ __all__ = [
     "Fill",
     "Forecast",
     "IllegalTransition",
+    "Lease",
+    "LeaseHeld",
     "Order",
     "OrderStatus",
     "OrderUpdate",

@@ -48,6 +48,14 @@ class AccountsMixin(StoreBase):
                 .order_by(Order.bar_time, Order.id)))
         return balances, fills, open_rows
 
+    def adopt_balances(self, run_id: str, held: Mapping[str, tuple[float, float]]) -> None:
+        """Mark ``amount`` of each currency's stored balance as adopted at ``price``: the
+        run's position from its start (``held``: currency -> (amount, price))."""
+        with self.session() as s:
+            for b in s.scalars(select(Balance).where(Balance.run_id == run_id, Balance.currency.in_(list(held)))
+                               .with_for_update()):
+                b.adopted, b.adopted_price = map(float, held[b.currency])
+
     def fill_count(self, client_order_id: str) -> int:
         """How many fills of the order are stored."""
         from sqlalchemy import func

@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, Table
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ._util import chunks
-from .engine import SQLITE_BEGIN_OPTION, safe_url
+from .engine import SQLITE_BEGIN_OPTION, SQLITE_BUSY_TIMEOUT_S, safe_url
 from .errors import StoreError
 
 BATCH_ROWS = 5000
@@ -66,6 +67,13 @@ class StoreBase:
             try:
                 yield s
                 s.commit()
+            except OperationalError as exc:
+                s.rollback()
+                if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                    # SQLite waited its busy timeout for another process's write lock
+                    raise StoreError(f"database {self.url} is locked by another process (waited "
+                                     f"{SQLITE_BUSY_TIMEOUT_S:g}s for it): {str(exc.orig).splitlines()[0]}") from None
+                raise
             except BaseException:
                 s.rollback()
                 raise

@@ -221,6 +221,10 @@ class Balance(Base):
     used: Mapped[float]
     #: live runs: the exchange balance when the run started (what is not the run's own)
     opening: Mapped[Optional[float]]
+    #: live runs started with --adopt: the part of the opening balance that is the run's
+    #: position from the start, and the price it was adopted at (its entry)
+    adopted: Mapped[Optional[float]]
+    adopted_price: Mapped[Optional[float]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -269,6 +273,19 @@ class SweepJournalEntry(Base):
     entry: Mapped[str] = mapped_column(Text)
 
 
+class Lease(Base):
+    """An advisory lock held by one process: one live run per (exchange, account, pair).
+    Renewed while the run trades; an expired lease may be taken over."""
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(300))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 __all__ = [
     "Base",
     "Run",
@@ -282,5 +299,6 @@ __all__ = [
     "Trade",
     "Event",
     "SweepJournalEntry",
+    "Lease",
     "utcnow",
 ]

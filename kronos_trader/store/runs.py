@@ -274,6 +274,16 @@ class RunsMixin(StoreBase):
             return set(s.execute(select(Signal.symbol, Signal.timeframe).where(
                 Signal.run_id == run_id, Signal.bar_time == to_utc_naive(bar_time))).all())
 
+    def troubled_orders(self, run_id: str, since: Any) -> list[str]:
+        """Client ids of the run's orders that are 'unknown', or 'expired' since ``since``."""
+        from sqlalchemy import and_, or_
+
+        with self.session(readonly=True) as s:
+            return list(s.scalars(select(Order.client_order_id).where(
+                Order.run_id == run_id,
+                or_(Order.status == "unknown",
+                    and_(Order.status == "expired", Order.updated_at >= to_utc_naive(since)))).order_by(Order.id)))
+
     def decision_span(self, run_id: str) -> dict[tuple[str, str], tuple[Any, Any, dict | None]]:
         """Per (symbol, timeframe): first and last decision bar (close times) and the last
         decision's details (what a resumed run continues from)."""

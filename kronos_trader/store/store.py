@@ -5,12 +5,14 @@ from __future__ import annotations
 from .accounts import AccountsMixin
 from .engine import DEFAULT_URL, _one_line, create_store_engine, safe_url, upgrade
 from .errors import StoreError
+from .leases import LeasesMixin
+from .live_reads import LiveReadsMixin
 from .market import MarketDataMixin
 from .reports import ReportsMixin
 from .runs import RunsMixin
 
 
-class Store(MarketDataMixin, RunsMixin, ReportsMixin, AccountsMixin):
+class Store(MarketDataMixin, RunsMixin, ReportsMixin, AccountsMixin, LeasesMixin, LiveReadsMixin):
     """Persistence for candles, forecasts and backtest/paper/live runs."""
 
 
