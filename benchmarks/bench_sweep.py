@@ -12,6 +12,7 @@ span; the figures are then also scaled to a year (linear in bars) and marked so.
     python benchmarks/bench_sweep.py --bars 1000      # a quick look, extrapolated to a year
     python benchmarks/bench_sweep.py --screen         # the screening pass on a year: points/s, agreement
     python benchmarks/bench_sweep.py --concurrent 2 --pg postgresql+psycopg://...   # N processes, one study
+    python benchmarks/bench_sweep.py --ray-fault      # Ray precompute with one actor's process killed
 
 The screening and concurrency runs use the tests' tiny random pair (32 + 4, 4 paths): their
 cost is the replay and the study's coordination, not the model.
@@ -185,6 +186,59 @@ def concurrent_bench(candles, pg_url: str, processes: int, trials: int) -> None:
                   f"duplicates {len(points) - len(set(points))}", flush=True)
 
 
+def ray_fault_bench(candles, windows: int, after_s: float) -> None:
+    """Ray precompute on 2 actors with one actor's process killed (SIGKILL) `after_s` seconds
+    in: does it finish, are all windows stored, and how much of the killed actor's work was kept."""
+    import os
+    import signal
+    import threading
+
+    import ray
+
+    def actor_pids() -> list[int]:
+        """Ray titles an actor's process `ray::ForecastShards...`."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"ray::ForecastShards" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        return pids
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = tiny_settings(tmp, f"sqlite:///{tmp}/fault.db", executor="ray", workers=2)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        killed = []
+
+        def kill_one():
+            time.sleep(after_s)
+            alive = actor_pids()
+            if alive:
+                os.kill(alive[0], signal.SIGKILL)
+                killed.append(alive[0])
+
+        try:
+            executor = RayExecutor(settings, progress=False)
+            threading.Thread(target=kill_one, daemon=True).start()
+            start = time.perf_counter()
+            window = candles.iloc[:windows + 31]
+            computed, _ = executor.precompute(SweepData({"SYN/USDT": window}, "1h"))
+            seconds = time.perf_counter() - start
+        finally:
+            ray.shutdown()
+        from kronos_trader.forecasting.service import ForecastService
+        from kronos_trader.store import open_store
+
+        check = ForecastService.from_settings(settings, open_store(settings.database.url), False, model=executor.model)
+        check.forecast_series(window, "SYN/USDT", "1h")  # reads only: a missing window would raise
+        what = f"pid {killed[0]}" if killed else "none was alive"
+        print(f"ray precompute, 2 actors, one killed after {after_s:.0f} s ({what}): finished in {seconds:.1f} s, "
+              f"{check.reused} of {windows} windows stored; the calls that returned computed {computed}, so "
+              f"{windows - computed} were kept from the killed actor's stored batches (work lost: at most its batch "
+              f"in flight, {settings.forecast.batch_windows} windows)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=YEAR_BARS, help="decision bars (default: a year)")
@@ -199,8 +253,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=5, help="points the screening pass re-runs in Backtrader")
     parser.add_argument("--concurrent", type=int, default=0, help="only: N sweep processes on one --pg study")
     parser.add_argument("--pg", help="PostgreSQL URL for --concurrent")
+    parser.add_argument("--ray-fault", action="store_true", help="only: Ray precompute with an actor killed")
     args = parser.parse_args()
     sample = load_candles(SAMPLE_DATA_PATH)
+    if args.ray_fault:
+        return ray_fault_bench(sample, min(args.bars, 3000), 20.0)
     if args.screen:
         return screen_bench(sample.iloc[-(args.bars + 31):], args.top)
     if args.concurrent:
