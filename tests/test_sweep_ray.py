@@ -42,3 +42,54 @@ def test_postgres_sweep_across_two_ray_workers(ray_head, fast_settings, fresh_pg
     assert local.forecasts_computed == 0
     by_params = {t.params["strategy.params.long_threshold"]: t.value for t in trials}
     assert {t.params["strategy.params.long_threshold"]: t.value for t in local.study.trials} == pytest.approx(by_params)
+
+
+def test_a_killed_forecast_actor_is_restarted_and_the_precompute_finishes(ray_head, fast_settings, tmp_path):
+    # issue 23.6: kill -9 of a forecast actor aborted the sweep (ActorDiedError) and lost its work
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from factories import make_candles
+
+    from kronos_trader.forecasting.service import ForecastService
+    from kronos_trader.store import open_store
+    from kronos_trader.sweep.executors import RayExecutor
+
+    def actor_pids() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"ray::ForecastShards" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        return pids
+
+    raw = fast_settings.model_dump(mode="json")
+    raw["forecast"]["batch_windows"] = 64
+    raw["sweep"] = {"executor": "ray", "workers": 2, "params": {"strategy.params.long_threshold": [0.5]}}
+    settings = parse_settings(raw)
+    candles = make_candles(1600, seed=3)
+    killed = []
+
+    def kill_one_while_it_works():
+        for _ in range(600):
+            pids = actor_pids()
+            if pids:
+                time.sleep(3.0)  # it has loaded the model and is storing batches
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.1)
+
+    executor = RayExecutor(settings, progress=False)
+    threading.Thread(target=kill_one_while_it_works, daemon=True).start()
+    executor.precompute(SweepData({"AAA/USDT": candles}, "1h"))
+    executor.close()
+    assert killed, "no forecast actor was running to kill"
+    check = ForecastService.from_settings(settings, open_store(settings.database.url), False, model=executor.model)
+    check.forecast_series(candles, "AAA/USDT", "1h")  # reads only: a window that was not stored raises
+    assert check.reused == 1600 - 31 and check.computed == 0

@@ -232,7 +232,11 @@ class RayExecutor:
         actors = [actor.remote(self.settings_json) for _ in range(count)]
         refs = [actors[i % len(actors)].run.remote(ref, symbol, data.timeframe, pos)
                 for i, (ref, symbol, pos) in enumerate(shards)]
-        computed = sum(_track(ray, refs, "forecast shards", self.progress))
+        try:
+            computed = sum(_track(ray, refs, "forecast shards", self.progress))
+        except ray.exceptions.RayError as exc:  # lost beyond the retries: one line, the stored batches stay
+            raise ValueError(f"ray: a forecast shard was lost after {RETRIES} retries ({type(exc).__name__}); "
+                             f"run again: the batches already stored are reused") from None
         self.model = ray.get(actors[0].identity.remote())
         for a in actors:
             ray.kill(a)
