@@ -19,6 +19,20 @@ def ray_head():
     ray.shutdown()
 
 
+def _ray_processes(title: bytes) -> list[int]:
+    """Pids of the processes Ray titled `title` (`ray::<actor class or task>`), from /proc."""
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and title in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def _settings(fast_settings, url, **sweep):
     raw = fast_settings.model_dump(mode="json")
     raw["database"]["url"] = url
@@ -50,23 +64,12 @@ def test_a_killed_forecast_actor_is_restarted_and_the_precompute_finishes(ray_he
     import signal
     import threading
     import time
-    from pathlib import Path
 
     from factories import make_candles
 
     from kronos_trader.forecasting.service import ForecastService
     from kronos_trader.store import open_store
     from kronos_trader.sweep.executors import RayExecutor
-
-    def actor_pids() -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and b"ray::ForecastShards" in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-        return pids
 
     raw = fast_settings.model_dump(mode="json")
     raw["forecast"]["batch_windows"] = 64
@@ -77,7 +80,7 @@ def test_a_killed_forecast_actor_is_restarted_and_the_precompute_finishes(ray_he
 
     def kill_one_while_it_works():
         for _ in range(600):
-            pids = actor_pids()
+            pids = _ray_processes(b"ray::ForecastShards")
             if pids:
                 time.sleep(3.0)  # it has loaded the model and is storing batches
                 os.kill(pids[0], signal.SIGKILL)
@@ -93,3 +96,33 @@ def test_a_killed_forecast_actor_is_restarted_and_the_precompute_finishes(ray_he
     check = ForecastService.from_settings(settings, open_store(settings.database.url), False, model=executor.model)
     check.forecast_series(candles, "AAA/USDT", "1h")  # reads only: a window that was not stored raises
     assert check.reused == 1600 - 31 and check.computed == 0
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_not_scored(ray_head, fast_settings, sample_candles):
+    # issue 23.6: kill -9 of a trial worker counted the trial as failed against the budget
+    import os
+    import signal
+    import threading
+    import time
+
+    settings = _settings(fast_settings, fast_settings.database.url, name="killed-trial")
+    killed, stop = [], threading.Event()
+
+    def kill_a_running_trial():
+        while not stop.is_set() and not killed:
+            for pid in _ray_processes(b"ray::_remote_trial"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=kill_a_running_trial, daemon=True).start()
+    try:
+        summary = run_sweep(settings, SweepData({"BTC/USDT": sample_candles.iloc[:200]}, "1h"), progress=False)
+    finally:
+        stop.set()
+    assert killed, "no trial was running to kill"
+    trials = summary.study.get_trials()
+    assert summary.failed == 0 and not [t for t in trials if t.user_attrs.get("error")]
+    assert sorted(t.params["strategy.params.long_threshold"] for t in trials if t.state == TrialState.COMPLETE) \
+        == [0.4, 0.5, 0.6, 0.7]
