@@ -12,8 +12,22 @@ import typer
 
 from kronos_trader.commands.common import ConfigOption, console, err_console, friendly  # noqa: F401
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"kronos-trader {version('kronos-trader')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Backtests and paper trading driven by Kronos candlestick forecasts."""
 
 
 @app.command()
@@ -54,17 +68,29 @@ def backtest(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
     report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    strategy: Optional[str] = typer.Option(None, help="policy, module:Class (e.g. strategies.directional:Directional)"),
+    timerange: Optional[str] = typer.Option(None, help="YYYYMMDD-YYYYMMDD (either side may be empty)"),
+    fee: Optional[float] = typer.Option(None, help="commission per fill, a fraction (0.001 = 0.1%)"),
+    cash: Optional[float] = typer.Option(None, help="starting cash"),
+    lookback: Optional[int] = typer.Option(None, help="history bars per forecast"),
+    horizon: Optional[int] = typer.Option(None, help="bars forecast"),
+    samples: Optional[int] = typer.Option(None, help="sample paths per forecast"),
+    stop_loss: Optional[float] = typer.Option(None, help="stop-loss, a fraction of the entry price"),
+    take_profit: Optional[float] = typer.Option(None, help="take-profit, a fraction of the entry price"),
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
     from kronos_trader.backtest.report import default_report_dir, print_report, write_report
     from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
+    from kronos_trader.commands.run_options import run_overrides
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
 
     settings = load_settings(config, {"data.path": str(data) if data else None, "data.symbol": symbol,
                                       "data.timeframe": timeframe, "data.start": start, "data.end": end,
                                       "model.name": model, "database.url": db, "data.symbols": symbols,
-                                      "backtest.report_dir": str(report_dir) if report_dir else None})
+                                      "backtest.report_dir": str(report_dir) if report_dir else None,
+                                      **run_overrides(strategy, timerange, fee, cash, lookback, horizon, samples,
+                                                      stop_loss, take_profit)})
     store = open_store(settings.database.url)
     if settings.data.symbols:
         from kronos_trader.backtest.portfolio import load_portfolio_candles
@@ -74,7 +100,18 @@ def backtest(
     else:
         candles, _ = load_backtest_candles(settings, store)
         names = backtest_names(settings, candles, symbol, timeframe)
-    result = run_backtest(settings, candles, *names, store, progress)
+    from kronos_trader.backtest.preamble import decision_windows, interrupted_line, run_preamble
+    from kronos_trader.forecasting.service import ForecastService
+
+    service = ForecastService.from_settings(settings, store, progress)
+    console.print(run_preamble(settings, candles, *names, service.model.name, decision_windows(service, candles)),
+                  highlight=False, soft_wrap=True)
+    try:
+        result = run_backtest(settings, candles, *names, store, progress, service=service)
+    except KeyboardInterrupt:
+        err_console.print(interrupted_line(service.computed, store.url if store else None), highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(130) from None
     folder = write_report(result, default_report_dir(Path(settings.backtest.report_dir), result))
     print_report(result, folder, console)
 
@@ -142,11 +179,13 @@ def _register_commands() -> None:
     """Commands living in their own modules (training, evaluation, paper trading, web)."""
     from kronos_trader.commands import evaluate as evaluate_cmd
     from kronos_trader.commands import paper as paper_cmd
+    from kronos_trader.commands import run_options as run_options_cmd
+    from kronos_trader.commands import runs as runs_cmd
     from kronos_trader.commands import sweep as sweep_cmd
     from kronos_trader.commands import train as train_cmd
     from kronos_trader.commands import web as web_cmd
 
-    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd):
+    for module in (evaluate_cmd, paper_cmd, web_cmd, train_cmd, sweep_cmd, run_options_cmd, runs_cmd):
         module.register(app)
     from kronos_trader.commands import replay as replay_cmd
 

@@ -224,6 +224,8 @@ class SweepSettings(Section):
                                               "the sweep in more processes (they share the study)")
     screen: int | None = Field(None, ge=1, description="screen the whole grid with the vectorised replay, then "
                                "re-run this many best points through Backtrader (sweep/screen.py)")
+    min_trades: int = Field(10, ge=0, description=(
+        "a trial with fewer closed trades scores -inf: a handful of trades says nothing about a strategy"))
 
 
 class Settings(Section):

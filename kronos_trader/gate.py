@@ -4,8 +4,12 @@ It watches the forecasts the policy is asked about, one series at a time. A fore
 bar t is scored at its `step` (default: the last) once that step's close is known, which is
 when the forecast made at that later bar arrives (its `last_close`): nothing after the
 decision bar is ever read, so backtest and live, fed the same forecasts, open and close the
-gate at the same bars. The step's bar is the forecast's calendar stamp (weekends, breaks and
-closed sessions skipped), and bars, not hours, are counted between closes. Over the last `window` resolved forecasts the rule is either
+gate at the same bars. The step's bar is the first bar at or after the forecast's calendar
+stamp (weekends, breaks and closed sessions skipped; a stamp on a holiday or on a bar the
+data lacks resolves at the next bar that comes), and bars, not hours, are counted between
+closes. With `forecast.every` > 1 a step whose bar gets no forecast resolves at the next
+forecast bar's close (the gate sees forecasts only; the report's scorer, which has every
+bar, scores it at its own bar). Over the last `window` resolved forecasts the rule is either
 
 - ``crps_skill``: 1 - sum CRPS(model) / sum CRPS(random walk with rolling-vol bands) > 0, or
 - ``hit_rate``: the Wilson 95% lower bound of the direction hit rate > 50%.
@@ -111,11 +115,11 @@ class SkillLedger:
             self.closes.popleft()
         waiting = []
         for p in self.pending:
-            if p.target == t:
+            if p.target <= t:
+                # the first bar at or after the step's stamp: a holiday resolves at the next session
                 self._score(p, y)
-            elif p.target > t:
+            else:
                 waiting.append(p)
-            # target passed without a forecast at that bar (forecast.every): cannot be scored
         self.pending = waiting
         step = min(self.rule.step or forecast.horizon, forecast.horizon)
         k = step - 1

@@ -39,7 +39,9 @@ class Notifier:
     def __init__(self, urls: list[str]):
         import apprise
 
-        logging.getLogger("apprise").addFilter(_Redact(urls))
+        redact = _Redact(urls)
+        for name in ("apprise", "urllib3.connectionpool"):  # the latter logs request lines at DEBUG
+            logging.getLogger(name).addFilter(redact)
         self._apprise = apprise.Apprise()
         self.schemes = []
         for url in urls:

@@ -148,7 +148,8 @@ def test_evaluate_command_writes_table_json_and_png(tmp_path, monkeypatch):
                                       "--lookback", "128", "--min-history", "3", "--out", str(tmp_path / "ev"),
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "RW rolling" in result.output and "after" in result.output
+    assert "RW+vol" in result.output and "after" in result.output
+    assert "synthetic" in result.output  # issue 25.6: the bundled sample is labelled
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert payload["windows"] == 12 and set(payload["metrics"]) == {"kronos", "kronos_calibrated", "rw_static",
                                                                      "rw_rolling"}
@@ -156,3 +157,12 @@ def test_evaluate_command_writes_table_json_and_png(tmp_path, monkeypatch):
     assert (tmp_path / "ev" / "evaluation.png").stat().st_size > 10_000
     bad = CliRunner().invoke(app, ["evaluate", "--horizons", "0,x", "--out", str(tmp_path / "ev2")])
     assert bad.exit_code == 1 and bad.output.strip().startswith("error:")
+
+
+def test_evaluate_table_uses_the_skill_tables_column_names(candles):
+    from kronos_trader.evaluation.skill import FORECASTER_SHORT, SCORE_COLUMNS
+
+    wf = walk(Oracle(candles), candles, lookback=64, horizon=6, stride=24, samples=4)
+    table = score_walk_forward(wf, ScoreSettings(horizons=(1, 6), min_history=2)).table()
+    assert {str(c.header) for c in table.columns} <= set(SCORE_COLUMNS.values())
+    assert set(str(v) for v in table.columns[1]._cells) <= set(FORECASTER_SHORT.values())

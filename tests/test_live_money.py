@@ -240,3 +240,144 @@ def test_dust_is_flat_for_decisions_and_shown_as_dust(env, server, tmp_path):
     runner2.close()
     result = CliRunner().invoke(app, ["status", "--config", str(config), "--run-id", runner.run_id])
     assert "dust" in result.output, result.output
+
+
+# ---------------------------------------------------------------------- review (issue 21)
+def test_a_lease_that_expired_during_a_cycle_is_not_traded_on(env, server):
+    """A `--once` cycle that waits (a lagging exchange clock, retries) longer than the lease
+    lasts: a second run (the next cron start) takes the expired lease and trades the candle.
+    The first run must not then decide and send on the same account as well."""
+    server.balances["BTC"] = [0.0, 0.0]
+    server.set_now(env["times"][1])
+    db = {}
+
+    def wait(seconds):  # while the first run waits for the exchange's clock, its lease runs out
+        if "second" in db:
+            return
+        time.sleep(0.2)
+        second, _ = runner_for(env, "lease-mid", live=True, db=db["url"], new_run=True, run_id=None,
+                               local_clock=replay_clock(server))
+        db["second"] = second
+        second.run_cycle()
+        second.close()
+
+    first, store = runner_for(env, "lease-mid", live=True, local_clock=replay_clock(server), sleep=wait)
+    db["url"] = store.engine.url.render_as_string()
+    first.lease.ttl_s = 0.1  # the lease lasts less than the wait (120 s vs minutes of retries in real life)
+    server.inject("clock_skew", count=1, skew_ms=-30_000)
+    (report,) = first.run_cycle()
+    first.close()
+    second = db["second"]
+    assert len(posts(server, second.run_id)) == 1  # the run holding the lease traded the candle
+    assert posts(server, first.run_id) == []  # ... and the one that lost it sent nothing
+    assert report.undecided and report.decisions == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_lease_is_taken_on_a_host_with_a_long_name(request, tmp_path, monkeypatch, backend):
+    """Cloud hosts have long names (EC2: ip-172-31-100-200.ap-southeast-2.compute.internal):
+    the lease's token must still fit its column, so a run can start at all on PostgreSQL;
+    and a holder that died on such a host is still recognised as dead."""
+    import socket
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from kronos_trader.live.lease import RunLease, _dead_here
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "ip-172-31-100-200.ap-southeast-2.compute.internal")
+    monkeypatch.setattr("os.getpid", lambda: 4194303)  # pid_max on 64-bit Linux
+    url = f"sqlite:///{tmp_path / 'lease.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    store = open_store(url)
+    paper = SimpleNamespace(exchange="binance", api_key_env="KEY_ENV", api_url=None)
+    lease = RunLease(store, "live", paper, ["BTC/USDT"])
+    lease.acquire(None)
+    lease.renew()
+    monkeypatch.undo()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setattr(socket, "gethostname", lambda: "ip-172-31-100-200.ap-southeast-2.compute.internal")
+    monkeypatch.setattr("os.getpid", lambda: int(dead.stdout))
+    ghost = RunLease(store, "live", paper, ["ETH/USDT"])
+    ghost.acquire(None)
+    assert _dead_here(ghost.token)  # its process is gone on this host: taken over at once
+    store.close()
+
+
+def test_the_cycle_report_counts_what_every_attempt_did(env, server):
+    """A cycle that catches up a missed candle (decided, traded) and then has to wait for
+    the newest one (retried): the report (the `--once` summary line) counts both attempts'
+    decisions, orders and fills, not only the last attempt's."""
+    server.balances["BTC"] = [0.0, 0.0]
+    times = env["times"]
+    runner, store = runner_for(env, "attempts", live=True, sleep=lambda s: server.set_now(times[2]))
+    runner.run_cycle(now=times[0])  # buys
+    server.set_now(times[1])  # the exchange has not closed the newest candle yet
+    (report,) = runner.run_cycle(now=times[2])
+    runner.close()
+    orders = store.load_orders(runner.run_id)
+    assert len(orders) == 3 and set(orders["status"]) == {"filled"}
+    assert report.attempts == 2 and not report.undecided
+    assert (report.decisions, len(report.orders), report.fills) == (2, 2, 2)
+
+
+def test_an_order_stored_but_not_sent_does_not_block_the_pair_for_good(env, server):
+    """A cycle fails between storing an order ('new') and sending it (e.g. the database is
+    locked when the order is marked 'sent'): the order never left. The scheduler's later
+    cycles must settle it (expired, decided again), not hold the pair as 'unconfirmed'
+    until the process is restarted."""
+    server.balances["BTC"] = [0.0, 0.0]
+    failed = []
+
+    def fail_once(name, **kw):
+        if not failed:
+            failed.append(name)
+            raise RuntimeError("database is locked")
+
+    runner, store = runner_for(env, "new-stuck", live=True, hooks={"orders_new": fail_once})
+    (report,) = runner.run_cycle(now=env["times"][0])
+    assert posts(server, runner.run_id) == []
+    for now in env["times"][1:4]:
+        runner.run_cycle(now=now)
+    runner.close()
+    assert len(posts(server, runner.run_id)) >= 1  # the pair trades again in the same process
+    orders = store.load_orders(runner.run_id)
+    assert "new" not in set(orders["status"])
+    assert audit_run(store, runner.run_id) == []
+
+
+def test_replay_of_a_paper_run_with_its_own_starting_cash_has_no_difference(env, server):
+    """`replay` reruns a run through the backtest with the run's settings: a paper run that
+    started with paper.quote_balance (not backtest.cash) must replay with the same order
+    amounts, not report every order as a difference of fills."""
+    from kronos_trader.backtest.replay import replay_run
+
+    runner, store = runner_for(env, "replay-cash", paper={"quote_balance": 2_500.0})
+    for now in env["times"][:8]:
+        server.set_now(now)
+        runner.run_cycle()
+    runner.close()
+    assert len(store.load_orders(runner.run_id)) >= 2, "the scenario should trade"
+    assert replay_run(store, runner.run_id, service=runner.service) == []
+
+
+def test_a_resumed_run_on_an_older_copy_of_its_database_does_not_buy_again(env, server):
+    """The database restored from a copy taken before the last buy (a backup, a snapshot):
+    the run's records say flat, the account holds the bought BTC. Resuming must not decide
+    on that (a second buy, as with a lost database): it refuses, naming the difference."""
+    import sqlite3
+
+    server.balances["BTC"] = [0.0, 0.0]
+    runner, store = runner_for(env, "restored", live=True)
+    runner.close()
+    path = store.engine.url.database
+    backup = env["tmp"] / "restored-backup.db"
+    with sqlite3.connect(path) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # taken while the run is flat
+    runner, _ = runner_for(env, "restored", live=True, db=f"sqlite:///{path}")
+    runner.run_cycle(now=env["times"][0])
+    runner.close()
+    assert sum(server.balances["BTC"]) > 0
+    bought = len(posts(server, runner.run_id))
+    with pytest.raises(ExchangeConfigError, match=r"BTC"):
+        runner_for(env, "restored", live=True, db=f"sqlite:///{backup}")
+    assert len(posts(server, runner.run_id)) == bought

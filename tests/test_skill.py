@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, load_policy, series_policy
-from kronos_trader.evaluation.skill import rank_correlation, resolve_forecasts, score_forecasts, wilson_interval
+from kronos_trader.evaluation.skill import (rank_correlation, resolve_forecasts, score_forecasts, score_run,
+                                           wilson_interval)
 from kronos_trader.forecasting.service import WindowForecast
 from kronos_trader.gate import GateRule, GateState, SkillGate, transition
 
@@ -201,11 +202,16 @@ def test_forecasts_across_a_weekend_resolve_at_their_calendar_bars():
     assert score_forecasts(resolved).to_dict()["steps"] == expected
     unstamped = [biased(gaps, p, bias=0.3) for p in origins]
     assert score_forecasts(resolve_forecasts(unstamped, gaps)).to_dict()["steps"] == expected
-    # a target not in the data (a bar the calendar expected) leaves the forecast unresolved
+    # a target not in the data (a bar the calendar expected) resolves at the next bar
     missing = gaps.index[-2]
-    kept = [f.window_end for f in stamped[-2 * H:] if missing not in f.stamps]
-    assert 0 < len(kept) < 2 * H
-    assert list(resolve_forecasts(stamped[-2 * H:], gaps.drop(missing)).times) == kept
+    hit = [f for f in stamped[-2 * H:] if missing in f.stamps and f.stamps[-1] < gaps.index[-1]]
+    assert hit
+    short = gaps.drop(missing)
+    again = resolve_forecasts(stamped[-2 * H:], short)
+    assert set(f.window_end for f in hit) <= set(again.times)
+    row = list(again.times).index(hit[0].window_end)
+    k = list(hit[0].stamps).index(missing)
+    assert again.realized[row, k] == gaps["close"].iloc[-1]
 
 
 def test_gate_scores_across_weekends_at_the_calendar_bars():
@@ -235,3 +241,77 @@ def test_gate_reports_the_inner_policys_p_up_thresholds():
     assert series_policy(gate, "X").p_up_thresholds() == gate.p_up_thresholds()
     assert threshold_warnings(gate.p_up_thresholds(), 8)  # 0.55 lies between 4/8 and 5/8
     assert SkillGate(AlwaysLong(), GateRule()).p_up_thresholds() == {}
+
+
+def stock_days(n: int = 300, seed: int = 7) -> pd.DataFrame:
+    """Daily bars on NYSE sessions: weekends and exchange holidays (Juneteenth, July 4th,
+    Labor Day, Thanksgiving, Christmas...) have no bar, as in a daily stock file."""
+    import exchange_calendars as xc
+
+    sessions = xc.get_calendar("XNYS", start="2023-01-01", end="2024-12-31").sessions_in_range(
+        "2023-06-01", "2024-12-31")
+    index = pd.DatetimeIndex(sessions[:n]).tz_localize(None)
+    return market(n, seed).set_axis(index)
+
+
+def test_daily_stock_forecasts_across_holidays_resolve():
+    """Issue 25.1: a forecast whose calendar targets include a holiday resolved never, so
+    most daily-stock forecasts stayed 'open'. Each step resolves at the bar at or after its
+    stamp; only forecasts the data cannot resolve yet stay open."""
+    days = stock_days()
+    origins = range(60, len(days))
+    stamped = [with_calendar(days, biased(days, p, bias=0.3) if p + H < len(days) else
+                             forecast_from_paths(days, p, np.full((8, H), 100.0)), p) for p in origins]
+    holidays = [f for f in stamped if not f.stamps.isin(days.index).all() and f.stamps[-1] <= days.index[-1]]
+    assert len(holidays) > 30  # the calendar's stamps do fall on holidays
+    report = score_run(stamped, days)
+    assert report.pending <= H + 1 and report.windows == len(stamped) - report.pending
+    resolved = resolve_forecasts(stamped, days)
+    close = days["close"].to_numpy()
+    for f, realized in zip(stamped, resolved.realized):
+        expected = close[np.searchsorted(days.index, f.stamps)]
+        assert np.array_equal(realized, expected)
+    # a holiday step resolves against the next session's close
+    f = holidays[0]
+    k = int(np.flatnonzero(~f.stamps.isin(days.index))[0])
+    row = list(resolved.times).index(f.window_end)
+    assert resolved.realized[row, k] == close[days.index.searchsorted(f.stamps[k])]
+
+
+def test_gate_scores_daily_stock_forecasts_across_holidays():
+    days = stock_days()
+    rule = GateRule(rule="crps_skill", window=20)
+    gate = SkillGate(AlwaysLong(), rule)
+    origins = range(60, len(days) - H)
+    verdicts = [gate.observe(with_calendar(days, biased(days, p, bias=0.3), p)) for p in origins]
+    # every forecast made H bars (or more) before the last one has been scored
+    scored = sum(1 for _ in origins) - len(gate.ledger.pending)
+    assert len(gate.ledger.pending) <= H + 1
+    assert verdicts[-1].resolved == rule.window and scored > 150
+    # warming up ends after window + H forecasts, not later because of holidays
+    first = next(i for i, v in enumerate(verdicts) if v.state is not GateState.WARMING_UP)
+    assert first <= rule.window + H + 2
+
+
+def _headers(table) -> list[str]:
+    return [str(c.header) for c in table.columns]
+
+
+def _first_cells(table) -> list[str]:
+    return [str(c) for c in table.columns[1]._cells]
+
+
+def test_evaluate_and_backtest_skill_tables_share_one_vocabulary():
+    """Issue 25.3b: 'RW static'/'RW (last close)', 'RW rolling'/'RW+vol', 'dir. acc'/'hit rate'
+    named the same scores differently in `evaluate` and the backtest's skill table."""
+    from kronos_trader.evaluation.report import MODEL_SHORT
+    from kronos_trader.evaluation.skill import FORECASTER_SHORT, SCORE_COLUMNS
+
+    c = market()
+    report = score_forecasts(resolve_forecasts([perfect(c, p) for p in range(60, len(c) - H)], c))
+    skill_cols = _headers(report.table())
+    assert "dir. acc" not in MODEL_SHORT.values()
+    assert MODEL_SHORT["rw_rolling"] == FORECASTER_SHORT["random_walk_vol"]
+    assert MODEL_SHORT["kronos"] == FORECASTER_SHORT["model"]
+    assert set(_first_cells(report.table())) - {""} <= set(FORECASTER_SHORT.values())
+    assert set(skill_cols) <= set(SCORE_COLUMNS.values())

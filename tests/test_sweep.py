@@ -24,7 +24,8 @@ from kronos_trader.sweep.study import interrupted as is_interrupted
 def _settings(fast_settings, **sweep):
     raw = fast_settings.model_dump(mode="json")
     raw["sweep"] = {"sampler": "grid", "params": {"strategy.params.long_threshold": [0.4, 0.6],
-                                                  "risk.stop_loss": [0.02, 0.05]}, **sweep}
+                                                  "risk.stop_loss": [0.02, 0.05]},
+                    "min_trades": 0, **sweep}  # short test spans: the min-trades rule has its own test
     return parse_settings(raw)
 
 
@@ -215,7 +216,7 @@ def test_sweep_of_topk_over_several_symbols(fast_settings, tmp_path):
     panel = {s: make_candles(120, seed=i) for i, s in enumerate(("AAA/USDT", "BBB/USDT"))}
     raw = fast_settings.model_dump(mode="json")
     raw["strategy"] = {"name": "strategies.cross_sectional:TopK", "params": {"every": 4}}
-    raw["sweep"] = {"sampler": "grid", "objective": "total_return",
+    raw["sweep"] = {"sampler": "grid", "objective": "total_return", "min_trades": 0,
                     "params": {"strategy.params.k": [1, 2], "strategy.params.signal": ["return", "p_up"]}}
     settings = parse_settings(raw)
     summary = run_sweep(settings, SweepData(panel, "1h"), progress=False)

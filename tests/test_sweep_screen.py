@@ -23,7 +23,7 @@ GRID = {"strategy.params.long_threshold": [0.4, 0.6], "strategy.params.allow_sho
 
 def _settings(fast_settings, **sweep):
     raw = fast_settings.model_dump(mode="json")
-    raw["sweep"] = {"sampler": "grid", "params": GRID, **sweep}
+    raw["sweep"] = {"sampler": "grid", "params": GRID, "min_trades": 0, **sweep}  # its own test covers min_trades
     return parse_settings(raw)
 
 

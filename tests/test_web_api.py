@@ -420,3 +420,13 @@ def test_error_metrics():
     assert m["steps"] == 3 and m["mae"] == pytest.approx(4 / 3) and m["rmse"] == pytest.approx(np.sqrt(6 / 3))
     assert m["direction_hit_rate"] == pytest.approx(2 / 3)  # step 2: forecast up, actual down
     assert m["coverage_90"] == pytest.approx(1.0) and m["coverage_50"] == pytest.approx(0.0)
+
+
+def test_fx_weekends_are_closures_not_gaps(c):
+    """Issue 25 (web): FX weekends were shown as 'gaps 42 (2063 missing bars)'."""
+    index = pd.date_range("2024-01-01", periods=24 * 7 * 4, freq="1h", name="timestamp")
+    index = index[index.day_of_week < 5]
+    frame = candles(len(index))
+    frame.index = index
+    info = upload(c, csv_bytes(frame)).json()
+    assert info["gaps"] == 0 and info["missing_bars"] == 0 and info["closures"] == 3

@@ -113,3 +113,24 @@ def test_detail_shows_the_runs_stored_forecast_skill(c, run_id):
     assert skill["verdict"].startswith("At step 8")
     metrics = {m["metric"] for m in d["metrics"]}
     assert {"calmar", "profit_factor", "expectancy", "longest_losing_streak"} <= metrics
+
+
+def test_backtest_detail_has_exit_reasons_and_the_run_settings():
+    """Issue 25 (web): settings left out the gate, stops and dates; trades had no exit reason."""
+    from kronos_trader.backtest.report import EXIT_REASONS
+
+    d = client().get(f"/api/backtests/{backtest_run_id()}").json()
+    assert d["trades"] and all(t["exit_reason"] in EXIT_REASONS for t in d["trades"])
+    cfg = d["config"]
+    assert {"risk", "costs", "gate", "dates"} <= set(cfg)
+    assert set(cfg["risk"]) >= {"stop_loss", "take_profit"} and "commission" in cfg["costs"]
+    assert cfg["dates"]["first_bar"] and cfg["dates"]["last_bar"]
+    assert d["run"]["name"] != "backtest"
+
+
+def test_short_runs_mark_annualised_figures():
+    """Issue 25.4 on the web page: a 16-day run's annualised figures are marked."""
+    d = client().get(f"/api/backtests/{backtest_run_id()}").json()
+    assert d["short_span_note"] and "annualised" in d["short_span_note"]
+    marked = {m["metric"] for m in d["metrics"] if m.get("annualised")}
+    assert marked == {"annual_return", "sharpe", "sortino", "calmar"}

@@ -17,8 +17,9 @@ def sweep_study():
     from kronos_trader.sweep import SweepData, run_sweep
 
     raw = settings().model_dump(mode="json")
+    # three thresholds that decide differently with 2 sample paths (P(up) is 0, 1/2 or 1)
     raw["sweep"] = {"name": NAME, "sampler": "grid", "walk_forward": 0.6, "objective": "total_return",
-                    "params": {"strategy.params.long_threshold": [0.5, 0.55, 0.6],
+                    "min_trades": 0, "params": {"strategy.params.long_threshold": [0.45, 0.5, 0.75],
                                "risk.stop_loss": [0.02, 0.05]}}
     with one_torch_thread():
         return run_sweep(parse_settings(raw), SweepData({"BTC/USDT": candles(300)}, "1h"), progress=False).study

@@ -17,6 +17,11 @@ import numpy as np
 import pandas as pd
 
 YEAR = pd.Timedelta(days=365.25)
+# Below this span annualised figures (annual return, Sharpe, Sortino, Calmar) extrapolate a
+# few weeks to a year (a 10-day run showed -100% / +28,541% a year): reports mark them and
+# show the period's own figures beside them.
+ANNUALISE_MIN_DAYS = 90
+ANNUALISED = ("annual_return", "sharpe", "sortino", "calmar")
 
 
 def drawdown(equity: pd.Series) -> pd.Series:
@@ -26,7 +31,10 @@ def drawdown(equity: pd.Series) -> pd.Series:
 
 def performance(equity: pd.Series, bar: pd.Timedelta, per_year: float | None = None) -> dict[str, float]:
     """Return, risk and drawdown figures of an equity curve sampled once per bar;
-    `per_year` bars a year (default: a 24/7 market's, a year over the bar interval)."""
+    `per_year` bars a year (default: a 24/7 market's, a year over the bar interval).
+    `period_sharpe` is the Sharpe of the whole span (mean over std of the bar returns times
+    the square root of their count), not scaled to a year; `annualised_reliable` is False
+    below ANNUALISE_MIN_DAYS days."""
     returns = equity.pct_change().dropna()
     span = (equity.index[-1] - equity.index[0]) if len(equity) > 1 else pd.Timedelta(0)
     total = float(equity.iloc[-1] / equity.iloc[0] - 1.0)
@@ -38,9 +46,12 @@ def performance(equity: pd.Series, bar: pd.Timedelta, per_year: float | None = N
     downside = np.sqrt((np.minimum(returns, 0.0) ** 2).mean()) if len(returns) else float("nan")
     sharpe = returns.mean() / std * math.sqrt(per_year) if std and std > 0 else float("nan")
     sortino = returns.mean() / downside * math.sqrt(per_year) if downside and downside > 0 else float("nan")
+    period_sharpe = returns.mean() / std * math.sqrt(len(returns)) if std and std > 0 else float("nan")
     return {"total_return": total, "annual_return": float(annual), "sharpe": float(sharpe),
             "sortino": float(sortino), "max_drawdown": float(drawdown(equity).min()) if len(equity) else 0.0,
-            "calmar": _calmar(returns, per_year)}
+            "calmar": _calmar(returns, per_year), "period_sharpe": float(period_sharpe),
+            "span_days": float(span / pd.Timedelta(days=1)), "annualised_reliable": bool(span >= pd.Timedelta(
+                days=ANNUALISE_MIN_DAYS))}
 
 
 def _calmar(returns: pd.Series, per_year: float) -> float:

@@ -45,6 +45,10 @@ def replay_run(store: Store, run_id: str, *, service: ForecastService | None = N
     if run.kind not in ("paper", "live"):
         raise ValueError(f"run {run_id} is a {run.kind} run: replay compares paper or live runs with a backtest")
     settings = parse_settings(run.config or {}, f"run {run_id}'s settings")
+    equity = store.load_equity(run_id)
+    if not equity.empty:  # the backtest starts with what the run started with (not backtest.cash)
+        start = float(equity.sort_index()["equity"].iloc[0])
+        settings = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"cash": start})})
     service = service or ForecastService.from_settings(settings, store, progress)
     signals = store.load_signals(run_id)
     orders = store.load_orders(run_id)

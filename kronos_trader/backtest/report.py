@@ -20,23 +20,32 @@ from rich.console import Console
 from rich.table import Table
 
 from kronos import HUB_MODELS
-from kronos_trader.data import data_hash, infer_bar_interval
+from kronos_trader.data import SYNTHETIC_LABEL, data_hash, infer_bar_interval, is_synthetic, titled
 from kronos_trader.data.display import format_significant, price_digits
 
-from .metrics import drawdown, monthly_returns
+from kronos_trader.evaluation.skill import BASELINE_LABELS
+
+from .breakdown import print_breakdown, result_breakdown
+from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, monthly_returns
 from .runner import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
-        ("sharpe", "Sharpe", "num"), ("sortino", "Sortino", "num"), ("max_drawdown", "Max drawdown", "pct"),
-        ("calmar", "Calmar", "num"), ("win_rate", "Win rate", "pct"), ("trades", "Trades", "int"),
+        ("sharpe", "Sharpe", "num"), ("period_sharpe", "Period Sharpe", "num"), ("sortino", "Sortino", "num"),
+        ("max_drawdown", "Max drawdown", "pct"),
+        ("calmar", "Calmar", "num"), ("win_rate", "Win rate", "share"), ("trades", "Trades", "int"),
         ("profit_factor", "Profit factor", "num"), ("expectancy", "Expectancy / trade", "money"),
         ("avg_win", "Average win", "money"), ("avg_loss", "Average loss", "money"),
         ("avg_holding_hours", "Average holding (h)", "num"), ("longest_losing_streak", "Longest losing streak", "int"),
-        ("exposure", "Exposure", "pct"), ("fees", "Fees", "money")]
+        ("exposure", "Exposure", "share"), ("fees", "Fees", "money")]
 MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
 EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate", "open")  # open: still held, marked at the end
+
+
+def format_metric(value: float | None, kind: str) -> str:
+    """A metric as the report shows it (kind: pct, share, int, money or num)."""
+    return _fmt(value, kind)
 
 
 def _fmt(value: float | None, kind: str) -> str:
@@ -44,20 +53,65 @@ def _fmt(value: float | None, kind: str) -> str:
         return "n/a"
     if kind == "pct":
         return f"{value:+.2%}"
+    if kind == "share":  # a proportion: no sign
+        return f"{value:.2%}"
     if kind == "int":
         return f"{int(value)}"
     return f"{value:,.2f}"
 
 
 def metrics_table(result: BacktestResult) -> Table:
-    table = Table(title=f"Backtest {result.symbol} {result.timeframe} ({len(result.candles)} bars)")
+    table = Table(title=f"Backtest {series_title(result)} ({len(result.candles)} bars)")
     table.add_column("Metric")
     table.add_column("Strategy", justify="right")
     table.add_column("Buy & hold", justify="right")
+    marked = short_span_note(result.metrics) is not None
     for key, label, kind in ROWS:
-        table.add_row(label, _fmt(result.metrics["strategy"].get(key), kind),
-                      _fmt(result.metrics["buy_and_hold"].get(key), kind))
+        if key == "period_sharpe" and result.metrics["strategy"].get(key) is None:
+            continue  # a run stored before period figures existed
+        strategy, hold = result.metrics["strategy"].get(key), result.metrics["buy_and_hold"].get(key)
+        if key == "avg_holding_hours":
+            unit, hours = holding_unit(result.timeframe)
+            label = f"Average holding ({unit})"
+            strategy, hold = (None if v is None else v / hours for v in (strategy, hold))
+        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), _fmt(strategy, kind), _fmt(hold, kind))
     return table
+
+
+def holding_unit(timeframe: str) -> tuple[str, float]:
+    """The unit holding times read in for this bar size, and its length in hours."""
+    tf = str(timeframe or "")
+    if tf.endswith("m") and tf[:-1].isdigit():
+        return "minutes", 1 / 60
+    if tf.endswith(("d", "D")):
+        return "days", 24.0
+    if tf.endswith(("w", "W")):
+        return "weeks", 24.0 * 7
+    if tf.endswith("M"):
+        return "days", 24.0
+    return "hours", 1.0
+
+
+def series_title(result) -> str:
+    """"BTC/USDT 1h", marked when the candles are the bundled synthetic sample."""
+    return titled(f"{result.symbol} {result.timeframe}", result.candles)
+
+
+def synthetic_warning(result) -> str | None:
+    if not is_synthetic(result.candles):
+        return None
+    return (f"{result.symbol} {result.timeframe} here is the bundled {SYNTHETIC_LABEL}: the figures show how the "
+            f"tool works, not how the model trades a real market")
+
+
+def short_span_note(metrics: dict) -> str | None:
+    """The footnote of the starred (annualised) rows when the span is too short for them."""
+    strategy = metrics.get("strategy", {})
+    if strategy.get("annualised_reliable", True):
+        return None
+    days = strategy.get("span_days") or 0.0
+    return (f"* annualised from a {days:.0f}-day span (under {ANNUALISE_MIN_DAYS} days): an extrapolation, "
+            f"not an expectation; read the period figures (total return, period Sharpe, max drawdown)")
 
 
 def exit_reason(reason: str | None) -> str:
@@ -124,17 +178,20 @@ def run_settings(result: BacktestResult) -> dict:
 def print_report(result: BacktestResult, folder: Path | None, console: Console | None = None) -> None:
     console = console or Console()
     console.print(metrics_table(result))
+    if short_span_note(result.metrics):
+        console.print(short_span_note(result.metrics))
     if result.skill is not None:
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
         console.print(result.skill.verdict())
     trades = trade_log(result)
+    print_breakdown(result, trades, console)
     if len(trades):
         counts = trades["exit_reason"].value_counts()
         console.print("exits: " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in EXIT_REASONS))
-    warning = training_warning(result)
-    if warning:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+    for warning in (training_warning(result), synthetic_warning(result)):
+        if warning:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"forecasts: {result.forecasts_computed} computed, {result.forecasts_reused} reused from the "
                   f"database")
     if result.run_id:
@@ -158,7 +215,10 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                                 for k in EXIT_REASONS},
                "monthly_returns": {str(y): {str(m): (None if pd.isna(v) else float(v)) for m, v in row.items()}
                                    for y, row in monthly.iterrows()},
-               "settings": run_settings(result), "warnings": [w for w in [training_warning(result)] if w]}
+               "breakdown": result_breakdown(result, trades),
+               "settings": run_settings(result), "synthetic": is_synthetic(result.candles),
+               "warnings": [w for w in [training_warning(result), synthetic_warning(result),
+                                        short_span_note(result.metrics)] if w]}
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
@@ -200,7 +260,7 @@ def _equity_png(result: BacktestResult, path: Path) -> None:
     top.plot(equity.index, equity, label="strategy", color="tab:blue")
     top.plot(hold.index, hold, label="buy & hold", color="tab:gray", alpha=0.7)
     top.set_ylabel("equity")
-    top.set_title(f"{result.symbol} {result.timeframe}: equity")
+    top.set_title(f"{series_title(result)}: equity")
     top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.fill_between(equity.index, drawdown(equity) * 100, 0, color="tab:red", alpha=0.4, label="strategy")
@@ -278,7 +338,13 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     equity = result.equity["equity"].iloc[_thin(len(result.equity))]
     fig.add_trace(go.Scatter(x=equity.index, y=equity.round(4), name="equity", line=dict(color="black", width=1)),
                   row=2, col=1)
-    fig.update_layout(title=f"{result.symbol} {result.timeframe}: candles, Kronos forecasts and trades",
+    hold = _hold_curve(result).iloc[_thin(len(result.equity))]
+    fig.add_trace(go.Scatter(x=hold.index, y=hold.round(4), name="buy & hold", line=dict(color="gray", width=1,
+                                                                                        dash="dot")), row=2, col=1)
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="equity (quote currency)", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(title=f"{series_title(result)}: candles, Kronos forecasts and trades",
                       xaxis_rangeslider_visible=False, height=800, template="plotly_white")
     parts = [fig.to_html(include_plotlyjs=_plotly_js(path.parent), full_html=False)]
     if result.skill is not None and result.skill.steps:
@@ -286,9 +352,9 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     if not monthly.empty:
         parts.append(_monthly_html(monthly))
     parts.append(_trades_html(trades))
-    warning = training_warning(result)
-    body = (f"<p style='color:#a60'><b>Warning:</b> {warning}</p>" if warning else "") + "\n".join(parts)
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{result.symbol} {result.timeframe} "
+    warnings = [w for w in (synthetic_warning(result), training_warning(result)) if w]
+    body = "".join(f"<p style='color:#a60'><b>Warning:</b> {w}</p>" for w in warnings) + "\n".join(parts)
+    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{series_title(result)} "
                     f"backtest</title><style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;"
                     f"font-size:13px}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}</style></head>"
                     f"<body>{body}</body></html>", encoding="utf-8")
@@ -315,7 +381,7 @@ def _skill_html(result: BacktestResult) -> str:
                     f"<td>{_cell(m['coverage_90'], '.1%')}</td><td>{_cell(m['hit_rate'], '.1%')}</td>"
                     f"<td>{_cell(m['hit_low'], '.1%')}-{_cell(m['hit_high'], '.1%')}</td>"
                     f"<td>{_cell(m['rank_corr'], '+.3f')}</td></tr>")
-        for name, label in (("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol")):
+        for name, label in BASELINE_LABELS.items():
             b = r[name]
             rows.append(f"<tr><td></td><td>{label}</td><td>{format_significant(b['mae'])}</td><td>{format_significant(b['crps'])}"
                         f"</td><td></td><td></td><td>{_cell(b.get('coverage_50'), '.1%')}</td>"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from kronos_trader.config import Settings
-from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, load_candles, validate_candles
+from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, is_synthetic, load_candles, validate_candles
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
@@ -22,6 +22,7 @@ from kronos_trader.version import code_version
 
 from .compat import bt, num2timestamps
 from .metrics import summarize
+from .run_catalog import run_name
 from .strategy import Journal, PolicyStrategy, frame_feed
 
 
@@ -143,13 +144,16 @@ def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -
 
 
 def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
-                 store: Store | None, progress: bool = True, name: str = "backtest",
+                 store: Store | None, progress: bool = True, name: str | None = None,
                  service: ForecastService | None = None) -> BacktestResult:
     """Run the configured strategy over `candles` and (with a store) persist everything.
 
     With a dict of candles by symbol (or a cross-sectional policy) it is one portfolio
-    backtest with a feed per symbol and shared cash (backtest/portfolio.py)."""
+    backtest with a feed per symbol and shared cash (backtest/portfolio.py). Stored runs are
+    named after what ran (`run_catalog.run_name`) unless `name` is given."""
     policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
+    name = name or run_name(list(candles) if isinstance(candles, dict) else [symbol], timeframe,
+                            settings.strategy.name)
     if isinstance(candles, dict) or not isinstance(policy, Policy):
         from .portfolio import run_portfolio_backtest
 
@@ -212,6 +216,9 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
                                               "timeframe": result.timeframe, "bars": len(result.candles),
+                                              "first_bar": str(result.candles.index[0]),
+                                              "last_bar": str(result.candles.index[-1]),
+                                              "synthetic": is_synthetic(result.candles),
                                               "forecast_skill": result.skill.to_dict() if result.skill else None})
     except Exception:
         store.finish_run(run_id, "failed")

@@ -4,6 +4,7 @@ that registers them."""
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import typer
@@ -11,6 +12,14 @@ from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings from a command as 'warning: message', not Python's file, line and source."""
+    return f"warning: {str(message).strip()}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -76,7 +76,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples, seed, temperature, top_p, vol_window,
               calibration_level, min_history, max_windows, device, out, progress) -> None:
     from kronos_trader.config import load_settings
-    from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+    from kronos_trader.data import SAMPLE_DATA_PATH, SYNTHETIC_LABEL, is_synthetic, load_candles, titled
     from kronos_trader.evaluation import ScoreSettings, plot_evaluation, run_walk_forward, score_walk_forward
     from kronos_trader.data.naming import series_names
     from kronos_trader.forecasting.models import load_model
@@ -109,17 +109,20 @@ def _evaluate(config, data, model, holdout, horizons, lookback, stride, samples,
     ev.meta = {"model": settings.model.name, "model_id": loaded.model_id, "data": str(source),
                "bars": len(candles), "holdout": holdout, "holdout_start": str(candles.index[wf.cut]),
                "lookback": f.lookback, "stride": stride, "samples": f.sample_count, "seed": f.seed,
-               "calendar": settings.data.calendar, "stamps_aligned": round(wf.aligned, 4),
+               "synthetic": is_synthetic(candles), "calendar": settings.data.calendar, "stamps_aligned": round(wf.aligned, 4),
                "temperature": f.temperature, "top_p": f.top_p, "top_k": f.top_k, "forecast_seconds": round(seconds, 1)}
     out.mkdir(parents=True, exist_ok=True)
     json_path = ev.write_json(out / "evaluation.json")
     png_path = plot_evaluation(wf, ev, out / "evaluation.png",
-                               title=f"{settings.model.name} on {Path(source).name} (last {holdout:.0%})")
+                               title=f"{settings.model.name} on {titled(Path(source).name, candles)} "
+                                     f"(last {holdout:.0%})")
     _out.print(ev.table())
     cov = {m: ev.metrics[m][max(steps)][f"coverage_{round(calibration_level * 100)}"]
            for m in ("kronos", "kronos_calibrated")} if round(calibration_level * 100) in (50, 90) else None
     if cov:
         _out.print(f"{calibration_level:.0%} band coverage at h={max(steps)}: {cov['kronos']:.1%} before calibration, "
                    f"{cov['kronos_calibrated']:.1%} after")
+    if is_synthetic(candles):
+        _out.print(f"note: {Path(source).name} is the bundled {SYNTHETIC_LABEL}", highlight=False)
     _out.print(f"{ev.windows} windows from {candles.index[wf.origins[0]]} in {seconds:.0f}s; wrote {json_path} "
                f"and {png_path}")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from kronos_trader.config import Settings
-from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+from kronos_trader.data import SAMPLE_DATA_PATH, SYNTHETIC_LABEL, is_synthetic, load_candles, titled
 from kronos_trader.data.display import price_digits
 from kronos_trader.data.naming import series_names
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
@@ -30,8 +31,8 @@ def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | 
     window = candles.iloc[-f.lookback:]
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "forecast.csv", index_label="timestamp")
-    _fan_chart(window, result, out / "forecast.png", f"{symbol} {timeframe}")
-    table = Table(title=f"{symbol} {timeframe} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
+    _fan_chart(window, result, out / "forecast.png", titled(f"{symbol} {timeframe}", candles))
+    table = Table(title=f"{titled(f'{symbol} {timeframe}', candles)} ({path.name}): next {f.horizon} bars after {window.index[-1]} "
                         f"({service.model.name})")
     digits = price_digits(window["close"].to_numpy())
     for col in ["time", *summary.columns]:
@@ -39,6 +40,8 @@ def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | 
     for stamp, row in summary.iterrows():
         table.add_row(str(stamp), *[f"{v:.4f}" if c == "p_up" else f"{v:,.{digits}f}" for c, v in row.items()])
     console.print(table)
+    if is_synthetic(candles):
+        console.print(f"[yellow]note:[/yellow] {path.name} is the bundled {SYNTHETIC_LABEL}", highlight=False)
     console.print(f"written: {out / 'forecast.csv'}, {out / 'forecast.png'}")
     return summary
 
@@ -52,22 +55,46 @@ def forecast_summary(result: WindowForecast) -> pd.DataFrame:
     return out
 
 
-def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
+def fan_figure(window: pd.DataFrame, result, title: str):
+    """The fan chart on a bar axis: one step per bar, so a weekend or a night (no bars)
+    takes no room, with date labels at a few bars that do not overlap."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     tail = window["close"].iloc[-min(len(window), 200):]
-    q, x = result.quantiles, result.stamps
+    q, stamps = result.quantiles, pd.DatetimeIndex(result.stamps)
+    times = tail.index.append(stamps)
+    past = np.arange(len(tail))
+    ahead = np.arange(len(tail), len(tail) + len(stamps))
     fig, ax = plt.subplots(figsize=(11, 5))
-    ax.plot(tail.index, tail, color="black", lw=1, label="history")
-    ax.fill_between(x, q[0.05], q[0.95], alpha=0.18, color="tab:blue", label="5-95%")
-    ax.fill_between(x, q[0.25], q[0.75], alpha=0.3, color="tab:blue", label="25-75%")
-    ax.plot(x, result.mean[:, 3], color="tab:blue", lw=1.5, label="mean")
+    ax.plot(past, tail.to_numpy(), color="black", lw=1, label="history")
+    ax.fill_between(ahead, q[0.05], q[0.95], alpha=0.18, color="tab:blue", label="5-95%")
+    ax.fill_between(ahead, q[0.25], q[0.75], alpha=0.3, color="tab:blue", label="25-75%")
+    ax.plot(ahead, result.mean[:, 3], color="tab:blue", lw=1.5, label="mean")
+    daily = len(times) > 1 and (times[1:] - times[:-1]).min() >= pd.Timedelta(days=1)
+    fmt = "%Y-%m-%d" if daily else "%m-%d %H:%M"
+
+    def label(x, _pos):
+        i = int(round(x))
+        return times[i].strftime(fmt) if 0 <= i < len(times) and abs(x - i) < 1e-6 else ""
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
+    ax.set_xlabel("bar open time (UTC); closed hours take no room")
     ax.set_title(f"{title}: Kronos forecast of the close")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
+    fig.autofmt_xdate(rotation=30)
     fig.tight_layout()
+    return fig
+
+
+def _fan_chart(window: pd.DataFrame, result, path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = fan_figure(window, result, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .candles import (
     CANONICAL_COLUMNS,
@@ -22,15 +21,17 @@ from .candles import (
     validate_candles,
 )
 from .errors import CandleDataError
+from .sample import SAMPLE_DATA_PATH, SYNTHETIC_LABEL, is_synthetic, titled
 from .synthetic import generate_market
 
-# Located relative to this package so it works from a checkout or an install.
-SAMPLE_DATA_PATH: Path = Path(__file__).resolve().parent.parent / "assets" / "sample" / "BTCUSDT-1h.csv"
 
 __all__ = [
     "CANONICAL_COLUMNS",
     "INDEX_NAME",
     "SAMPLE_DATA_PATH",
+    "SYNTHETIC_LABEL",
+    "is_synthetic",
+    "titled",
     "CandleDataError",
     "assert_no_gaps",
     "data_hash",

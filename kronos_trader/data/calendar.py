@@ -22,7 +22,7 @@ from kronos.stamps import future_stamps as inferred_future_stamps
 
 from .errors import CandleDataError
 
-__all__ = ["AUTO", "CONTINUOUS", "check_calendar", "future_stamps", "bars_per_year"]
+__all__ = ["AUTO", "CONTINUOUS", "check_calendar", "future_stamps", "bars_per_year", "session_gaps"]
 
 AUTO, CONTINUOUS = "auto", "24/7"
 DAY = pd.Timedelta(days=1)
@@ -71,6 +71,30 @@ def bars_per_year(stamps, calendar: str = AUTO) -> float:
     sessions = len(cal.sessions_in_range(days[0], days[-1]))
     per_session = len(index) / len(days) if step < DAY else 1 / max(1, round(step / DAY))
     return sessions * per_session / years
+
+
+def session_gaps(candles, interval: pd.Timedelta | None = None) -> dict[str, int]:
+    """Holes in a series, its market's closures left out: {"gaps", "missing_bars",
+    "closures"}. The sessions are inferred from the series (as `auto` does), so an FX
+    weekend or a stock's night is a closure, and only bars those sessions expected are missing.
+    Under two weeks of bars every hole counts as a gap."""
+    from .bars import find_gaps
+
+    index = as_stamps(candles.index if hasattr(candles, "index") else candles)
+    step = bar_interval(index) if interval is None else pd.Timedelta(interval)
+    holes = find_gaps(pd.DataFrame(index=index), step)
+    # under two weeks a hole cannot be told from a closure (no second week shows the slot
+    # trading): every hole is a gap then
+    spans_two_weeks = len(index) > 1 and index[-1] - index[0] >= 2 * pd.Timedelta(days=7)
+    sessions = Sessions.infer(index, step) if spans_two_weeks else Sessions(step, None)
+    gaps = missing = closures = 0
+    for row in holes.itertuples(index=False):
+        expected = int((sessions.after(row.after, int(row.missing_bars) + 1) < row.before).sum())
+        if expected:
+            gaps, missing = gaps + 1, missing + expected
+        else:
+            closures += 1
+    return {"gaps": gaps, "missing_bars": missing, "closures": closures}
 
 
 # --- exchange calendars ---------------------------------------------------------------

@@ -17,6 +17,7 @@ import pandas as pd
 from .bars import assert_no_gaps, find_gaps, infer_bar_interval, resample_candles
 from .fileio import read_table, write_table
 from .hashing import data_hash, frame_hash
+from .sample import is_sample_path, mark_synthetic
 from .schema import CANONICAL_COLUMNS, INDEX_NAME
 from .validation import check_frame, validate_candles
 
@@ -41,7 +42,8 @@ def load_candles(path: str | Path) -> pd.DataFrame:
     Errors are :class:`CandleDataError` naming the file and, for CSV, the line.
     """
     frame, lines = read_table(path)
-    return check_frame(frame, source=str(path), line_numbers=lines)
+    frame = check_frame(frame, source=str(path), line_numbers=lines)
+    return mark_synthetic(frame) if is_sample_path(path) else frame
 
 
 def save_candles(df: pd.DataFrame, path: str | Path) -> Path:

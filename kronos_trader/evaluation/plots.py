@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .report import MODEL_LABELS, MODELS, Evaluation
+from .skill import FORECASTER_LABELS
 from .walkforward import WalkForward
 
 __all__ = ["plot_evaluation"]
@@ -51,7 +52,7 @@ def plot_evaluation(wf: WalkForward, evaluation: Evaluation, path: str | Path, e
         ax_fan.plot(fut_x, q50, color=color, lw=1.2, label=f"{name} median")
     sd = wf.last_close[k] * evaluation.sigmas["rw_rolling"][k] * np.sqrt(np.arange(1, horizon + 1))
     ax_fan.plot(fut_x, wf.last_close[k] + 1.645 * sd, color=COLORS["rw_rolling"], lw=1, ls="-.",
-                label="RW rolling vol 90%")
+                label=f"{FORECASTER_LABELS['random_walk_vol']} 90%")
     ax_fan.plot(fut_x, wf.last_close[k] - 1.645 * sd, color=COLORS["rw_rolling"], lw=1, ls="-.")
     ax_fan.axvline(p + 0.5, color="gray", lw=0.8)
     ax_fan.set(title=f"Example forecast from {wf.times[k]:%Y-%m-%d %H:%M}", xlabel="bar", ylabel="close")

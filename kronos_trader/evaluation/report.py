@@ -12,16 +12,17 @@ from kronos_trader.data.display import format_significant
 from kronos_trader.forecasting.calibration import RollingCalibrator
 
 from .metrics import central_interval, normal_interval
-from .skill import ResolvedForecasts, score_step
+from .skill import FORECASTER_LABELS, FORECASTER_SHORT, SCORE_COLUMNS, ResolvedForecasts, score_step
 from .walkforward import WalkForward, random_walk_sigma
 
 __all__ = ["ScoreSettings", "Evaluation", "score_walk_forward", "MODELS", "MODEL_LABELS", "MODEL_SHORT"]
 
 MODELS = ("kronos", "kronos_calibrated", "rw_static", "rw_rolling")
-MODEL_LABELS = {"kronos": "Kronos", "kronos_calibrated": "Kronos (calibrated)",
-                "rw_static": "Random walk (static vol)", "rw_rolling": "Random walk (rolling vol)"}
-MODEL_SHORT = {"kronos": "Kronos", "kronos_calibrated": "Kronos calib.", "rw_static": "RW static",
-               "rw_rolling": "RW rolling"}
+# names from the scorer's one vocabulary (the backtest's skill table uses the same)
+_SCORER_NAME = {"kronos": "model", "kronos_calibrated": "model_calibrated", "rw_static": "random_walk_static_vol",
+                "rw_rolling": "random_walk_vol"}
+MODEL_LABELS = {m: FORECASTER_LABELS[n] for m, n in _SCORER_NAME.items()}
+MODEL_SHORT = {m: FORECASTER_SHORT[n] for m, n in _SCORER_NAME.items()}
 CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
@@ -70,8 +71,10 @@ class Evaluation:
 
         levels = [f"{round(lv * 100)}" for lv in self.settings.band_levels]
         table = Table(title=f"Walk-forward evaluation ({self.windows} windows; RW = random walk)")
-        for col in ("h", "model", "MAE", "RMSE", "dir. acc", "CRPS", *[f"cov {lv}%" for lv in levels]):
-            table.add_column(col, justify="left" if col == "model" else "right")
+        for key in ("step", "forecaster", "mae", "rmse", "hit_rate", "crps"):
+            table.add_column(SCORE_COLUMNS[key], justify="left" if key == "forecaster" else "right")
+        for lv in levels:
+            table.add_column(SCORE_COLUMNS.get(f"coverage_{lv}", f"cov {lv}%"), justify="right")
         for h in self.settings.horizons:
             for m in MODELS:
                 row = self.metrics[m][h]

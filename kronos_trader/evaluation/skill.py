@@ -1,7 +1,7 @@
 """Forecast skill: the one scorer for stored forecasts, used by backtests, `evaluate` and the skill gate.
 
 A forecast made at bar t (its `window_end`) for steps 1..H is scored once all H closes are
-known, against two naive forecasts of the same windows: a random walk (the last close, a
+known (each step at the first bar at or after its calendar stamp, so holidays resolve), against two naive forecasts of the same windows: a random walk (the last close, a
 point forecast whose CRPS is its absolute error) and a random walk with rolling-volatility
 normal bands (sigma from the `vol_window` one-bar log returns known at t, widening with
 sqrt(step)). Per step: MAE, CRPS, the CRPS skill score 1 - CRPS / CRPS(baseline) against
@@ -25,13 +25,24 @@ from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae
 
 __all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "target_positions", "score_forecasts",
            "score_run", "score_step", "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps",
-           "direction_hits", "rolling_vol", "report_steps", "BASELINES", "Z95"]
+           "direction_hits", "rolling_vol", "report_steps", "BASELINES", "Z95", "FORECASTER_LABELS",
+           "FORECASTER_SHORT", "SCORE_COLUMNS"]
 
 Z95 = 1.959963984540054
 BAND_LEVELS = (0.5, 0.9)
 BASELINES = ("random_walk", "random_walk_vol")
-BASELINE_LABELS = {"random_walk": "RW (last close)", "random_walk_vol": "RW + rolling vol"}
-BASELINE_SHORT = {"random_walk": "RW", "random_walk_vol": "RW+vol"}
+# One vocabulary for every skill table (backtest console and HTML, `evaluate`, the web pages):
+# the forecasters' names, long and short, and the score columns.
+FORECASTER_LABELS = {"model": "Kronos", "model_calibrated": "Kronos calibrated",
+                     "random_walk": "RW (last close)", "random_walk_vol": "RW + rolling vol",
+                     "random_walk_static_vol": "RW + static vol"}
+FORECASTER_SHORT = {"model": "Kronos", "model_calibrated": "Kronos cal.", "random_walk": "RW",
+                    "random_walk_vol": "RW+vol", "random_walk_static_vol": "RW+static vol"}
+SCORE_COLUMNS = {"step": "step", "forecaster": "forecaster", "mae": "MAE", "rmse": "RMSE", "crps": "CRPS",
+                 "skill_rw": "skill RW", "skill_rw_vol": "skill RW+vol", "coverage_50": "cov 50%",
+                 "coverage_90": "cov 90%", "hit_rate": "hit rate", "hit_ci": "hit rate, 95% CI", "rank": "rank"}
+BASELINE_LABELS = {k: FORECASTER_LABELS[k] for k in BASELINES}
+BASELINE_SHORT = {k: FORECASTER_SHORT[k] for k in BASELINES}
 
 
 @dataclass
@@ -71,17 +82,19 @@ def rolling_vol(log_close: np.ndarray, positions: Sequence[int], window: int | N
 
 
 def target_positions(index: pd.DatetimeIndex, origin: int, f: WindowForecast) -> np.ndarray | None:
-    """Positions in `index` of the H bars a forecast made at bar `origin` is for: its
-    calendar stamps when it has them (weekends, breaks and closed sessions skipped), else
-    the next H bars. None when the origin or a target is not in the data."""
+    """Positions in `index` of the H bars a forecast made at bar `origin` is for: with
+    calendar stamps, the first bar at or after each stamp (a step stamped on a holiday or a
+    bar missing from the data resolves at the next bar that exists), else the next H bars.
+    None when the origin is not in the data or the data does not reach a target yet."""
     if origin < 0:
         return None
     if f.stamps is not None:
-        pos = index.get_indexer(pd.DatetimeIndex(f.stamps))
+        pos = index.searchsorted(pd.DatetimeIndex(f.stamps).as_unit(index.unit), side="left")
     else:
         pos = origin + np.arange(1, f.horizon + 1)
-        pos[pos >= len(index)] = -1
-    return None if len(pos) == 0 or (pos <= origin).any() else pos
+    if len(pos) == 0 or (pos >= len(index)).any() or (pos <= origin).any():
+        return None
+    return np.asarray(pos)
 
 
 def resolve_forecasts(forecasts: Iterable[WindowForecast], candles: pd.DataFrame, vol_window: int = 48,
@@ -266,12 +279,12 @@ class SkillReport:
         from rich.table import Table
 
         table = Table(title=title or f"Forecast skill ({self.windows} resolved forecasts; RW = random walk)")
-        for col in ("step", "", "MAE", "CRPS", "skill RW", "skill RW+vol", "cov50", "cov90", "hit rate, 95% CI",
-                    "rank"):
-            table.add_column(col, justify="left" if col == "" else "right")
+        for key in ("step", "forecaster", "mae", "crps", "skill_rw", "skill_rw_vol", "coverage_50", "coverage_90",
+                    "hit_ci", "rank"):
+            table.add_column(SCORE_COLUMNS[key], justify="left" if key == "forecaster" else "right")
         for step, rows in self.steps.items():
             m = rows["model"]
-            table.add_row(str(step), "Kronos", _f(m["mae"], ".4g"), _f(m["crps"], ".4g"),
+            table.add_row(str(step), FORECASTER_SHORT["model"], _f(m["mae"], ".4g"), _f(m["crps"], ".4g"),
                           _f(m["crps_skill_random_walk"], "+.3f"), _f(m["crps_skill_random_walk_vol"], "+.3f"),
                           _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"), _hit(m), _f(m["rank_corr"], "+.2f"))
             for name in BASELINES:

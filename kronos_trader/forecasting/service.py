@@ -23,7 +23,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass, replace
-from typing import Hashable, Iterable, Sequence
+from typing import Hashable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from kronos_trader.store import Store
 from .calibration import RollingCalibrator
 from .models import LoadedModel, load_model
 from .probability import with_p_up
+from .progress import batch_progress
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 CLOSE = COLUMNS.index("close")
@@ -274,54 +275,55 @@ class ForecastService:
     # --- internals ------------------------------------------------------------------------
     def _compute_and_store(self, requests: list["WindowRequest"], windows: list[pd.DataFrame], hashes: list[str],
                            interval: pd.Timedelta) -> None:
-        """Compute the windows and store each model batch as it completes (a stopped run
-        keeps the batches it finished)."""
+        """Compute and store batch by batch: a run stopped (Ctrl-C, a crash) keeps every
+        batch that completed, and a rerun reads them back."""
         for done in self._compute(windows, interval, [f"{r.symbol} {r.timeframe}" for r in requests]):
             self.computed += len(done)
             ids: dict = {}
             if self.store is not None:
                 self.store.add_forecasts([self._row(f, hashes[i], requests[i].symbol, requests[i].timeframe)
-                                          for i, f in done.items()])
-                ids = self.store.get_forecasts(self.model.model_id, self.settings_hash, [hashes[i] for i in done])
-            for i, f in done.items():
+                                          for i, f in done])
+                ids = self.store.get_forecasts(self.model.model_id, self.settings_hash, [hashes[i] for i, _ in done])
+            for i, f in done:
                 h = hashes[i]
                 # through the stored form, so a fresh forecast equals one read back later
                 self._memory[h] = WindowForecast.from_payload(f.window_end, f.to_payload(),
                                                               ids[h].id if h in ids else None)
 
     def _compute(self, windows: list[pd.DataFrame], interval: pd.Timedelta, labels: list[str]
-                 ) -> Iterable[dict[int, WindowForecast]]:
-        """The forecasts of `windows` by position, one dict per model batch (flat windows first)."""
+                 ) -> Iterator[list[tuple[int, WindowForecast]]]:
+        """(position in `windows`, forecast) pairs, one list per model batch (flat windows first)."""
         if not windows:
             return
         s = self.settings
-        flat: dict[int, WindowForecast] = {}
+        flat = []
         model_windows = []
         for i, (w, label) in enumerate(zip(windows, labels)):
             stamps = future_stamps(w.index, s.horizon, self.calendar, interval)
             if _is_flat(w, label):
-                flat[i] = neutral_forecast(w, interval, stamps, s.sample_count)
+                flat.append((i, neutral_forecast(w, interval, stamps, s.sample_count)))
             else:
                 model_windows.append((i, w, stamps))
         if flat:
             yield flat
         batches = [model_windows[i:i + s.batch_windows] for i in range(0, len(model_windows), s.batch_windows)]
-        for batch in _progress(batches, self.progress and len(batches) > 1, len(model_windows), s.batch_windows):
-            out: dict[int, WindowForecast] = {}
+        for batch in batch_progress(batches, self.progress and len(batches) > 1, len(model_windows),
+                                    s.batch_windows):
             ends = [w.index[-1] + interval for _, w, _ in batch]
             results = self.model.predictor.forecast_batch(
                 [w for _, w, _ in batch], [w.index for _, w, _ in batch], [st for _, _, st in batch],
                 pred_len=s.horizon, T=s.temperature, top_k=s.top_k, top_p=s.top_p, sample_count=s.sample_count,
                 verbose=False, seed=[window_seed(s.seed, e) for e in ends])
+            done = []
             for (i, w, stamps), end, f in zip(batch, ends, results):
                 last_close = float(w["close"].iloc[-1])
                 close_paths = f.paths[:, :, CLOSE].astype(float)
-                out[i] = WindowForecast(
+                done.append((i, WindowForecast(
                     window_end=end, bar_open=w.index[-1], last_close=last_close,
                     mean=f.mean.to_numpy(dtype=float),
                     quantiles={q: v[:, CLOSE].astype(float) for q, v in zip(f.quantile_levels, f.quantile_values)},
-                    p_up=prob_up(close_paths, last_close), close_paths=close_paths, stamps=stamps)
-            yield out
+                    p_up=prob_up(close_paths, last_close), close_paths=close_paths, stamps=stamps)))
+            yield done
 
     def _row(self, f: WindowForecast, window_hash: str, symbol: str, timeframe: str) -> dict:
         s = self.settings
@@ -359,20 +361,6 @@ def neutral_forecast(window: pd.DataFrame, interval: pd.Timedelta, stamps: pd.Da
                           mean=np.repeat(last[None, :], horizon, axis=0),
                           quantiles={q: np.full(horizon, last[CLOSE]) for q in QUANTILES},
                           p_up=prob_up(paths, last[CLOSE]), close_paths=paths, stamps=stamps)
-
-
-def _progress(batches: list, show: bool, total: int, size: int) -> Iterable:
-    if not show:
-        yield from batches
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("forecasting windows", total=total)
-        for batch in batches:
-            yield batch
-            bar.advance(task, min(size, total - bar.tasks[0].completed))
 
 
 def calibrate_requests(requests: Sequence[WindowRequest], history: Sequence[WindowRequest],

@@ -10,23 +10,29 @@ from .accounting import fill_deltas
 EPS = 1e-6
 
 
-def balance_problems(store: Store, run_id: str) -> list[str]:
-    """Live runs: each stored exchange balance vs its opening balance plus the run's fills
-    (net of fees, in the currency each fee was charged in)."""
+def balance_gaps(store: Store, run_id: str) -> dict[str, tuple[float, float, float]]:
+    """Live runs: per currency whose stored exchange balance differs from its opening
+    balance plus the run's fills (net of fees, in the currency each fee was charged in):
+    (exchange balance, opening, fills)."""
     totals: dict[str, float] = defaultdict(float)
     balances, fills, _ = store.account_rows(run_id)
     for symbol, _timeframe, side, amount, price, fee, fee_currency in fills:
         for currency, delta in fill_deltas(symbol, side, amount, price, fee, fee_currency).items():
             totals[currency] += delta
-    problems = []
+    gaps = {}
     for b in balances:
         if b.opening is None:
             continue
         expected, actual = b.opening + totals.get(b.currency, 0.0), b.free + b.used
         if abs(actual - expected) > EPS * max(1.0, abs(expected)):
-            problems.append(f"{b.currency} balance {actual:.10g} on the exchange != opening {b.opening:.10g} "
-                            f"+ fills {totals.get(b.currency, 0.0):+.10g}")
-    return problems
+            gaps[b.currency] = (actual, b.opening, totals.get(b.currency, 0.0))
+    return gaps
+
+
+def balance_problems(store: Store, run_id: str) -> list[str]:
+    """``balance_gaps`` as messages."""
+    return [f"{currency} balance {actual:.10g} on the exchange != opening {opening:.10g} + fills {moved:+.10g}"
+            for currency, (actual, opening, moved) in balance_gaps(store, run_id).items()]
 
 
 def audit_run(store: Store, run_id: str, *, paper: bool | None = None) -> list[str]:

@@ -334,6 +334,13 @@ class ExchangeBroker:
         self.event("warning", f"order {order.client_order_id} never reached the exchange: the position is "
                               f"decided again on the current candle", order.symbol)
 
+    def _unsent(self, order: PendingOrder, reason: str) -> None:
+        """A stored order that never left: expired (never sent late), its book decides again."""
+        self._set_status(order, "expired", reason=reason)
+        self._lose(order)
+        self.event("warning", f"order {order.client_order_id} was never sent: decided again on the current candle",
+                   order.symbol)
+
     def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
         """Refresh the orders of ``book`` in flight or open on the exchange; returns how many filled."""
         return self.poll(book)
@@ -346,8 +353,35 @@ class ExchangeBroker:
         return lost
 
     def recover(self, current_close: dict[str, pd.Timestamp] | None) -> list[str]:
-        """Settle the orders stored before the last stop (``reconcile``); returns the ones sent now."""
-        return self.reconcile(current_close)
+        """Settle the orders stored before the last stop (``reconcile``), then check the
+        holdings against the records; returns the ones sent now."""
+        sent = self.reconcile(current_close)
+        self._check_holdings()
+        return sent
+
+    def _check_holdings(self) -> None:
+        """The run's records must account for what the account holds of each traded base
+        asset (opening + the run's fills), above dust: else the positions it would decide on
+        are not the account's (a database restored from an older copy, another program on
+        the account) and the run refuses to go on. Assets with an order still unsettled
+        are left to the order's settlement."""
+        from .audit import balance_gaps
+
+        gaps = balance_gaps(self.store, self.run_id)
+        busy = {base_of(o.symbol) for o in self.pending.values()}
+        for rules in self.rules.values():
+            if rules.base not in gaps or rules.base in busy:
+                continue
+            actual, opening, moved = gaps[rules.base]
+            ticker = call_with_retry(self.client.fetch_ticker, rules.symbol, **self.retry)
+            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+            if is_dust(rules.min_amount, rules.min_notional, actual - opening - moved, price):
+                continue
+            raise ExchangeConfigError(
+                f"the account holds {actual:.8g} {rules.base} but run {self.run_id}'s records account for "
+                f"{opening + moved:.8g} (opening {opening:.8g} + fills {moved:+.8g}): its database is not the "
+                f"account's state (restored from an older copy, or another program traded it); start a new run "
+                f"with --new --adopt")
 
     def poll(self, book: Book | None = None) -> int:
         """Refresh the orders (of ``book``, else all) in flight or open on the exchange;
@@ -355,13 +389,15 @@ class ExchangeBroker:
         filled = 0
         for order in list(self.pending.values()):
             # a book's orders (and those of pairs no longer configured, with every book)
-            if order.status == "new" or (book is not None and order.book != book and order.book in self.books):
+            if book is not None and order.book != book and order.book in self.books:
                 continue
             try:
                 found = self._lookup(order)
-                if found is None:
+                if found is None and order.status == "new":  # a cycle failed before sending it
+                    self._unsent(order, "not sent (its cycle failed); decided again")
+                elif found is None:
                     self._missing(order)
-                elif order.status in ("sent", "unknown") or _STATUS.get(str(found.get("status"))) != "open" \
+                elif order.status in ("new", "sent", "unknown") or _STATUS.get(str(found.get("status"))) != "open" \
                         or float(found.get("filled") or 0.0):
                     self._finish(order, found)
                     filled += order.status == "filled"
@@ -393,10 +429,7 @@ class ExchangeBroker:
                     self.send([order])
                     sent.append(order.client_order_id)
                 else:
-                    self._set_status(order, "expired", reason="not sent before the last stop; decided again")
-                    self._lose(order)
-                    self.event("warning", f"order {order.client_order_id} was never sent (its candle has passed): "
-                                          f"decided again on the current candle", order.symbol)
+                    self._unsent(order, "not sent before the last stop; decided again")
                 continue
             try:
                 found = self._lookup(order)

@@ -22,11 +22,17 @@ TTL_S = 120.0
 HEARTBEAT_S = 30.0
 
 
+def _host() -> str:
+    """This host's name as tokens hold it (cut so a token fits its 64-character column:
+    cloud host names run to 60 characters)."""
+    return socket.gethostname()[:40]
+
+
 def _dead_here(token: str) -> bool:
     """A token of a process on this host that no longer runs."""
     host, _, rest = token.partition("|")
     pid = rest.partition("|")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != _host() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)
@@ -43,7 +49,7 @@ class RunLease:
         self.exchange = paper.exchange
         self.account = f"key:{paper.api_key_env or '-'}@{paper.api_url or 'default'}"
         self.symbols = sorted(set(symbols))
-        self.token = f"{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
+        self.token = f"{_host()}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
         self.keys: list[str] = []
 
     def _holder(self, run_id: str | None) -> str:

@@ -335,7 +335,7 @@ class LiveRunner:
         """Run the cycle; while decisions are left undone and the candle lasts, again."""
         t0 = time.time()
         interval = timeframe_to_timedelta(tf)
-        report = None
+        report = earlier = None
         for attempt in range(1, self.decision_retries + 2):
             try:
                 now = given if given is not None else self.now()
@@ -355,6 +355,11 @@ class LiveRunner:
                 report = CycleReport(tf, now, boundary, started=t0,
                                      undecided=[f"cycle failed: {type(exc).__name__}: {one_line(exc, 200)}"])
             report.attempts = attempt
+            if earlier is not None:  # what the earlier attempts did counts too (the summary line)
+                report.decisions += earlier.decisions
+                report.orders[:0], report.rejected[:0] = earlier.orders, earlier.rejected
+                report.fills += earlier.fills
+            earlier = report
             if not report.undecided:
                 return report
             clock = self.clock_
@@ -552,6 +557,7 @@ class LiveRunner:
         due = [(book, bar) for book, bar in due if book.key not in unconfirmed]
         if not due:
             return []
+        self.lease.renew()  # a cycle may outlast the lease (retries, waits): still ours before deciding
         inputs = [BookInput(book.key, book.rules, book.held_target, forecasts.get((book.key, bar))) for book, bar in due]
         result = decide_bar(self.policy, self.risk, inputs, self.broker.account, prices, run_id=self.run_id,
                             costs=self.costs, min_change=self.min_change, free=self.broker.buying_power())

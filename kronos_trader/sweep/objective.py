@@ -8,10 +8,14 @@ class TrialError(ValueError):
     """A trial ran but has no score (recorded on the trial; the sweep goes on)."""
 
 
-def score(metrics: dict[str, float], objective: str, max_drawdown: float | None = None) -> float:
+def score(metrics: dict[str, float], objective: str, max_drawdown: float | None = None, min_trades: int = 0) -> float:
     """Sharpe, Sortino, Calmar (annual return / |max drawdown|), total or annual return of
-    the strategy. With a drawdown cap a deeper drawdown scores -inf. A strategy that never
-    held a position scores 0 on ratios (its returns have no spread)."""
+    the strategy. With a drawdown cap a deeper drawdown scores -inf, and so does a trial
+    with fewer than `min_trades` closed trades (its figures are noise that would win a
+    search). A strategy that never held a position scores 0 on ratios (its returns have no
+    spread)."""
+    if min_trades and int(metrics.get("trades") or 0) < min_trades:
+        return -math.inf
     drawdown = metrics["max_drawdown"]
     if max_drawdown is not None and drawdown < -max_drawdown:
         return -math.inf

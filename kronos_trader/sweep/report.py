@@ -39,6 +39,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _pct(value: Any) -> str:
+    """Returns and drawdowns as percentages, as the backtest report shows them."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{value:.2%}" if numeric else _fmt(value)
+
+
 def trial_rows(study, limit: int | None = None) -> list[dict[str, Any]]:
     """One row per trial, best first: out-of-sample score (walk-forward), in-sample score,
     parameters, headline metrics, state and error."""
@@ -68,6 +74,7 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
     study, sweep = summary.study, settings.sweep
     walk = sweep.walk_forward is not None
     rows = trial_rows(study, top)
+    value = _pct if sweep.objective in ("total_return", "annual_return") else _fmt
     table = Table(title=f"sweep {study.study_name}: {sweep.objective}" + (
         f" (optimised on the first {sweep.walk_forward:.0%}, scored on the rest)" if walk else ""))
     if walk:
@@ -84,13 +91,20 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
         table.add_column(column + (" (oos)" if walk and column in ("return", "max dd", "trades") else ""),
                          justify="right")
     for row in rows:
-        cells = ([_fmt(row["oos"])] if walk else []) + [str(row["number"]), _fmt(row["value"])]
-        cells += [_fmt(row["screen"])] if screened else []
+        cells = ([value(row["oos"])] if walk else []) + [str(row["number"]), value(row["value"])]
+        cells += [value(row["screen"])] if screened else []
         cells += [_fmt(row["params"].get(n)) for n in names]
-        cells += [_fmt(row["total_return"]), _fmt(row["max_drawdown"]), _fmt(row["trades"]),
+        cells += [_pct(row["total_return"]), _pct(row["max_drawdown"]), _fmt(row["trades"]),
                   row["state"] if not row["error"] else f"failed: {row['error']}"]
         table.add_row(*cells)
     console.print(table)
+    for note in summary.notes:
+        console.print(f"note: {note}", highlight=False)
+    trial_warnings = sorted({w for t in study.trials for w in t.user_attrs.get("warnings", [])})
+    for warning in trial_warnings:
+        console.print(f"[yellow]warning (trials):[/yellow] {warning}", highlight=False)
+    if sweep.min_trades:
+        console.print(f"trials with fewer than {sweep.min_trades} trades score -inf (sweep.min_trades)")
     console.print(f"{summary.trials_run} trials run in {summary.trial_seconds:.1f} s ({summary.failed} failed), "
                   f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
                   f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
@@ -103,6 +117,6 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                       f"distinct trials)")
     if rows and rows[0]["state"] == "complete":
         best = rows[0]
-        lead = f"out-of-sample {sweep.objective} {_fmt(best['oos'])}, in-sample " if walk else f"{sweep.objective} "
-        console.print(f"best trial #{best['number']}: {lead}{_fmt(best['value'])} with "
+        lead = f"out-of-sample {sweep.objective} {value(best['oos'])}, in-sample " if walk else f"{sweep.objective} "
+        console.print(f"best trial #{best['number']}: {lead}{value(best['value'])} with "
                       + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))

@@ -127,7 +127,7 @@ def replay(settings: Settings, candles: pd.DataFrame, service: ForecastService, 
             sharpe=np.where(std > 1e-15, mean / std * math.sqrt(per_year), np.nan),
             sortino=np.where(downside > 0, mean / downside * math.sqrt(per_year), np.nan),
             exposure=metrics.pop("exposed") / (returns + 1))
-    scores = _scores(metrics, settings.sweep.objective, settings.sweep.max_drawdown)
+    scores = _scores(metrics, settings.sweep.objective, settings.sweep.max_drawdown, settings.sweep.min_trades)
     return Screen(scores, metrics, time.perf_counter() - start)
 
 
@@ -206,7 +206,7 @@ def _steps(signal, bars, first, cash0, pick, long_t, short_t, shorts, keep_long,
         out[j, 4], out[j, 5], out[j, 6] = deepest, exposed, trades
 
 
-def _scores(metrics: dict[str, np.ndarray], objective: str, cap: float | None) -> np.ndarray:
+def _scores(metrics: dict[str, np.ndarray], objective: str, cap: float | None, min_trades: int = 0) -> np.ndarray:
     """objective.score for every point (NaN where a trial would fail)."""
     drawdown = metrics["max_drawdown"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -215,6 +215,8 @@ def _scores(metrics: dict[str, np.ndarray], objective: str, cap: float | None) -
     value = np.where(np.isnan(value) & (metrics["exposure"] == 0), 0.0, value)
     if cap is not None:
         value = np.where(drawdown < -cap, -np.inf, value)
+    if min_trades:
+        value = np.where(metrics["trades"] < min_trades, -np.inf, value)
     return value
 
 

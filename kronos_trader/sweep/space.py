@@ -21,6 +21,8 @@ from kronos_trader.config import BacktestSettings, ConfigError, CostSettings, Ri
     parse_settings
 from kronos_trader.decision import load_policy
 
+from .resolution import dedupe_grid, snap_distribution, threshold_params
+
 SHARED_SECTIONS = {"risk": tuple(RiskSettings.model_fields), "costs": tuple(CostSettings.model_fields)}
 SHARED_NAMES = tuple(f"{section}.{field}" for section, fields in SHARED_SECTIONS.items() for field in fields)
 # older configs set the shared settings in backtest:; run_backtest reads risk:/costs: only
@@ -37,6 +39,7 @@ class SweepSpaceError(ValueError):
 class SearchSpace:
     distributions: dict[str, BaseDistribution]
     grid: list[dict[str, Any]] | None  # every point, for the grid sampler
+    notes: tuple[str, ...] = ()        # said once before the trials (e.g. merged P(up) thresholds)
 
     @property
     def names(self) -> list[str]:
@@ -166,9 +169,14 @@ def build_space(settings: Settings, sweep: SweepSettings) -> SearchSpace:
         grid = [dict(zip(names, point)) for point in itertools.product(*values.values())]
         for point in grid:
             check_point(settings, point)
+        grid, notes = dedupe_grid(grid, threshold_params(settings, names), settings.forecast.sample_count)
     else:
         for i, name in enumerate(names):  # each choice and range end, the others at their first value
             for value in values[name]:
                 check_point(settings, {n: (value if n == name else values[n][0]) for n in names})
         check_point(settings, {n: values[n][-1] for n in names})
-    return SearchSpace(distributions, grid)
+        notes = []
+        for name in threshold_params(settings, names):
+            distributions[name], note = snap_distribution(name, distributions[name], settings.forecast.sample_count)
+            notes += [note] if note else []
+    return SearchSpace(distributions, grid, tuple(notes))

@@ -44,6 +44,7 @@ class SweepSummary:
     trial_seconds: float = 0.0
     exhausted: bool = False  # TPE kept proposing finished points: the space has no new one left
     screen: Screen | None = None  # the screening pass, when the grid was screened
+    notes: tuple[str, ...] = ()   # about the space (merged P(up) thresholds), said once
 
 
 def walk_forward_split(data: SweepData, settings: Settings) -> SweepData:
@@ -140,7 +141,7 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
             raise ValueError(f"sweep.screen: {reason}")
     study = open_study(settings, data, space)
     workers = for_workers(settings) if settings.sweep.executor == "ray" else settings
-    summary = SweepSummary(study, 0, 0, 0, 0)
+    summary = SweepSummary(study, 0, 0, 0, 0, notes=space.notes)
     executor = None
     try:
         if k is not None or _remaining(study, space, settings) > 0:
@@ -180,7 +181,7 @@ def _screen(settings: Settings, data: SweepData, space: SearchSpace, executor, k
     symbol, candles = next(iter(data.panel.items()))
     result = replay(settings, candles, service, symbol, data.timeframe, space.grid)
     scores = {_key(p): float(v) for p, v in zip(space.grid, result.scores)}
-    return result, SearchSpace(space.distributions, best(space.grid, result, k)), scores
+    return result, SearchSpace(space.distributions, best(space.grid, result, k), space.notes), scores
 
 
 def _settle(study: optuna.Study, space: SearchSpace) -> list[FrozenTrial]:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import socket
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,13 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def trial_warnings(caught) -> list[str]:
+    """A trial's warnings, kept on the trial instead of printed (one per trial flooded the
+    console); the P(up) resolution ones are left out: the sweep says that once for its space."""
+    lines = (str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning))
+    return sorted({line for line in lines if "neighbouring values of P(up)" not in line})
+
+
 def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -> TrialOutcome:
     """Backtest one point; any failure is caught and becomes the trial's error."""
     attrs: dict[str, Any] = {"worker": f"{socket.gethostname()}:{os.getpid()}"}
@@ -82,13 +90,16 @@ def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -
         parts = ("train", "test") if job.data.split is not None else ("all",)
         value = None
         for part in parts:
-            result = run_backtest(settings, job.data.span(part, lookback), next(iter(job.data.panel)),
-                                  job.data.timeframe, None, progress=False, service=service)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = run_backtest(settings, job.data.span(part, lookback), next(iter(job.data.panel)),
+                                      job.data.timeframe, None, progress=False, service=service)
+            attrs["warnings"] = trial_warnings(caught)
             metrics = result.metrics["strategy"]
             prefix = "oos_" if part == "test" else ""
             attrs[f"{prefix}metrics"] = _clean(metrics)
             attrs[f"{prefix}equity"] = _equity_points(result.equity["equity"])
-            attrs[f"{prefix}value"] = score(metrics, sweep.objective, sweep.max_drawdown)
+            attrs[f"{prefix}value"] = score(metrics, sweep.objective, sweep.max_drawdown, sweep.min_trades)
             if part != "test":
                 value = attrs["value"]
         json.dumps(attrs)  # stored as JSON: fail here, on the trial, if something is not

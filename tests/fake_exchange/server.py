@@ -3,7 +3,7 @@
 
 Endpoints (all under ``/api/v3``): ``ping``, ``time``, ``exchangeInfo``,
 ``klines``, ``ticker/24hr``, ``ticker/price``, ``ticker/bookTicker``,
-``avgPrice`` and the signed ``order`` (POST/GET/DELETE), ``openOrders``,
+``avgPrice``, ``depth`` (one level each side) and the signed ``order`` (POST/GET/DELETE), ``openOrders``,
 ``allOrders``, ``myTrades``, ``account``.
 
 Market data is replayed from pandas frames: the server only reveals candles
@@ -545,6 +545,7 @@ class FakeBinance:
             ("GET", "/api/v3/ticker/price"): lambda: self._per_symbol(params, self._ticker_price),
             ("GET", "/api/v3/ticker/bookTicker"): lambda: self._per_symbol(params, self._book_ticker),
             ("GET", "/api/v3/avgPrice"): lambda: self._avg_price(params),
+            ("GET", "/api/v3/depth"): lambda: self._depth(self._market(params)),
         }
         if (method, path) in routes:
             with self._lock:
@@ -727,6 +728,12 @@ class FakeBinance:
         tick = float(self._filter(market, "PRICE_FILTER")["tickSize"])
         return {"symbol": market["symbol"], "bidPrice": _fmt(max(last - tick, 0)), "bidQty": _fmt(1),
                 "askPrice": _fmt(last + tick if last else 0), "askQty": _fmt(1)}
+
+    def _depth(self, market):
+        """A one-level order book around the last price (what freqtrade's dry-run fills against)."""
+        book = self._book_ticker(market)
+        return {"lastUpdateId": self.clock_ms(), "bids": [[book["bidPrice"], _fmt(1000)]],
+                "asks": [[book["askPrice"], _fmt(1000)]]}
 
     def _avg_price(self, params):
         market = self._market(params)

@@ -8,16 +8,20 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
+from kronos_trader.backtest.metrics import ANNUALISED
+from kronos_trader.backtest.report import exit_reason, short_span_note
+from kronos_trader.backtest.run_catalog import display_name
+from kronos_trader.evaluation.skill import FORECASTER_LABELS
 
 from ..errors import WebError
-from .serialize import clean, floats, format_interval, records, stamps
+from .serialize import clean, floats, format_interval, records, stamp, stamps
 from .store_queries import forecasts_by_id
 
 MAX_BARS = 5000
-METRIC_KEYS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+METRIC_KEYS = ("total_return", "annual_return", "sharpe", "period_sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
                "profit_factor", "expectancy", "avg_win", "avg_loss", "avg_holding_hours", "longest_losing_streak",
                "fees", "exposure")
-SKILL_FORECASTERS = (("model", "Kronos"), ("random_walk", "RW (last close)"), ("random_walk_vol", "RW + rolling vol"))
+SKILL_FORECASTERS = tuple((k, FORECASTER_LABELS[k]) for k in ("model", "random_walk", "random_walk_vol"))
 
 
 def _summary(run) -> dict:
@@ -32,8 +36,8 @@ def run_row(run) -> dict:
     s, cfg = _summary(run), _config(run)
     strat, hold = s.get("strategy") or {}, s.get("buy_and_hold") or {}
     return clean({
-        "id": run.id, "name": run.name, "kind": run.kind, "status": run.status,
-        "started_at": run.started_at, "finished_at": run.finished_at,
+        "id": run.id, "name": display_name(run), "kind": run.kind, "status": run.status,
+        "started_at": stamp(run.started_at), "finished_at": stamp(run.finished_at),
         "symbol": s.get("symbol") or (cfg.get("data") or {}).get("symbol"),
         "timeframe": s.get("timeframe") or (cfg.get("data") or {}).get("timeframe"),
         "bars": s.get("bars"), "model": (cfg.get("model") or {}).get("name"),
@@ -59,15 +63,24 @@ def backtest_detail(store, run_id: str) -> dict:
     fills = store.load_fills(run_id)
     eq = equity["equity"] if len(equity) else pd.Series(dtype=float)
     drawdown = (eq / eq.cummax() - 1.0) if len(eq) else eq
+    note = short_span_note(s)
     metrics = [{"metric": k, "strategy": (s.get("strategy") or {}).get(k),
-                "buy_and_hold": (s.get("buy_and_hold") or {}).get(k)} for k in METRIC_KEYS]
+                "buy_and_hold": (s.get("buy_and_hold") or {}).get(k),
+                "annualised": bool(note) and k in ANNUALISED} for k in METRIC_KEYS]
     trade_cols = ["symbol", "side", "entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl",
-                  "pnl_pct", "fees"]
+                  "pnl_pct", "fees", "exit_reason"]
+    trades = with_exit_reasons(trades, orders, fills)
+    strategy = cfg.get("strategy") or {}
     return {
         "run": run_row(run),
-        "config": clean({"model": cfg.get("model"), "forecast": cfg.get("forecast"), "strategy": cfg.get("strategy"),
-                         "backtest": cfg.get("backtest"), "data": cfg.get("data")}),
-        "metrics": clean(metrics),
+        "config": clean({"model": cfg.get("model"), "forecast": cfg.get("forecast"), "strategy": strategy,
+                         "backtest": cfg.get("backtest"), "data": cfg.get("data"), "risk": cfg.get("risk") or {},
+                         "costs": cfg.get("costs") or {}, "gate": strategy.get("gate"),
+                         "dates": {"start": (cfg.get("data") or {}).get("start"),
+                                   "end": (cfg.get("data") or {}).get("end"),
+                                   "first_bar": s.get("first_bar") or (stamps(equity.index[:1]) or [None])[0],
+                                   "last_bar": s.get("last_bar") or (stamps(equity.index[-1:]) or [None])[0]}}),
+        "metrics": clean(metrics), "short_span_note": note,
         "equity": {"timestamps": stamps(equity.index), "equity": floats(eq, 6),
                    "cash": floats(equity["cash"], 6) if len(equity) else [],
                    "drawdown": floats(drawdown, 6)},
@@ -76,6 +89,24 @@ def backtest_detail(store, run_id: str) -> dict:
         "counts": {"orders": int(len(orders)), "fills": int(len(fills)), "trades": int(len(trades))},
         "skill": skill_rows(s.get("forecast_skill")),
     }
+
+
+def with_exit_reasons(trades: pd.DataFrame, orders: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame:
+    """Each stored trade's exit reason: the reason of the order whose fill closed it (as the
+    CLI report's trade log reads it from the run's journal)."""
+    if trades.empty:
+        return trades
+    reasons = {}
+    if len(fills) and len(orders) and {"order_id", "ts"} <= set(fills) and {"id", "reason", "symbol"} <= set(orders):
+        by_order = orders.set_index("id")
+        for f in fills.itertuples(index=False):
+            if f.order_id in by_order.index:
+                order = by_order.loc[f.order_id]
+                reasons[(order["symbol"], pd.Timestamp(f.ts))] = order["reason"]
+    out = trades.copy()
+    out["exit_reason"] = [exit_reason(reasons.get((t.symbol, pd.Timestamp(t.exit_time))))
+                          for t in trades.itertuples(index=False)]
+    return out
 
 
 def skill_rows(skill: dict | None) -> dict:

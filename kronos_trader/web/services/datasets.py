@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, find_gaps, infer_bar_interval
+from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval
+from kronos_trader.data.calendar import session_gaps
 from kronos_trader.data.fileio import read_table
 from kronos_trader.data.schema import INDEX_NAME, map_columns
 from kronos_trader.data.validation import check_frame
@@ -40,7 +41,7 @@ class Dataset:
 
     def info(self) -> dict:
         c = self.candles
-        gaps = find_gaps(c, self.interval)
+        gaps = session_gaps(c, self.interval)  # a market's closures (FX weekends) are not gaps
         preview_cols = ["open", "high", "low", "close", "volume", "amount"]
         head = c.head(5).reset_index().rename(columns={c.index.name or "index": "timestamp"})
         tail = c.tail(5).reset_index().rename(columns={c.index.name or "index": "timestamp"})
@@ -48,7 +49,7 @@ class Dataset:
             "id": self.id, "name": self.name, "source": self.source, "rows": len(c),
             "columns": self.columns, "start": stamp(c.index[0]), "end": stamp(c.index[-1]),
             "interval": format_interval(self.interval), "interval_seconds": self.interval.total_seconds(),
-            "gaps": int(len(gaps)), "missing_bars": int(gaps["missing_bars"].sum()) if len(gaps) else 0,
+            "gaps": gaps["gaps"], "missing_bars": gaps["missing_bars"], "closures": gaps["closures"],
             "notes": self.notes,
             "preview": {"head": records(head, ["timestamp", *preview_cols]),
                         "tail": records(tail, ["timestamp", *preview_cols])},

@@ -18,7 +18,7 @@ RECENT = 50
 def list_runs(store) -> list[dict]:
     runs = [r for k in KINDS for r in store.list_runs(k)]
     runs.sort(key=lambda r: r.started_at, reverse=True)
-    return [clean({"id": r.id, "name": r.name, "kind": r.kind, "status": r.status, "started_at": r.started_at,
+    return [clean({"id": r.id, "name": r.name, "kind": r.kind, "status": r.status, "started_at": stamp(r.started_at),
                    "finished_at": r.finished_at, "pairs": _pairs(r)}) for r in runs]
 
 
@@ -115,7 +115,7 @@ def paper_detail(store, run_id: str) -> dict:
     eq_last = equity.iloc[-1] if len(equity) else None
     return {
         "run": clean({"id": run.id, "name": run.name, "kind": run.kind, "status": run.status,
-                      "started_at": run.started_at, "finished_at": run.finished_at, "exchange": exchange,
+                      "started_at": stamp(run.started_at), "finished_at": stamp(run.finished_at), "exchange": exchange,
                       "live": bool((cfg.get("paper") or {}).get("live"))}),
         "now": stamp(pd.Timestamp.now(tz="UTC").tz_localize(None)),
         "balances": records(balances, ["currency", "free", "used", "updated_at"]) if len(balances) else [],

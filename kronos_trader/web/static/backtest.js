@@ -5,9 +5,9 @@
   const runId = document.body.dataset.runId;
   const PCT = new Set(["total_return", "annual_return", "max_drawdown", "win_rate", "exposure"]);
   const LABELS = { total_return: "total return", annual_return: "annual return", sharpe: "Sharpe",
-    sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
+    period_sharpe: "period Sharpe", sortino: "Sortino", max_drawdown: "max drawdown", trades: "trades", win_rate: "win rate", fees: "fees",
     exposure: "exposure", calmar: "Calmar", profit_factor: "profit factor", expectancy: "expectancy / trade",
-    avg_win: "average win", avg_loss: "average loss", avg_holding_hours: "average holding (h)",
+    avg_win: "average win", avg_loss: "average loss", avg_holding_hours: "average holding (hours)",
     longest_losing_streak: "longest losing streak" };
   const fmtMetric = (k, v) => (PCT.has(k) ? pct(v) : (k === "trades" || k === "longest_losing_streak") ? num(v, 0) : num(v, 2));
 
@@ -25,28 +25,40 @@
           signClass(get("total_return", "strategy"))),
         stat("Sharpe", num(get("sharpe", "strategy"), 2), `buy & hold ${num(get("sharpe", "buy_and_hold"), 2)}`),
         stat("max drawdown", pct(get("max_drawdown", "strategy")), `buy & hold ${pct(get("max_drawdown", "buy_and_hold"))}`, "neg"),
-        stat("trades", num(get("trades", "strategy"), 0), `win rate ${pct(get("win_rate", "strategy"), 0)}`),
-        stat("exposure", pct(get("exposure", "strategy"), 0), `fees ${num(get("fees", "strategy"), 2)}`));
-      $("metrics-table").replaceChildren(table(d.metrics.map((x) => ({ ...x, label: LABELS[x.metric] || x.metric })), [
+        stat("trades", num(get("trades", "strategy"), 0), `win rate ${pct(get("win_rate", "strategy"))}`),
+        stat("exposure", pct(get("exposure", "strategy")), `fees ${num(get("fees", "strategy"), 2)}`));
+      const label = (x) => (LABELS[x.metric] || x.metric) + (x.annualised ? " *" : "");
+      $("metrics-table").replaceChildren(table(d.metrics.map((x) => ({ ...x, label: label(x) })), [
         { key: "label", label: "metric" },
         { key: "strategy", label: "strategy", num: true, fmt: (v, row) => fmtMetric(row.metric, v) },
-        { key: "buy_and_hold", label: "buy & hold", num: true, fmt: (v, row) => fmtMetric(row.metric, v) }]));
+        { key: "buy_and_hold", label: "buy & hold", num: true, fmt: (v, row) => fmtMetric(row.metric, v) }]),
+        d.short_span_note ? el("div", { class: "note", id: "short-span-note", text: d.short_span_note }) : "");
       const c = d.config || {};
-      kv($("config-kv"), [["run id", r.id], ["started", r.started_at], ["finished", r.finished_at],
+      const risk = c.risk || {}, costs = c.costs || {}, dates = c.dates || {}, gate = c.gate;
+      const off = (v) => (v == null ? "off" : pct(v, 2));
+      kv($("config-kv"), [["run id", r.id], ["started (UTC)", r.started_at], ["finished (UTC)", r.finished_at],
+        ["bars (UTC)", dates.first_bar ? `${dates.first_bar} .. ${dates.last_bar}` : null],
+        ["start / end asked", `${dates.start || "–"} / ${dates.end || "–"}`],
         ["model", (c.model || {}).name], ["lookback / horizon", c.forecast ? `${c.forecast.lookback} / ${c.forecast.horizon}` : null],
         ["samples", c.forecast ? String(c.forecast.sample_count) : null],
-        ["strategy", (c.strategy || {}).name], ["cash", c.backtest ? num(c.backtest.cash, 2) : null],
-        ["commission / slippage", c.backtest ? `${pct(c.backtest.commission, 3)} / ${pct(c.backtest.slippage, 3)}` : null],
+        ["strategy", (c.strategy || {}).name],
+        ["skill gate", gate ? `${gate.rule}, window ${gate.window}` : "off"],
+        ["stop-loss / take-profit", `${off(risk.stop_loss)} / ${off(risk.take_profit)}`],
+        ["cash", c.backtest ? num(c.backtest.cash, 2) : null],
+        ["commission / slippage", `${pct(costs.commission, 3)} / ${pct(costs.slippage, 3)}`],
         ["bars", r.bars != null ? String(r.bars) : null]]);
       drawEquity(d);
       drawSkill(d.skill || { rows: [] });
+      const digits = K.priceDigits(d.trades.flatMap((t) => [t.entry_price, t.exit_price]));
       $("trades").replaceChildren(table(d.trades, [
         { key: "entry_time", label: "entry (UTC)" }, { key: "exit_time", label: "exit (UTC)" },
         { key: "side", label: "side" }, { key: "size", label: "size", num: true, fmt: (v) => num(v, 4) },
-        { key: "entry_price", label: "entry", num: true, fmt: price }, { key: "exit_price", label: "exit", num: true, fmt: price },
+        { key: "entry_price", label: "entry", num: true, fmt: (v) => price(v, digits) },
+        { key: "exit_price", label: "exit", num: true, fmt: (v) => price(v, digits) },
         { key: "pnl", label: "PnL", num: true, fmt: (v) => num(v, 2), cls: signClass },
         { key: "pnl_pct", label: "PnL %", num: true, fmt: (v) => pct(v), cls: signClass },
-        { key: "fees", label: "fees", num: true, fmt: (v) => num(v, 2) }], { empty: "no closed trades" }));
+        { key: "fees", label: "fees", num: true, fmt: (v) => num(v, 2) },
+        { key: "exit_reason", label: "exit reason" }], { empty: "no closed trades" }));
     } catch (err) {
       showError("run-error", err.message);
     }
@@ -80,7 +92,7 @@
     K.plot("equity-chart", traces, K.baseLayout());
     K.plot("drawdown-chart", [{ type: "scatter", mode: "lines", name: "drawdown", x: e.timestamps, y: e.drawdown,
       fill: "tozeroy", line: { color: COLORS.down, width: 1 }, fillcolor: "rgba(220,38,38,0.18)" }],
-      K.baseLayout({ showlegend: false, yaxis: { tickformat: ".0%", gridcolor: "#eef1f5" } }));
+      K.baseLayout({ showlegend: false, yaxis: { tickformat: ".2~%", gridcolor: "#eef1f5" } }));
   }
 
   let baseTraces = [];

@@ -58,12 +58,22 @@ const K = (() => {
     const d = abs >= 1000 ? Math.min(digits, 2) : abs >= 1 ? digits : Math.max(digits, 4);
     return v.toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: d });
   }
-  function price(v) {
-    if (!isNum(v)) return "–";
-    const abs = Math.abs(v);  // about 6 significant digits: 65,000.12, 1.23456, 0.000123456
-    const d = abs === 0 ? 2 : Math.min(12, Math.max(2, 5 - Math.floor(Math.log10(abs))));
-    return v.toLocaleString("en-US", { maximumFractionDigits: d });
+  /* decimals that keep about 6 significant digits at a series' level (data.display.price_digits) */
+  function priceDigits(values) {
+    const v = values.filter((x) => isNum(x) && x !== 0).map(Math.abs).sort((a, b) => a - b);
+    if (!v.length) return 2;
+    const median = v[Math.floor((v.length - 1) / 2)];
+    return Math.min(12, Math.max(2, 5 - Math.floor(Math.log10(median))));
   }
+  /* a price with `digits` decimals (default: its own level's), trailing zeros kept as the CLI
+     prints them (1.23280, not 1.2328) */
+  function price(v, digits) {
+    if (!isNum(v)) return "–";
+    const d = Number.isInteger(digits) ? digits : priceDigits([v]);
+    return v.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+  }
+  /* the one time format of every page: 2024-03-01 14:00:00 (UTC, 24-hour) */
+  function nowUtc() { return new Date().toISOString().slice(0, 19).replace("T", " ") + " UTC"; }
   function pct(v, digits = 2) { return isNum(v) ? (v * 100).toFixed(digits) + "%" : "–"; }
   function signClass(v) { return isNum(v) ? (v > 0 ? "pos" : v < 0 ? "neg" : "") : ""; }
 
@@ -103,9 +113,26 @@ const K = (() => {
       font: { family: "system-ui, DejaVu Sans, sans-serif", size: 12, color: COLORS.ink },
       hovermode: "x unified", showlegend: true,
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
-      xaxis: { type: "date", gridcolor: "#eef1f5", rangeslider: { visible: false } },
+      xaxis: { type: "date", gridcolor: "#eef1f5", rangeslider: { visible: false }, hoverformat: "%Y-%m-%d %H:%M" },
       yaxis: { gridcolor: "#eef1f5", zeroline: false },
     }, extra);
+  }
+
+  /* x-axis breaks for the closures in `timestamps` ("YYYY-MM-DD HH:MM:SS", UTC): a spacing longer
+     than one bar (an FX weekend, a stock's night) takes no room instead of a blank stretch */
+  function closureBreaks(timestamps, intervalMs) {
+    const ms = timestamps.map((t) => Date.parse(String(t).replace(" ", "T") + "Z"));
+    const step = intervalMs || Math.min(...ms.slice(1).map((t, i) => t - ms[i]).filter((d) => d > 0));
+    if (!isFinite(step) || step <= 0) return [];
+    const byLength = new Map();
+    for (let i = 1; i < ms.length; i++) {
+      const gap = ms[i] - ms[i - 1] - step;
+      if (gap <= 0) continue;
+      const start = new Date(ms[i - 1] + step).toISOString().slice(0, 19).replace("T", " ");
+      if (!byLength.has(gap)) byLength.set(gap, []);
+      byLength.get(gap).push(start);
+    }
+    return [...byLength].map(([dvalue, values]) => ({ values, dvalue }));
   }
 
   function candles(data, name, opts = {}) {
@@ -122,5 +149,5 @@ const K = (() => {
   }
 
   return { COLORS, api, postJSON, $, el, showError, num, price, pct, signClass, table, kv, stat, baseLayout,
-    candles, plot, isNum };
+    candles, plot, isNum, nowUtc, priceDigits, closureBreaks };
 })();

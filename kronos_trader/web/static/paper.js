@@ -10,7 +10,13 @@
   async function loadRuns() {
     const { runs } = await api("/api/paper");
     $("paper-empty").hidden = runs.length > 0;
-    if (!runs.length) { $("paper-body").hidden = true; return null; }
+    if (!runs.length) {  // say so, rather than an empty dropdown
+      $("run-select").replaceChildren(el("option", { value: "", text: "no paper-trading runs yet" }));
+      $("run-select").disabled = true;
+      $("paper-body").hidden = true;
+      return null;
+    }
+    $("run-select").disabled = false;
     const current = $("run-select").value || runId;
     $("run-select").replaceChildren(...runs.map((r) => el("option", { value: r.id,
       text: `${r.name} · ${r.kind} · ${r.status} · ${r.started_at}` })));
@@ -28,7 +34,7 @@
         render(await api(`/api/paper/${id}`));
       }
       showError("paper-error", "");
-      $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      $("updated").textContent = `updated ${K.nowUtc()}`;
     } catch (err) {
       showError("paper-error", err.message);
     }

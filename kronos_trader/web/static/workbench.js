@@ -44,7 +44,7 @@
   }
 
   $("model").addEventListener("change", () => applyModel(false));
-  // until the user picks a start, the window stays the latest one that leaves `horizon` actual bars
+  // until the user picks a start, the window stays the latest one (a forecast of what comes next)
   for (const id of ["lookback", "horizon"]) {
     $(id).addEventListener("change", () => { state.result = null; fitWindow(!state.startPicked); });
   }
@@ -113,7 +113,8 @@
     kv($("dataset-kv"), [["name", info.name], ["rows", info.rows.toLocaleString("en-US")],
       ["columns", info.columns.join(", ")], ["from", info.start], ["to", info.end],
       ["bar interval", info.interval],
-      ["gaps", info.gaps ? `${info.gaps} (${info.missing_bars} missing bars)` : "none"]]);
+      ["gaps", (info.gaps ? `${info.gaps} (${info.missing_bars} missing bars)` : "none") +
+        (info.closures ? `; ${info.closures} market closures (not missing)` : "")]]);
     $("dataset-notes").replaceChildren(...info.notes.map((n) => el("div", { class: "note", text: n })));
     const cols = ["timestamp", "open", "high", "low", "close", "volume"].map((k) => ({ key: k, label: k,
       num: k !== "timestamp", fmt: k === "timestamp" ? undefined : (v) => price(v) }));
@@ -138,7 +139,7 @@
     slider.max = maxStart;
     slider.disabled = false;
     $("start-date").disabled = false;
-    if (resetStart) slider.value = d.rows >= lookback + horizon ? d.rows - lookback - horizon : maxStart;
+    if (resetStart) slider.value = maxStart;  // the latest window, as the CLI forecasts; move it back to score
     if (+slider.value > maxStart) slider.value = maxStart;
     schedulePreview();
   }
@@ -193,6 +194,7 @@
         increasing: { line: { color: COLORS.muted } }, decreasing: { line: { color: "#64748b" } } }));
     }
     const layout = K.baseLayout({ shapes: histEnd < data.timestamps.length ? [vline(data.timestamps[histEnd])] : [] });
+    layout.xaxis.rangebreaks = K.closureBreaks(data.timestamps, state.dataset.interval_seconds * 1000);
     K.plot("chart", traces, layout);
   }
 
@@ -291,6 +293,8 @@
       yaxis2: { domain: [0, 0.2], range: [0, 1], tickformat: ".0%", gridcolor: "#eef1f5", title: { text: "P(up)" } },
       shapes: [vline(x[0])],
     });
+    const shown = [...new Set([...r.history.timestamps, ...x, ...r.actual.timestamps])].sort();
+    layout.xaxis.rangebreaks = K.closureBreaks(shown, state.dataset.interval_seconds * 1000);
     K.plot("chart", traces, layout);
   }
 
