@@ -64,3 +64,14 @@ def test_screened_sweep_reruns_the_best_points_exactly(fast_settings, sample_can
         "sampler": "grid", "screen": 2, "params": {"strategy.params.k": [1, 2]}}})
     with pytest.raises(ValueError, match="sweep.screen: the screening pass replays strategies.directional"):
         run_sweep(topk, data, progress=False)
+
+
+def test_screening_scores_follow_the_objectives_rules():
+    from kronos_trader.sweep.screen import _scores
+
+    metrics = {"sharpe": np.array([1.0, 2.0, np.nan, 3.0]), "max_drawdown": np.array([-0.1, -0.1, 0.0, -0.5]),
+               "exposure": np.array([0.5, 0.5, 0.0, 0.5]), "trades": np.array([20, 5, 0, 20]),
+               "annual_return": np.array([0.1, 0.1, 0.0, 0.1])}
+    scores = _scores(metrics, "sharpe", 0.3, 10)  # as objective.score: min trades, drawdown cap, flat = 0
+    assert list(scores) == [1.0, -np.inf, -np.inf, -np.inf]
+    assert list(_scores(metrics, "sharpe", None, 0)) == [1.0, 2.0, 0.0, 3.0]
