@@ -37,7 +37,7 @@ def _settings(fast_settings, url, **sweep):
     raw = fast_settings.model_dump(mode="json")
     raw["database"]["url"] = url
     raw["sweep"] = {"sampler": "grid", "executor": "ray", "workers": 2,
-                    "params": {"strategy.params.long_threshold": [0.4, 0.5, 0.6, 0.7]}, **sweep}
+                    "params": {"strategy.params.long_threshold": [0.4, 0.6, 0.8, 1.0]}, **sweep}  # distinct at 4 paths
     return parse_settings(raw)
 
 
@@ -125,4 +125,4 @@ def test_a_trial_whose_worker_is_killed_is_retried_not_scored(ray_head, fast_set
     trials = summary.study.get_trials()
     assert summary.failed == 0 and not [t for t in trials if t.user_attrs.get("error")]
     assert sorted(t.params["strategy.params.long_threshold"] for t in trials if t.state == TrialState.COMPLETE) \
-        == [0.4, 0.5, 0.6, 0.7]
+        == [0.4, 0.6, 0.8, 1.0]
