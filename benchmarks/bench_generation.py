@@ -1,13 +1,19 @@
-"""Our generation vs the published Kronos code itself, timed in the same run.
+"""Our generation vs the published Kronos code itself, timed in the same run, at the settings
+users run.
 
 The baseline is the published implementation (PyPI `kronos-model-arch==0.1.0`, package
 `model`; `pip install --no-deps kronos-model-arch==0.1.0 einops`): one random-weight
-checkpoint with the official configs is loaded into both. Both decode greedily (top_k=1),
-so the forecasts must agree; the table says whether they do. `--load N` repeats the
-one-path case beside N busy processes (another job on the machine).
+checkpoint with the official configs is loaded into both. Each case runs at the predictor's
+default sampling (T=1.0, top_p=0.9: the nucleus filter every default forecast pays) and
+greedily (top_k=1, where the forecasts must agree, and the table says whether they do).
+Ours and the published code alternate, repetition by repetition, so a change in the
+machine's load hits both; the table shows medians and the spread (min-max) over the
+repetitions. `--profile` adds where our time goes at the default settings, phase by phase.
+`--load N` repeats the one-path default case beside N busy processes.
 
-    python benchmarks/bench_generation.py                  # Kronos-small: 1 and 8 paths, + a busy run
+    python benchmarks/bench_generation.py                  # Kronos-small: 1 and 8 paths, both samplings
     python benchmarks/bench_generation.py --quick          # 1 path only, no busy run
+    python benchmarks/bench_generation.py --quick --profile --repeats 1
 """
 from __future__ import annotations
 
@@ -16,23 +22,17 @@ import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before tor
 import argparse
 import statistics
 import time
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
 from common import build_pair, competing_load, header
 
-from kronos import Sampling, generate_cached, published
+from kronos import Sampling, fast, generate_cached, generation, published
 
-GREEDY = Sampling(T=1.0, top_k=1, top_p=1.0)
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+SAMPLINGS = {"default (top_p 0.9)": Sampling(T=1.0, top_k=0, top_p=0.9),
+             "greedy (top_k 1)": Sampling(T=1.0, top_k=1, top_p=1.0)}
 
 
 def inputs(series: int, n: int, steps: int, paths: int, seed: int = 1):
@@ -43,46 +43,137 @@ def inputs(series: int, n: int, steps: int, paths: int, seed: int = 1):
     return x, stamps[:, :n], stamps[:, n:], torch.rand(series, paths, steps, 2, generator=g)
 
 
-def case(pair, pub_pair, n: int, steps: int, paths: int, args, dtype=torch.float32) -> dict:
+def case(pair, pub_pair, n: int, steps: int, paths: int, sampling: Sampling, repeats: int) -> dict:
+    """Ours and the published code, alternating, `repeats` times each."""
     tokenizer, model, context = pair
     x, xs, ys, u = inputs(1, n, steps, paths)
     context = min(context, 512)
-    ours_call = lambda: generate_cached(tokenizer, model, x, xs, ys, context, steps, GREEDY, u, dtype)  # noqa: E731
+
+    def ours_call():
+        return generate_cached(tokenizer, model, x, xs, ys, context, steps, sampling, u)
+
+    def pub_call():
+        torch.manual_seed(0)  # the published code draws from torch's global generator
+        return published.published_forecast(*pub_pair, x, xs, ys, context, steps, T=sampling.T, top_k=sampling.top_k,
+                                             top_p=sampling.top_p, sample_count=paths)
+
     ours_call()  # warm-up: builds the fast path once per model
-    ours_s, ours = timed(ours_call, args.repeats)
-    pub_s, pub = timed(lambda: published.published_forecast(*pub_pair, x, xs, ys, context, steps, top_k=1,
-                                                            sample_count=paths), 1)
-    diff = float(np.abs(ours.mean(1).numpy() - pub).max())
-    return {"ours": ours_s, "published": pub_s, "ratio": pub_s / ours_s, "diff": diff}
+    times: dict[str, list[float]] = {"ours": [], "published": []}
+    ours = pub = None
+    for _ in range(repeats):
+        for name, call in (("ours", ours_call), ("published", pub_call)):
+            start = time.perf_counter()
+            out = call()
+            times[name].append(time.perf_counter() - start)
+            ours, pub = (out, pub) if name == "ours" else (ours, out)
+    diff = float(np.abs(ours.mean(1).numpy() - pub).max()) if sampling.top_k == 1 else None
+    ratios = [p / o for p, o in zip(times["published"], times["ours"])]
+    return {**times, "ratio": statistics.median(times["published"]) / statistics.median(times["ours"]),
+            "ratios": ratios, "diff": diff}
+
+
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    if len(values) < 2:
+        return f"{med:7.2f}"
+    lo, hi = min(values), max(values)
+    return f"{med:7.2f} ({lo:.2f}-{hi:.2f}, {100 * (lo / med - 1):+.0f}/{100 * (hi / med - 1):+.0f}%)"
 
 
 def row(model: str, label: str, r: dict) -> str:
-    agree = "yes" if r["diff"] < 1e-3 else f"NO (max diff {r['diff']:.2g})"
-    return (f"{model:13} {label:30} {r['ours']:8.2f} {r['published']:10.2f} {r['ratio']:8.1f}x  {agree}")
+    agree = "n/a (sampled)" if r["diff"] is None else "yes" if r["diff"] < 1e-3 else f"NO (max diff {r['diff']:.2g})"
+    ratios = f"{min(r['ratios']):.1f}-{max(r['ratios']):.1f}x" if len(r["ratios"]) > 1 else ""
+    return (f"{model:13} {label:40} {spread(r['ours']):32} {spread(r['published']):32} {r['ratio']:6.1f}x "
+            f"{ratios:12} {agree}")
+
+
+@contextmanager
+def _timed(owner, name: str, totals: dict):
+    """Accumulate the wall time of calls to `owner.name` under `name`."""
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            totals[name] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)
+
+
+PHASES = [(generation, "_encode", "tokenizer encode"), (generation, "_prefill", "prefill (and re-run slid windows)"),
+          (fast.FastKronos, "extend", "decode steps (blocks)"), (fast.FastKronos, "s1_logits", "s1 head"),
+          (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
+          (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
+          (generation, "_decode_suffix", "tokenizer decode of the paths")]
+PRODUCT_OPS = ("linear", "addmm", "mm", "bmm", "matmul", "mkldnn")
+
+
+def profile(pair, n: int, steps: int, paths: int, sampling: Sampling) -> list[str]:
+    """Where our time goes, by phase (wall time of each phase's calls) and, within the whole
+    call, products against attention kernels (torch's profiler, self CPU time)."""
+    tokenizer, model, context = pair
+    x, xs, ys, u = inputs(1, n, steps, paths)
+    generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
+    totals: dict[str, float] = defaultdict(float)
+    with ExitStack() as stack:
+        for owner, name, _ in PHASES:
+            stack.enter_context(_timed(owner, name, totals))
+        start = time.perf_counter()
+        generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
+        whole = time.perf_counter() - start
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
+    kinds: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        key = event.key.lower()
+        kind = ("attention" if "attention" in key else "products" if any(op in key for op in PRODUCT_OPS)
+                else "other ops")
+        kinds[kind] += event.self_cpu_time_total / 1e6
+    op_total = sum(kinds.values()) or 1.0
+    lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, s1 head runs inside "
+             f"steps)"]
+    lines += [f"  {label:36} {totals[name]:7.3f} s  {100 * totals[name] / whole:5.1f}%" for _, name, label in PHASES]
+    lines += ["  kernels (profiled run): " + ", ".join(f"{k} {100 * v / op_total:.0f}%" for k, v in
+                                                        sorted(kinds.items(), key=lambda kv: -kv[1]))]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1-path case only, no busy run")
+    parser.add_argument("--quick", action="store_true", help="1-path cases only, no busy run")
     parser.add_argument("--models", default="kronos-small", help="comma-separated: kronos-mini,kronos-small,...")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (the median is shown)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of ours and the published code")
+    parser.add_argument("--samplings", default="default,greedy", help="default (top_p 0.9) and/or greedy (top_k 1)")
+    parser.add_argument("--profile", action="store_true", help="also profile ours by phase at the default settings")
     parser.add_argument("--load", type=int, default=2, help="busy processes beside the repeated 1-path case")
     args = parser.parse_args()
     if not published.available():
         raise SystemExit(f"the baseline needs the published code: {published.INSTALL_HINT}")
+    chosen = {k: v for k, v in SAMPLINGS.items() if k.split()[0] in args.samplings.split(",")}
     print(header())
-    print(f"{'model':13} {'case (greedy)':30} {'ours s':>8} {'published':>10} {'speed-up':>9}  agree")
+    print(f"{'model':13} {'case':40} {'ours s: median (min-max)':32} {'published s':32} {'ratio':>7} "
+          f"{'per rep':12} agree")
     for name in args.models.split(","):
         pair = build_pair(name)
         pub_pair = published.published_pair(pair[0], pair[1])
         for paths in ((1,) if args.quick else (1, 8)):
-            r = case(pair, pub_pair, 400, 120, paths, args)
-            print(row(name, f"400 + 120, {paths} path(s)", r), flush=True)
+            for label, sampling in chosen.items():
+                r = case(pair, pub_pair, 400, 120, paths, sampling, args.repeats)
+                print(row(name, f"400 + 120, {paths} path(s), {label}", r), flush=True)
         if not args.quick and args.load > 0:
             with competing_load(args.load):
                 time.sleep(1)
-                r = case(pair, pub_pair, 400, 120, 1, args)
-            print(row(name, f"400 + 120, 1 path, {args.load} busy procs", r), flush=True)
+                r = case(pair, pub_pair, 400, 120, 1, SAMPLINGS["default (top_p 0.9)"], args.repeats)
+            print(row(name, f"400 + 120, 1 path, default, {args.load} busy procs", r), flush=True)
+        if args.profile:
+            print(f"{name}: our time by phase, 400 + 120, 1 path, default sampling")
+            print("\n".join(profile(pair, 400, 120, 1, SAMPLINGS["default (top_p 0.9)"])), flush=True)
     print(header())
 
 

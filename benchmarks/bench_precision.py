@@ -16,14 +16,11 @@ import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before tor
 import argparse
 import time
 
-import numpy as np
 import torch
-from common import build_pair, header
+from common import build_pair, close_scores, header, held_out_windows, print_scores
 
 from kronos import KronosPredictor, Sampling, generate_tokens, precision
 from kronos.generation import generate_cached
-from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
-from kronos_trader.evaluation.metrics import coverage, crps_ensemble
 
 
 def batch_inputs(windows: int, n: int, steps: int, paths: int):
@@ -63,29 +60,16 @@ def speed_and_agreement(args) -> None:
 
 
 def scores(args) -> None:
-    candles = load_candles(SAMPLE_DATA_PATH)
     lookback, horizon = 256, 24
-    ends = np.linspace(len(candles) - args.score_windows * horizon - horizon, len(candles) - horizon,
-                       args.score_windows).astype(int)
-    frames = [candles.iloc[e - lookback:e] for e in ends]
-    actual = np.stack([candles["close"].to_numpy()[e:e + horizon] for e in ends])  # (W, horizon)
+    frames, actual = held_out_windows(lookback, horizon, args.score_windows)
     results = {}
     for label, prec, seed in (("float32", "float32", 1), ("float32, 2nd seed", "float32", 2), ("bf16", "bf16", 1)):
         predictor = KronosPredictor.from_pretrained("kronos-nano", device="cpu", precision=prec)
-        forecasts = predictor.forecast_batch(frames, pred_len=horizon, sample_count=args.paths, verbose=False,
-                                             seed=seed)
-        paths = np.stack([f.paths[:, :, 3] for f in forecasts])  # (W, paths, horizon)
-        crps = crps_ensemble(np.moveaxis(paths, 1, -1), actual).mean()
-        lo, hi = np.quantile(paths, 0.05, axis=1), np.quantile(paths, 0.95, axis=1)
-        results[label] = (crps, coverage(lo, hi, actual))
+        results[label] = close_scores(predictor.forecast_batch(frames, pred_len=horizon, sample_count=args.paths,
+                                                               verbose=False, seed=seed), actual)
     print(f"kronos-nano on {args.score_windows} held-out windows of the sample ({lookback} + {horizon}, "
           f"{args.paths} paths), close:")
-    for label, (crps, cov) in results.items():
-        print(f"  {label:18} CRPS {crps:9.3f}   90% band coverage {cov:6.1%}")
-    noise = abs(results["float32"][0] - results["float32, 2nd seed"][0])
-    print(f"  bf16 - float32: CRPS {results['bf16'][0] - results['float32'][0]:+.3f} (seed noise {noise:.3f}), "
-          f"coverage {results['bf16'][1] - results['float32'][1]:+.1%} "
-          f"(seed noise {abs(results['float32'][1] - results['float32, 2nd seed'][1]):.1%})")
+    print_scores(results, "float32", "float32, 2nd seed", "bf16")
 
 
 def main() -> None:

@@ -113,3 +113,36 @@ def competing_load(processes: int, seconds: float = 3600):
         for w in workers:
             w.terminate()
             w.join()
+
+
+def held_out_windows(lookback: int, horizon: int, count: int):
+    """`count` windows of the bundled sample's last bars (lookback rows each) and the closes
+    that followed them (count x horizon): the scored forecasts of bench_precision/sliding."""
+    import numpy as np
+    from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+
+    candles = load_candles(SAMPLE_DATA_PATH)
+    ends = np.linspace(len(candles) - count * horizon - horizon, len(candles) - horizon, count).astype(int)
+    frames = [candles.iloc[e - lookback:e] for e in ends]
+    return frames, np.stack([candles["close"].to_numpy()[e:e + horizon] for e in ends])
+
+
+def close_scores(forecasts, actual) -> tuple[float, float]:
+    """CRPS of the close and the coverage of the 90% band (5%-95% of the paths)."""
+    import numpy as np
+    from kronos_trader.evaluation.metrics import coverage, crps_ensemble
+
+    paths = np.stack([f.paths[:, :, 3] for f in forecasts])  # (W, paths, horizon)
+    crps = crps_ensemble(np.moveaxis(paths, 1, -1), actual).mean()
+    lo, hi = np.quantile(paths, 0.05, axis=1), np.quantile(paths, 0.95, axis=1)
+    return float(crps), float(coverage(lo, hi, actual))
+
+
+def print_scores(results: dict, reference: str, second_seed: str, candidate: str, notes: dict | None = None) -> None:
+    """One line per run, then the candidate's difference beside the seed-to-seed noise."""
+    for label, (crps, cov) in results.items():
+        print(f"  {label:18} CRPS {crps:9.3f}   90% band coverage {cov:6.1%}   {(notes or {}).get(label, '')}")
+    noise = abs(results[reference][0] - results[second_seed][0])
+    print(f"  {candidate} - {reference}: CRPS {results[candidate][0] - results[reference][0]:+.3f} "
+          f"(seed noise {noise:.3f}), coverage {results[candidate][1] - results[reference][1]:+.1%} "
+          f"(seed noise {abs(results[reference][1] - results[second_seed][1]):.1%})")

@@ -85,6 +85,7 @@ class PretrainedSpec:
     model: str
     tokenizer: str
     max_context: int
+    trained_window: tuple[int, int] | None = None  # (lookback, horizon) the pair's card says it was trained on
 
     @property
     def model_config(self) -> dict | None:

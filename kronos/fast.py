@@ -50,6 +50,7 @@ class KVCache:
     suffix_v: torch.Tensor
     paths: int
     length: int = 0
+    window: int | None = None  # attend to at most this many latest keys (the approximate rolling window)
 
     @classmethod
     def empty(cls, series: int, heads: int, history: int, head_dim: int, paths: int, capacity: int,
@@ -78,6 +79,18 @@ class KVCache:
         self.suffix_v[:, :, self.length:self.length + t] = v
         self.length += t
 
+    def keys(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prefix's and the rows' keys/values attended to: all of them, or within
+        `window` the latest (the rows' own first, then the end of the shared prefix)."""
+        sk, sv = self.suffix_k[:, :, :self.length], self.suffix_v[:, :, :self.length]
+        pk, pv = self.prefix_k, self.prefix_v
+        if self.window is not None:
+            own = min(self.length, self.window)
+            sk, sv = sk[:, :, self.length - own:], sv[:, :, self.length - own:]
+            shared = min(pk.shape[2], self.window - own)
+            pk, pv = pk[:, :, pk.shape[2] - shared:], pv[:, :, pv.shape[2] - shared:]
+        return pk, pv, sk, sv
+
 
 # CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
 try:
@@ -103,11 +116,10 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     are the queries' own tokens; with `causal_suffix` each query sees only those before it.
     """
     rows, heads, t, d = q.shape
-    sk, sv = cache.suffix_k[:, :, :cache.length], cache.suffix_v[:, :, :cache.length]
-    if cache.prefix_k.shape[2] == 0:
+    pk, pv, sk, sv = cache.keys()
+    if pk.shape[2] == 0:
         return F.scaled_dot_product_attention(q, sk, sv, attn_mask=_own_mask(q, sk, causal_suffix))
-    b, s = cache.prefix_k.shape[0], cache.paths
-    pk, pv = cache.prefix_k, cache.prefix_v
+    b, s = pk.shape[0], cache.paths
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
     if _FLASH_CPU is not None and q.device.type == "cpu" and (t == 1 or not causal_suffix or sk.shape[2] == t):
         # the prefix and the rows' own keys apart, merged exactly through their log-sum-exps:

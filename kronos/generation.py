@@ -34,35 +34,111 @@ class Sampling:
 
 def kept_tokens(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor | None:
     """Mask of the tokens the published filter keeps: the top k, else the smallest nucleus
-    above top_p (None when it keeps everything).
-
-    The nucleus is the run of most likely tokens up to and including the one where the
-    cumulative probability passes top_p, so it is every token at or above that token's
-    logit: only the sorted values are needed, not a sorted index.
-    """
+    above top_p (None when it keeps everything); exactly the published set (`nucleus`)."""
     if top_k > 0:
         return logits >= torch.topk(logits, min(top_k, logits.size(-1)))[0][..., -1:]
     if top_p >= 1.0:
         return None
-    ranked = _sorted_descending(logits)
-    cumulative = F.softmax(ranked, dim=-1).cumsum(-1)
-    last = (cumulative <= top_p).sum(-1, keepdim=True).clamp_max(ranked.shape[-1] - 1)
-    return logits >= ranked.gather(-1, last)
+    return nucleus(logits, top_p)
+
+
+NUCLEUS_CANDIDATES = 64  # most likely tokens taken per row before sorting the whole vocabulary
+NUCLEUS_BATCH_ROWS = 32  # below this many rows a full sort costs less than the candidates' bookkeeping
+# Cumulative shares this close to top_p are left to the published arithmetic: its float32
+# softmax sums 1024 positive terms, 8 lanes of 128 in sequence, so its shares are off by at
+# most ~128 x 6e-8 relative (cumsum accumulates in double).
+NUCLEUS_MARGIN = 3e-5
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The published nucleus (top-p) kept set, without sorting the whole vocabulary where
+    the distribution is peaked.
+
+    The published filter sorts each row, cumulates the softmax and keeps the tokens up to
+    and including the one where the cumulative share passes top_p: every token at or above
+    that token's logit, unless it is tied with the next one (the published sort then orders
+    the tied tokens). On CPU:
+
+    - in batches (`NUCLEUS_BATCH_ROWS`), rows whose `NUCLEUS_CANDIDATES` most likely tokens
+      can hold top_p (the peak's share times their number exceeds it) look for the boundary
+      among them (a partial selection); a row is settled there only when the shares on
+      either side of the boundary are more than `NUCLEUS_MARGIN` from top_p;
+    - the other rows sort their values (numpy, no index) and cumulate the same float32
+      softmax as the published code over the same sorted values, so their boundary is the
+      published one bit for bit;
+    - rows whose boundary token is tied with the next, and every row off the CPU, run the
+      published arithmetic itself (`published_nucleus`).
+    """
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):
+        return published_nucleus(logits, top_p)
+    vocab = logits.shape[-1]
+    flat = logits.reshape(-1, vocab).numpy()
+    peak = flat.max(-1, keepdims=True)
+    total = np.exp(flat - peak).sum(-1, dtype=np.float64)  # over the peak's weight: 1 / its share
+    k = min(NUCLEUS_CANDIDATES, vocab)
+    rest = np.ones(len(flat), dtype=bool)
+    cut = np.empty((len(flat), 1), dtype=flat.dtype)
+    tied = np.zeros(len(flat), dtype=bool)
+    few = len(flat) < NUCLEUS_BATCH_ROWS or k == vocab
+    hopeful = np.flatnonzero(k / total > top_p + NUCLEUS_MARGIN) if not few else []
+    if len(hopeful):
+        top = _largest_sorted(flat[hopeful], k)
+        share = np.cumsum(np.exp(top - peak[hopeful]), -1, dtype=np.float64) / total[hopeful, None]
+        last, clear = _boundary(share, top_p)
+        clear &= (last[:, 0] < k - 1) & (np.take_along_axis(share, np.maximum(last - 1, 0), -1)[:, 0] * (last[:, 0] > 0)
+                  < top_p - NUCLEUS_MARGIN) & (np.take_along_axis(share, last, -1)[:, 0] > top_p + NUCLEUS_MARGIN)
+        cut[hopeful], tied[hopeful] = _cut(top, last)
+        rest[hopeful[clear]] = False
+    rest = np.flatnonzero(rest)
+    if len(rest):
+        ranked = _largest_sorted(flat[rest], vocab)
+        share = torch.softmax(torch.from_numpy(ranked), dim=-1).cumsum(-1).numpy()
+        last, _ = _boundary(share, top_p)
+        cut[rest], tied[rest] = _cut(ranked, last)
+    keep = torch.from_numpy(flat >= cut)
+    if tied.any():
+        index = torch.from_numpy(np.flatnonzero(tied))
+        keep[index] = published_nucleus(logits.reshape(-1, vocab)[index], top_p)
+    return keep.reshape(logits.shape)
+
+
+def _boundary(share: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of cumulative shares: the index (a column) of the first token past top_p,
+    and whether there is one."""
+    over = share > top_p
+    return over.argmax(-1)[:, None], over.any(-1)
+
+
+def _cut(ranked: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boundary token's logit (a column) and whether the next token ties with it."""
+    cut = np.take_along_axis(ranked, last, -1)
+    following = np.take_along_axis(ranked, np.minimum(last + 1, ranked.shape[-1] - 1), -1)
+    return cut, ((last + 1 < ranked.shape[-1]) & (following == cut))[:, 0]
+
+
+def published_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The published top-p filter's kept set, computed its way (sort, softmax, cumulate,
+    shift the removal mask by one, scatter back): the reference for ambiguous rows."""
+    ranked, order = torch.sort(logits, descending=True)
+    remove = torch.cumsum(F.softmax(ranked, dim=-1), dim=-1) > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    return ~remove.scatter(-1, order, remove)
 
 
 SORT_ROWS_PER_THREAD = 64  # fewer rows than this per thread are sorted on the calling thread
 
 
-def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
-    """Each row's values, largest first. On CPU numpy's vectorised sort of the values alone
-    is several times faster than torch.sort, which also builds an index."""
-    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
-        return values.sort(dim=-1, descending=True).values
-    flat = values.reshape(-1, values.shape[-1]).numpy()
-    out = np.empty_like(flat)
+def _largest_sorted(flat: np.ndarray, k: int) -> np.ndarray:
+    """The k largest values of each row of a 2-d array, largest first: numpy's vectorised
+    sort of the values alone (several times faster than torch.sort, which also builds an
+    index), after a partial selection (`np.partition`) for k below the width."""
+    width = flat.shape[-1]
+    out = np.empty((flat.shape[0], k), dtype=flat.dtype)
 
     def sort_rows(rows: slice) -> None:
-        out[rows] = np.sort(flat[rows], axis=-1)[:, ::-1]
+        part = flat[rows] if k == width else np.partition(flat[rows], width - k, axis=-1)[:, width - k:]
+        out[rows] = np.sort(part, axis=-1)[:, ::-1]
 
     parts = min(torch.get_num_threads(), len(flat) // SORT_ROWS_PER_THREAD)
     if parts > 1:  # numpy releases the GIL while sorting
@@ -70,7 +146,7 @@ def _sorted_descending(values: torch.Tensor) -> torch.Tensor:
         list(_sort_pool(parts).map(sort_rows, [slice(i, i + step) for i in range(0, len(flat), step)]))
     else:
         sort_rows(slice(None))
-    return torch.from_numpy(out).reshape(values.shape)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,7 +207,12 @@ def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, 
         for c in _chunks(prefix[0].shape[0], width)])
 
 
-def _check(pred_len: int, max_context: int) -> None:
+SLIDING = ("exact", "approximate")
+
+
+def _check(pred_len: int, max_context: int, sliding: str = "exact") -> None:
+    if sliding not in SLIDING:
+        raise ValueError(f"sliding must be 'exact' or 'approximate', got {sliding!r}")
     if pred_len > max_context:
         raise ValueError(f"pred_len {pred_len} exceeds the model's context of {max_context} tokens")
 
@@ -171,13 +252,13 @@ def generate_reference(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tenso
 @torch.inference_mode()
 def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
-                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32, sliding: str = "exact") -> torch.Tensor:
     """Same result as `generate_reference`, computing each thing once (`generate_tokens`),
     then decoding only the generated rows against the tokenizer's cached history."""
     s = uniforms.shape[1]
     with fitted_threads():
         (s1_ctx, s2_ctx), (gen_s1, gen_s2) = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context,
-                                                             pred_len, sampling, uniforms, dtype)
+                                                             pred_len, sampling, uniforms, dtype, sliding)
         ds = max(0, x.shape[1] + pred_len - max_context)
         decoder = fast_path(tokenizer, FastTokenizerDecoder, dtype)
         z = _decode_suffix(decoder, (s1_ctx[:, ds:], s2_ctx[:, ds:]), (gen_s1, gen_s2), s)
@@ -187,7 +268,8 @@ def generate_cached(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
 @torch.inference_mode()
 def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, x_stamp: torch.Tensor,
                     y_stamp: torch.Tensor, max_context: int, pred_len: int, sampling: Sampling,
-                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[tuple, tuple]:
+                    uniforms: torch.Tensor, dtype: torch.dtype = torch.float32,
+                    sliding: str = "exact") -> tuple[tuple, tuple]:
     """The context's (s1, s2) tokens (B, n) and the generated ones (B*S, pred_len), cached.
 
     The history is tokenized (on the plain tokenizer: the codes are bit-identical to the
@@ -197,8 +279,14 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     window is rerun, as the published code does. The per-series passes run a group of
     series at a time so that their activations stay in cache; the steps run on all rows.
     `dtype=torch.bfloat16` runs the fast path in reduced precision (`kronos.precision`).
+
+    `sliding="approximate"` (opt-in) does not rerun a slid window: the caches keep their
+    keys and values, attention sees only the latest `max_context` of them, and positions
+    keep counting (rotary attention depends only on distances, so this is the window
+    re-based). It is approximate because the kept states were computed while the dropped
+    tokens were still in the window; `benchmarks/bench_sliding.py` measures what it costs.
     """
-    _check(pred_len, max_context)
+    _check(pred_len, max_context, sliding)
     b, n, _ = x.shape
     s = uniforms.shape[1]
     rows = b * s
@@ -208,6 +296,10 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     stamps = torch.cat([x_stamp, y_stamp], dim=1)
     start = max(0, n - max_context)
     h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    rolling = sliding == "approximate"
+    if rolling:
+        for cache in (*caches, dep_cache):
+            cache.window = max_context
     h_rows = h_last.repeat_interleave(s, 0)
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
@@ -215,7 +307,7 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     row_stamps = stamps.repeat_interleave(s, 0)
     for i in range(pred_len):
         end = n + i
-        if i > 0 and end > max_context:
+        if i > 0 and end > max_context and not rolling:
             # the window slid: every position changed, so recompute it. With several paths
             # its history part is the same for all of them (run once per series) and only
             # the generated tokens run per path, against that shared prefix; one path runs

@@ -29,11 +29,20 @@ BUNDLED_DIR = Path(__file__).parent / "bundled"
 PAIR_FILE = "kronos.json"  # in a local pair directory: {"max_context": ...}
 
 
+def _trained_window(meta: dict) -> tuple[int, int] | None:
+    """`"trained_window": {"lookback": 256, "horizon": 32}` of a pair's card, if it states one."""
+    try:
+        window = meta.get("trained_window") or {}
+        return int(window["lookback"]), int(window["horizon"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def resolve_spec(name: str) -> PretrainedSpec:
     """Resolve a short name, a bundled model name or a local pair directory.
 
     A pair directory holds `tokenizer/` and `model/` checkpoint folders and optionally a
-    `kronos.json` with the context length.
+    `kronos.json` with the context length and the window it was trained on.
     """
     key = name.lower()
     if key in HUB_MODELS:
@@ -42,7 +51,7 @@ def resolve_spec(name: str) -> PretrainedSpec:
         if (directory / "model").is_dir() and (directory / "tokenizer").is_dir():
             meta = json.loads((directory / PAIR_FILE).read_text()) if (directory / PAIR_FILE).exists() else {}
             return PretrainedSpec(str(directory / "model"), str(directory / "tokenizer"),
-                                  int(meta.get("max_context", 512)))
+                                  int(meta.get("max_context", 512)), _trained_window(meta))
     known = sorted(HUB_MODELS) + sorted(p.name for p in BUNDLED_DIR.glob("*") if p.is_dir())
     raise CheckpointError(f"unknown model '{name}': use one of {', '.join(known)}, or a directory holding "
                           f"tokenizer/ and model/ checkpoints")

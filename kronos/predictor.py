@@ -7,6 +7,7 @@ DataFrame of open, high, low, close, volume, amount indexed by the future stamps
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +26,22 @@ PRICE_COLS = ["open", "high", "low", "close"]
 COLUMNS = PRICE_COLS + ["volume", "amount"]
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 Seed = int | Sequence[int] | None
+LONG_HISTORY = ("last", "all")
+EPS = 1e-5  # the published normalisation: (x - mean) / (std + EPS)
+SWAMP_STD = 1e-2  # below this spread EPS is more than 0.1% of it: the unit would shape the forecast
+
+
+class LongHistoryWarning(UserWarning):
+    """A history longer than the model's context: which rows the forecast used."""
+
+
+class TrainedWindowWarning(UserWarning):
+    """A lookback or horizon far from the window the model's card says it was trained on."""
+
+
+class PriceScaleWarning(UserWarning):
+    """A column normalised as if quoted in a larger unit, because its spread is so small that
+    the published normalisation's 1e-5 term would swamp it."""
 
 
 @dataclass
@@ -41,6 +58,7 @@ class Forecast:
     mean: pd.DataFrame
     last_close: float
     quantile_levels: tuple[float, ...] = QUANTILES
+    rescaled: tuple[str, ...] = ()  # columns normalised in a larger unit (see `normalisation`)
 
     @functools.cached_property
     def quantile_values(self) -> np.ndarray:
@@ -109,7 +127,7 @@ def _as_stamps(stamps, what: str, expected_len: int | None) -> pd.DatetimeIndex:
 
 def _prepare_frame(df, what: str) -> np.ndarray:
     """Validate one input frame and return its float32 (rows x 6) values, filling volume
-    and amount the published way."""
+    and amount the published way, in the published memory order."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
@@ -128,13 +146,16 @@ def _prepare_frame(df, what: str) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{what} column '{used[c]}' has a NaN or infinite value at row {r} "
                          f"(index {df.index[r]})")
-    out = np.zeros((len(values), len(COLUMNS)), dtype=np.float64)
-    out[:, [COLUMNS.index(c) for c in used]] = values
-    amount = COLUMNS.index("amount")
+    # The published steps, in pandas: the amount is filled in the frame's own dtype, and
+    # `.values` keeps pandas' memory order, which decides numpy's summation order in the
+    # mean and std over rows (a C-ordered copy rounds differently: tokens then differ
+    # where a code bit lies within ~1e-6 of zero).
+    frame = df.copy()
     if "volume" not in used:  # the published rules: no volume means no amount either
-        out[:, amount] = 0.0
+        frame["volume"], frame["amount"] = 0.0, 0.0
     elif "amount" not in used:  # else amount is volume x mean price
-        out[:, amount] = out[:, COLUMNS.index("volume")] * out[:, :len(PRICE_COLS)].mean(axis=1)
+        frame["amount"] = frame["volume"] * frame[PRICE_COLS].mean(axis=1)
+    out = frame[COLUMNS].values
     huge = np.abs(out) > np.finfo(np.float32).max / 1e3  # the model computes in float32
     if huge.any():
         r, c = np.argwhere(huge)[0]
@@ -158,6 +179,21 @@ def _history_stamps(df: pd.DataFrame, x_timestamp, what: str) -> pd.DatetimeInde
     return _as_stamps(x_timestamp, f"x_timestamp of {what}", len(df))
 
 
+def normalisation(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per column: mean, std, the divisor of the normalisation, and which columns it rescales.
+
+    The published code divides by `std + 1e-5`. Where the spread is large (std >= 0.01) that
+    is kept bit for bit, so parity holds. Where the 1e-5 would swamp it (ADA/BTC at 5e-5 has
+    a std of ~2e-7: the divisor was 50x the spread, so forecasts depended on the unit the
+    price is quoted in), the column is normalised as if quoted in the power of ten that brings
+    its std to [1, 10): the divisor becomes `std + 1e-5 / k`.
+    """
+    mean, std = np.mean(values, axis=0), np.std(values, axis=0)
+    small = (std > 0) & (std < SWAMP_STD)
+    k = np.where(small, 10.0 ** np.ceil(-np.log10(np.where(small, std, 1.0))), 1.0)
+    return mean, std, std + (EPS / k).astype(values.dtype), small
+
+
 def _uniforms(seed, samples: int, steps: int) -> np.ndarray:
     """The random numbers one series' sampling consumes, from its own seed."""
     return np.random.default_rng(seed).random((samples, steps, 2), dtype=np.float64).astype(np.float32)
@@ -172,7 +208,17 @@ class KronosPredictor:
     """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5, cached: bool = True, precision: str = "float32"):
+                 max_context: int = 512, clip: float = 5, cached: bool = True, precision: str = "float32",
+                 long_history: str = "last", trained_window: tuple[int, int] | None = None, sliding: str = "exact"):
+        """`long_history`: what a history longer than `max_context` rows means. 'last' (default)
+        forecasts from its last `max_context` rows and warns; 'all' is the published arithmetic
+        (every row normalised and tokenized, the model sees the last `max_context` tokens).
+        `trained_window` (lookback, horizon) makes calls far from it warn. `sliding=
+        "approximate"` (fast path only) keeps the caches when history + forecast exceed the
+        context instead of rerunning the slid window (`generate_tokens`): faster, approximate."""
+        if long_history not in LONG_HISTORY:
+            raise ValueError(f"long_history must be 'last' or 'all', got {long_history!r}")
+        self.long_history, self.trained_window = long_history, trained_window
         self.device = _device(device)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer.eval().to(self.device)
@@ -181,16 +227,21 @@ class KronosPredictor:
         self.dtype = inference_dtype(precision, self.device)
         if self.dtype != torch.float32 and not cached:
             raise ValueError("precision 'bf16' runs on the fast path only (cached=True)")
+        if sliding not in ("exact", "approximate") or (sliding == "approximate" and not cached):
+            raise ValueError(f"sliding must be 'exact' or, on the fast path (cached=True), 'approximate'; "
+                             f"got {sliding!r}")
+        self.sliding = sliding
         self.price_cols, self.vol_col, self.amt_vol = PRICE_COLS, "volume", "amount"
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None, precision: str = "float32",
-                        **kwargs) -> "KronosPredictor":
+                        sliding: str = "exact", long_history: str = "last", **kwargs) -> "KronosPredictor":
         """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
         spec = resolve_spec(name)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
         model = Kronos.from_pretrained(spec.model, **kwargs)
-        return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision)
+        return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision,
+                   trained_window=spec.trained_window, sliding=sliding, long_history=long_history)
 
     # --- public API -----------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
@@ -237,10 +288,30 @@ class KronosPredictor:
             history = _history_stamps(df, x_ts[i], what)
             future = future_stamps(history, pred_len) if y_ts[i] is None else \
                 _as_stamps(y_ts[i], f"y_timestamp of {what}", pred_len)
+            if len(values) > self.max_context and self.long_history == "last":
+                warnings.warn(f"{what} has {len(values)} rows, more than the model's context of {self.max_context}: "
+                              f"forecasting from the last {self.max_context} (normalised over those); "
+                              f"long_history='all' normalises over every row, as the published code does",
+                              LongHistoryWarning, stacklevel=3)
+                values = _prepare_frame(df.iloc[-self.max_context:], what)  # as if the user had passed those
+                history = history[-self.max_context:]
             series.append((values, history, future))
+        self._warn_window(min(len(v) for v, _, _ in series), pred_len)
         return self._run(series, pred_len, sampling, sample_count, seeds, verbose)
 
     # --- internals ------------------------------------------------------------------------
+    def _warn_window(self, lookback: int, horizon: int) -> None:
+        """Warn when the call is far from the window the model's card says it was trained on."""
+        if self.trained_window is None:
+            return
+        trained_lookback, trained_horizon = self.trained_window
+        if not trained_lookback / 2 <= lookback <= trained_lookback * 1.25:
+            warnings.warn(f"lookback {lookback} is far from the {trained_lookback} bars the model was trained on; "
+                          f"its forecasts may jump or mis-state their spread", TrainedWindowWarning, stacklevel=4)
+        if horizon > trained_horizon * 2:
+            warnings.warn(f"horizon {horizon} is far beyond the {trained_horizon} bars the model was trained to "
+                          f"forecast", TrainedWindowWarning, stacklevel=4)
+
     @staticmethod
     def _per_series(values, n: int, what: str) -> list:
         if values is None:
@@ -275,23 +346,30 @@ class KronosPredictor:
 
     def _run(self, series, pred_len: int, sampling: Sampling, samples: int, seeds: list, verbose: bool):
         """Normalise each series, generate in groups of equal history length, map back."""
-        normed, stats = [], []
+        normed, stats, rescaled = [], [], []
         for values, _, _ in series:
-            mean, std = np.mean(values, axis=0), np.std(values, axis=0)
-            z = np.clip((values - mean) / (std + 1e-5), -self.clip, self.clip)
-            bad = ~(np.isfinite(mean) & np.isfinite(std))
+            mean, std, divisor, small = normalisation(values)
+            z = np.clip((values - mean) / divisor, -self.clip, self.clip)
+            bad = ~(np.isfinite(mean) & np.isfinite(divisor))
             if bad.any() or not np.isfinite(z).all():
                 col = COLUMNS[int(np.flatnonzero(bad)[0])] if bad.any() else "a column"
                 raise ValueError(f"{col} overflows float32 when normalised (largest |value| "
                                  f"{float(np.abs(values).max()):.3g}): rescale the series")
             normed.append(z)
-            stats.append((mean, std))
+            stats.append((mean, std, divisor))
+            rescaled.append(tuple(c for c, r in zip(COLUMNS, small) if r))
+        swamped = sorted({c for cols in rescaled for c in cols}, key=COLUMNS.index)
+        if swamped:
+            warnings.warn(f"{', '.join(swamped)} vary by less than {SWAMP_STD} (std): the published normalisation's "
+                          f"{EPS} term would swamp the spread, so these columns are normalised as if quoted in a "
+                          f"larger unit; the forecast does not depend on the price unit", PriceScaleWarning,
+                          stacklevel=4)
         groups: dict[int, list[int]] = {}
         for i, (values, _, _) in enumerate(series):
             groups.setdefault(len(values), []).append(i)
         paths: list[np.ndarray | None] = [None] * len(series)
         generate = generate_cached if self.cached else generate_reference
-        extra = {"dtype": self.dtype} if self.cached else {}
+        extra = {"dtype": self.dtype, "sliding": self.sliding} if self.cached else {}
         batches = list(groups.values())
         progress = _progress(batches, verbose)
         for members in progress:
@@ -304,14 +382,14 @@ class KronosPredictor:
             for j, i in enumerate(members):
                 paths[i] = z[j]
         out = []
-        for (values, _, future), (mean, std), z in zip(series, stats, paths):
-            mean_path = np.mean(z, axis=0) * (std + 1e-5) + mean  # the published averaging
+        for (values, _, future), (mean, std, divisor), z, cols in zip(series, stats, paths, rescaled):
+            mean_path = np.mean(z, axis=0) * divisor + mean  # the published averaging
             frame = pd.DataFrame(mean_path, columns=COLUMNS, index=future)
-            price_paths = z * (std + 1e-5) + mean
+            price_paths = z * divisor + mean
             if std[3] == 0:  # a flat close carries no direction: the neutral forecast, every path at it
                 price_paths[:, :, 3] = mean_path[:, 3] = mean[3]
                 frame["close"] = mean[3]
-            out.append(Forecast(paths=price_paths, mean=frame, last_close=float(values[-1, 3])))
+            out.append(Forecast(paths=price_paths, mean=frame, last_close=float(values[-1, 3]), rescaled=cols))
         return out
 
 

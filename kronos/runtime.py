@@ -38,20 +38,42 @@ def describe() -> str:
 
 
 LOADAVG = "/proc/loadavg"
+TASKS = "/proc/self/task"
+
+
+def own_running() -> int:
+    """This process's threads running or runnable right now (at least the caller).
+
+    Right after a parallel region (ours, or the published code's run just before in the
+    same process) OpenMP workers may still be spinning or finishing; they are this process's
+    own work, not a competitor's, and must not cost the next call a thread."""
+    count = 0
+    try:
+        tasks = os.listdir(TASKS)
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(os.path.join(TASKS, tid, "stat")) as f:
+                count += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+    return max(1, count)
 
 
 def free_cores() -> int | None:
-    """Cores not taken by other runnable tasks right now (None where the OS does not say).
+    """Cores not taken by other processes' runnable tasks right now (None where the OS does
+    not say).
 
-    /proc/loadavg's fourth field counts the tasks running or runnable at this instant; the
-    caller is one of them (its idle OpenMP threads sleep, see `configure_waits`)."""
+    /proc/loadavg's fourth field counts the tasks running or runnable at this instant, this
+    process's own threads included: those are subtracted (`own_running`)."""
     try:
         with open(LOADAVG) as f:
             running = int(f.read().split()[3].split("/")[0])
         cores = len(os.sched_getaffinity(0))
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-    return max(1, cores - max(0, running - 1))
+    return max(1, cores - max(0, running - own_running()))
 
 
 @contextlib.contextmanager

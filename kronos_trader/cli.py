@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from kronos_trader.commands.common import ConfigOption, console, err_console, friendly  # noqa: F401
+from kronos_trader.commands.run_options import with_run_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Backtests and paper trading driven by Kronos candlestick forecasts.")
@@ -56,41 +57,32 @@ def forecast(
 
 @app.command()
 @friendly
+@with_run_flags
 def backtest(
     config: Optional[Path] = ConfigOption,
-    data: Optional[Path] = typer.Option(None, help="CSV/Parquet/Feather candles (default: bundled sample)"),
     symbol: Optional[str] = typer.Option(None, help="symbol (with --start/--end: read stored candles)"),
     symbols: Optional[str] = typer.Option(None, help="several symbols, one portfolio: A,B or A=FILE,B=FILE"),
     timeframe: Optional[str] = typer.Option(None),
-    start: Optional[str] = typer.Option(None, help="first bar, e.g. 2024-01-01"),
-    end: Optional[str] = typer.Option(None, help="last bar"),
     model: Optional[str] = typer.Option(None, help="model name or directory"),
     db: Optional[str] = typer.Option(None, help="SQLAlchemy database URL"),
     report_dir: Optional[Path] = typer.Option(None, help="where report folders go"),
     progress: bool = typer.Option(True, help="show progress bars"),
-    strategy: Optional[str] = typer.Option(None, help="policy, module:Class (e.g. strategies.directional:Directional)"),
-    timerange: Optional[str] = typer.Option(None, help="YYYYMMDD-YYYYMMDD (either side may be empty)"),
-    fee: Optional[float] = typer.Option(None, help="commission per fill, a fraction (0.001 = 0.1%)"),
-    cash: Optional[float] = typer.Option(None, help="starting cash"),
-    lookback: Optional[int] = typer.Option(None, help="history bars per forecast"),
-    horizon: Optional[int] = typer.Option(None, help="bars forecast"),
-    samples: Optional[int] = typer.Option(None, help="sample paths per forecast"),
-    stop_loss: Optional[float] = typer.Option(None, help="stop-loss, a fraction of the entry price"),
-    take_profit: Optional[float] = typer.Option(None, help="take-profit, a fraction of the entry price"),
+    refit_every: Optional[str] = typer.Option(None, help="walk-forward fine-tuning: refit every N bars or period "
+                                                         "(30D)"),
+    train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
+    overrides: Optional[dict] = None,
 ) -> None:
     """Backtest the configured strategy on Kronos forecasts and write a report."""
     from kronos_trader.backtest.report import default_report_dir, print_report, write_report
     from kronos_trader.backtest.runner import backtest_names, load_backtest_candles, run_backtest
-    from kronos_trader.commands.run_options import run_overrides
     from kronos_trader.config import load_settings
     from kronos_trader.store import open_store
 
-    settings = load_settings(config, {"data.path": str(data) if data else None, "data.symbol": symbol,
-                                      "data.timeframe": timeframe, "data.start": start, "data.end": end,
-                                      "model.name": model, "database.url": db, "data.symbols": symbols,
+    settings = load_settings(config, {"data.symbol": symbol, "data.timeframe": timeframe, "model.name": model,
+                                      "database.url": db, "data.symbols": symbols,
                                       "backtest.report_dir": str(report_dir) if report_dir else None,
-                                      **run_overrides(strategy, timerange, fee, cash, lookback, horizon, samples,
-                                                      stop_loss, take_profit)})
+                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars,
+                                      **(overrides or {})})
     store = open_store(settings.database.url)
     if settings.data.symbols:
         from kronos_trader.backtest.portfolio import load_portfolio_candles
@@ -100,13 +92,13 @@ def backtest(
     else:
         candles, _ = load_backtest_candles(settings, store)
         names = backtest_names(settings, candles, symbol, timeframe)
-    from kronos_trader.backtest.preamble import decision_windows, interrupted_line, run_preamble
+    from kronos_trader.backtest.preamble import estimate_run, interrupted_line, run_preamble
     from kronos_trader.forecasting.service import ForecastService
 
     service = ForecastService.from_settings(settings, store, progress)
-    console.print(run_preamble(settings, candles, *names, service.model.name, decision_windows(service, candles)),
-                  highlight=False, soft_wrap=True)
     try:
+        console.print(run_preamble(settings, candles, *names, service.model.name,
+                                   estimate_run(service, candles, *names)), highlight=False, soft_wrap=True)
         result = run_backtest(settings, candles, *names, store, progress, service=service)
     except KeyboardInterrupt:
         err_console.print(interrupted_line(service.computed, store.url if store else None), highlight=False,
@@ -126,6 +118,9 @@ def lookahead_check(
     cut: float = typer.Option(0.6, help="cut point as a fraction of the bars"),
     sensitivity_bars: int = typer.Option(40, help="decision bars rerun with shorter/longer lookbacks (0: skip)"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    refit_every: Optional[str] = typer.Option(None, help="check walk-forward fine-tuning: refit every N bars or "
+                                                         "period"),
+    train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
 ) -> None:
     """Prove no look-ahead: perturb the data after a cut and compare everything before it;
     then report how often decisions change with a shorter or longer lookback."""
@@ -133,7 +128,8 @@ def lookahead_check(
     from kronos_trader.backtest.runner import load_backtest_candles
     from kronos_trader.config import load_settings
 
-    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model})
+    settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
+                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars})
     candles, _ = load_backtest_candles(settings, None)
     report = check_lookahead(settings, candles.iloc[:bars], cut, progress=progress)
     console.print(report.describe())

@@ -54,6 +54,9 @@ class ForecastSettings(Section):
     calibration_window: int = Field(200, ge=10, description="past forecasts the calibration is fitted on")
     p_up: Literal["empirical", "kernel"] = Field(
         "empirical", description="P(up) as the share of paths up (steps of 1/sample_count) or kernel-smoothed")
+    p_up_calibration: Literal["none", "isotonic", "logistic"] = Field(
+        "none", description="recalibrate P(up) on past forecasts' outcomes (walk-forward, over calibration_window)")
+    p_up_min_history: int = Field(50, ge=10, description="known outcomes per step before P(up) is recalibrated")
 
 
 class SymbolSource(Section):
@@ -228,6 +231,25 @@ class SweepSettings(Section):
         "a trial with fewer closed trades scores -inf: a handful of trades says nothing about a strategy"))
 
 
+class FinetuneSettings(Section):
+    """Walk-forward fine-tuning (`--refit-every` / `--train-bars`): each fold's model is
+    fine-tuned from `model.name` on the `train_bars` bars strictly before its refit point."""
+
+    refit_every: str | None = Field(
+        None, description="refit every N bars (e.g. 500) or period (e.g. 30D); off when absent")
+    train_bars: int = Field(2000, ge=16, description="bars before each refit point the fold trains on")
+    stage: Literal["predictor", "both"] = Field(
+        "predictor", description="predictor only, or tokenizer then predictor")
+    epochs: float = Field(1.0, gt=0, description="passes over the fold's training windows")
+    lr: float = Field(4e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+    stride: int = Field(4, ge=1, description="bars between training windows")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="last part of the training span used to pick the "
+                                                             "best step (early stopping)")
+    seed: int = 0
+    cache_dir: Path = Field(Path("runs/finetune"), description="fold models, stored once by content hash")
+
+
 class Settings(Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
@@ -260,6 +282,7 @@ class Settings(Section):
         return self
 
     sweep: SweepSettings = Field(default_factory=SweepSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":

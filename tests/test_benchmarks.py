@@ -25,6 +25,15 @@ def test_gpu_benchmark_runs_its_code_on_the_cpu():
     assert len(rows) == 2 and all("extrapolated" in r for r in rows)
 
 
+def test_sliding_benchmark_runs_in_miniature():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "bench_sliding.py", "--model", "kronos-mini", "--lookback", "40",
+                          "--steps", "6", "--context", "32", "--repeats", "1", "--score-windows", "2", "--paths", "2"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT / "benchmarks")
+    assert out.returncode == 0, out.stderr
+    assert "speed-up" in out.stdout and "approximate - exact: CRPS" in out.stdout
+
+
 def test_forecast_flops_counts_the_products_of_a_forecast():
     """The floor's FLOP count grows as the work does: linearly in paths x steps, and the
     products of the Kronos-mini pair dominate (about 6 GFLOP for 256 + 24 with 8 paths)."""
@@ -36,3 +45,13 @@ def test_forecast_flops_counts_the_products_of_a_forecast():
     # one generated token costs at least its products: the model's blocks and two vocabulary heads
     d, ff, layers = model["d_model"], model["ff_dim"], model["n_layers"]
     assert one_more_path / 24 > 2 * (layers * (4 * d * d + 3 * d * ff) + 2 * 1024 * d)
+
+
+def test_finetune_benchmark_runs_and_matches_the_published_loss():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_finetune.py"), "--lookback", "16",
+                          "--horizon", "3", "--batch", "2", "--steps", "1", "--skip-backtest"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("kronos-nano", "Kronos-mini"))]
+    assert len(rows) == 2 and all("loss diff 0.0e+00" in r or "e-0" in r.split("loss diff")[1] for r in rows), rows

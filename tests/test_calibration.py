@@ -7,7 +7,7 @@ import pytest
 
 from kronos_trader.evaluation.metrics import central_interval, coverage
 from kronos_trader.forecasting.calibration import (RollingCalibrator, apply_spread_scale, conformal_quantile,
-                                                   fit_spread_scale)
+                                                   conformity_scores, fit_spread_scale)
 
 
 def narrow_forecasts(n: int, steps: int, samples: int, rng, spread: float = 0.3, price: float = 100.0):
@@ -56,8 +56,10 @@ def test_apply_keeps_prices_positive_bars_consistent_and_volume():
     assert (out[..., 2] <= np.minimum(out[..., 0], out[..., 3])).all()
     np.testing.assert_array_equal(out[..., 4], paths[..., 4])
     np.testing.assert_allclose(out[:, 1], paths[:, 1])  # factor 1 changes nothing
-    med = np.median(np.log(closes), axis=0)
-    np.testing.assert_allclose(np.log(out[..., 3]) - med, (np.log(closes) - med) * [0.5, 1, 3, 10, 50], atol=1e-9)
+    mean = closes.mean(axis=0)
+    np.testing.assert_allclose(out[:, :2, 3] - mean[:2], (closes[:, :2] - mean[:2]) * [0.5, 1], atol=1e-9)
+    np.testing.assert_allclose(out[..., 3].mean(axis=0), mean)  # the centre stays, even where a factor is lowered
+    assert out[..., 3].min(axis=0)[4] == pytest.approx(0.01 * mean[4])  # factor 50 lowered: prices stay positive
     np.testing.assert_allclose(apply_spread_scale(closes, factors), out[..., 3])  # closes-only input agrees
     np.testing.assert_allclose(out[..., 5] / paths[..., 5], out[..., 3] / paths[..., 3])  # amount follows price
 
@@ -129,3 +131,58 @@ def test_rolling_calibrator_with_timestamps():
     out, factors = RollingCalibrator(min_history=5).run(stamps[origins], paths, [stamps[k] for k in known], series)
     _, factors_int = RollingCalibrator(min_history=5).run(origins, paths, known, closes)
     np.testing.assert_allclose(factors, factors_int)
+
+
+def fx_walk_forward(n_windows: int = 120, samples: int = 32, steps: int = 3, seed: int = 5):
+    """EURUSD-like forecasts: price ~1.08, moves of ~5e-4 per bar, and paths quantised the way
+    the tokenizer quantises them (most paths share the median close at step 1, a few sit one
+    tick away on one side): skewed, often one-sided sample bands."""
+    from kronos_trader.evaluation.walkforward import WalkForward
+
+    rng = np.random.default_rng(seed)
+    n = n_windows + steps + 1
+    close = 1.08 * np.exp(np.cumsum(rng.standard_normal(n) * 5e-4))
+    origins = np.arange(n_windows)
+    tick = 1e-4
+    paths = np.empty((n_windows, samples, steps))
+    for i, o in enumerate(origins):
+        moves = np.round(rng.standard_normal((samples, steps)) * 0.6) * tick * np.sqrt(np.arange(1, steps + 1))
+        moves[:, 0] = np.where(rng.random(samples) < 0.85, 0.0, tick * (1 + rng.integers(0, 3, samples)))
+        paths[i] = close[o] + moves
+    realized = np.stack([close[o + 1:o + 1 + steps] for o in origins])
+    return WalkForward(origins=origins, times=pd.date_range("2024-01-01", periods=n_windows, freq="h"),
+                       last_close=close[origins], realized=realized, paths=paths, closes=pd.Series(close), cut=0)
+
+
+def test_calibration_keeps_the_centre_fx_mae_is_unchanged():
+    """issue 25: on EURUSD, calibrated MAE at step 1 was 0.006728 against 0.000776 raw: the
+    spread scaling moved the mean close. Calibration changes the spread, never the centre."""
+    from kronos_trader.evaluation.report import ScoreSettings, score_walk_forward
+
+    wf = fx_walk_forward()
+    ev = score_walk_forward(wf, ScoreSettings(horizons=(1, 2, 3), min_history=10))
+    for h in (1, 2, 3):
+        raw, cal = ev.metrics["kronos"][h], ev.metrics["kronos_calibrated"][h]
+        assert cal["mae"] == pytest.approx(raw["mae"], rel=1e-9), (h, raw["mae"], cal["mae"])
+        assert cal["rmse"] == pytest.approx(raw["rmse"], rel=1e-9)
+    np.testing.assert_allclose(ev.calibrated_paths.mean(axis=1), wf.paths.mean(axis=1), rtol=1e-12)
+
+
+def test_zero_width_bands_do_not_force_the_widest_factor():
+    """Forecasts whose paths all agree (a zero-width band) have no spread to scale: outcomes
+    off them are left out of the fit instead of giving every later forecast the widest factor."""
+    rng = np.random.default_rng(7)
+    paths, y = narrow_forecasts(300, 3, 32, rng, spread=1.0)  # well calibrated
+    flat = np.full((100, 32, 3), 100.0)
+    factors = fit_spread_scale(list(paths) + list(flat), list(y) + list(y[:100]), 0.9)
+    assert np.all(np.abs(factors - 1) < 0.25), factors
+    assert np.isnan(conformity_scores(flat[0], y[0])).all()
+    assert conformity_scores(flat[0], np.full(3, 100.0)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_scaling_keeps_mean_and_scales_bands_around_it():
+    rng = np.random.default_rng(6)
+    closes = 100 * np.exp(rng.standard_normal((16, 3)) * 0.01) + np.array([0.0, 0.0, 3.0]) * (rng.random((16, 1)) < 0.2)
+    out = apply_spread_scale(closes, np.array([0.5, 2.0, 4.0]))
+    np.testing.assert_allclose(out.mean(axis=0), closes.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(out.std(axis=0), closes.std(axis=0) * [0.5, 2.0, 4.0], rtol=1e-9)

@@ -38,7 +38,8 @@ def test_backtest_command_writes_report(tmp_path, tiny_model_dir, sample_candles
     assert "Total return" in result.output and "Buy & hold" in result.output
     folders = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     assert len(folders) == 1 and (tmp_path / "reports" / "plotly.min.js").is_file()  # Plotly once, beside the runs
-    assert {p.name for p in folders[0].iterdir()} == {"chart.html", "equity.png", "summary.json", "trades.csv"}
+    assert {p.name for p in folders[0].iterdir()} == {"calibration.png", "chart.html", "equity.png", "summary.json",
+                                                 "trades.csv"}
 
 
 def test_forecast_command(tmp_path, tiny_model_dir, sample_candles):

@@ -82,3 +82,44 @@ def test_warnings_print_as_one_line():
     text = warnings.formatwarning("Directional: long_threshold 0.6 falls between 0.5 and 0.625", UserWarning,
                                   "/x/strategy.py", 78, "    warnings.warn(...)")
     assert text == "warning: Directional: long_threshold 0.6 falls between 0.5 and 0.625\n"
+
+
+def test_show_config_takes_the_backtest_flags(tmp_path, tiny_model_dir):
+    """show-config took only --set: `show-config --fee 0.002` was an error, so a user could not see
+    what a backtest command line would run with."""
+    config = _config(tmp_path, tiny_model_dir)
+    flags = ["--strategy", "strategies.directional:Directional", "--timerange", "20240101-20240131",
+             "--fee", "0.002", "--cash", "5000", "--lookback", "64", "--horizon", "8", "--samples", "16",
+             "--stop-loss", "0.03", "--take-profit", "0.06", "--data", "prices.csv"]
+    result = runner.invoke(app, ["show-config", "-c", config, "--json", *flags])
+    assert result.exit_code == 0, result.output
+    rows = {r["setting"]: r for r in json.loads(result.output)}
+    expected = {"strategy.name": "strategies.directional:Directional", "data.start": "2024-01-01",
+                "data.end": "2024-01-31", "costs.commission": 0.002, "backtest.cash": 5000.0,
+                "forecast.lookback": 64, "forecast.horizon": 8, "forecast.sample_count": 16,
+                "risk.stop_loss": 0.03, "risk.take_profit": 0.06, "data.path": "prices.csv"}
+    for dotted, value in expected.items():
+        assert rows[dotted] == {"setting": dotted, "value": value, "source": "flag"}, rows[dotted]
+    dates = runner.invoke(app, ["show-config", "-c", config, "--json", "--start", "2024-02-01", "--end", "2024-03-01"])
+    rows = {r["setting"]: r for r in json.loads(dates.output)}
+    assert (rows["data.start"]["value"], rows["data.start"]["source"]) == ("2024-02-01", "flag")
+    assert (rows["data.end"]["value"], rows["data.end"]["source"]) == ("2024-03-01", "flag")
+    assert rows["backtest.cash"]["source"] == "default"
+
+
+def test_backtest_and_show_config_share_one_set_of_run_flags():
+    """One flag-to-settings mapping: each run flag is the same option (name, type, help) on both commands."""
+    import typer.main
+
+    from kronos_trader.commands.run_options import RUN_FLAGS
+
+    group = typer.main.get_command(app)
+
+    def options(name):
+        return {p.name: (tuple(p.opts), str(p.bare_type), p.help) for p in group.commands[name].params}
+
+    backtest, show = options("backtest"), options("show-config")
+    assert set(RUN_FLAGS) >= {"strategy", "timerange", "fee", "cash", "lookback", "horizon", "samples",
+                              "stop_loss", "take_profit", "data", "start", "end"}
+    for name in RUN_FLAGS:
+        assert backtest[name] == show[name], name

@@ -155,6 +155,9 @@ def test_evaluate_command_writes_table_json_and_png(tmp_path, monkeypatch):
                                                                      "rw_rolling"}
     assert {"mae", "rmse", "direction", "crps", "coverage_50", "coverage_90"} <= set(payload["metrics"]["kronos"]["6"])
     assert (tmp_path / "ev" / "evaluation.png").stat().st_size > 10_000
+    assert (tmp_path / "ev" / "calibration.png").stat().st_size > 10_000  # reliability diagram + PIT histogram
+    assert {"brier_raw", "brier_recalibrated", "bss_raw", "ece_raw", "ece_recalibrated"} <= \
+        set(payload["p_up_calibration"]["steps"]["6"])
     bad = CliRunner().invoke(app, ["evaluate", "--horizons", "0,x", "--out", str(tmp_path / "ev2")])
     assert bad.exit_code == 1 and bad.output.strip().startswith("error:")
 

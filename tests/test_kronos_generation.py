@@ -161,7 +161,12 @@ def test_predict_rejects_non_frames(mini_pair):
 
 
 def _published_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """The published top-p filter: sort, cumulate, shift the removal mask, scatter back."""
+    """The published package's own top-p filter (`model.kronos.top_k_top_p_filtering`), where
+    installed, else its lines copied: sort, cumulate, shift the removal mask, scatter back."""
+    from kronos import published
+
+    if published.available():
+        return published._module().top_k_top_p_filtering(logits.clone(), top_k=0, top_p=top_p)
     sorted_logits, sorted_index = torch.sort(logits, descending=True)
     remove = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1) > top_p
     remove[..., 1:] = remove[..., :-1].clone()
@@ -169,12 +174,60 @@ def _published_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(remove.scatter(1, sorted_index, remove), float("-inf"))
 
 
+def _assert_published_set(logits: torch.Tensor, top_p: float) -> None:
+    from kronos.generation import kept_tokens
+
+    expected = ~torch.isinf(_published_nucleus(logits, top_p))
+    got = kept_tokens(logits, top_p=top_p)
+    bad = (got != expected).any(-1).nonzero().flatten().tolist()
+    assert not bad, f"rows {bad[:5]} keep a different set (top_p {top_p})"
+
+
 @pytest.mark.parametrize("scale", [0.1, 1.0, 4.0, 30.0])  # near-uniform to one dominant token
 @pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
 def test_nucleus_filter_keeps_the_published_set(scale, top_p):
-    from kronos.generation import kept_tokens
     logits = torch.randn(64, 1024, generator=torch.Generator().manual_seed(3)) * scale
-    assert torch.equal(kept_tokens(logits, top_p=top_p), ~torch.isinf(_published_nucleus(logits, top_p)))
+    _assert_published_set(logits, top_p)
+
+
+@pytest.mark.parametrize("top_p", [1 / 1024, 0.25, 0.5, 0.9, 0.5 + 1e-9, 1 - 1 / 1024, 0.9999999])
+def test_nucleus_keeps_the_published_set_at_ties_and_exact_boundaries(top_p):
+    """Issue 26: the kept set is found without sorting the whole vocabulary, and must still
+    be the published one where it is decided by ties (the published sort orders tied tokens)
+    or by a cumulative share that lands exactly on top_p."""
+    g = torch.Generator().manual_seed(5)
+    rows = [torch.zeros(1024),  # uniform: share j/1024 hits 0.25, 0.5 exactly
+            torch.randint(0, 4, (1024,), generator=g).float(),  # four tied levels
+            torch.randint(0, 40, (1024,), generator=g).float() / 8,  # many ties, peaked
+            torch.cat([torch.full((2,), 9.0), torch.zeros(1022)]),  # a tied top pair
+            torch.cat([torch.full((1,), 30.0), torch.full((5,), 29.0), torch.randn(1018, generator=g)]),
+            torch.log(torch.tensor([0.5, 0.25, 0.25] + [1e-12] * 1021))]  # shares of exactly 0.5, 0.75
+    logits = torch.stack(rows)
+    _assert_published_set(logits, top_p)
+    _assert_published_set(logits * 3.0, top_p)
+    _assert_published_set(logits.repeat(8, 1) * 4.0, top_p)  # a batch: the partial selection runs
+
+
+@pytest.mark.parametrize("scale", [0.25, 2.0, 8.0])
+@pytest.mark.parametrize("top_p", [0.3, 0.9])
+def test_nucleus_keeps_the_published_set_on_batches_with_many_ties(scale, top_p):
+    logits = torch.randint(0, 24, (256, 1024), generator=torch.Generator().manual_seed(11)).float() * scale
+    _assert_published_set(logits, top_p)
+
+
+def test_nucleus_settles_most_rows_from_the_top_candidates(monkeypatch):
+    """The partial selection decides peaked rows; flat rows fall back to the whole sort and
+    ambiguous ones to the published arithmetic, all with the published result."""
+    from kronos import generation
+
+    calls = []
+    real = generation.published_nucleus
+    monkeypatch.setattr(generation, "published_nucleus", lambda x, p: calls.append(len(x)) or real(x, p))
+    peaked = torch.randn(256, 1024, generator=torch.Generator().manual_seed(9)) * 8
+    _assert_published_set(peaked, 0.9)
+    assert not calls, "no row should need the published fallback"
+    _assert_published_set(torch.zeros(4, 1024), 0.5)
+    assert calls == [4]
 
 
 def test_fast_rotation_is_the_plain_rotation_in_the_interleaved_basis():
@@ -193,3 +246,35 @@ def test_fast_rotation_is_the_plain_rotation_in_the_interleaved_basis():
     pairs = torch.view_as_complex(x[..., within].unflatten(-1, (head_dim // 2, 2)).contiguous())
     fast = torch.view_as_real(pairs * rotation(rotary, start, length)).flatten(-2)
     torch.testing.assert_close(fast, plain[..., within])
+
+
+@pytest.mark.parametrize("s", [1, 3])
+def test_approximate_sliding_is_opt_in_and_exact_until_the_window_slides(mini_pair, s):
+    """Issue 26: `sliding='approximate'` keeps the caches once history + steps exceed the
+    context (attention over the latest max_context keys, positions re-based); before the
+    window slides it is the exact path, token for token."""
+    from kronos import generate_tokens
+
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(2, 40, 12, s)
+    greedy = Sampling(1.0, 1, 1.0)
+    exact = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u)[1]
+    rolled = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u, sliding="approximate")[1]
+    assert all(torch.equal(a, b) for a, b in zip(exact, rolled)), "no slide (40 + 12 <= 64): identical"
+    exact = generate_tokens(tokenizer, model, x, xs, ys, 44, 12, greedy, u)[1]
+    rolled = generate_tokens(tokenizer, model, x, xs, ys, 44, 12, greedy, u, sliding="approximate")[1]
+    unbounded = generate_tokens(tokenizer, model, x, xs, ys, 64, 12, greedy, u, sliding="approximate")[1]
+    assert all(torch.equal(a[:, :5], b[:, :5]) for a, b in zip(exact, rolled)), "identical until it slides"
+    assert not all(torch.equal(a, b) for a, b in zip(rolled, unbounded)), "the window must drop old keys"
+
+
+def test_sliding_mode_is_checked(mini_pair):
+    tokenizer, model = mini_pair
+    with pytest.raises(ValueError, match="sliding must be"):
+        KronosPredictor(model, tokenizer, cached=False, sliding="approximate")
+    with pytest.raises(ValueError, match="sliding must be"):
+        KronosPredictor(model, tokenizer, sliding="rolling")
+    x, xs, ys, u = _inputs(1, 40, 4, 1)
+    from kronos import generate_tokens
+    with pytest.raises(ValueError, match="sliding must be"):
+        generate_tokens(tokenizer, model, x, xs, ys, 64, 4, Sampling(), u, sliding="rolling")

@@ -107,3 +107,49 @@ def test_predictor_matches_the_published_predictor(pair):
     ours = KronosPredictor(model, tokenizer, device="cpu", max_context=512).predict(
         df, y_timestamp=future, pred_len=10, top_k=1, verbose=False)
     np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-3)
+
+
+def _capture_encodes(monkeypatch, p_tok) -> dict:
+    """Record what each side's tokenizer encodes and returns: (input rows, (s1, s2))."""
+    from kronos import generation
+
+    seen: dict = {}
+    real_pub, real_ours = p_tok.encode, generation._encode
+
+    def pub_encode(x, half=False):
+        seen["pub"] = (x.clone(), real_pub(x, half))
+        return seen["pub"][1]
+
+    def our_encode(tokenizer, x):
+        seen["ours"] = (x.clone(), real_ours(tokenizer, x))
+        return seen["ours"][1]
+
+    monkeypatch.setattr(p_tok, "encode", pub_encode)
+    monkeypatch.setattr(generation, "_encode", our_encode)
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Series.dt.weekday")
+@pytest.mark.parametrize("dtype,drop", [(np.float64, []), (np.float32, ["amount"]), (np.float32, []),
+                                        (np.float64, ["amount"])])
+@pytest.mark.parametrize("samples", [1, 3])
+def test_context_tokens_match_the_published_predictor_on_real_bars(pair, sample_candles, monkeypatch, dtype, drop,
+                                                                   samples):
+    """Issue 26: parity on real bars through both predictors, batch shapes included (the
+    published code encodes every sample path's copy; ours each series once). A float32
+    frame without `amount` used to differ: the published code fills it in the frame's own
+    dtype (pandas), ours computed it in float64."""
+    tokenizer, model = pair
+    p_tok, p_model = published.published_pair(tokenizer, model)
+    pub = published._module().KronosPredictor(p_model, p_tok, device="cpu", max_context=512)
+    ours = KronosPredictor(model, tokenizer, device="cpu", max_context=512)
+    seen = _capture_encodes(monkeypatch, p_tok)
+    frames = [sample_candles.iloc[s:s + 256].drop(columns=drop).astype(dtype) for s in (0, 72, 144)]
+    futures = [pd.date_range(f.index[-1], periods=3, freq="h")[1:] for f in frames]
+    pub.predict_batch(frames, [f.index.to_series() for f in frames], [y.to_series() for y in futures], pred_len=2,
+                      T=1.0, top_k=1, sample_count=samples, verbose=False)
+    ours.predict_batch(frames, y_timestamp_list=list(futures), pred_len=2, top_k=1, sample_count=samples,
+                       verbose=False)
+    (x_pub, (s1_pub, s2_pub)), (x_ours, (s1_ours, s2_ours)) = seen["pub"], seen["ours"]
+    assert torch.equal(x_ours, x_pub[::samples]), "the normalised rows differ"
+    assert torch.equal(s1_ours, s1_pub[::samples]) and torch.equal(s2_ours, s2_pub[::samples])

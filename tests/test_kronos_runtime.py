@@ -38,6 +38,7 @@ def test_generation_uses_only_free_cores(tmp_path, monkeypatch, two_threads):
     busy = tmp_path / "loadavg"
     busy.write_text(f"9.0 8.0 7.0 {cores + 7}/170 123\n")  # 8 other tasks running
     monkeypatch.setattr(runtime, "LOADAVG", str(busy))
+    monkeypatch.setattr(runtime, "own_running", lambda: 1)
     assert runtime.free_cores() == 1
     with runtime.fitted_threads():
         assert torch.get_num_threads() == 1
@@ -54,3 +55,35 @@ def test_small_steps_run_on_one_thread(two_threads):
     assert torch.get_num_threads() == 2
     with runtime.threads_for(runtime.SERIAL_ROWS):
         assert torch.get_num_threads() == 2
+
+
+def _fake_tasks(root, states: str):
+    for tid, state in enumerate(states):
+        (root / str(tid)).mkdir()
+        (root / str(tid) / "stat").write_text(f"{tid} (python (worker) x) {state} 1 2 3\n")
+
+
+def test_the_process_own_running_threads_are_not_competitors(tmp_path, monkeypatch, two_threads):
+    """Issue 26: just after a parallel region (ours or the published code's in the same
+    process) its OpenMP workers may still be runnable; they used to count as other tasks
+    and cost the next call a thread."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 usable cores")
+    cores = len(os.sched_getaffinity(0))
+    tasks = tmp_path / "task"
+    tasks.mkdir()
+    _fake_tasks(tasks, "R" * cores + "SS")  # the caller and cores - 1 workers still running, two asleep
+    monkeypatch.setattr(runtime, "TASKS", str(tasks))
+    load = tmp_path / "loadavg"
+    load.write_text(f"2.0 1.0 0.5 {cores}/170 123\n")  # every running task is ours
+    monkeypatch.setattr(runtime, "LOADAVG", str(load))
+    assert runtime.own_running() == cores
+    assert runtime.free_cores() == cores
+    with runtime.fitted_threads():
+        assert torch.get_num_threads() == 2
+    load.write_text(f"2.0 1.0 0.5 {cores + 1}/170 123\n")  # and one other process's
+    assert runtime.free_cores() == cores - 1
+
+
+def test_own_running_reads_this_process():
+    assert runtime.own_running() >= 1  # the caller itself is running

@@ -62,3 +62,31 @@ def test_fx_weekend_takes_no_room_in_the_workbench_chart(server, page, tmp_path)
                            " && document.getElementById('chart').layout.xaxis.rangebreaks.length > 0")
     breaks = page.evaluate("document.getElementById('chart').layout.xaxis.rangebreaks")
     assert breaks[0]["dvalue"] == 48 * 3600 * 1000 and breaks[0]["values"][0].endswith("00:00:00")
+
+
+def _fx_backtest_run_id() -> str:
+    """A real backtest run on hourly EUR/USD-like bars with the weekends closed, its candles stored."""
+    import pandas as pd
+    from test_web_support import SOURCE, candles, one_torch_thread, settings, store
+
+    from kronos_trader.backtest.runner import run_backtest
+
+    index = pd.date_range("2024-01-01", periods=24 * 7 * 3, freq="1h", name="timestamp")
+    index = index[index.day_of_week < 5]
+    bars = candles(len(index), seed=3)
+    bars.index = index
+    store().upsert_candles(SOURCE, "EUR/USD", "1h", bars)
+    with one_torch_thread():
+        return run_backtest(settings(), bars, "EUR/USD", "1h", store(), progress=False, name="fx-weekends").run_id
+
+
+def test_fx_weekend_takes_no_room_in_the_backtest_charts(server, page):  # noqa: F811 - fixtures
+    """Issue 25 (web): the backtest page drew FX weekends as blank days in its equity, drawdown and
+    candle charts; the workbench chart already left them out."""
+    page.goto(server + f"/backtests/{_fx_backtest_run_id()}")
+    page.wait_for_function("(document.getElementById('overlay-chart').data || []).length > 0")
+    weekend = 48 * 3600 * 1000
+    for chart in ("equity-chart", "drawdown-chart", "overlay-chart"):
+        breaks = page.evaluate(f"((document.getElementById('{chart}').layout || {{}}).xaxis || {{}}).rangebreaks")
+        assert breaks and any(b["dvalue"] == weekend and len(b["values"]) == 2 for b in breaks), (chart, breaks)
+    assert page.problems == [], page.problems

@@ -3,7 +3,8 @@
 Look-ahead: runs the strategy twice without any stored forecasts (everything recomputed):
 on the data as given, and with every bar after the cut perturbed. Forecasts, signals (target
 and reason, so the skill gate's state is compared too) and orders decided at or before the
-cut must be identical.
+cut must be identical. With walk-forward fine-tuning each run trains its fold models afresh
+(no stored fold is read) and every fold model refitted by the cut must have the same weights.
 
 Lookback sensitivity (freqtrade's "recursive analysis"): a sample of decision bars is
 forecast again with a shorter and a longer lookback; the report says how often the
@@ -12,7 +13,9 @@ flips with the amount of history is fragile.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,6 +75,16 @@ def _before(result: BacktestResult, cut_close: pd.Timestamp):
     return {"forecasts": forecasts, "signals": signals, "orders": orders}
 
 
+def _fresh_folds(settings: Settings, folder: Path) -> Settings:
+    """The settings with fold models trained into `folder` (none read from earlier runs)."""
+    return settings.model_copy(update={"finetune": settings.finetune.model_copy(update={"cache_dir": folder})})
+
+
+def _folds_by(result: BacktestResult, cut_close: pd.Timestamp) -> dict[str, str]:
+    """Weights id of each fold refitted by the cut (its training bars all closed by then)."""
+    return {f["start"]: f["model_id"] for f in result.finetune.folds if pd.Timestamp(f["start"]) < cut_close}
+
+
 def _stage(show: bool, text: str) -> None:
     """Announce a stage of a check; the forecasting inside it shows its own progress bar
     (rich allows one live display at a time, so stages are lines, not a second bar)."""
@@ -90,15 +103,21 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
         raise ValueError(f"cut at bar {cut} leaves no forecasts before or after it: use more bars than "
                          f"{settings.forecast.lookback} (the lookback) or another cut")
     symbol, timeframe = settings.data.symbol, settings.data.timeframe
-    _stage(progress, f"look-ahead 1/2: backtest on {len(candles)} bars as given")
-    base = run_backtest(settings, candles, symbol, timeframe, None, progress=progress)
-    _stage(progress, f"look-ahead 2/2: backtest with the bars after {candles.index[cut]} perturbed")
-    changed = run_backtest(settings, perturb_after(candles, cut), symbol, timeframe, None, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="kt-lookahead-") as folds:
+        _stage(progress, f"look-ahead 1/2: backtest on {len(candles)} bars as given")
+        base = run_backtest(_fresh_folds(settings, Path(folds) / "as-given"), candles, symbol, timeframe, None,
+                            progress=progress)
+        _stage(progress, f"look-ahead 2/2: backtest with the bars after {candles.index[cut]} perturbed")
+        changed = run_backtest(_fresh_folds(settings, Path(folds) / "perturbed"), perturb_after(candles, cut), symbol,
+                               timeframe, None, progress=progress)
     interval = infer_bar_interval(candles.index)
     cut_close = candles.index[cut] + interval
     a, b = _before(base, cut_close), _before(changed, cut_close)
+    if base.finetune is not None:
+        a["fold models"], b["fold models"] = (_folds_by(r, cut_close) for r in (base, changed))
     compared = {k: len(v) for k, v in a.items()}
-    differences = {"forecasts": sum(1 for k, v in a["forecasts"].items() if b["forecasts"].get(k) != v),
+    differences = {"fold models": sum(1 for k, v in a.get("fold models", {}).items() if b["fold models"].get(k) != v),
+                   "forecasts": sum(1 for k, v in a["forecasts"].items() if b["forecasts"].get(k) != v),
                    "signals": 0 if a["signals"] == b["signals"] else
                    sum(1 for x, y in zip(a["signals"], b["signals"]) if x != y) + abs(len(a["signals"]) -
                                                                                     len(b["signals"])),

@@ -14,6 +14,7 @@ from kronos_trader.data import infer_bar_interval
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import interval_label
 from kronos_trader.decision import Policy, PositionState, decide_all, load_policy, rebalance
+from kronos_trader.evaluation.cross_section import MIN_SYMBOLS, cross_sectional_ic
 from kronos_trader.evaluation.skill import score_run
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
@@ -140,6 +141,8 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
                             metrics, computed, reused, skill=score_run(forecasts[first_symbol].values(), first),
                             panel=panel, settings=settings, model_id=service.model.model_id)
+    if len(panel) >= MIN_SYMBOLS:  # cross-sectional skill: does the model order the symbols right?
+        result.cross_section = cross_sectional_ic(forecasts, panel)
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

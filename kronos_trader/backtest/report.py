@@ -10,6 +10,7 @@ MAX_POINTS, and the Plotly library is written once beside the report folders
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -23,6 +24,7 @@ from kronos import HUB_MODELS
 from kronos_trader.data import SYNTHETIC_LABEL, data_hash, infer_bar_interval, is_synthetic, titled
 from kronos_trader.data.display import format_significant, price_digits
 
+from kronos_trader.evaluation.calibration_report import plot_calibration
 from kronos_trader.evaluation.skill import BASELINE_LABELS
 
 from .breakdown import print_breakdown, result_breakdown
@@ -184,6 +186,13 @@ def print_report(result: BacktestResult, folder: Path | None, console: Console |
         console.print(result.skill.table(f"Forecast skill: {result.skill.windows} resolved forecasts of the run "
                                          f"({result.skill.pending} still open); RW = random walk"))
         console.print(result.skill.verdict())
+    if result.p_up_calibration is not None:
+        console.print(result.p_up_calibration.table())
+    if result.cross_section is not None:
+        console.print(result.cross_section.describe())
+    if result.finetune is not None:
+        console.print(result.finetune.table())
+        console.print(result.finetune.verdict())
     trades = trade_log(result)
     print_breakdown(result, trades, console)
     if len(trades):
@@ -219,6 +228,14 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
                "settings": run_settings(result), "synthetic": is_synthetic(result.candles),
                "warnings": [w for w in [training_warning(result), synthetic_warning(result),
                                         short_span_note(result.metrics)] if w]}
+    if result.finetune is not None:
+        summary["finetune"] = result.finetune.to_dict()
+    if result.cross_section is not None:
+        summary["cross_sectional"] = result.cross_section.to_dict()
+    if result.p_up_calibration is not None:
+        summary["p_up_calibration"] = result.p_up_calibration.to_dict()
+        plot_calibration(result.p_up_calibration, folder / "calibration.png", f"{result.symbol} {result.timeframe}: "
+                         f"P(up) and PIT")
     (folder / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=_json_default))
     _equity_png(result, folder / "equity.png")
     _chart_html(result, folder / "chart.html", trades, monthly)
@@ -349,6 +366,11 @@ def _chart_html(result: BacktestResult, path: Path, trades: pd.DataFrame, monthl
     parts = [fig.to_html(include_plotlyjs=_plotly_js(path.parent), full_html=False)]
     if result.skill is not None and result.skill.steps:
         parts.append(_skill_html(result))
+    if result.p_up_calibration is not None and result.p_up_calibration.steps:
+        parts.append(_calibration_html(result.p_up_calibration))
+    if result.finetune is not None:
+        parts.append(f"<h2>Walk-forward fine-tuning</h2><p id='finetune-verdict'>{html.escape(result.finetune.verdict())}"
+                     f".</p>")
     if not monthly.empty:
         parts.append(_monthly_html(monthly))
     parts.append(_trades_html(trades))
@@ -389,6 +411,18 @@ def _skill_html(result: BacktestResult) -> str:
     return (f"<h2>Forecast skill</h2><p>{skill.windows} forecasts resolved ({skill.pending} still open), scored "
             f"against random walks on the same windows. {skill.verdict()}.</p>"
             f"<table id='forecast-skill'>{head}{''.join(rows)}</table>")
+
+
+def _calibration_html(report) -> str:
+    rows = "".join(f"<tr><td>{h}</td><td>{_cell(r['brier_raw'], '.4f')}</td><td>{_cell(r['brier_recalibrated'], '.4f')}"
+                   f"</td><td>{_cell(r['bss_raw'], '+.3f')}</td><td>{_cell(r['bss_recalibrated'], '+.3f')}</td>"
+                   f"<td>{_cell(r['ece_raw'], '.3f')}</td><td>{_cell(r['ece_recalibrated'], '.3f')}</td></tr>"
+                   for h, r in report.steps.items())
+    return ("<h2>P(up) calibration</h2><p>The model's P(up) (share of its paths above the last close) before and "
+            f"after walk-forward {report.kind} recalibration; BSS is the Brier skill against climatology (the "
+            "base rate of up moves known at each forecast).</p><table id='p-up-calibration'><tr><th>step</th>"
+            "<th>Brier</th><th>Brier recal.</th><th>BSS</th><th>BSS recal.</th><th>ECE</th><th>ECE recal.</th></tr>"
+            f"{rows}</table><img src='calibration.png' alt='reliability diagram and PIT histogram' width='900'>")
 
 
 def _monthly_html(monthly: pd.DataFrame) -> str:

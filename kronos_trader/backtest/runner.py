@@ -15,7 +15,11 @@ from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, is_syntheti
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import series_names
 from kronos_trader.decision import Policy, load_policy
+from kronos_trader.evaluation.calibration_report import PUpCalibration, score_p_up_forecasts
+from kronos_trader.evaluation.cross_section import CrossSectionalIC
+from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
+from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned
 from kronos_trader.forecasting.service import ForecastService, WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
@@ -75,6 +79,9 @@ class BacktestResult:
     skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
     settings: Settings | None = None  # what produced the run (for the report)
     model_id: str | None = None
+    finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
+    cross_section: CrossSectionalIC | None = None  # IC / rank IC across symbols (portfolio runs of 3+)
+    p_up_calibration: PUpCalibration | None = None  # reliability, Brier, ECE of P(up) before/after recalibration
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -158,12 +165,21 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
         from .portfolio import run_portfolio_backtest
 
         panel = candles if isinstance(candles, dict) else {symbol: candles}
+        if settings.finetune.refit_every is not None and not isinstance(service, FinetunedForecasts):
+            raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
+                             "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
         return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
                          f"{settings.forecast.lookback} bars")
+    zero_shot = None
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)
+    if settings.finetune.refit_every is not None and not isinstance(service, FinetunedForecasts):
+        # walk-forward fine-tuned folds decide; the zero-shot service stays for the comparison (a
+        # sweep hands in folds already built, and compares nothing per trial)
+        zero_shot, service = service, build_finetuned(service, candles, settings.finetune,
+                                                      service.decision_positions(len(candles))[0], progress)
     interval = infer_bar_interval(candles.index)
     forecasts = service.forecast_series(candles, symbol, timeframe)
     computed, reused = service.computed, service.reused
@@ -184,6 +200,11 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
                             computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
                             model_id=service.model.model_id)
+    result.p_up_calibration = score_p_up_forecasts(
+        forecasts.values(), candles, kind="logistic" if settings.forecast.p_up_calibration == "logistic" else "isotonic")
+    if zero_shot is not None:
+        result.finetune = compare_finetune(zero_shot.forecast_series(candles, symbol, timeframe), forecasts, candles,
+                                           service.fold_of, service.summary())
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

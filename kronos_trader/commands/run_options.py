@@ -2,10 +2,12 @@
 the effective settings with where each came from (file, flag or default)."""
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 import yaml
@@ -34,16 +36,58 @@ def parse_timerange(text: str) -> tuple[str | None, str | None]:
     return tuple(None if d is None else f"{d:%Y-%m-%d}" for d in days)  # type: ignore[return-value]
 
 
+#: The flags a run varies, shared by `backtest` and `show-config`: name -> (type, option).
+RUN_FLAGS: dict[str, tuple[Any, Any]] = {
+    "data": (Optional[Path], typer.Option(None, help="CSV/Parquet/Feather candles (default: bundled sample)")),
+    "start": (Optional[str], typer.Option(None, help="first bar, e.g. 2024-01-01")),
+    "end": (Optional[str], typer.Option(None, help="last bar")),
+    "strategy": (Optional[str], typer.Option(None, help="policy, module:Class (e.g. "
+                                             "strategies.directional:Directional)")),
+    "timerange": (Optional[str], typer.Option(None, help="YYYYMMDD-YYYYMMDD (either side may be empty)")),
+    "fee": (Optional[float], typer.Option(None, help="commission per fill, a fraction (0.001 = 0.1%)")),
+    "cash": (Optional[float], typer.Option(None, help="starting cash")),
+    "lookback": (Optional[int], typer.Option(None, help="history bars per forecast")),
+    "horizon": (Optional[int], typer.Option(None, help="bars forecast")),
+    "samples": (Optional[int], typer.Option(None, help="sample paths per forecast")),
+    "stop_loss": (Optional[float], typer.Option(None, help="stop-loss, a fraction of the entry price")),
+    "take_profit": (Optional[float], typer.Option(None, help="take-profit, a fraction of the entry price")),
+}
+
+
 def run_overrides(strategy: str | None = None, timerange: str | None = None, fee: float | None = None,
                   cash: float | None = None, lookback: int | None = None, horizon: int | None = None,
                   samples: int | None = None, stop_loss: float | None = None,
-                  take_profit: float | None = None) -> dict[str, Any]:
+                  take_profit: float | None = None, data: Path | None = None, start: str | None = None,
+                  end: str | None = None) -> dict[str, Any]:
     """The dotted settings the run flags set (flags left out set nothing)."""
-    start, end = parse_timerange(timerange) if timerange else (None, None)
+    if timerange and (start or end):
+        raise ValueError("--timerange and --start/--end both set the span: give one of them")
+    if timerange:
+        start, end = parse_timerange(timerange)
     pairs = {"strategy.name": strategy, "data.start": start, "data.end": end, "costs.commission": fee,
              "backtest.cash": cash, "forecast.lookback": lookback, "forecast.horizon": horizon,
-             "forecast.sample_count": samples, "risk.stop_loss": stop_loss, "risk.take_profit": take_profit}
+             "forecast.sample_count": samples, "risk.stop_loss": stop_loss, "risk.take_profit": take_profit,
+             "data.path": str(data) if data else None}
     return {k: v for k, v in pairs.items() if v is not None}
+
+
+def with_run_flags(command: Callable) -> Callable:
+    """Give `command` the RUN_FLAGS options; it receives them mapped to settings as `overrides`
+    (one definition and one mapping for every command that takes them)."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "overrides"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in RUN_FLAGS.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        flags = {name: kwargs.pop(name, None) for name in RUN_FLAGS}
+        return command(*args, overrides=run_overrides(**flags), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in added}}
+    wrapper.__annotations__.pop("overrides", None)
+    return wrapper
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -92,14 +136,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show-config")
     @friendly
+    @with_run_flags
     def show_config(
         config: Optional[Path] = ConfigOption,
         set_: Optional[list[str]] = typer.Option(None, "--set", help="SECTION.NAME=VALUE, as a flag would set it "
                                                  "(repeatable)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON rows instead of a table"),
+        overrides: dict[str, Any] | None = None,
     ) -> None:
-        """Print the effective settings and where each came from (file, flag or default)."""
-        rows = setting_sources(config, parse_sets(set_))
+        """Print the effective settings and where each came from (file, flag or default); takes the
+        backtest's run flags, so it shows what that command line would run with."""
+        rows = setting_sources(config, {**(overrides or {}), **parse_sets(set_)})
         if as_json:
             typer.echo(json.dumps(rows, indent=1, default=str))
             return

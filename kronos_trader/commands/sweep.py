@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
                                              "many best points through Backtrader"),
         top: int = typer.Option(10, help="trials shown"),
         progress: bool = typer.Option(True, help="show progress bars"),
+        refit_every: Optional[str] = typer.Option(None, help="trade on walk-forward fine-tuned folds: refit every N "
+                                                             "bars or period (30D)"),
+        train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
     ) -> None:
         """Grid or Optuna TPE search over strategy and risk parameters; resumable."""
         from kronos_trader.config import load_settings
@@ -68,7 +71,8 @@ def register(app: typer.Typer) -> None:
                      "sweep.objective": objective, "sweep.max_drawdown": max_drawdown,
                      "sweep.walk_forward": walk_forward, "sweep.name": name, "sweep.executor": executor,
                      "sweep.ray_address": ray_address, "sweep.workers": workers,
-                     "sweep.screen": screen}
+                     "sweep.screen": screen,
+                     "finetune.refit_every": refit_every, "finetune.train_bars": train_bars}
         if param:
             overrides["sweep.params"] = dict(parse_param(p) for p in param)
         settings = load_settings(config, overrides)

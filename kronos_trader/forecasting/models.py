@@ -63,6 +63,7 @@ def load_model(name: str, device: str = "auto", max_context: int | None = None,
     """Load a pair by name ('kronos-nano', 'kronos-small', ...) or directory, once per process.
     Reduced precision changes the forecasts, so it is part of the model's identity."""
     predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device), precision=precision)
+    predictor.trained_window = None  # the service warns once per configuration (`window_warnings`), not per call
     if max_context is not None:
         predictor.max_context = min(predictor.max_context, max_context)
     suffix = "" if precision == "float32" else f"+{precision}"

@@ -11,12 +11,12 @@ import sys
 import time
 from typing import Iterable, TextIO
 
-__all__ = ["batch_progress", "LOG_EVERY_S"]
+__all__ = ["batch_progress", "duration", "LOG_EVERY_S"]
 
 LOG_EVERY_S = 30.0
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
@@ -41,8 +41,8 @@ def batch_progress(batches: list, show: bool, total: int, size: int, stream: Tex
         now = time.perf_counter()
         if number == 0 or done == total or now - last >= every_s:
             rate = done / max(now - started, 1e-9)
-            left = f", about {_duration((total - done) / rate)} left" if done < total else \
-                f" in {_duration(now - started)}"
+            left = f", about {duration((total - done) / rate)} left" if done < total else \
+                f" in {duration(now - started)}"
             print(f"forecasting windows: {done}/{total} ({done / total:.0%}), {rate:.2f} windows/s{left}",
                   file=stream, flush=True)
             last = now

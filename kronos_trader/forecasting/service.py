@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from dataclasses import dataclass, replace
-from typing import Hashable, Iterator, Sequence
+from typing import Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from .calibration import RollingCalibrator
 from .models import LoadedModel, load_model
 from .probability import with_p_up
 from .progress import batch_progress
+from .pup_calibration import recalibrate_requests
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 CLOSE = COLUMNS.index("close")
@@ -172,6 +174,7 @@ class ForecastService:
         self.computed = 0  # windows computed by the model (not read from the store), for reports
         self.reused = 0
         self._memory: dict[str, WindowForecast] = {}  # this process's forecasts by window hash
+        self._probed: set[str] = set()  # computed by `probe`, not yet asked for
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None, progress: bool = True,
@@ -212,12 +215,20 @@ class ForecastService:
         the `calibration_window` forecasts before it on the same series (only outcomes known
         at its window end): the same result whether it is computed in a backtest or live.
         """
-        if self.settings.calibration == "none":
+        s = self.settings
+        recalibrate = s.p_up_calibration != "none"
+        if s.calibration == "none" and not recalibrate:
             out = self._raw_many(requests)
         else:
             history = self._calibration_history(requests)
-            out = calibrate_requests(requests, history, self._raw_many(list(requests) + history), self.settings)
-        return {key: with_p_up(f, self.settings.p_up) for key, f in out.items()}  # P(up) estimator
+            raw = self._raw_many(list(requests) + history)
+            out = {r.key: raw[r.key] for r in requests} if s.calibration == "none" else \
+                calibrate_requests(requests, history, raw, s)
+        out = {key: with_p_up(f, s.p_up) for key, f in out.items()}  # P(up) estimator
+        if recalibrate:  # P(up) through a map fitted on past forecasts' outcomes (pup_calibration.py)
+            out = recalibrate_requests(requests, history, {k: with_p_up(f, s.p_up) for k, f in raw.items()}, out,
+                                       s.p_up_calibration, s.p_up_min_history, s.every * s.calibration_window)
+        return out
 
     def _calibration_history(self, requests: Sequence["WindowRequest"]) -> list["WindowRequest"]:
         """The earlier decision bars whose forecasts calibrate the requested ones."""
@@ -230,9 +241,31 @@ class ForecastService:
                                                                    r.symbol, r.timeframe, r.interval))
         return list(extra.values())
 
-    def _raw_many(self, requests: Sequence["WindowRequest"]) -> dict[Hashable, WindowForecast]:
+    def to_compute(self, requests: Sequence["WindowRequest"]) -> list["WindowRequest"]:
+        """The requests (one per distinct window) that are neither stored nor in memory: what a
+        forecast pass over them would compute."""
+        _, hashes = self._windows(requests)
+        self._recall(hashes.values())
+        pending: dict[str, WindowRequest] = {}
+        for r in requests:
+            if hashes[r.key] not in self._memory:
+                pending.setdefault(hashes[r.key], r)
+        return list(pending.values())
+
+    def probe(self, requests: Sequence["WindowRequest"]) -> float:
+        """Compute (and store) the raw forecasts of `requests` (one batch of the run) now, for a
+        time estimate; return the seconds taken. The pass that asks for them later counts them
+        as computed, not reused, so the probe costs the run nothing."""
+        before = self.computed, self.reused
+        started = time.perf_counter()
+        self._raw_many(requests, probing=True)
+        self.computed, self.reused = before
+        return time.perf_counter() - started
+
+    def _windows(self, requests: Sequence["WindowRequest"]) -> tuple[dict, dict]:
+        """Each request's window and its hash (each series validated once)."""
         lookback = self.settings.lookback
-        valid: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}  # each series validated once
+        valid: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
         windows, hashes = {}, {}
         for r in requests:
             if r.position < lookback - 1 or r.position >= len(r.candles):
@@ -244,18 +277,32 @@ class ForecastService:
             frame, stamps, values = valid[id(r.candles)]
             rows = slice(r.position - lookback + 1, r.position + 1)
             windows[r.key], hashes[r.key] = frame.iloc[rows], frame_hash(stamps[rows], values[rows])
-        unknown = list({h for h in hashes.values() if h not in self._memory})
+        return windows, hashes
+
+    def _recall(self, hashes: Iterable[str]) -> None:
+        """Read the stored forecasts of `hashes` not yet in memory."""
+        unknown = list({h for h in hashes if h not in self._memory})
         if self.store is not None and unknown:
             for h, row in self.store.get_forecasts(self.model.model_id, self.settings_hash, unknown).items():
                 self._memory[h] = WindowForecast.from_payload(row.window_end, row.payload, row.id)
+
+    def _raw_many(self, requests: Sequence["WindowRequest"], probing: bool = False
+                  ) -> dict[Hashable, WindowForecast]:
+        windows, hashes = self._windows(requests)
+        self._recall(hashes.values())
         todo: dict[pd.Timedelta, dict[str, WindowRequest]] = {}
         for r in requests:
             if hashes[r.key] not in self._memory:  # the same window twice is computed once
                 todo.setdefault(r.interval, {}).setdefault(hashes[r.key], r)
-        self.reused += sum(1 for r in requests if hashes[r.key] in self._memory)
+        probed = self._probed & set(hashes.values())  # computed for this pass by `probe`
+        self.computed += len(probed)
+        self._probed -= probed
+        self.reused += sum(1 for r in requests if hashes[r.key] in self._memory and hashes[r.key] not in probed)
         for interval, group in todo.items():
             self._compute_and_store(list(group.values()), [windows[r.key] for r in group.values()],
                                     list(group), interval)
+            if probing:
+                self._probed.update(group)
         return {r.key: self._memory[hashes[r.key]] for r in requests}
 
     def forecast_latest(self, candles: pd.DataFrame, symbol: str, timeframe: str,

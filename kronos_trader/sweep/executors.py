@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from kronos_trader.config import Settings, parse_settings
+from kronos_trader.forecasting.finetune import build_finetuned
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import open_store
 
@@ -71,9 +72,16 @@ class LocalExecutor:
 
     def __init__(self, settings: Settings, progress: bool = True):
         self.service = forecast_service(settings, progress)
+        self.finetune = settings.finetune
         self._done: list[tuple[int, TrialOutcome]] = []
 
     def precompute(self, data: SweepData) -> tuple[int, int]:
+        if self.finetune.refit_every is not None:  # every trial trades on the same walk-forward fold models
+            if len(data.panel) > 1:
+                raise ValueError("walk-forward fine-tuning (--refit-every) sweeps one symbol at a time")
+            candles = next(iter(data.panel.values()))
+            self.service = build_finetuned(self.service, candles, self.finetune,
+                                           self.service.decision_positions(len(candles))[0], self.service.progress)
         self.model = ModelIdentity.of(self.service.model)
         before = self.service.computed, self.service.reused
         for symbol, candles in data.panel.items():
@@ -186,6 +194,8 @@ def for_workers(settings: Settings) -> Settings:
 def check_executor(settings: Settings) -> None:
     """Fail in one line, before the study or any forecast, when Ray is missing or unreachable."""
     if settings.sweep.executor == "ray":
+        if settings.finetune.refit_every is not None:
+            raise ValueError("walk-forward fine-tuning (--refit-every) runs with sweep.executor local")
         _import_ray()
         address = ray_address(settings)
         if address:

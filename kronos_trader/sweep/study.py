@@ -71,7 +71,9 @@ def sweep_spec(settings: Settings, data: SweepData) -> dict[str, Any]:
             "bars": {k: [str(v.index[0]), str(v.index[-1]), len(v)] for k, v in data.panel.items()},
             "model": settings.model.name, "forecast": settings.forecast.model_dump(mode="json"),
             "backtest": settings.backtest.model_dump(mode="json", exclude={"report_dir", *LEGACY_FIELDS}),
-            "risk": settings.risk.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json")}
+            "risk": settings.risk.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json"),
+            **({"finetune": settings.finetune.model_dump(mode="json", exclude={"cache_dir"})}
+               if settings.finetune.refit_every is not None else {})}
 
 
 def open_study(settings: Settings, data: SweepData, space: SearchSpace) -> optuna.Study:

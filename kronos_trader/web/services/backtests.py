@@ -206,6 +206,7 @@ def overlay(store, run_id: str) -> dict:
         lo = candles.index[0]
         rows = [f for f in rows if pd.Timestamp(f.window_end) >= lo]
     out["interval"] = format_interval(interval) if interval is not None else None
+    out["interval_seconds"] = interval.total_seconds() if interval is not None else None
     out["forecasts"] = _forecast_lines(rows, interval)
     if len(fills):
         side = dict(zip(orders["id"], orders["side"])) if len(orders) else {}

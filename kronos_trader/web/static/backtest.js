@@ -89,10 +89,14 @@
       traces.push({ type: "scatter", mode: "lines", name: "buy & hold", x: d.hold.timestamps, y: d.hold.equity,
         line: { color: "#64748b", width: 1.5, dash: "dot" } });
     }
-    K.plot("equity-chart", traces, K.baseLayout());
+    const breaks = K.closureBreaks(e.timestamps);  // market closures take no room, as in the workbench
+    const equityLayout = K.baseLayout();
+    equityLayout.xaxis.rangebreaks = breaks;
+    K.plot("equity-chart", traces, equityLayout);
+    const drawdownLayout = K.baseLayout({ showlegend: false, yaxis: { tickformat: ".2~%", gridcolor: "#eef1f5" } });
+    drawdownLayout.xaxis.rangebreaks = breaks;
     K.plot("drawdown-chart", [{ type: "scatter", mode: "lines", name: "drawdown", x: e.timestamps, y: e.drawdown,
-      fill: "tozeroy", line: { color: COLORS.down, width: 1 }, fillcolor: "rgba(220,38,38,0.18)" }],
-      K.baseLayout({ showlegend: false, yaxis: { tickformat: ".2~%", gridcolor: "#eef1f5" } }));
+      fill: "tozeroy", line: { color: COLORS.down, width: 1 }, fillcolor: "rgba(220,38,38,0.18)" }], drawdownLayout);
   }
 
   let baseTraces = [];
@@ -133,6 +137,8 @@
       }
       baseTraces = traces;
       baseLayout = K.baseLayout({ hovermode: "closest" });
+      baseLayout.xaxis.rangebreaks = K.closureBreaks(o.candles ? o.candles.timestamps : f.next.timestamps,
+        o.interval_seconds * 1000);
       await K.plot("overlay-chart", traces, baseLayout);
       $("overlay-chart").on("plotly_click", (ev) => {
         const pt = ev.points && ev.points[0];
