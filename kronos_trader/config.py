@@ -227,8 +227,12 @@ class SweepSettings(Section):
     walk_forward: float | None = Field(
         None, gt=0, lt=1, description="optimise on this first fraction of the bars, score on the rest")
     executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = Field(None, description="host:port of a Ray cluster (default: start one here)")
-    workers: int = Field(1, ge=1, description="trials (and forecast shards) run at once")
+    ray_address: str | None = Field(None, description="host:port of a Ray cluster (default: RAY_ADDRESS, else "
+                                                      "start one here)")
+    workers: int = Field(1, ge=1, description="trials (and forecast shards) run at once on Ray; locally, start "
+                                              "the sweep in more processes (they share the study)")
+    screen: int | None = Field(None, ge=1, description="screen the whole grid with the vectorised replay, then "
+                               "re-run this many best points through Backtrader (sweep/screen.py)")
     min_trades: int = Field(10, ge=0, description=(
         "a trial with fewer closed trades scores -inf: a handful of trades says nothing about a strategy"))
 

@@ -56,6 +56,11 @@ SIZERS = {"fixed": FixedFraction, "vol_target": VolatilityTarget, "kelly": Cappe
 
 
 def make_sizer(kind: str = "fixed", **params):
+    """A sizer; one-line error for an unknown kind or a size that is not positive (a
+    negative fraction would flip the policy's side)."""
     if kind not in SIZERS:
         raise ValueError(f"unknown sizing '{kind}': use one of {', '.join(SIZERS)}")
+    for name, value in params.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"sizing.{name} must be a positive number, got {value!r}")
     return SIZERS[kind](**params)

@@ -139,3 +139,77 @@ def test_cli_backtest_symbols(fast_settings, tmp_path):
     assert "AAA/USDT,BBB/USDT,CCC/USDT" in out.output and "177 computed" in out.output
     bad = CliRunner().invoke(app, ["backtest", "-c", str(config), "--symbols", f"{listed},AAA/USDT"])
     assert bad.exit_code == 1 and "listed twice" in bad.output
+
+
+def _sources(paths):
+    return [f"{s}={p}" for s, p in paths.items()]
+
+
+def test_symbols_keep_their_own_bars_and_a_missing_bar_is_not_ranked(fast_settings, tmp_path):
+    # issue 23.1: BBB lacks 10 bars; AAA must keep all of its own (no intersection), and at
+    # BBB's missing bars only AAA is ranked
+    full = make_candles(140, seed=1)
+    gappy = make_candles(140, seed=2).drop(make_candles(140, seed=2).index[80:90])
+    paths = {"AAA/USDT": tmp_path / "a.csv", "BBB/USDT": tmp_path / "b.csv"}
+    full.to_csv(paths["AAA/USDT"])
+    gappy.to_csv(paths["BBB/USDT"])
+    settings = fast_settings.model_copy(update={"strategy": fast_settings.strategy.model_copy(update={
+        "name": "strategies.cross_sectional:TopK", "params": {"k": 1, "every": 1}})})
+    panel = load_portfolio_candles(settings, symbol_sources(settings, _sources(paths)), None)
+    assert len(panel["AAA/USDT"]) == 140 and len(panel["BBB/USDT"]) == 130
+    assert panel["AAA/USDT"].index.equals(full.index)
+    result = run_backtest(settings, panel, "", "1h", None, progress=False)
+    signals = pd.DataFrame(result.journal.signals)
+    per_symbol = signals.groupby("symbol").size()
+    assert per_symbol["AAA/USDT"] == 140 - 31 and per_symbol["BBB/USDT"] == 130 - 31
+    missing = set(full.index[80:90] + pd.Timedelta("1h"))
+    at_gap = signals[signals["bar_time"].isin(missing)]
+    assert len(at_gap) == 10 and set(at_gap["symbol"]) == {"AAA/USDT"}
+    # the equity curve has a point for every bar of the union, at the bar's close
+    assert len(result.equity) == 140 - 31
+    assert result.equity.index.is_monotonic_increasing and result.equity.index.is_unique
+
+
+def test_mixed_timeframes_are_refused_in_one_line(fast_settings, tmp_path):
+    hourly = make_candles(200, seed=1)
+    quarter = make_candles(200, seed=2)
+    quarter.index = pd.date_range(hourly.index[0], periods=200, freq="15min", name=hourly.index.name)
+    paths = {"AAA/USDT": tmp_path / "a.csv", "BBB/USDT": tmp_path / "b.csv"}
+    hourly.to_csv(paths["AAA/USDT"])
+    quarter.to_csv(paths["BBB/USDT"])
+    with pytest.raises(ValueError, match="BBB/USDT has 15m bars, AAA/USDT 1h") as err:
+        load_portfolio_candles(fast_settings, symbol_sources(fast_settings, _sources(paths)), None)
+    assert "\n" not in str(err.value)
+
+
+def test_positions_open_at_the_end_are_listed_marked_to_market(fast_settings, tmp_path):
+    # issue 23.2: TopK with k=2 on rising prices holds positions at the end
+    paths = _write_symbols(tmp_path, n=120)
+    settings = fast_settings.model_copy(update={"strategy": fast_settings.strategy.model_copy(update={
+        "name": "strategies.cross_sectional:TopK", "params": {"k": 3, "every": 1, "min_signal": -1.0}})})
+    panel = load_portfolio_candles(settings, symbol_sources(settings, _sources(paths)), None)
+    result = run_backtest(settings, panel, "", "1h", None, progress=False)
+    trades = result.trades
+    open_rows = trades[trades["status"] == "open"]
+    assert len(open_rows) == 3  # every symbol is held at the end
+    for row in open_rows.itertuples():
+        assert row.exit_price == pytest.approx(float(panel[row.symbol]["close"].iloc[-1]))
+    # closed round trips plus the open ones marked to market add up to the account's result
+    final = result.equity["equity"].iloc[-1]
+    assert trades["pnl"].sum() == pytest.approx(final - settings.backtest.cash, rel=1e-9, abs=1e-6)
+    assert result.metrics["strategy"]["trades"] == len(trades)
+    from kronos_trader.backtest.report import write_report
+
+    folder = write_report(result, tmp_path / "report")
+    csv = pd.read_csv(folder / "trades.csv")
+    assert (csv["status"] == "open").sum() == 3 and set(csv.loc[csv["status"] == "open", "exit_reason"]) == {"open"}
+
+
+@pytest.mark.parametrize("sizing", [{"kind": "fixed", "fraction": -1}, {"kind": "kelly", "max_fraction": -0.5},
+                                    {"kind": "vol_target", "target_vol": 0}])
+def test_negative_sizing_is_refused(sizing):
+    from strategies.directional import Directional
+
+    with pytest.raises(ValueError, match="sizing") as err:
+        Directional(sizing=sizing)
+    assert "\n" not in str(err.value)

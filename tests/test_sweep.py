@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import socket
 
 import optuna
 import pandas as pd
@@ -17,7 +18,7 @@ from kronos_trader.sweep import SweepData, SweepSpaceError, build_space, run_swe
 from kronos_trader.sweep.objective import score
 from kronos_trader.sweep.space import with_params
 from kronos_trader.sweep.storage import study_storage
-from kronos_trader.sweep.study import INTERRUPTED
+from kronos_trader.sweep.study import interrupted as is_interrupted
 
 
 def _settings(fast_settings, **sweep):
@@ -127,10 +128,11 @@ def test_killed_sweep_resumes_without_duplicates(fast_settings, data):
     for point in space.grid[:2]:
         study.enqueue_trial(point)
         study.tell(study.ask(space.distributions), 1.0)
-    study.ask(space.distributions)  # interrupted: RUNNING forever
+    left = study.ask(space.distributions)  # its process was killed while it ran: RUNNING forever
+    left.set_user_attr("owner", f"{socket.gethostname()}:{_dead_pid()}:x")
     summary = run_sweep(settings, data, progress=False)
     trials = summary.study.get_trials()
-    interrupted = [t for t in trials if t.user_attrs.get("error") == INTERRUPTED]
+    interrupted = [t for t in trials if is_interrupted(t)]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(interrupted) == 1
     keys = [tuple(sorted(t.params.items())) for t in complete]
@@ -240,3 +242,250 @@ def test_ray_workers_get_absolute_paths(fast_settings, tmp_path, monkeypatch):
     raw["database"]["url"], raw["model"]["name"] = "postgresql+psycopg://u:secret@db:5432/kt", "kronos-small"
     s = for_workers(parse_settings(raw))
     assert s.database.url == "postgresql+psycopg://u:secret@db:5432/kt" and s.model.name == "kronos-small"
+
+
+def _points(study) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in study.get_trials(states=(TrialState.COMPLETE,))
+            if "discarded" not in t.user_attrs]
+
+
+def test_resumed_tpe_study_continues_the_sampler_and_never_repeats_a_point(fast_settings, data):
+    # issue 23.3: every process rebuilt TPESampler(seed=...), so a resume re-asked the first points
+    params = {"strategy.params.long_threshold": {"low": 0.3, "high": 0.7}, "risk.stop_loss": {"low": 0.01, "high": 0.1}}
+    settings = _settings(fast_settings, sampler="tpe", trials=3, params=params, name="tpe-resume")
+    first = run_sweep(settings, data, progress=False)
+    assert first.trials_run == 3
+    resumed = run_sweep(_settings(fast_settings, sampler="tpe", trials=6, params=params, name="tpe-resume"), data,
+                        progress=False)
+    assert resumed.trials_run == 3
+    points = _points(resumed.study)
+    assert len(points) == len(set(points)) == 6
+    # a space with fewer points than the budget: each point once, then the sweep says so and stops
+    small = _settings(fast_settings, sampler="tpe", trials=6, name="tpe-small",
+                      params={"strategy.params.long_threshold": [0.4, 0.6], "risk.stop_loss": [0.02, 0.05]})
+    summary = run_sweep(small, data, progress=False)
+    points = _points(summary.study)
+    assert len(points) == len(set(points)) == 4 and summary.exhausted
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_owners_trial_is_left_alone_and_a_gone_owners_is_retried(fast_settings, data, monkeypatch):
+    # issue 23.5: a second process marked the first's running trial interrupted
+    import socket
+    import threading
+    import time
+
+    from kronos_trader.sweep import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(study_module, "LEASE_S", 1.5)
+    settings = _settings(fast_settings, name="leases")
+    space = build_space(settings, settings.sweep)
+    study = study_module.open_study(settings, data, space)
+    study.enqueue_trial(space.grid[0])
+    gone = study.ask(space.distributions)  # its process was killed: a dead pid on this host
+    gone.set_user_attr("owner", f"{socket.gethostname()}:{_dead_pid()}:x")
+    study.enqueue_trial(space.grid[1])
+    alive = study.ask(space.distributions)  # another machine's process, still beating
+    alive.set_user_attr("owner", "elsewhere:1:y")
+    stop = threading.Event()
+
+    def other_machine():
+        while not stop.wait(0.1):
+            alive.set_user_attr("heartbeat", time.time())
+        study.tell(alive, 0.5)
+
+    beating = threading.Thread(target=other_machine)
+    beating.start()
+    threading.Timer(3.0, stop.set).start()
+    try:
+        summary = run_sweep(settings, data, progress=False)
+    finally:
+        stop.set()
+        beating.join()
+    trials = summary.study.get_trials()
+    assert study.get_trials()[alive.number].state == TrialState.COMPLETE
+    assert trials[alive.number].value == 0.5  # told by its owner, never interrupted
+    assert trials[gone.number].state == TrialState.FAIL and study_module.interrupted(trials[gone.number])
+    assert sorted(_points(summary.study)) == sorted(tuple(sorted(p.items())) for p in space.grid)
+    assert summary.trials_run == 3  # the gone owner's point is run again; the live owner's is not
+
+
+def test_two_processes_on_one_postgres_study_finish_the_budget_exactly(fast_settings, fresh_pg_url, tmp_path,
+                                                                      sample_candles):
+    # issue 23.5: the standard way to scale out, the same command twice against one database
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "candles.csv"
+    sample_candles.iloc[:150].to_csv(path)
+    raw = fast_settings.model_dump(mode="json")
+    raw["data"]["path"], raw["database"]["url"] = str(path), fresh_pg_url
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-c", "from kronos_trader.cli import app; app()", "sweep", "-c", str(config),
+               "--sampler", "tpe", "--trials", "10", "--name", "shared", "--no-progress",
+               "--param", "strategy.params.long_threshold=0.3:0.7", "--param", "risk.stop_loss=0.01:0.1"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ}) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    study = optuna.load_study(study_name="shared", storage=study_storage(fresh_pg_url))
+    points = _points(study)
+    assert len(points) == len(set(points)) == 10
+    assert not [t for t in study.get_trials() if t.state == TrialState.FAIL and "discarded" not in t.user_attrs]
+    assert all(" 0 failed" in o or "(0 failed)" in o for o in outputs), outputs
+
+
+def test_precompute_stores_each_batch_as_it_completes(fast_settings, sample_candles):
+    # issue 23.7: a kill during the precompute kept nothing; finished batches must stay stored
+    from kronos_trader.forecasting.service import ForecastService
+
+    settings = parse_settings({**fast_settings.model_dump(mode="json"),
+                               "forecast": {**fast_settings.forecast.model_dump(mode="json"), "batch_windows": 16}})
+    service = ForecastService.from_settings(settings, open_store(settings.database.url), False)
+    real, calls = service.model.predictor.forecast_batch, []
+
+    def killed_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    service.model.predictor.forecast_batch = killed_on_the_third
+    with pytest.raises(KeyboardInterrupt):
+        service.forecast_series(sample_candles.iloc[:120], "BTC/USDT", "1h")
+    assert _stored_forecasts(settings) == 32
+
+
+def test_ray_trials_read_stored_forecasts_without_loading_the_model(fast_settings, data):
+    # issue 23.9: each Ray trial worker loaded the whole model to read stored forecasts
+    from kronos_trader.forecasting.models import load_model
+    from kronos_trader.sweep.executors import LocalExecutor, _remote_trial
+    from kronos_trader.sweep.trial import TrialJob
+
+    settings = _settings(fast_settings)
+    local = LocalExecutor(settings, progress=False)
+    local.precompute(data)
+    load_model.cache_clear()
+    job = TrialJob(settings.model_dump(mode="json"), data, local.model)
+    outcome = _remote_trial(job, {"strategy.params.long_threshold": 0.4})  # what a Ray task runs
+    assert outcome.error is None and load_model.cache_info().misses == 0
+    local.start(job)
+    local.submit(0, {"strategy.params.long_threshold": 0.4})
+    assert local.collect()[0][1].value == outcome.value
+    # a window the precompute did not store is an error on the trial, not a model load
+    missing = _remote_trial(TrialJob(settings.model_dump(mode="json"), SweepData(
+        {"BTC/USDT": data.panel["BTC/USDT"].iloc[150:200] * 1.01}, "1h"), local.model), {})
+    assert "did not store" in missing.error and load_model.cache_info().misses == 0
+
+
+@pytest.mark.parametrize("reply, message", [(None, "no answer in"), (b"HTTP/1.1 400 Bad Request\r\n\r\n",
+                                                                    "not as a Ray head")])
+def test_ray_address_from_the_environment_is_checked_in_one_line(fast_settings, monkeypatch, reply, message):
+    # issue 23.8: RAY_ADDRESS was ignored, and a port that is not Ray hung for minutes
+    import threading
+
+    from kronos_trader.sweep import executors
+
+    monkeypatch.setattr(executors, "CONNECT_S", 0.5)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def answer():
+        conn, _ = server.accept()
+        held.append(conn)
+        if reply:
+            conn.recv(64)
+            conn.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.getsockname()[1]}")
+    settings = _settings(fast_settings, executor="ray")
+    assert executors.ray_address(settings) == f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(ValueError, match=f"RAY_ADDRESS .*{message}") as err:
+            executors.check_executor(settings)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert "\n" not in str(err.value)
+
+
+def test_sweep_dashboard_serves_the_stored_studies(fast_settings, data, tmp_path):
+    # issue 23: `optuna-dashboard sqlite:///...` cannot read the journal table; our command can
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import yaml
+
+    run_sweep(_settings(fast_settings, name="shown", params={"strategy.params.long_threshold": [0.4]}), data,
+              progress=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(fast_settings.model_dump(mode="json")))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from kronos_trader.cli import app; app()", "sweep-dashboard",
+                               "-c", str(config), "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # a cold CLI start is slow on a busy machine
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as answer:
+                    studies = json.load(answer)["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.2)
+        else:
+            pytest.fail("the dashboard did not answer")
+        assert [s["study_name"] for s in studies] == ["shown"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_trial_lost_to_the_executor_is_run_again_not_scored(fast_settings, data, monkeypatch):
+    # issue 23.6: a killed trial worker counted as a failed trial and its grid point was never reached
+    from kronos_trader.sweep import executors
+    from kronos_trader.sweep.trial import TrialOutcome
+
+    class LosesTheFirst(executors.LocalExecutor):  # what RayExecutor.collect reports for a dead worker
+        lost_once = False
+
+        def submit(self, number, params):
+            if not LosesTheFirst.lost_once:
+                LosesTheFirst.lost_once = True
+                self._done.append((number, TrialOutcome(None, {}, None, "ray: WorkerCrashedError: died")))
+                return
+            super().submit(number, params)
+
+    monkeypatch.setattr(executors, "LocalExecutor", LosesTheFirst)
+    for sampler, params in (("grid", None), ("tpe", {"strategy.params.long_threshold": [0.4, 0.6]})):
+        LosesTheFirst.lost_once = False
+        extra = {"params": params, "trials": 2} if params else {}
+        summary = run_sweep(_settings(fast_settings, sampler=sampler, name=f"lost-{sampler}", **extra), data,
+                            progress=False)
+        trials = summary.study.get_trials()
+        lost = [t for t in trials if "lost" in t.user_attrs]
+        assert len(lost) == 1 and lost[0].state == TrialState.FAIL and is_interrupted(lost[0])
+        assert summary.failed == 0 and len(_points(summary.study)) == (4 if sampler == "grid" else 2)
+        assert tuple(sorted(lost[0].params.items())) in _points(summary.study)  # its point ran after all

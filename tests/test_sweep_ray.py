@@ -19,11 +19,25 @@ def ray_head():
     ray.shutdown()
 
 
+def _ray_processes(title: bytes) -> list[int]:
+    """Pids of the processes Ray titled `title` (`ray::<actor class or task>`), from /proc."""
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and title in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def _settings(fast_settings, url, **sweep):
     raw = fast_settings.model_dump(mode="json")
     raw["database"]["url"] = url
     raw["sweep"] = {"sampler": "grid", "executor": "ray", "workers": 2,
-                    "params": {"strategy.params.long_threshold": [0.4, 0.5, 0.6, 0.7]}, **sweep}
+                    "params": {"strategy.params.long_threshold": [0.4, 0.6, 0.8, 1.0]}, **sweep}  # distinct at 4 paths
     return parse_settings(raw)
 
 
@@ -42,3 +56,73 @@ def test_postgres_sweep_across_two_ray_workers(ray_head, fast_settings, fresh_pg
     assert local.forecasts_computed == 0
     by_params = {t.params["strategy.params.long_threshold"]: t.value for t in trials}
     assert {t.params["strategy.params.long_threshold"]: t.value for t in local.study.trials} == pytest.approx(by_params)
+
+
+def test_a_killed_forecast_actor_is_restarted_and_the_precompute_finishes(ray_head, fast_settings, tmp_path):
+    # issue 23.6: kill -9 of a forecast actor aborted the sweep (ActorDiedError) and lost its work
+    import os
+    import signal
+    import threading
+    import time
+
+    from factories import make_candles
+
+    from kronos_trader.forecasting.service import ForecastService
+    from kronos_trader.store import open_store
+    from kronos_trader.sweep.executors import RayExecutor
+
+    raw = fast_settings.model_dump(mode="json")
+    raw["forecast"]["batch_windows"] = 64
+    raw["sweep"] = {"executor": "ray", "workers": 2, "params": {"strategy.params.long_threshold": [0.5]}}
+    settings = parse_settings(raw)
+    candles = make_candles(1600, seed=3)
+    killed = []
+
+    def kill_one_while_it_works():
+        for _ in range(600):
+            pids = _ray_processes(b"ray::ForecastShards")
+            if pids:
+                time.sleep(3.0)  # it has loaded the model and is storing batches
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.1)
+
+    executor = RayExecutor(settings, progress=False)
+    threading.Thread(target=kill_one_while_it_works, daemon=True).start()
+    executor.precompute(SweepData({"AAA/USDT": candles}, "1h"))
+    executor.close()
+    assert killed, "no forecast actor was running to kill"
+    check = ForecastService.from_settings(settings, open_store(settings.database.url), False, model=executor.model)
+    check.forecast_series(candles, "AAA/USDT", "1h")  # reads only: a window that was not stored raises
+    assert check.reused == 1600 - 31 and check.computed == 0
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_not_scored(ray_head, fast_settings, sample_candles):
+    # issue 23.6: kill -9 of a trial worker counted the trial as failed against the budget
+    import os
+    import signal
+    import threading
+    import time
+
+    settings = _settings(fast_settings, fast_settings.database.url, name="killed-trial")
+    killed, stop = [], threading.Event()
+
+    def kill_a_running_trial():
+        while not stop.is_set() and not killed:
+            for pid in _ray_processes(b"ray::_remote_trial"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=kill_a_running_trial, daemon=True).start()
+    try:
+        summary = run_sweep(settings, SweepData({"BTC/USDT": sample_candles.iloc[:200]}, "1h"), progress=False)
+    finally:
+        stop.set()
+    assert killed, "no trial was running to kill"
+    trials = summary.study.get_trials()
+    assert summary.failed == 0 and not [t for t in trials if t.user_attrs.get("error")]
+    assert sorted(t.params["strategy.params.long_threshold"] for t in trials if t.state == TrialState.COMPLETE) \
+        == [0.4, 0.6, 0.8, 1.0]

@@ -52,6 +52,13 @@ def test_sweep_pages_in_the_browser(server, page):  # noqa: F811 - fixtures
         assert page.evaluate(f"document.getElementById('param-{p}').data.length") == 2  # in- and out-of-sample
     header = page.inner_text("#trials thead")
     assert header.index("out-of-sample total_return") < header.index("in-sample total_return")
+    # issue 23: the return, drawdown and trades of a walk-forward sweep are the out-of-sample ones
+    assert all(f"{label} (out-of-sample)" in header for label in ("return", "max DD", "trades")), header
+    # every plot has drawn axis titles (plotly.js 3+ ignores plain-string titles)
+    for p in ("strategy.params.long_threshold", "risk.stop_loss"):
+        drawn = page.inner_text(f"[id='param-{p}']")
+        assert p in drawn and "total_return" in drawn, drawn
+    assert "equity" in page.inner_text("#equity-plot") and "time (UTC)" in page.inner_text("#equity-plot")
     assert page.locator("#trials tbody tr").count() == 6
     shot(page, "sweep.png")
     assert page.problems == [], page.problems

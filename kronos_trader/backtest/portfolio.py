@@ -12,6 +12,7 @@ import pandas as pd
 from kronos_trader.config import Settings, SymbolSource
 from kronos_trader.data import infer_bar_interval
 from kronos_trader.data.calendar import bars_per_year
+from kronos_trader.data.naming import interval_label
 from kronos_trader.decision import Policy, PositionState, decide_all, load_policy, rebalance
 from kronos_trader.evaluation.cross_section import MIN_SYMBOLS, cross_sectional_ic
 from kronos_trader.evaluation.skill import score_run
@@ -70,27 +71,36 @@ def symbol_sources(settings: Settings, symbols: list[str] | None = None) -> list
 
 def load_portfolio_candles(settings: Settings, sources: list[SymbolSource],
                            store: Store | None) -> dict[str, pd.DataFrame]:
-    """Each symbol's candles (its file, else stored ones, as for one symbol), cut to the
-    bars every symbol has, so each decision bar sees all of them."""
+    """Each symbol's candles (its file, else stored ones, as for one symbol), each kept
+    whole: a bar one symbol lacks is not cut from the others (Backtrader replays feeds of
+    different lengths; a symbol without a bar at a decision bar is simply not decided
+    there). Symbols of different bar sizes are refused: resample them to one timeframe
+    first, so no feed's bar stands for a longer one."""
     if len({s.symbol for s in sources}) != len(sources):
         raise ValueError("data.symbols: a symbol is listed twice")
     panel = {}
     for source in sources:
         data = settings.data.model_copy(update={"symbol": source.symbol, "path": source.path})
         panel[source.symbol], _ = load_backtest_candles(settings.model_copy(update={"data": data}), store)
-    common = None
-    for frame in panel.values():
-        common = frame.index if common is None else common.intersection(frame.index)
-    if common is None or len(common) <= settings.forecast.lookback:
-        raise ValueError(f"symbols {', '.join(panel)}: only {0 if common is None else len(common)} bars in "
-                         f"common, not more than the lookback of {settings.forecast.lookback}")
-    return {symbol: frame.loc[common] for symbol, frame in panel.items()}
+    check_one_timeframe(panel)
+    return panel
+
+
+def check_one_timeframe(panel: dict[str, pd.DataFrame]) -> None:
+    """One-line error when the symbols' bars are of different sizes."""
+    intervals = {symbol: infer_bar_interval(frame.index) for symbol, frame in panel.items() if len(frame) > 1}
+    if len(set(intervals.values())) > 1:
+        (first, step), *rest = intervals.items()
+        other, size = next((s, i) for s, i in rest if i != step)
+        raise ValueError(f"symbols: {other} has {interval_label(size)} bars, {first} {interval_label(step)}: "
+                         f"give every symbol the same timeframe (resample the finer ones, e.g. with "
+                         f"kronos_trader.data.bars.resample_candles)")
 
 
 def equal_weight_closes(panel: dict[str, pd.DataFrame]) -> pd.Series:
     """Buy-and-hold of every symbol in equal parts, as a price series."""
-    closes = pd.DataFrame({s: f["close"] for s, f in panel.items()})
-    return (closes / closes.iloc[0]).mean(axis=1)
+    closes = pd.DataFrame({s: f["close"] for s, f in panel.items()}).ffill()  # a missing bar holds its price
+    return (closes / closes.bfill().iloc[0]).mean(axis=1)
 
 
 def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], timeframe: str,
@@ -100,6 +110,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     for symbol, candles in panel.items():
         if len(candles) <= lookback:
             raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of {lookback} bars")
+    check_one_timeframe(panel)
     policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)

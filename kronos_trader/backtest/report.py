@@ -42,7 +42,7 @@ ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual retur
 MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
-EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate")
+EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate", "open")  # open: still held, marked at the end
 
 
 def format_metric(value: float | None, kind: str) -> str:
@@ -136,6 +136,7 @@ def trade_log(result: BacktestResult) -> pd.DataFrame:
     trades["holding_hours"] = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])) \
         .dt.total_seconds() / 3600
     trades["exit_reason"] = [exit_reason(closing.get(pd.Timestamp(t))) for t in trades["exit_time"]]
+    trades.loc[trades["status"] == "open", "exit_reason"] = "open"  # marked to market at the end
     return trades
 
 

@@ -50,8 +50,9 @@ class EquityRecorder(bt.Analyzer):
         """Bars before the first forecast are history, not part of the backtest."""
 
     def next(self):
+        # the strategy's clock: the newest bar of any feed (a portfolio's first feed may lack one)
         value, cash = self.strategy.broker.getvalue(), self.strategy.broker.getcash()
-        self.rows.append((self.data.datetime[0], value, cash, value - cash))
+        self.rows.append((self.strategy.datetime[0], value, cash, value - cash))
 
     def frame(self, interval: pd.Timedelta) -> pd.DataFrame:
         stamps, value, cash, position = zip(*self.rows) if self.rows else ((), (), (), ())
@@ -147,7 +148,8 @@ def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -
     strategy = cerebro.run()[0]
     equity = strategy.analyzers.equity.frame(interval)
     trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
-                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees"])
+                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees",
+                                                   "status"])
     return equity, trades, sum(f["fee"] for f in journal.fills)
 
 
@@ -246,7 +248,7 @@ def _persist(store: Store, settings: Settings, result: BacktestResult, name: str
                                      "expected_return": s["expected_return"]}} for s in result.journal.signals]
         store.record_journal(run_id, result.timeframe, signals, orders, fills)
         store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
-        if not result.trades.empty:
+        if not result.trades.empty:  # open ones too, marked at the last bar (as counted in the metrics)
             store.record_trades(run_id, result.trades.to_dict("records"))
         result.orders = pd.DataFrame(orders)
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,

@@ -64,6 +64,7 @@ class PolicyStrategy(bt.Strategy):
         self._decided: dict = {}
         self._target: dict = {}
         self._trade_size: dict = {}  # largest size of each open trade, for its round-trip record
+        self._open_trades: dict = {}  # Backtrader's open Trade objects by ref, marked at the end
         self._sized_by_sizer = False
 
     def _symbol(self, data) -> str:
@@ -146,7 +147,9 @@ class PolicyStrategy(bt.Strategy):
     def notify_trade(self, trade) -> None:
         if not trade.isclosed:
             self._trade_size[trade.ref] = max(self._trade_size.get(trade.ref, 0.0), abs(trade.size))
+            self._open_trades[trade.ref] = trade
             return
+        self._open_trades.pop(trade.ref, None)
         data = trade.data
         entry_time = num2timestamps([trade.dtopen])[0]
         exit_time = num2timestamps([trade.dtclose])[0]
@@ -158,7 +161,23 @@ class PolicyStrategy(bt.Strategy):
             "symbol": self._symbol(data), "entry_time": entry_time, "exit_time": exit_time,
             "side": "long" if trade.long else "short", "size": size, "entry_price": entry_price,
             "exit_price": exit_price, "pnl": trade.pnlcomm,
-            "pnl_pct": trade.pnlcomm / (entry_price * size) if size else 0.0, "fees": trade.commission})
+            "pnl_pct": trade.pnlcomm / (entry_price * size) if size else 0.0, "fees": trade.commission,
+            "status": "closed"})
+
+    def stop(self) -> None:
+        """Trades still open at the end are listed as open, marked to the last close: their
+        realised part, the unrealised rest and every fee paid so far (so the trades' PnL adds
+        up to the account's result)."""
+        for ref, trade in self._open_trades.items():
+            data = trade.data
+            mark = float(data.close[0])
+            pnl = trade.pnl + (mark - trade.price) * trade.size - trade.commission
+            size = self._trade_size.get(ref, abs(trade.size))
+            self.journal.trades.append({
+                "symbol": self._symbol(data), "entry_time": num2timestamps([trade.dtopen])[0],
+                "exit_time": num2timestamps([data.datetime[0]])[0], "side": "long" if trade.long else "short",
+                "size": size, "entry_price": trade.price, "exit_price": mark, "pnl": pnl,
+                "pnl_pct": pnl / (trade.price * size) if size else 0.0, "fees": trade.commission, "status": "open"})
 
 
 class ForecastSizer(bt.Sizer):

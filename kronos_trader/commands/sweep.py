@@ -51,7 +51,10 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, help="SQLAlchemy URL (forecasts and the study)"),
         executor: Optional[str] = typer.Option(None, help="local or ray"),
         ray_address: Optional[str] = typer.Option(None, help="host:port of a Ray cluster"),
-        workers: Optional[int] = typer.Option(None, help="trials and forecast shards at once"),
+        workers: Optional[int] = typer.Option(None, help="trials and forecast shards at once on Ray (locally: "
+                                              "start the same command in more processes)"),
+        screen: Optional[int] = typer.Option(None, help="screen the grid with the vectorised replay, re-run this "
+                                             "many best points through Backtrader"),
         top: int = typer.Option(10, help="trials shown"),
         progress: bool = typer.Option(True, help="show progress bars"),
         refit_every: Optional[str] = typer.Option(None, help="trade on walk-forward fine-tuned folds: refit every N "
@@ -68,12 +71,41 @@ def register(app: typer.Typer) -> None:
                      "sweep.objective": objective, "sweep.max_drawdown": max_drawdown,
                      "sweep.walk_forward": walk_forward, "sweep.name": name, "sweep.executor": executor,
                      "sweep.ray_address": ray_address, "sweep.workers": workers,
+                     "sweep.screen": screen,
                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars}
         if param:
             overrides["sweep.params"] = dict(parse_param(p) for p in param)
         settings = load_settings(config, overrides)
+        if settings.sweep.executor == "local" and settings.sweep.workers > 1:
+            console.print(f"note: sweep.workers {settings.sweep.workers} applies to --executor ray; the local "
+                          f"executor runs one trial at a time. To use more cores, run this same command in more "
+                          f"terminals (or machines on one database): they share the study.")
         from kronos_trader.sweep.report import load_sweep_data, print_sweep
         from kronos_trader.sweep.study import run_sweep
 
         summary = run_sweep(settings, load_sweep_data(settings, open_store(settings.database.url)), progress)
         print_sweep(summary, settings, console, top)
+
+    @app.command("sweep-dashboard")
+    @friendly
+    def sweep_dashboard(
+        config: Optional[Path] = ConfigOption,
+        db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the project database"),
+        host: str = typer.Option("127.0.0.1", help="address to bind (this machine only by default)"),
+        port: int = typer.Option(8080),
+    ) -> None:
+        """Optuna's dashboard on the stored sweeps. They live in the project database's journal
+        table, which `optuna-dashboard URL` cannot read (it expects Optuna's own tables)."""
+        from kronos_trader.config import load_settings
+        from kronos_trader.store import safe_url
+        from kronos_trader.sweep.storage import study_storage
+
+        try:
+            import optuna_dashboard
+        except ImportError:
+            raise ValueError("sweep-dashboard needs optuna-dashboard: pip install -e '.[dashboard]'") from None
+        settings = load_settings(config, {"database.url": db})
+        storage = study_storage(settings.database.url)
+        console.print(f"optuna-dashboard for the sweeps in {safe_url(settings.database.url)} on "
+                      f"http://{host}:{port} (Ctrl-C stops it)")
+        optuna_dashboard.run_server(storage, host=host, port=port)

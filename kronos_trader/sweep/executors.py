@@ -1,8 +1,19 @@
 """Where forecasts and trials run: in this process, or on a Ray cluster.
 
-With Ray, forecast windows are split into shards run by actors that each load the model
-once and write to the shared store; trials run as Ray tasks that read those forecasts
-back (each worker process keeps its model and forecasts between tasks).
+The local executor runs one trial at a time in this process (`sweep.workers` is for Ray; to
+use more cores locally, start the same sweep command in more processes: they share the
+study, see study.py). With Ray, forecast windows are split into shards run by actors that
+each load the model once and store every batch as it completes; an actor killed mid-run is
+restarted and its shard retried, recomputing only the batches not yet stored. Trials run as
+Ray tasks that only read those forecasts back: they get the model's identity, not its
+weights. A trial whose worker dies is retried by Ray, and if it is lost all the same it is
+run again by the driver, never scored.
+
+The cluster: `sweep.ray_address` (`--ray-address`), else the `RAY_ADDRESS` environment
+variable, as Ray's own tools read it (`auto` joins the cluster started on this machine with
+`ray start`); else a local Ray of `workers` CPUs. A cluster started with token
+authentication (`RAY_AUTH_MODE=token`) is joined with the same `RAY_AUTH_MODE` and
+`RAY_AUTH_TOKEN` (or `RAY_AUTH_TOKEN_PATH`) exported: Ray reads them itself.
 
 Why an RDB-backed Optuna study driven from Ray tasks, not Ray Tune: the study lives in
 the project database and this driver asks and tells every trial there, so a killed sweep
@@ -12,8 +23,10 @@ rest of the project (and the web UI) reads.
 """
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +38,27 @@ from kronos_trader.store import open_store
 from .trial import SweepData, TrialJob, TrialOutcome, run_trial
 
 SHARDS_PER_WORKER = 4  # smaller shards balance uneven workers; each is still many model batches
+RETRIES = 3             # restarts of a dead forecast actor, retries of a shard or trial lost with its worker
+CONNECT_S = 5.0         # how long an address may take to answer as a Ray (gRPC) server
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """A model's identity without its weights: all a trial needs to read the forecasts the
+    precompute stored. A window that was not stored is an error, never a model load."""
+
+    name: str
+    model_id: str
+    max_context: int
+    trained_window: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, model) -> "ModelIdentity":
+        return cls(model.name, model.model_id, model.max_context, getattr(model, "trained_window", None))
+
+    @property
+    def predictor(self):
+        raise RuntimeError(f"{self.name}: a trial needs a forecast the sweep's precompute did not store")
 
 
 def forecast_service(settings: Settings, progress: bool = False) -> ForecastService:
@@ -48,6 +82,7 @@ class LocalExecutor:
             candles = next(iter(data.panel.values()))
             self.service = build_finetuned(self.service, candles, self.finetune,
                                            self.service.decision_positions(len(candles))[0], self.service.progress)
+        self.model = ModelIdentity.of(self.service.model)
         before = self.service.computed, self.service.reused
         for symbol, candles in data.panel.items():
             self.service.forecast_series(candles, symbol, data.timeframe)
@@ -68,18 +103,33 @@ class LocalExecutor:
         pass
 
 
-def check_ray_address(address: str) -> None:
-    """A one-line error, before any work, when a Ray address cannot be reached."""
+def ray_address(settings: Settings) -> str | None:
+    """The cluster to join: sweep.ray_address, else RAY_ADDRESS (None: start a local Ray)."""
+    return settings.sweep.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_ray_address(address: str, source: str = "sweep.ray_address") -> None:
+    """A one-line error, before any work, when a Ray address cannot be reached or does not
+    answer as Ray does (a gRPC server: HTTP/2 settings in reply to the HTTP/2 preface)."""
     if address in ("auto", "local"):
         return
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"sweep.ray_address {address!r}: expected host:port (or ray://host:port)")
+        raise ValueError(f"{source} {address!r}: expected host:port (or ray://host:port)")
     try:
-        socket.create_connection((host, int(port)), timeout=3).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_S) as conn:
+            conn.settimeout(CONNECT_S)
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            frame = conn.recv(9)
+    except TimeoutError:
+        raise ValueError(f"{source} {address}: no answer in {CONNECT_S:.0f} s; is it a Ray head's address "
+                         f"(GCS port 6379, or ray://host:10001)?") from None
     except OSError as exc:
-        raise ValueError(f"sweep.ray_address {address}: cannot connect ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{source} {address}: cannot connect ({type(exc).__name__}: {exc})") from None
+    if len(frame) < 4 or frame[3] != 4:  # an HTTP/2 SETTINGS frame
+        raise ValueError(f"{source} {address}: answers, but not as a Ray head (no gRPC); is it a Ray head's "
+                         f"address (GCS port 6379, or ray://host:10001)?")
 
 
 def _import_ray():
@@ -91,17 +141,19 @@ def _import_ray():
 
 
 @lru_cache(maxsize=2)
-def _worker_service(settings_json: str) -> ForecastService:
-    """The forecast service of one Ray worker process: model loaded once, forecasts kept."""
+def _worker_service(settings_json: str, model: ModelIdentity) -> ForecastService:
+    """The forecast service of one Ray worker process: stored forecasts read once and kept,
+    no model loaded."""
     import json
 
-    return forecast_service(parse_settings(json.loads(settings_json), "sweep"))
+    settings = parse_settings(json.loads(settings_json), "sweep")
+    return ForecastService.from_settings(settings, open_store(settings.database.url), False, model=model)
 
 
 def _remote_trial(job: TrialJob, params: dict[str, Any]) -> TrialOutcome:
     import json
 
-    return run_trial(job, params, _worker_service(json.dumps(job.settings, sort_keys=True)))
+    return run_trial(job, params, _worker_service(json.dumps(job.settings, sort_keys=True), job.model))
 
 
 class ForecastShards:
@@ -116,6 +168,9 @@ class ForecastShards:
         before = self.service.computed
         self.service.forecast_at(candles, positions, symbol, timeframe)
         return self.service.computed - before
+
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity.of(self.service.model)
 
 
 def for_workers(settings: Settings) -> Settings:
@@ -142,8 +197,9 @@ def check_executor(settings: Settings) -> None:
         if settings.finetune.refit_every is not None:
             raise ValueError("walk-forward fine-tuning (--refit-every) runs with sweep.executor local")
         _import_ray()
-        if settings.sweep.ray_address:
-            check_ray_address(settings.sweep.ray_address)
+        address = ray_address(settings)
+        if address:
+            check_ray_address(address, "sweep.ray_address" if settings.sweep.ray_address else "RAY_ADDRESS")
 
 
 class RayExecutor:
@@ -159,10 +215,15 @@ class RayExecutor:
         self.settings_json = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
         self._owned = not ray.is_initialized()
         if self._owned:
-            options = {"address": sweep.ray_address} if sweep.ray_address else {
-                "num_cpus": sweep.workers, "include_dashboard": False}
-            ray.init(log_to_driver=False, configure_logging=False, **options)
-        self._task = ray.remote(num_cpus=1, max_retries=0)(_remote_trial)
+            address = ray_address(settings)
+            # joining a cluster: its resources are its own (Ray refuses num_cpus with an address)
+            options = {"address": address} if address else {"num_cpus": sweep.workers, "include_dashboard": False}
+            try:
+                ray.init(log_to_driver=False, configure_logging=False, **options)
+            except Exception as exc:  # noqa: BLE001 - Ray's own errors run to many lines
+                raise ValueError(f"ray: cannot start or join {address or 'a local Ray'}: "
+                                 f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+        self._task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_remote_trial)
         self._pending: dict = {}
 
     def precompute(self, data: SweepData) -> tuple[int, int]:
@@ -176,11 +237,17 @@ class RayExecutor:
             shards += [(ref, symbol, positions[i:i + size]) for i in range(0, len(positions), size)]
         count = min(self.slots, len(shards))
         gpus = ray.cluster_resources().get("GPU", 0) if self.settings.model.device != "cpu" else 0
-        actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / count) if gpus else 0)(ForecastShards)
+        actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / count) if gpus else 0, max_restarts=RETRIES,
+                           max_task_retries=RETRIES)(ForecastShards)
         actors = [actor.remote(self.settings_json) for _ in range(count)]
         refs = [actors[i % len(actors)].run.remote(ref, symbol, data.timeframe, pos)
                 for i, (ref, symbol, pos) in enumerate(shards)]
-        computed = sum(_track(ray, refs, "forecast shards", self.progress))
+        try:
+            computed = sum(_track(ray, refs, "forecast shards", self.progress))
+        except ray.exceptions.RayError as exc:  # lost beyond the retries: one line, the stored batches stay
+            raise ValueError(f"ray: a forecast shard was lost after {RETRIES} retries ({type(exc).__name__}); "
+                             f"run again: the batches already stored are reused") from None
+        self.model = ray.get(actors[0].identity.remote())
         for a in actors:
             ray.kill(a)
         total = sum(len(p) for _, _, p in shards)
@@ -188,6 +255,12 @@ class RayExecutor:
 
     def start(self, job: TrialJob) -> None:
         self.job_ref = self.ray.put(job)
+
+    def lost(self, exc: Exception) -> bool:
+        """Whether a trial's error is the infrastructure's (a dead worker or node), not the trial's."""
+        errors = self.ray.exceptions
+        return isinstance(exc, (errors.WorkerCrashedError, errors.NodeDiedError, errors.TaskCancelledError,
+                                errors.ObjectLostError, errors.RayActorError, errors.LocalRayletDiedError))
 
     def submit(self, number: int, params: dict[str, Any]) -> None:
         self._pending[self._task.remote(self.job_ref, params)] = number
@@ -200,8 +273,9 @@ class RayExecutor:
             try:
                 out.append((number, self.ray.get(ref)))
             except Exception as exc:  # noqa: BLE001 - a lost worker fails its trial, not the sweep
-                out.append((number, TrialOutcome(None, {}, f"ray: {type(exc).__name__}: "
-                                                          f"{(str(exc).splitlines() or [''])[0]}")))
+                message = f"ray: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                lost = self.lost(exc)
+                out.append((number, TrialOutcome(None, {}, None if lost else message, message if lost else None)))
         return out
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from kronos_trader.backtest.runner import load_backtest_candles
 from kronos_trader.config import Settings
 from kronos_trader.store import Store
 
-from .study import SweepSummary, oos_value, ranked_trials, storage_label
+from .study import MAX_REPEATS, SweepSummary, interrupted, oos_value, ranked_trials, storage_label
 from .trial import SweepData
 
 
@@ -24,6 +24,9 @@ def load_sweep_data(settings: Settings, store: Store | None) -> SweepData:
         candles, _ = load_backtest_candles(settings, store)
         panel = {settings.data.symbol: candles}
     return SweepData(panel, settings.data.timeframe)
+
+
+INTERRUPTED = "interrupted (its process stopped); the point was run again"
 
 
 def _fmt(value: Any) -> str:
@@ -49,10 +52,22 @@ def trial_rows(study, limit: int | None = None) -> list[dict[str, Any]]:
     for t in ranked_trials(study)[:limit]:
         metrics = t.user_attrs.get("oos_metrics") or t.user_attrs.get("metrics") or {}
         rows.append({"number": t.number, "oos": oos_value(t), "value": t.value, "params": t.params,
+                     "screen": t.user_attrs.get("screen_value"),
                      "total_return": metrics.get("total_return"), "max_drawdown": metrics.get("max_drawdown"),
                      "trades": metrics.get("trades"), "state": t.state.name.lower(),
-                     "error": t.user_attrs.get("error")})
+                     "error": t.user_attrs.get("error") or (INTERRUPTED if interrupted(t) else None)})
     return rows
+
+
+def screen_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:
+    """How fast the screening pass was and how close it came to the exact re-runs."""
+    screen = summary.screen
+    pairs = [(float(r["screen"]), r["value"]) for r in rows
+             if r["state"] == "complete" and r["screen"] is not None and r["value"] is not None]
+    gap = max((abs(a - b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)), default=None)
+    agreement = f"; largest gap to Backtrader on the re-run points {gap:.3g}" if gap is not None else ""
+    return (f"screened {len(screen.scores)} points in {screen.seconds:.2f} s ({screen.rate:,.0f} points/s); the "
+            f"best {len([r for r in rows if r['screen'] is not None])} re-run exactly through Backtrader{agreement}")
 
 
 def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top: int = 10) -> None:
@@ -66,6 +81,9 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
         table.add_column(f"out-of-sample {sweep.objective}", justify="right")
     table.add_column("#", justify="right")
     table.add_column(f"{'in-sample ' if walk else ''}{sweep.objective}", justify="right")
+    screened = any(row["screen"] is not None for row in rows)
+    if screened:
+        table.add_column(f"screen {sweep.objective}", justify="right")
     names = list(sweep.params)
     for name in names:
         table.add_column(name.removeprefix("strategy.params."), justify="right")
@@ -74,6 +92,7 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                          justify="right")
     for row in rows:
         cells = ([value(row["oos"])] if walk else []) + [str(row["number"]), value(row["value"])]
+        cells += [value(row["screen"])] if screened else []
         cells += [_fmt(row["params"].get(n)) for n in names]
         cells += [_pct(row["total_return"]), _pct(row["max_drawdown"]), _fmt(row["trades"]),
                   row["state"] if not row["error"] else f"failed: {row['error']}"]
@@ -90,6 +109,12 @@ def print_sweep(summary: SweepSummary, settings: Settings, console: Console, top
                   f"{len(study.trials)} in the study; forecasts: {summary.forecasts_computed} computed, "
                   f"{summary.forecasts_reused} reused in {summary.forecast_seconds:.1f} s; "
                   f"stored in {storage_label(settings)}")
+    if summary.screen is not None:
+        console.print(screen_line(summary, rows))
+    if summary.exhausted:
+        console.print(f"TPE proposed only finished points {MAX_REPEATS} times in a row: the space has no new "
+                      f"point left (stopped with {sum(1 for r in trial_rows(study) if r['state'] == 'complete')} "
+                      f"distinct trials)")
     if rows and rows[0]["state"] == "complete":
         best = rows[0]
         lead = f"out-of-sample {sweep.objective} {value(best['oos'])}, in-sample " if walk else f"{sweep.objective} "

@@ -46,6 +46,7 @@ class TrialJob:
 
     settings: dict[str, Any]  # base settings, JSON form
     data: SweepData
+    model: Any = None  # the model's identity (executors.ModelIdentity): Ray workers read, never load
 
     @property
     def base(self) -> Settings:
@@ -57,6 +58,7 @@ class TrialOutcome:
     value: float | None
     attrs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    lost: str | None = None  # the infrastructure lost the trial (a dead worker): run it again, never score it
 
 
 def _equity_points(equity: pd.Series) -> list[list]:

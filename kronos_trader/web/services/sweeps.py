@@ -40,7 +40,7 @@ def sweep_detail(url: str, name: str) -> dict[str, Any]:
     spec = study.user_attrs.get("spec", {})
     rows = trial_rows(study)
     for row in rows:
-        row.update({k: _num(row[k]) for k in ("oos", "value")})
+        row.update({k: _num(row[k]) for k in ("oos", "value", "screen")})
     by_number = {t.number: t for t in study.trials}
     best = [r["number"] for r in rows if r["state"] == "complete"][:BEST_CURVES]
     curves = []
