@@ -63,3 +63,24 @@ def test_sweep_pages_in_the_browser(server, page):  # noqa: F811 - fixtures
     shot(page, "sweep.png")
     assert page.problems == [], page.problems
     assert traces(page, "equity-plot") == 5
+
+
+def test_sweep_list_counts_no_discarded_ask():
+    """The list counted every ask of the sampler, also the points a resumed or concurrent process
+    discarded (already finished elsewhere), so it overstated the trials a sweep ran."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from kronos_trader.sweep.storage import study_storage
+
+    name = "web-sweep-discarded"
+    study = optuna.create_study(study_name=name, storage=study_storage(settings().database.url),
+                                direction="maximize", load_if_exists=True)
+    space = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(params={"x": 0.5}, distributions=space, value=1.0))
+    study.add_trial(create_trial(params={"x": 0.5}, distributions=space, state=TrialState.FAIL,
+                                 user_attrs={"discarded": "point finished by another process"}))
+    row = next(r for r in client().get("/api/sweeps").json()["sweeps"] if r["name"] == name)
+    assert row["trials"] == 1
+    assert len(client().get(f"/api/sweeps/{name}").json()["trials"]) == 1

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 
 from kronos_trader.sweep.report import trial_rows
+from kronos_trader.sweep.study import ranked_trials
 from kronos_trader.sweep.storage import study_storage
 
 from ..errors import WebError
@@ -21,10 +22,13 @@ def _num(value: Any) -> Any:
 
 def list_sweeps(url: str) -> list[dict[str, Any]]:
     rows = []
-    for s in optuna.get_all_study_summaries(study_storage(url), include_best_trial=True):
+    storage = study_storage(url)
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
         spec = s.user_attrs.get("spec", {})
         best = s.best_trial
-        rows.append({"name": s.study_name, "trials": s.n_trials, "objective": spec.get("objective"),
+        # the trials the sweep's table shows: not the asks a process discarded (s.n_trials counts them)
+        trials = len(ranked_trials(optuna.load_study(study_name=s.study_name, storage=storage)))
+        rows.append({"name": s.study_name, "trials": trials, "objective": spec.get("objective"),
                      "sampler": spec.get("sampler"), "symbols": ", ".join(spec.get("symbols", [])),
                      "walk_forward": spec.get("walk_forward"), "best": _num(best.value) if best else None,
                      "best_oos": _num(best.user_attrs.get("oos_value")) if best else None,
