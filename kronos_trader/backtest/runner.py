@@ -81,7 +81,16 @@ class BacktestResult:
     model_id: str | None = None
     finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
     cross_section: CrossSectionalIC | None = None  # IC / rank IC across symbols (portfolio runs of 3+)
-    p_up_calibration: PUpCalibration | None = None  # reliability, Brier, ECE of P(up) before/after recalibration
+    _p_up_calibration: PUpCalibration | None = field(default=None, repr=False)
+
+    @property
+    def p_up_calibration(self) -> PUpCalibration | None:
+        """Reliability, Brier and ECE of P(up) before/after recalibration (single-symbol runs).
+        Scored on first read: sweep trials never read it, and each would refit the maps."""
+        if self._p_up_calibration is None and self.settings is not None and not self.panel:
+            kind = "logistic" if self.settings.forecast.p_up_calibration == "logistic" else "isotonic"
+            self._p_up_calibration = score_p_up_forecasts(self.forecasts.values(), self.candles, kind=kind)
+        return self._p_up_calibration
 
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
@@ -216,8 +225,6 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
                             computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
                             model_id=service.model.model_id)
-    result.p_up_calibration = score_p_up_forecasts(
-        forecasts.values(), candles, kind="logistic" if settings.forecast.p_up_calibration == "logistic" else "isotonic")
     if zero_shot is not None:
         result.finetune = compare_finetune(zero_shot.forecast_series(candles, symbol, timeframe), forecasts, candles,
                                            service.fold_of, service.summary())
