@@ -110,3 +110,13 @@ def test_adapter_errors_are_single_line():
     assert str(err) == "first line second line"
     err = ExchangeAdapterError("binance GET http://h:1/api/v3/account?timestamp=1&signature=ab 500 why?")
     assert str(err) == "binance GET http://h:1/api/v3/account?... 500 why?"
+
+
+def test_a_ticker_without_a_last_price_is_an_error_not_zero(binance_public_client):
+    """The exchange broker read a missing last price as 0.0, and at 0 any holding is dust: a real
+    holding was then neither adopted nor refused. One lookup, shared with the paper broker."""
+    from kronos_trader.exchange import ExchangeConfigError, last_price
+
+    assert last_price(binance_public_client, "BTC/USDT") > 1000
+    with pytest.raises(ExchangeConfigError, match="the ticker of ETH/BTC has no last price"):
+        last_price(binance_public_client, "ETH/BTC")  # a market without trades: lastPrice 0

@@ -9,6 +9,7 @@ from .candles import (
     fetch_closed_candles,
     fetch_last_candles,
     fill_candle_gaps,
+    last_price,
     ohlcv_to_frame,
 )
 from .client import make_client
@@ -63,6 +64,7 @@ __all__ = [
     "last_closed_candle_open",
     "make_client",
     "market_rules",
+    "last_price",
     "ohlcv_to_frame",
     "resolve_symbol",
     "round_amount",

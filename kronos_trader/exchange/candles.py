@@ -52,6 +52,16 @@ def exchange_now(client: ccxt.Exchange, **retry_kwargs: Any) -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC").tz_localize(None).as_unit("ns")
 
 
+def last_price(client: ccxt.Exchange, symbol: str, **retry_kwargs: Any) -> float:
+    """The exchange's last traded price of `symbol`. A ticker without one is an error, never
+    0: at a price of 0 any holding would look like dust and be neither adopted nor refused."""
+    ticker = call_with_retry(client.fetch_ticker, symbol, **retry_kwargs)
+    price = ticker.get("last") or ticker.get("close")
+    if not price:
+        raise ExchangeConfigError(f"{client.id}: the ticker of {symbol} has no last price")
+    return float(price)
+
+
 def ohlcv_to_frame(rows: list[list]) -> pd.DataFrame:
     """ccxt OHLCV rows ``[ms, o, h, l, c, v(, amount)]`` -> canonical frame
     (sorted, de-duplicated keeping the last row per timestamp).  ``amount``

@@ -31,6 +31,7 @@ from kronos_trader.exchange import (
     MarketRules,
     OrderNotFoundError,
     call_with_retry,
+    last_price,
 )
 from kronos_trader.exchange.errors import one_line
 from kronos_trader.store import OrderUpdate, Store
@@ -133,8 +134,7 @@ class ExchangeBroker:
             amount = sum(balances.get(rules.base, (0.0, 0.0)))
             if not amount or rules.base in held:
                 continue
-            ticker = call_with_retry(self.client.fetch_ticker, rules.symbol, **self.retry)
-            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+            price = last_price(self.client, rules.symbol, **self.retry)
             if not is_dust(rules.min_amount, rules.min_notional, amount, price):
                 held[rules.base] = (amount, price)
         return held
@@ -373,8 +373,7 @@ class ExchangeBroker:
             if rules.base not in gaps or rules.base in busy:
                 continue
             actual, opening, moved = gaps[rules.base]
-            ticker = call_with_retry(self.client.fetch_ticker, rules.symbol, **self.retry)
-            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+            price = last_price(self.client, rules.symbol, **self.retry)
             if is_dust(rules.min_amount, rules.min_notional, actual - opening - moved, price):
                 continue
             raise ExchangeConfigError(

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 import ccxt
 import pandas as pd
-from kronos_trader.exchange import ExchangeAdapterError, MarketRules, call_with_retry
+from kronos_trader.exchange import ExchangeAdapterError, MarketRules, last_price
 from kronos_trader.exchange.errors import one_line
 from kronos_trader.store import OrderUpdate, Store
 
@@ -222,10 +222,6 @@ def ticker_source(client: ccxt.Exchange, retry: dict, now: Callable[[], pd.Times
     """Ticker mode's price: the exchange's last price, stamped with the run's clock."""
 
     def ticker(symbol: str) -> tuple[pd.Timestamp, float]:
-        data = call_with_retry(client.fetch_ticker, symbol, on_retry=on_retry(symbol, "fetch_ticker"), **retry)
-        last = data.get("last") or data.get("close")
-        if not last:
-            raise ValueError("ticker without a last price")
-        return now(), float(last)
+        return now(), last_price(client, symbol, on_retry=on_retry(symbol, "fetch_ticker"), **retry)
 
     return ticker
