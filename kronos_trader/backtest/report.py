@@ -131,13 +131,23 @@ def trade_log(result: BacktestResult) -> pd.DataFrame:
     trades = result.trades.copy()
     if trades.empty:
         return trades.assign(holding_hours=pd.Series(dtype=float), exit_reason=pd.Series(dtype=str))
-    reasons = {o["ref"]: o.get("reason") for o in result.journal.orders}
-    closing = {(pd.Timestamp(f["ts"])): reasons.get(f["ref"]) for f in result.journal.fills}
+    orders = {o["ref"]: o for o in result.journal.orders}
+    closing = {(orders[f["ref"]]["symbol"], pd.Timestamp(f["ts"])): orders[f["ref"]].get("reason")
+               for f in result.journal.fills if f["ref"] in orders}
     trades["holding_hours"] = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])) \
         .dt.total_seconds() / 3600
-    trades["exit_reason"] = [exit_reason(closing.get(pd.Timestamp(t))) for t in trades["exit_time"]]
-    trades.loc[trades["status"] == "open", "exit_reason"] = "open"  # marked to market at the end
-    return trades
+    return label_exits(trades, closing)
+
+
+def label_exits(trades: pd.DataFrame, closing: dict[tuple[str, pd.Timestamp], str | None]) -> pd.DataFrame:
+    """Each trade's exit reason: the reason of the order whose fill closed it, found by
+    (symbol, fill time); a trade still open at the end (marked to market) reads "open"."""
+    out = trades.copy()
+    out["exit_reason"] = [exit_reason(closing.get((t.symbol, pd.Timestamp(t.exit_time))))
+                          for t in trades.itertuples(index=False)]
+    if "status" in out:
+        out.loc[out["status"] == "open", "exit_reason"] = "open"
+    return out
 
 
 def training_warning(result: BacktestResult) -> str | None:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from kronos_trader.data import SAMPLE_DATA_PATH, CandleDataError, infer_bar_interval, load_candles
 from kronos_trader.backtest.metrics import ANNUALISED
-from kronos_trader.backtest.report import exit_reason, short_span_note
+from kronos_trader.backtest.report import label_exits, short_span_note
 from kronos_trader.backtest.run_catalog import display_name
 from kronos_trader.evaluation.skill import FORECASTER_LABELS
 
@@ -103,10 +103,7 @@ def with_exit_reasons(trades: pd.DataFrame, orders: pd.DataFrame, fills: pd.Data
             if f.order_id in by_order.index:
                 order = by_order.loc[f.order_id]
                 reasons[(order["symbol"], pd.Timestamp(f.ts))] = order["reason"]
-    out = trades.copy()
-    out["exit_reason"] = [exit_reason(reasons.get((t.symbol, pd.Timestamp(t.exit_time))))
-                          for t in trades.itertuples(index=False)]
-    return out
+    return label_exits(trades, reasons)
 
 
 def skill_rows(skill: dict | None) -> dict:
