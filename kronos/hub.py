@@ -38,6 +38,23 @@ def _trained_window(meta: dict) -> tuple[int, int] | None:
         return None
 
 
+def window_warnings(trained: tuple[int, int] | None, lookback: int, horizon: int,
+                    model: str = "the model") -> list[str]:
+    """What is wrong with a lookback + horizon far from the window the pair's card says
+    `model` was trained on (`PretrainedSpec.trained_window`): the one rule for the
+    predictor's per-call warnings and the trader's per-configuration ones."""
+    if trained is None:
+        return []
+    trained_lookback, trained_horizon = trained
+    out = []
+    if not trained_lookback / 2 <= lookback <= trained_lookback * 1.25:
+        out.append(f"lookback {lookback} is far from the {trained_lookback} bars {model} was trained on; "
+                   f"its forecasts may jump or mis-state their spread")
+    if horizon > trained_horizon * 2:
+        out.append(f"horizon {horizon} is far beyond the {trained_horizon} bars {model} was trained to forecast")
+    return out
+
+
 def resolve_spec(name: str) -> PretrainedSpec:
     """Resolve a short name, a bundled model name or a local pair directory.
 

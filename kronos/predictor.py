@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .generation import Sampling, generate_cached, generate_reference
-from .hub import resolve_spec
+from .hub import resolve_spec, window_warnings
 from .model import Kronos
 from .stamps import as_stamps, future_stamps
 from .precision import inference_dtype
@@ -209,16 +209,18 @@ class KronosPredictor:
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | torch.device | None = None,
                  max_context: int = 512, clip: float = 5, cached: bool = True, precision: str = "float32",
-                 long_history: str = "last", trained_window: tuple[int, int] | None = None, sliding: str = "exact"):
+                 long_history: str = "last", trained_window: tuple[int, int] | None = None, sliding: str = "exact",
+                 warn_window: bool = True):
         """`long_history`: what a history longer than `max_context` rows means. 'last' (default)
         forecasts from its last `max_context` rows and warns; 'all' is the published arithmetic
         (every row normalised and tokenized, the model sees the last `max_context` tokens).
-        `trained_window` (lookback, horizon) makes calls far from it warn. `sliding=
+        `trained_window` (lookback, horizon) makes calls far from it warn, unless `warn_window`
+        is False (a caller that warns once per configuration itself). `sliding=
         "approximate"` (fast path only) keeps the caches when history + forecast exceed the
         context instead of rerunning the slid window (`generate_tokens`): faster, approximate."""
         if long_history not in LONG_HISTORY:
             raise ValueError(f"long_history must be 'last' or 'all', got {long_history!r}")
-        self.long_history, self.trained_window = long_history, trained_window
+        self.long_history, self.trained_window, self.warn_window = long_history, trained_window, warn_window
         self.device = _device(device)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer.eval().to(self.device)
@@ -235,13 +237,15 @@ class KronosPredictor:
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None, precision: str = "float32",
-                        sliding: str = "exact", long_history: str = "last", **kwargs) -> "KronosPredictor":
+                        sliding: str = "exact", long_history: str = "last", warn_window: bool = True,
+                        **kwargs) -> "KronosPredictor":
         """Load a named pair ('kronos-small', a bundled name, or a pair directory)."""
         spec = resolve_spec(name)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer, **kwargs)
         model = Kronos.from_pretrained(spec.model, **kwargs)
         return cls(model, tokenizer, device=device, max_context=spec.max_context, precision=precision,
-                   trained_window=spec.trained_window, sliding=sliding, long_history=long_history)
+                   trained_window=spec.trained_window, sliding=sliding, long_history=long_history,
+                   warn_window=warn_window)
 
     # --- public API -----------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp=None, y_timestamp=None, pred_len: int | None = None,
@@ -302,15 +306,9 @@ class KronosPredictor:
     # --- internals ------------------------------------------------------------------------
     def _warn_window(self, lookback: int, horizon: int) -> None:
         """Warn when the call is far from the window the model's card says it was trained on."""
-        if self.trained_window is None:
-            return
-        trained_lookback, trained_horizon = self.trained_window
-        if not trained_lookback / 2 <= lookback <= trained_lookback * 1.25:
-            warnings.warn(f"lookback {lookback} is far from the {trained_lookback} bars the model was trained on; "
-                          f"its forecasts may jump or mis-state their spread", TrainedWindowWarning, stacklevel=4)
-        if horizon > trained_horizon * 2:
-            warnings.warn(f"horizon {horizon} is far beyond the {trained_horizon} bars the model was trained to "
-                          f"forecast", TrainedWindowWarning, stacklevel=4)
+        if self.warn_window:
+            for message in window_warnings(self.trained_window, lookback, horizon):
+                warnings.warn(message, TrainedWindowWarning, stacklevel=4)
 
     @staticmethod
     def _per_series(values, n: int, what: str) -> list:

@@ -147,6 +147,33 @@ def test_far_from_the_training_window_warns():
     assert ForecastService(model, ForecastSettings(), progress=False).warnings == []  # config's 256 + 24
 
 
+def test_the_window_rule_is_one_helper_for_the_predictor_and_the_service():
+    """The service's per-configuration warnings and the predictor's per-call ones are the
+    same rule (`kronos.hub.window_warnings`); the trader's predictor keeps its card's window
+    but leaves the warning to the service (`warn_window=False`), not by losing the window."""
+    import warnings
+
+    from kronos.hub import window_warnings
+    from kronos.predictor import TrainedWindowWarning
+    from kronos_trader.config import ForecastSettings
+    from kronos_trader.forecasting.models import load_model
+    from kronos_trader.forecasting.service import window_warnings as service_warnings
+
+    model = load_model("kronos-nano", "cpu")
+    assert model.predictor.trained_window == model.trained_window == (256, 32)
+    assert model.predictor.warn_window is False
+    settings = ForecastSettings(lookback=400, horizon=120)
+    assert service_warnings(model, settings) == window_warnings((256, 32), 400, 120, model.name)
+    assert window_warnings(None, 400, 120) == []
+    assert window_warnings((256, 32), 256, 64) == []
+    from kronos_trader.data import SAMPLE_DATA_PATH, load_candles
+
+    candles = load_candles(SAMPLE_DATA_PATH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainedWindowWarning)
+        model.predictor.forecast(candles.iloc[-64:], pred_len=2, sample_count=1, seed=1, verbose=False)
+
+
 def test_1e300_is_a_one_line_error_in_the_cli_and_a_422_in_the_web(setup):
     tmp_path, settings = setup
     candles = fx_candles(24 * 7 * 2)

@@ -6,15 +6,12 @@ never reuses forecasts made by another.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from kronos import KronosPredictor
-from kronos.hub import BUNDLED_DIR, PAIR_FILE
 
 
 @dataclass(frozen=True)
@@ -62,23 +59,13 @@ def load_model(name: str, device: str = "auto", max_context: int | None = None,
                precision: str = "float32") -> LoadedModel:
     """Load a pair by name ('kronos-nano', 'kronos-small', ...) or directory, once per process.
     Reduced precision changes the forecasts, so it is part of the model's identity."""
-    predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device), precision=precision)
-    predictor.trained_window = None  # the service warns once per configuration (`window_warnings`), not per call
+    # the service warns once per configuration (`window_warnings`), not the predictor per call
+    predictor = KronosPredictor.from_pretrained(name, device=resolve_device(device), precision=precision,
+                                                warn_window=False)
     if max_context is not None:
         predictor.max_context = min(predictor.max_context, max_context)
     suffix = "" if precision == "float32" else f"+{precision}"
-    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}{suffix}", trained_window(name))
+    return LoadedModel(predictor, name, f"{name}@{weights_hash(predictor)[:16]}{suffix}",
+                       predictor.trained_window)
 
 
-def trained_window(name: str) -> tuple[int, int] | None:
-    """(lookback, horizon) of the training windows, where the pair's card (`kronos.json`:
-    ``"trained_window": {"lookback": 256, "horizon": 32}``) states them."""
-    for directory in (BUNDLED_DIR / name.lower(), Path(name).expanduser()):
-        card = directory / PAIR_FILE
-        if card.is_file():
-            try:
-                window = json.loads(card.read_text()).get("trained_window") or {}
-                return int(window["lookback"]), int(window["horizon"])
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return None
-    return None

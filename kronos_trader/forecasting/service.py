@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kronos import QUANTILES
+from kronos.hub import window_warnings as trained_window_warnings
 from kronos_trader.config import ForecastSettings, Settings
 from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
 from kronos_trader.data.calendar import AUTO, check_calendar, future_stamps
@@ -141,19 +142,10 @@ class ForecastWindowWarning(UserWarning):
 
 
 def window_warnings(model: LoadedModel, settings: ForecastSettings) -> list[str]:
-    """Warnings for a lookback or horizon far from the model card's training window."""
+    """Warnings for a lookback or horizon far from the model card's training window
+    (`kronos.hub.window_warnings`, the predictor's own rule)."""
     trained = getattr(model, "trained_window", None)  # stand-in models in tests may not have one
-    if trained is None:
-        return []
-    lookback, horizon = trained
-    out = []
-    if not lookback / 2 <= settings.lookback <= lookback * 1.25:
-        out.append(f"lookback {settings.lookback} is far from the {lookback} bars {model.name} was trained on; "
-                   f"its forecasts may jump or mis-state their spread")
-    if settings.horizon > horizon * 2:
-        out.append(f"horizon {settings.horizon} is far beyond the {horizon} bars {model.name} was trained to "
-                   f"forecast")
-    return out
+    return trained_window_warnings(trained, settings.lookback, settings.horizon, model.name)
 
 
 class ForecastService:
