@@ -106,7 +106,8 @@ def _timed(owner, name: str, totals: dict):
         setattr(owner, name, real)
 
 
-PHASES = [(generation, "_encode", "tokenizer encode"), (generation, "_prefill", "prefill (and re-run slid windows)"),
+PHASES = [(generation, "_encode", "tokenizer encode"), (generation, "_prefill", "prefill (and slid windows, paths > 1)"),
+          (generation, "_rerun", "re-runs of slid windows (1 path)"),
           (fast.FastKronos, "extend", "decode steps (blocks)"), (fast.FastKronos, "s1_logits", "s1 head"),
           (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
           (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),

@@ -263,6 +263,7 @@ class FastKronos:
         self.model, self.d_model = model, model.d_model
         self.blocks = [FastBlock(b, dtype) for b in model.transformer]
         self.rotary = model.transformer[0].self_attn.rotary
+        self._rotations: torch.Tensor | None = None  # `_rotation`'s table
         emb = model.embedding
         self.emb_s1, self.emb_s2 = emb.emb_s1.weight.detach(), emb.emb_s2.weight.detach()
         self.fusion = PackedLinear.of(emb.fusion_proj, dtype=dtype)
@@ -276,10 +277,27 @@ class FastKronos:
                                                                                              dtype=dtype)
         self.dep_out, self.dep_norm = PackedLinear.of(dep.out_proj, dtype=dtype), _norm(model.dep_layer.norm)
 
-    def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
+    def times(self, stamp: torch.Tensor) -> torch.Tensor:
+        """The time embeddings of `stamp` (..., 5) -> (..., d): each row depends on its own
+        stamp only, so generation computes them once for history + forecast and hands
+        slices to `prefill`/`extend`/`run_window` (`times=`) instead of per step."""
+        return self.time_emb(stamp)
+
+    def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
+               times: torch.Tensor | None = None) -> torch.Tensor:
         scale = math.sqrt(self.d_model)
         x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1))
-        return x + self.time_emb(stamp)
+        return x + (self.time_emb(stamp) if times is None else times)
+
+    def _rotation(self, position: int, length: int) -> torch.Tensor:
+        """`rotation(self.rotary, position, length)`, sliced from a table of positions from 0
+        that grows as needed: each entry is computed from its own position alone, so the
+        slice is bit for bit the direct computation, without its five ops per step."""
+        end = position + length
+        if self._rotations is None or self._rotations.shape[0] < end:
+            size = max(end, 2 * (0 if self._rotations is None else self._rotations.shape[0]), 64)
+            self._rotations = rotation(self.rotary, 0, size)
+        return self._rotations[position:end]
 
     def _dep_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows, t, d = h.shape
@@ -293,25 +311,42 @@ class FastKronos:
                             self.emb_s1)
         return [b.new_cache(series, history, paths, capacity) for b in self.blocks], dep
 
-    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
-                dep_cache: KVCache, rows: slice = slice(None)) -> torch.Tensor:
+    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None, caches: list[KVCache],
+                dep_cache: KVCache, rows: slice = slice(None), times: torch.Tensor | None = None) -> torch.Tensor:
         """Run histories once per series (the series `rows` of the caches, from
         `new_caches`) and write their keys/values. Returns the last position's hidden
-        state (series, d)."""
-        x = self._embed(s1, s2, stamp)
-        rot = rotation(self.rotary, 0, x.shape[1])
+        state (series, d). `times`: the stamps' embeddings (`times`), if already made."""
+        x = self._embed(s1, s2, stamp, times)
+        rot = self._rotation(0, x.shape[1])
         for block, cache in zip(self.blocks, caches):
             x = block.prefill(x, rot, cache, rows)
         h = self.norm(x)
         dep_cache.write_history(rows, *self._dep_heads(h))
         return h[:, -1]
 
-    def extend(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, caches: list[KVCache],
-               dep_cache: KVCache, position: int) -> torch.Tensor:
+    def run_window(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
+                   times: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache]:
+        """A whole window (series, L) from position 0 with nothing cached but what the next
+        token's s2 needs: the last position's hidden state (series, d) and the dependency
+        layer's cache of the window (one path per series). The exact slide's rerun: the
+        blocks' keys and values are not kept, as the next step reruns the window again;
+        bit for bit `prefill` into fresh caches."""
+        x = self._embed(s1, s2, stamp, times)
+        rot = self._rotation(0, x.shape[1])
+        for block in self.blocks:
+            x = block(x, rot)
+        h = self.norm(x)
+        dep_cache = KVCache.empty(x.shape[0], self.dep_heads, x.shape[1], self.d_model // self.dep_heads, 1, 0,
+                                  self.emb_s1)
+        dep_cache.write_history(slice(None), *self._dep_heads(h))
+        return h[:, -1], dep_cache
+
+    def extend(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None, caches: list[KVCache],
+               dep_cache: KVCache, position: int, times: torch.Tensor | None = None) -> torch.Tensor:
         """Feed T tokens per row (B*S, T) at `position` onwards; their final-norm hidden
         states (B*S, T, d). One token per row is a decode step."""
-        x = self._embed(s1, s2, stamp)
-        rot = rotation(self.rotary, position, x.shape[1])
+        x = self._embed(s1, s2, stamp, times)
+        rot = self._rotation(position, x.shape[1])
         for block, cache in zip(self.blocks, caches):
             x = block.extend(x, rot, cache)
         h = self.norm(x)

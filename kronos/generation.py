@@ -188,13 +188,26 @@ def _encode(tokenizer: KronosTokenizer, x: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, paths: int,
+def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor, paths: int,
              capacity: int) -> tuple[torch.Tensor, list[KVCache], KVCache]:
-    """`FastKronos.prefill` into caches for the whole batch, a group of series at a time."""
+    """`FastKronos.prefill` into caches for the whole batch, a group of series at a time
+    (`times`: the stamps' embeddings, `FastKronos.times`)."""
     caches, dep_cache = fast.new_caches(s1.shape[0], s1.shape[1], paths, capacity)
-    h_last = torch.cat([fast.prefill(s1[c], s2[c], stamp[c], caches, dep_cache, c)
+    h_last = torch.cat([fast.prefill(s1[c], s2[c], None, caches, dep_cache, c, times=times[c])
                         for c in _chunks(s1.shape[0], s1.shape[1])])
     return h_last, caches, dep_cache
+
+
+def _rerun(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
+    """`FastKronos.run_window` on slid windows of one path each, a group of series at a time."""
+    parts = [fast.run_window(s1[c], s2[c], None, times=times[c]) for c in _chunks(s1.shape[0], s1.shape[1])]
+    if len(parts) == 1:
+        return parts[0]
+    dep = KVCache.empty(s1.shape[0], *parts[0][1].suffix_k.shape[1:3], parts[0][1].suffix_k.shape[3], 1, 0,
+                        parts[0][1].suffix_k)
+    for c, (_, part) in zip(_chunks(s1.shape[0], s1.shape[1]), parts):
+        dep.write_history(c, part.suffix_k, part.suffix_v)
+    return torch.cat([h for h, _ in parts]), dep
 
 
 def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
@@ -293,9 +306,9 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     u = uniforms.reshape(rows, pred_len, 2)
     fast = fast_path(model, FastKronos, dtype)
     s1_ctx, s2_ctx = _encode(tokenizer, x)
-    stamps = torch.cat([x_stamp, y_stamp], dim=1)
+    times = fast.times(torch.cat([x_stamp, y_stamp], dim=1))  # (B, n + pred_len, d): once, not per step
     start = max(0, n - max_context)
-    h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], stamps[:, start:n], s, pred_len)
+    h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], times[:, start:n], s, pred_len)
     rolling = sliding == "approximate"
     if rolling:
         for cache in (*caches, dep_cache):
@@ -304,27 +317,30 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
-    row_stamps = stamps.repeat_interleave(s, 0)
+    row_times = times if s == 1 else times.repeat_interleave(s, 0)
     for i in range(pred_len):
         end = n + i
         if i > 0 and end > max_context and not rolling:
             # the window slid: every position changed, so recompute it. With several paths
             # its history part is the same for all of them (run once per series) and only
             # the generated tokens run per path, against that shared prefix; one path runs
-            # the window in one pass.
+            # the window in one pass, keeping only what the next token needs.
+            # Each rerun is a whole window's compute: threads are fitted again to the cores
+            # free now (`fitted_threads` nests), not to those free when the call began.
             ws = end - max_context
-            if s == 1:
-                h_rows, _, dep_cache = _prefill(fast, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
-                                                torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), stamps[:, ws:end], 1, 0)
-            else:
-                _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], stamps[:, ws:n], s, i)
-                h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], row_stamps[:, n:end], step_caches, dep_cache,
-                                     n - ws)[:, -1]
-            s1_logits = fast.s1_logits(h_rows)
+            with fitted_threads():
+                if s == 1:
+                    h_rows, dep_cache = _rerun(fast, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
+                                               torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), times[:, ws:end])
+                else:
+                    _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws:n], s, i)
+                    h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache, n - ws,
+                                         times=row_times[:, n:end])[:, -1]
+                s1_logits = fast.s1_logits(h_rows)
         elif i > 0:
             with threads_for(rows):
-                h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], row_stamps[:, end - 1:end], caches,
-                                     dep_cache, position=end - 1 - start)[:, 0]
+                h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
+                                     position=end - 1 - start, times=row_times[:, end - 1:end])[:, 0]
                 s1_logits = fast.s1_logits(h_rows)
         with threads_for(rows):
             s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])

@@ -278,3 +278,57 @@ def test_sliding_mode_is_checked(mini_pair):
     from kronos import generate_tokens
     with pytest.raises(ValueError, match="sliding must be"):
         generate_tokens(tokenizer, model, x, xs, ys, 64, 4, Sampling(), u, sliding="rolling")
+
+
+def test_window_rerun_is_bit_for_bit_the_cached_prefill(mini_pair):
+    """Issue 26: an exact slide reruns the whole window; with one path it now keeps only the
+    dependency layer's cache (the blocks' keys/values are not written, the next step reruns
+    again), takes the time embeddings computed once per call and the rotation from a table.
+    Its hidden state and dependency cache are bit for bit those of the full prefill."""
+    from kronos.fast import FastKronos, fast_path
+
+    _, model = mini_pair
+    fast = fast_path(model, FastKronos, torch.float32)
+    g = torch.Generator().manual_seed(4)
+    s1, s2 = torch.randint(0, 1024, (3, 70), generator=g), torch.randint(0, 1024, (3, 70), generator=g)
+    stamp = torch.stack([torch.randint(0, k, (3, 70), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
+    with torch.inference_mode():
+        caches, dep = fast.new_caches(3, 70, 1, 0)
+        h_full = fast.prefill(s1, s2, stamp, caches, dep)
+        fast._rotations = None  # the table grows from a short one: slices of any size are exact
+        fast._rotation(0, 3)
+        h_rerun, dep_rerun = fast.run_window(s1, s2, None, times=fast.times(stamp))
+    assert torch.equal(h_rerun, h_full)
+    assert torch.equal(dep_rerun.keys()[2], dep.keys()[2]) and torch.equal(dep_rerun.keys()[3], dep.keys()[3])
+
+
+def test_rotation_table_slices_are_the_direct_rotation():
+    from kronos.fast import rotation
+    from kronos.modules import RotaryEmbedding
+    from kronos.fast import FastKronos
+
+    rotary = RotaryEmbedding(32)
+    table = FastKronos.__new__(FastKronos)
+    table.rotary, table._rotations = rotary, None
+    for position, length in ((0, 1), (5, 60), (63, 2), (300, 1), (0, 700), (511, 1)):
+        assert torch.equal(table._rotation(position, length), rotation(rotary, position, length))
+
+
+@pytest.mark.parametrize("s", [1, 3])
+def test_slid_windows_give_the_same_tokens_as_full_prefills(mini_pair, monkeypatch, s):
+    """The lean rerun changes no token: generation with it equals generation where every
+    slid window is run through `FastKronos.prefill` into fresh caches (the path before)."""
+    from kronos import generate_tokens, generation
+    from kronos.fast import FastKronos
+
+    def full_prefill(fast, s1, s2, times):
+        caches, dep = fast.new_caches(s1.shape[0], s1.shape[1], 1, 0)
+        return FastKronos.prefill(fast, s1, s2, None, caches, dep, times=times), dep
+
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(2, 50, 30, s, seed=5)
+    args = (tokenizer, model, x, xs, ys, 64, 30, Sampling(T=1.0, top_p=0.9), u)
+    lean = generate_tokens(*args)[1]
+    monkeypatch.setattr(generation, "_rerun", full_prefill)
+    full = generate_tokens(*args)[1]
+    assert torch.equal(lean[0], full[0]) and torch.equal(lean[1], full[1])
