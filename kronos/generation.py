@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .fast import FastKronos, FastTokenizerDecoder, KVCache, fast_path
 from .model import Kronos
-from .runtime import fitted_threads, threads_for
+from .runtime import StepThreads, fitted_threads, threads_for
 from .tokenizer import KronosTokenizer
 
 
@@ -318,6 +318,7 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
     row_times = times if s == 1 else times.repeat_interleave(s, 0)
+    step_threads = StepThreads(rows)
     for i in range(pred_len):
         end = n + i
         if i > 0 and end > max_context and not rolling:
@@ -337,13 +338,23 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
                     h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache, n - ws,
                                          times=row_times[:, n:end])[:, -1]
                 s1_logits = fast.s1_logits(h_rows)
-        elif i > 0:
             with threads_for(rows):
+                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+        elif i > 0:
+            with step_threads.step():
                 h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
                                      position=end - 1 - start, times=row_times[:, end - 1:end])[:, 0]
                 s1_logits = fast.s1_logits(h_rows)
-        with threads_for(rows):
-            s1 = sample_tokens(s1_logits, sampling, u[:, i, 0])
-            s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
-            gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, i, 1])
+                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+        else:
+            with threads_for(rows):
+                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
     return (s1_ctx, s2_ctx), (gen_s1, gen_s2)
+
+
+def _sample_step(fast: FastKronos, s1_logits: torch.Tensor, h_rows: torch.Tensor, dep_cache: KVCache,
+                 sampling: Sampling, u: torch.Tensor, gen_s1: torch.Tensor, gen_s2: torch.Tensor, i: int) -> None:
+    """Step i's s1 from its logits, then s2 through the dependency layer, into gen_s1/gen_s2."""
+    s1 = sample_tokens(s1_logits, sampling, u[:, 0])
+    s2_logits = fast.s2_logits(h_rows, s1, dep_cache)
+    gen_s1[:, i], gen_s2[:, i] = s1, sample_tokens(s2_logits, sampling, u[:, 1])

@@ -10,13 +10,17 @@ on 2 cores one path took 34 s instead of 2.3 s (15x), a batch of 64 windows 28 s
 - `configure_waits`: idle threads sleep (`OMP_WAIT_POLICY=PASSIVE`). libgomp reads this once,
   when torch loads it, so `kronos` sets it on import unless the user did or torch is loaded;
 - `fitted_threads`: generation uses no more threads than there are free cores right now;
-- `threads_for`: decode steps of a few rows run on one thread (no parallel regions at all).
+- `threads_for`: work of a few rows runs on one thread (no parallel regions at all);
+- `StepThreads`: decode steps of a few rows run on one thread or the fitted threads,
+  whichever their first steps, timed, show to be faster here and now.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import sys
+import time
 from collections.abc import Iterator
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
@@ -170,3 +174,59 @@ def threads_for(rows: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class StepThreads:
+    """The thread count for a run of decode steps of `rows` rows, chosen by timing them.
+
+    Steps of `SERIAL_ROWS` rows or more use the fitted threads. A step of fewer rows is a
+    matrix-vector product per weight matrix: bound by memory bandwidth, which a second core
+    adds to, but made of many short parallel regions, each waiting for all its threads (a
+    scheduler time slice beside busy processes, see `threads_for`). Which wins depends on
+    the model's size, the machine and its load right now, so the steps measure it: the
+    first `TRIALS` steps of every `PERIOD` alternate between one thread and the fitted
+    count, and the other steps run on the faster (by median step time). Results do not
+    depend on the count: products and attention split whole rows and heads among threads.
+    """
+
+    TRIALS = 6  # timed steps per period, alternating between the two counts
+    PERIOD = 40  # steps between trials: a load that comes or goes is noticed within them
+
+    def __init__(self, rows: int):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        few = rows < SERIAL_ROWS and self.threads > 1
+        self.candidates = (1, self.threads) if few else (self.threads,)
+        self.chosen = self.candidates[0]
+        self.count = 0
+        self.times: dict[int, list[float]] = {}
+
+    def _threads(self) -> tuple[int, bool]:
+        """This step's count and whether it is timed."""
+        phase = self.count % self.PERIOD
+        if len(self.candidates) == 1 or phase >= self.TRIALS:
+            return self.chosen, False
+        if phase == 0:
+            self.times = {c: [] for c in self.candidates}
+        return self.candidates[phase % len(self.candidates)], True
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        import torch
+
+        threads, timed = self._threads()
+        before = torch.get_num_threads()
+        if threads != before:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if timed:
+                self.times[threads].append(time.perf_counter() - start)
+                if self.count % self.PERIOD == self.TRIALS - 1:
+                    self.chosen = min(self.times, key=lambda c: statistics.median(self.times[c]))
+            self.count += 1
+            if threads != before:
+                torch.set_num_threads(before)

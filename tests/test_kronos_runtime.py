@@ -140,3 +140,33 @@ def test_fitted_blocks_nest_up_to_the_outer_count(monkeypatch, two_threads):
 
 def test_others_running_reads_this_machine():
     assert runtime.others_running() >= 0
+
+
+@pytest.mark.parametrize("slow", [1, 2])
+def test_decode_steps_keep_the_thread_count_their_timed_steps_found_faster(two_threads, slow):
+    """Issue 26: one-path decode steps always ran on one thread; on an idle machine the
+    second core's memory bandwidth can make them faster, beside busy processes it makes them
+    slower. The first steps of each period alternate and time both counts."""
+    import time
+
+    steps = runtime.StepThreads(rows=1)
+    assert steps.candidates == (1, 2)
+    seen = []
+    for _ in range(runtime.StepThreads.PERIOD + runtime.StepThreads.TRIALS):
+        with steps.step():
+            seen.append(torch.get_num_threads())
+            if torch.get_num_threads() == slow:
+                time.sleep(0.003)
+        assert torch.get_num_threads() == 2, "restored after each step"
+    trials = runtime.StepThreads.TRIALS
+    assert seen[:trials] == [1, 2] * (trials // 2), "the first steps alternate"
+    fast = 3 - slow
+    assert set(seen[trials:runtime.StepThreads.PERIOD]) == {fast}
+    assert steps.chosen == fast
+
+
+def test_steps_of_many_rows_use_the_fitted_threads(two_threads):
+    steps = runtime.StepThreads(rows=runtime.SERIAL_ROWS)
+    for _ in range(runtime.StepThreads.TRIALS + 1):
+        with steps.step():
+            assert torch.get_num_threads() == 2
