@@ -81,6 +81,46 @@ def test_tokens_identical_where_code_bits_lie_at_zero(pair):
         _assert_same_tokens(tokenizer, p_tok, chunk)
 
 
+@pytest.mark.parametrize("n", [2136])
+def test_long_window_codes_at_zero_are_identical_in_every_batch_shape_and_thread_count(n):
+    """Issue 26 reported three greedy windows (a 2136-bar Kronos-mini window, a predict_batch
+    series, a 600-bar one) diverging through a code bit within ~1e-6 of zero. On this CPU
+    the encoder's values before quantisation are the published ones bit for bit at these
+    lengths, alone, in a batch, repeated per sample path as the published code encodes
+    them, and on one or two threads: with bits put at zero, every shape gives its tokens."""
+    torch.manual_seed(1)
+    tokenizer = KronosTokenizer(**TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"]).eval()
+    model = Kronos(**MODEL_CONFIGS["Kronos-mini"]).eval()
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(2, n, 6, generator=g).clamp(-5, 5)
+    with torch.inference_mode():
+        z = tokenizer._encode_latent(x).reshape(-1, tokenizer.codebook_dim)
+    rows = torch.randint(0, z.shape[0], (tokenizer.codebook_dim,), generator=g)
+    with torch.no_grad():
+        tokenizer.quant_embed.bias -= z[rows, torch.arange(tokenizer.codebook_dim)]
+    p_tok, _ = published.published_pair(tokenizer, model)
+    with torch.inference_mode():
+        ours = tokenizer._encode_latent(x)
+        expected = p_tok.quant_embed(_published_encoder(p_tok, x))
+    assert ours.reshape(-1, 20)[rows, torch.arange(20)].abs().max() < 1e-6, "bits must lie at zero"
+    assert torch.equal(ours, expected)
+    threads = torch.get_num_threads()
+    try:
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            for chunk in (x[1:], x.repeat_interleave(2, 0)):  # alone, per sample path (and batched above)
+                _assert_same_tokens(tokenizer, p_tok, chunk)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _published_encoder(p_tok, x: torch.Tensor) -> torch.Tensor:
+    z = p_tok.embed(x)
+    for layer in p_tok.encoder:
+        z = layer(z)
+    return z
+
+
 @pytest.mark.parametrize("b,n,h,m", [(2, 48, 16, 64), (1, 60, 12, 64), (3, 30, 8, 512)])
 def test_greedy_forecasts_agree_with_the_published_code(pair, b, n, h, m):
     """Including a window that slides (context + steps > max_context) and one longer than it."""
