@@ -65,35 +65,14 @@ def own_running() -> int:
     return max(1, count)
 
 
-PROC = "/proc"
-# A runnable task this many nice levels below us takes under a tenth of a core from us (CFS
-# weights 1024 : 110 at nice 0 : 10), and our woken threads preempt it at once: it is not
-# a competitor worth giving a thread up for. Long benchmarks on shared machines run niced.
-NICE_MARGIN = 10
+LOOKS = 3  # reads of the running count, a millisecond apart, where the first shows others
+LOOK_GAP_S = 0.001
 
 
-def others_running() -> int | None:
-    """Threads of other processes running or runnable right now, but for those niced at
-    least `NICE_MARGIN` below this process (None where the OS does not say)."""
-    try:
-        floor = os.nice(0) + NICE_MARGIN
-        pids = [p for p in os.listdir(PROC) if p.isdigit() and int(p) != os.getpid()]
-    except (OSError, AttributeError):
-        return None
-    count = 0
-    for pid in pids:
-        try:
-            tids = os.listdir(os.path.join(PROC, pid, "task"))
-        except OSError:
-            continue  # the process ended meanwhile
-        for tid in tids:
-            try:
-                with open(os.path.join(PROC, pid, "task", tid, "stat")) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                count += fields[0] == "R" and int(fields[16]) < floor
-            except (OSError, IndexError, ValueError):
-                continue
-    return count
+def _running() -> int:
+    """Tasks running or runnable right now, machine-wide (/proc/loadavg's fourth field)."""
+    with open(LOADAVG) as f:
+        return int(f.read().split()[3].split("/")[0])
 
 
 def free_cores() -> int | None:
@@ -102,20 +81,22 @@ def free_cores() -> int | None:
 
     /proc/loadavg's fourth field counts the tasks running or runnable at this instant, this
     process's own threads included: those are subtracted (`own_running`). Where that leaves
-    others, their tasks are looked at one by one (`others_running`), a second look that
-    also drops those niced well below ours: a task that was runnable for an instant only,
-    or a niced background job, does not halve the threads of a whole forecast."""
+    others, the count is read again (`LOOKS` reads in all) and the least taken: a task
+    runnable for an instant only (a shell command, a kernel worker) must not halve the
+    threads of a whole forecast. A niced job counts like any other: beside one at nice 10
+    keeping a core busy, a window's rerun took as long on two threads as on one."""
     try:
-        with open(LOADAVG) as f:
-            running = int(f.read().split()[3].split("/")[0])
+        running = _running()
         cores = len(os.sched_getaffinity(0))
+        own = own_running()
+        for _ in range(LOOKS - 1):
+            if running - own <= 0:
+                break
+            time.sleep(LOOK_GAP_S)
+            running = min(running, _running())
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-    others = running - own_running()
-    if others > 0:
-        scanned = others_running()
-        others = others if scanned is None else min(others, scanned)
-    return max(1, cores - max(0, others))
+    return max(1, cores - max(0, running - own))
 
 
 _CEILINGS: list[int] = []  # the thread count each open `fitted_threads` block may use at most
