@@ -58,7 +58,8 @@ def naive_seconds_per_bar(pair: Path, candles, lookback: int, horizon: int, path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=8760, help="forecasts (decision bars)")
+    parser.add_argument("--bars", "--windows", type=int, default=8760,
+                        help="forecasts (decision bars, one window each): fewer time a slice of the year")
     parser.add_argument("--lookback", type=int, default=256)
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--paths", type=int, default=8)

@@ -14,6 +14,7 @@ repetitions. `--profile` adds where our time goes at the default settings, phase
     python benchmarks/bench_generation.py                  # Kronos-small: 1 and 8 paths, both samplings
     python benchmarks/bench_generation.py --quick          # 1 path only, no busy run
     python benchmarks/bench_generation.py --quick --profile --repeats 1
+    python benchmarks/bench_generation.py --quick --samplings default --repeats 5   # the README's headline
 """
 from __future__ import annotations
 
@@ -153,7 +154,10 @@ def main() -> None:
     parser.add_argument("--samplings", default="default,greedy", help="default (top_p 0.9) and/or greedy (top_k 1)")
     parser.add_argument("--profile", action="store_true", help="also profile ours by phase at the default settings")
     parser.add_argument("--load", type=int, default=2, help="busy processes beside the repeated 1-path case")
+    parser.add_argument("--lookback", type=int, default=400, help="context bars (400: the window slides at step 113)")
+    parser.add_argument("--steps", type=int, default=120, help="forecast steps")
     args = parser.parse_args()
+    n, steps = args.lookback, args.steps
     if not published.available():
         raise SystemExit(f"the baseline needs the published code: {published.INSTALL_HINT}")
     chosen = {k: v for k, v in SAMPLINGS.items() if k.split()[0] in args.samplings.split(",")}
@@ -165,16 +169,16 @@ def main() -> None:
         pub_pair = published.published_pair(pair[0], pair[1])
         for paths in ((1,) if args.quick else (1, 8)):
             for label, sampling in chosen.items():
-                r = case(pair, pub_pair, 400, 120, paths, sampling, args.repeats)
-                print(row(name, f"400 + 120, {paths} path(s), {label}", r), flush=True)
+                r = case(pair, pub_pair, n, steps, paths, sampling, args.repeats)
+                print(row(name, f"{n} + {steps}, {paths} path(s), {label}", r), flush=True)
         if not args.quick and args.load > 0:
             with competing_load(args.load):
                 time.sleep(1)
-                r = case(pair, pub_pair, 400, 120, 1, SAMPLINGS["default (top_p 0.9)"], args.repeats)
-            print(row(name, f"400 + 120, 1 path, default, {args.load} busy procs", r), flush=True)
+                r = case(pair, pub_pair, n, steps, 1, SAMPLINGS["default (top_p 0.9)"], args.repeats)
+            print(row(name, f"{n} + {steps}, 1 path, default, {args.load} busy procs", r), flush=True)
         if args.profile:
-            print(f"{name}: our time by phase, 400 + 120, 1 path, default sampling")
-            print("\n".join(profile(pair, 400, 120, 1, SAMPLINGS["default (top_p 0.9)"])), flush=True)
+            print(f"{name}: our time by phase, {n} + {steps}, 1 path, default sampling")
+            print("\n".join(profile(pair, n, steps, 1, SAMPLINGS["default (top_p 0.9)"])), flush=True)
     print(header())
 
 

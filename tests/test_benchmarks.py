@@ -25,6 +25,26 @@ def test_gpu_benchmark_runs_its_code_on_the_cpu():
     assert len(rows) == 2 and all("extrapolated" in r for r in rows)
 
 
+def test_generation_benchmark_runs_in_miniature_beside_the_published_code():
+    """The headline benchmark: ours and the published code alternating, the spread, the
+    machine's CPU and kernels, and our time by phase (the slid windows' reruns apart)."""
+    from kronos import published
+
+    if not published.available():
+        import pytest
+
+        pytest.skip(f"the published Kronos code is not installed ({published.INSTALL_HINT})")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "bench_generation.py", "--models", "kronos-mini", "--quick", "--repeats", "2",
+                          "--lookback", "30", "--steps", "4", "--samplings", "default", "--profile"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT / "benchmarks")
+    assert out.returncode == 0, out.stderr
+    assert "CPU capability" in out.stdout and "kernels (profiled run)" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("kronos-mini") and "30 + 4" in line)
+    assert "x " in row and "%" in row  # the ratio and the spread
+    assert "re-runs of slid windows" in out.stdout
+
+
 def test_sliding_benchmark_runs_in_miniature():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "bench_sliding.py", "--model", "kronos-mini", "--lookback", "40",
