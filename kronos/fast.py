@@ -189,35 +189,41 @@ class FastBlock:
         self.norm1, self.norm2 = _norm(block.norm1), _norm(block.norm2)
         self.activations = block.norm1.weight  # caches and activations keep the model's own dtype
 
-    def _project(self, h: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D)."""
+    def _project(self, h: torch.Tensor, rot: torch.Tensor,
+                 qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D);
+        `qkv`: h's product, where already made (then h only gives the shape)."""
         rows, t, d = h.shape
-        qkv = self.qkv(h)
+        qkv = self.qkv(h) if qkv is None else qkv
         pairs = qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim // 2, 2)
         qk = torch.view_as_real(torch.view_as_complex(pairs) * rot).view(rows, t, 2 * self.heads, -1)
         qk = qk.transpose(1, 2)
         v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
 
-    def _attention(self, h: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
+    def _attention(self, h: torch.Tensor, rot: torch.Tensor, attend: Attend,
+                   qkv: torch.Tensor | None = None) -> torch.Tensor:
         """The attention sublayer on h: packed projections, `attend(q, k, v)`, output product."""
         rows, t, d = h.shape
-        return self.out(attend(*self._project(h, rot)).transpose(1, 2).reshape(rows, t, d))
+        return self.out(attend(*self._project(h, rot, qkv)).transpose(1, 2).reshape(rows, t, d))
 
     def _feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         g = self.w13(h)  # w1 and w3 in one product
         return self.w2(swiglu(g[..., :self.ff_dim], g[..., self.ff_dim:]))
 
-    def _run(self, x: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
-        return pre_norm_block(x, self.norm1, lambda h: self._attention(h, rot, attend), self.norm2,
+    def _run(self, x: torch.Tensor, rot: torch.Tensor, attend: Attend, qkv: torch.Tensor | None = None) -> torch.Tensor:
+        """The block; `qkv`: the q/k/v product of norm1(x), where already made (its norm
+        is then not recomputed)."""
+        norm1 = self.norm1 if qkv is None else _unchanged
+        return pre_norm_block(x, norm1, lambda h: self._attention(h, rot, attend, qkv), self.norm2,
                               self._feed_forward)
 
     def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
         return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.activations)
 
-    def __call__(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-        """The block on whole sequences (causal, nothing cached)."""
-        return self._run(x, rot, _causal)
+    def __call__(self, x: torch.Tensor, rot: torch.Tensor, qkv: torch.Tensor | None = None) -> torch.Tensor:
+        """The block on whole sequences (causal, nothing cached); `qkv` as in `_run`."""
+        return self._run(x, rot, _causal, qkv)
 
     def prefill(self, x: torch.Tensor, rot: torch.Tensor, cache: KVCache, rows: slice = slice(None),
                 keys_only: bool = False) -> torch.Tensor | None:
@@ -243,6 +249,10 @@ class FastBlock:
 
 
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -324,17 +334,36 @@ class FastKronos:
         dep_cache.write_history(rows, *self._dep_heads(h))
         return h[:, -1]
 
+    def token_rows(self, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a token contributes to any window it is in, whatever its position there:
+        its embedding x (first block's input) and the first block's q/k/v product of
+        norm1(x), before rotation, each row (series, T, ...) made by the many-row kernels
+        (`PackedLinear(batched=True)`), so that rows made in different calls are the rows a
+        whole window's pass makes (where `reusable_rows`)."""
+        scale = math.sqrt(self.d_model)
+        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1), batched=True) + times
+        return x, self.blocks[0].qkv(self.blocks[0].norm1(x), batched=True)
+
+    def reusable_rows(self) -> bool:
+        """Whether `token_rows` made in pieces equal a window's own, bit for bit, here."""
+        return bool(self.blocks) and self.fusion.rows_independent() and self.blocks[0].qkv.rows_independent()
+
     def run_window(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
-                   times: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache]:
+                   times: torch.Tensor | None = None,
+                   rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
         """A whole window (series, L) from position 0 with nothing cached but what the next
         token's s2 needs: the last position's hidden state (series, d) and the dependency
         layer's cache of the window (one path per series). The exact slide's rerun: the
         blocks' keys and values are not kept, as the next step reruns the window again;
-        bit for bit `prefill` into fresh caches."""
-        x = self._embed(s1, s2, stamp, times)
+        bit for bit `prefill` into fresh caches. `rows`: the window's `token_rows`, kept
+        from earlier windows (only rotation and what follows depend on the window)."""
+        if rows is None:
+            x, qkv = self._embed(s1, s2, stamp, times), None
+        else:
+            x, qkv = rows
         rot = self._rotation(0, x.shape[1])
-        for block in self.blocks:
-            x = block(x, rot)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rot, qkv if i == 0 else None)
         h = self.norm(x)
         dep_cache = KVCache.empty(x.shape[0], self.dep_heads, x.shape[1], self.d_model // self.dep_heads, 1, 0,
                                   self.emb_s1)

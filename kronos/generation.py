@@ -198,9 +198,46 @@ def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.
     return h_last, caches, dep_cache
 
 
-def _rerun(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
-    """`FastKronos.run_window` on slid windows of one path each, a group of series at a time."""
-    parts = [fast.run_window(s1[c], s2[c], None, times=times[c]) for c in _chunks(s1.shape[0], s1.shape[1])]
+class TokenRows:
+    """`FastKronos.token_rows` of the tokens of history + forecast (one path per series),
+    made once each, as the windows reach them: a slid window's rerun then starts from its
+    tokens' kept rows instead of the embedding and first q/k/v products of all of them.
+    Where the kernels' rows are not independent of their batch here (`reusable_rows`),
+    nothing is kept and every rerun makes its own."""
+
+    def __init__(self, fast: FastKronos, times: torch.Tensor):
+        self.fast, self.times = fast, times
+        self.on = fast.reusable_rows()
+        self.x: torch.Tensor | None = None
+        self.qkv: torch.Tensor | None = None
+        self.start = self.end = 0  # rows of tokens [start, end) are kept
+
+    def window(self, start: int, s1: torch.Tensor, s2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rows of the window of tokens s1, s2 (series, L) from `start` on (made where
+        missing), or None where rows are not kept."""
+        if not self.on:
+            return None
+        end = start + s1.shape[1]
+        if self.x is None or start < self.start or start > self.end:
+            self.x, self.qkv = self.fast.token_rows(s1, s2, self.times[:, start:end])
+        elif end > self.end:
+            new = slice(self.end - start, None)
+            x, qkv = self.fast.token_rows(s1[:, new], s2[:, new], self.times[:, self.end:end])
+            keep = start - self.start
+            self.x, self.qkv = torch.cat((self.x[:, keep:], x), 1), torch.cat((self.qkv[:, keep:], qkv), 1)
+        else:
+            a = start - self.start
+            self.x, self.qkv = self.x[:, a:a + s1.shape[1]], self.qkv[:, a:a + s1.shape[1]]
+        self.start, self.end = start, end
+        return self.x, self.qkv
+
+
+def _rerun(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor,
+           rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
+    """`FastKronos.run_window` on slid windows of one path each, a group of series at a time
+    (`rows`: the windows' kept `TokenRows`)."""
+    parts = [fast.run_window(s1[c], s2[c], None, times=times[c], rows=None if rows is None else (rows[0][c], rows[1][c]))
+             for c in _chunks(s1.shape[0], s1.shape[1])]
     if len(parts) == 1:
         return parts[0]
     dep = KVCache.empty(s1.shape[0], *parts[0][1].suffix_k.shape[1:3], parts[0][1].suffix_k.shape[3], 1, 0,
@@ -319,6 +356,7 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
     row_times = times if s == 1 else times.repeat_interleave(s, 0)
     step_threads = StepThreads(rows)
+    token_rows = TokenRows(fast, times) if s == 1 and not rolling and n + pred_len > max_context + 1 else None
     for i in range(pred_len):
         end = n + i
         if i > 0 and end > max_context and not rolling:
@@ -331,8 +369,10 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
             ws = end - max_context
             with fitted_threads():
                 if s == 1:
-                    h_rows, dep_cache = _rerun(fast, torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1),
-                                               torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1), times[:, ws:end])
+                    win_s1, win_s2 = torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1), \
+                        torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1)
+                    h_rows, dep_cache = _rerun(fast, win_s1, win_s2, times[:, ws:end],
+                                               token_rows.window(ws, win_s1, win_s2))
                 else:
                     _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws:n], s, i)
                     h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache, n - ws,

@@ -321,7 +321,7 @@ def test_slid_windows_give_the_same_tokens_as_full_prefills(mini_pair, monkeypat
     from kronos import generate_tokens, generation
     from kronos.fast import FastKronos
 
-    def full_prefill(fast, s1, s2, times):
+    def full_prefill(fast, s1, s2, times, rows=None):
         caches, dep = fast.new_caches(s1.shape[0], s1.shape[1], 1, 0)
         return FastKronos.prefill(fast, s1, s2, None, caches, dep, times=times), dep
 
@@ -332,3 +332,51 @@ def test_slid_windows_give_the_same_tokens_as_full_prefills(mini_pair, monkeypat
     monkeypatch.setattr(generation, "_rerun", full_prefill)
     full = generate_tokens(*args)[1]
     assert torch.equal(lean[0], full[0]) and torch.equal(lean[1], full[1])
+
+
+def test_kept_token_rows_rerun_a_window_bit_for_bit(mini_pair):
+    """Issue 26: a slid window's tokens enter the first block the same way in every window
+    (embedding, norm, q/k/v product before rotation); reruns keep those rows, made in
+    pieces, and only rotate them anew. Bit for bit the window's own pass, wherever the
+    kernels' rows do not depend on their batch (checked on the machine: `reusable_rows`)."""
+    from kronos.fast import FastKronos, fast_path
+
+    _, model = mini_pair
+    fast = fast_path(model, FastKronos, torch.float32)
+    if not fast.reusable_rows():
+        pytest.skip("this machine's product kernels make rows that depend on their batch: rows are not kept")
+    g = torch.Generator().manual_seed(6)
+    s1, s2 = torch.randint(0, 1024, (2, 60), generator=g), torch.randint(0, 1024, (2, 60), generator=g)
+    stamp = torch.stack([torch.randint(0, k, (2, 60), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
+    with torch.inference_mode():
+        times = fast.times(stamp)
+        pieces = [fast.token_rows(s1[:, a:b], s2[:, a:b], times[:, a:b]) for a, b in ((0, 41), (41, 42), (42, 60))]
+        rows = (torch.cat([p[0] for p in pieces], 1), torch.cat([p[1] for p in pieces], 1))
+        h_kept, dep_kept = fast.run_window(s1, s2, None, times=times, rows=rows)
+        h_own, dep_own = fast.run_window(s1, s2, None, times=times)
+    assert torch.equal(h_kept, h_own) and torch.equal(dep_kept.suffix_k, dep_own.suffix_k)
+
+
+def test_reruns_keep_token_rows_only_where_the_kernels_allow(mini_pair, monkeypatch):
+    """Generation with kept rows gives the tokens of generation without them; a machine
+    whose kernels' rows depend on their batch keeps none."""
+    from kronos import generate_tokens, generation
+    from kronos.fast import FastKronos
+    from kronos.linear import PackedLinear
+
+    tokenizer, model = mini_pair
+    x, xs, ys, u = _inputs(2, 50, 30, 1, seed=8)
+    args = (tokenizer, model, x, xs, ys, 64, 30, Sampling(T=1.0, top_p=0.9), u)
+    made = []
+    real = FastKronos.token_rows
+    monkeypatch.setattr(FastKronos, "token_rows", lambda self, *a: made.append(a[0].shape[1]) or real(self, *a))
+    kept = generate_tokens(*args)[1]
+    if generation.fast_path(model, FastKronos, torch.float32).reusable_rows():
+        assert made[0] == 64 and set(made[1:]) == {1}, "the first rerun makes its window, later ones one token"
+    monkeypatch.setattr(PackedLinear, "rows_independent", lambda self: False)
+    made.clear()
+    own = generate_tokens(*args)[1]
+    assert made == []
+    assert torch.equal(kept[0], own[0]) and torch.equal(kept[1], own[1])
+    assert generation.TokenRows(generation.fast_path(model, FastKronos, torch.float32), xs).window(
+        0, x[..., 0].long(), x[..., 0].long()) is None
