@@ -20,6 +20,7 @@ import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -99,7 +100,7 @@ def free_cores() -> int | None:
     return max(1, cores - max(0, running - own))
 
 
-_CEILINGS: list[int] = []  # the thread count each open `fitted_threads` block may use at most
+_OPEN = threading.local()  # .ceilings: the count each `fitted_threads` block open in this thread may use at most
 
 
 @contextlib.contextmanager
@@ -117,16 +118,17 @@ def fitted_threads() -> Iterator[None]:
     import torch
 
     threads = torch.get_num_threads()
-    ceiling = _CEILINGS[0] if _CEILINGS else threads
+    ceilings = _OPEN.__dict__.setdefault("ceilings", [])
+    ceiling = ceilings[0] if ceilings else threads
     free = free_cores()
     fitted = ceiling if free is None else min(ceiling, free)
-    _CEILINGS.append(ceiling)
+    ceilings.append(ceiling)
     if fitted != threads:
         torch.set_num_threads(fitted)
     try:
         yield
     finally:
-        _CEILINGS.pop()
+        ceilings.pop()
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
 
