@@ -35,8 +35,8 @@ def test_cached_rerun_equals_first_run_and_db_stays_unique(fast_settings, sample
     assert first.forecasts_computed == len(sample_candles) - 31 and first.forecasts_reused == 0
     assert second.forecasts_computed == 0 and second.forecasts_reused == first.forecasts_computed
     assert first.journal.signals == second.journal.signals
-    assert [(o["bar_time"], o["side"], o["amount"]) for o in first.journal.orders] == \
-           [(o["bar_time"], o["side"], o["amount"]) for o in second.journal.orders]
+    assert [(o.bar_time, o.side, o.amount) for o in first.journal.orders] == \
+           [(o.bar_time, o.side, o.amount) for o in second.journal.orders]
     pd.testing.assert_frame_equal(first.equity, second.equity)
     with store.session(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(Forecast)) == first.forecasts_computed
@@ -69,9 +69,9 @@ def test_signals_follow_thresholds(fast_settings, sample_candles):
     forecasts = {f.window_end: f for f in result.forecasts.values()}
     assert result.journal.signals
     for signal in result.journal.signals:
-        p_up = forecasts[signal["bar_time"]].prob_up()
-        target = signal["target_position"]
-        if "stop-loss" in signal["reason"] or "take-profit" in signal["reason"]:
+        p_up = forecasts[signal.bar_time].prob_up()
+        target = signal.target_position
+        if "stop-loss" in signal.reason or "take-profit" in signal.reason:
             assert target == 0
         elif p_up > 0.5:
             assert target == pytest.approx(0.95)
@@ -80,7 +80,7 @@ def test_signals_follow_thresholds(fast_settings, sample_candles):
         else:
             assert target == 0
     # orders only where the target changed, on the bar the decision was made
-    targets = [s["target_position"] for s in result.journal.signals]
+    targets = [s.target_position for s in result.journal.signals]
     changes = sum(1 for a, b in zip([0.0] + targets, targets) if a != b)
     assert 0 < len(result.journal.orders) <= changes + 1
 
@@ -262,7 +262,7 @@ def test_lookahead_check_covers_the_skill_gate(fast_settings, sample_candles):
     report = check_lookahead(settings, sample_candles.iloc[:160], 0.6)
     assert report.passed, report.describe()
     base = run_backtest(settings, sample_candles.iloc[:160], "BTC/USDT", "1h", None, progress=False)
-    reasons = [s["reason"] for s in base.journal.signals]
+    reasons = [s.reason for s in base.journal.signals]
     assert reasons[0].startswith("gate warming up") and any(r.startswith("gate ") and "warming" not in r
                                                             for r in reasons)
 

@@ -208,5 +208,5 @@ def test_data_file_is_labelled_by_its_name_never_btc(setup):
     assert backtest_names(with_file, candles, "EUR/USD") == ("EUR/USD", "1h")
     result = run_backtest(with_file, candles, *backtest_names(with_file, candles), None, progress=False)
     assert default_report_dir(tmp_path, result).name.startswith("prices-1h")
-    assert result.journal.signals and {s["symbol"] for s in result.journal.signals} == {"prices"}
+    assert result.journal.signals and {s.symbol for s in result.journal.signals} == {"prices"}
     assert result.trades.empty or set(result.trades["symbol"]) == {"prices"}  # trades.csv

@@ -96,7 +96,7 @@ def test_topk_portfolio_backtest_shares_cash_and_persists(fast_settings, tmp_pat
     assert result.skill is not None and result.skill.windows > 0
     assert result.skill.to_dict() == score_run(result.forecasts.values(), panel[first]).to_dict()
     assert result.equity["position_value"].max() <= result.equity["equity"].max()
-    traded = {o["symbol"] for o in result.journal.orders}
+    traded = {o.symbol for o in result.journal.orders}
     assert len(traded) >= 2
     run = store.get_run(result.run_id)
     assert run.status == "finished" and run.summary["symbol"] == result.symbol

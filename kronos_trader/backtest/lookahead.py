@@ -68,10 +68,10 @@ def perturb_after(candles: pd.DataFrame, cut: int, seed: int = 1) -> pd.DataFram
 def _before(result: BacktestResult, cut_close: pd.Timestamp):
     forecasts = {f.window_end: (f.mean.round(10).tolist(), f.p_up.tolist()) for f in result.forecasts.values()
                  if f.window_end <= cut_close}
-    signals = [(s["bar_time"], round(s["target_position"], 12), s["reason"]) for s in result.journal.signals
-               if s["bar_time"] <= cut_close]
-    orders = [(o["bar_time"], o["side"], round(o["amount"], 9)) for o in result.journal.orders
-              if o["bar_time"] is not None and o["bar_time"] <= cut_close]
+    signals = [(s.bar_time, round(s.target_position, 12), s.reason) for s in result.journal.signals
+               if s.bar_time <= cut_close]
+    orders = [(o.bar_time, o.side, round(o.amount, 9)) for o in result.journal.orders
+              if o.bar_time is not None and o.bar_time <= cut_close]
     return {"forecasts": forecasts, "signals": signals, "orders": orders}
 
 

@@ -52,11 +52,11 @@ class PortfolioStrategy(PolicyStrategy):
         orders = []
         for symbol, decision in decisions.items():
             data = by_symbol[symbol]
-            self._record_signal(data, forecasts[symbol], decision)
             units = rebalance(decision, self._target.get(data, 0.0), states[symbol], self.p.min_change)
             if units:
                 self._target[data] = decision.target
                 orders.append((units, data, decision.reason))
+            self._record_signal(data, forecasts[symbol], decision, states[symbol])
         for units, data, reason in sorted(orders, key=lambda o: o[0]):  # sells first
             (self.buy if units > 0 else self.sell)(data=data, size=abs(units), info=reason)
 

@@ -131,8 +131,8 @@ def trade_log(result: BacktestResult) -> pd.DataFrame:
     trades = result.trades.copy()
     if trades.empty:
         return trades.assign(holding_hours=pd.Series(dtype=float), exit_reason=pd.Series(dtype=str))
-    orders = {o["ref"]: o for o in result.journal.orders}
-    closing = {(orders[f["ref"]]["symbol"], pd.Timestamp(f["ts"])): orders[f["ref"]].get("reason")
+    orders = {o.ref: o for o in result.journal.orders}
+    closing = {(orders[f["ref"]].symbol, pd.Timestamp(f["ts"])): orders[f["ref"]].reason
                for f in result.journal.fills if f["ref"] in orders}
     trades["holding_hours"] = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])) \
         .dt.total_seconds() / 3600

@@ -233,31 +233,15 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
     return result
 
 
-def client_order_id(run_id: str, symbol: str, bar_time: pd.Timestamp, side: str, ref: int) -> str:
-    """Deterministic id: run, pair, candle, side (and Backtrader's order ref)."""
-    pair = symbol.replace("/", "").replace(":", "")
-    return f"bt-{run_id[:12]}-{pair}-{pd.Timestamp(bar_time):%Y%m%dT%H%M}-{side}-{ref}"
-
-
 def _persist(store: Store, settings: Settings, result: BacktestResult, name: str) -> str:
     run_id = store.create_run("backtest", name, settings.model_dump(mode="json"), code_version())
     try:
-        orders = []
-        ids = {}
-        for o in result.journal.orders:
-            if o["bar_time"] is None:
-                continue
-            cid = client_order_id(run_id, o["symbol"], o["bar_time"], o["side"], o["ref"])
-            ids[o["ref"]] = cid
-            orders.append({**o, "client_order_id": cid})
-        fills = [{**f, "client_order_id": ids[f["ref"]], "seq": 0} for f in result.journal.fills if f["ref"] in ids]
-        signals = [{**s, "details": {"reason": s["reason"], "p_up": s["p_up"],
-                                     "expected_return": s["expected_return"]}} for s in result.journal.signals]
-        store.record_journal(run_id, result.timeframe, signals, orders, fills)
+        orders, fills = result.journal.stored(run_id)
+        store.record_decisions(run_id, result.journal.signals, orders, fills=fills)
         store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
         if not result.trades.empty:  # open ones too, marked at the last bar (as counted in the metrics)
             store.record_trades(run_id, result.trades.to_dict("records"))
-        result.orders = pd.DataFrame(orders)
+        result.orders = pd.DataFrame([{**o.row(), "ref": o.ref} for o in orders])
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
                                               "timeframe": result.timeframe, "bars": len(result.candles),
                                               "first_bar": str(result.candles.index[0]),
