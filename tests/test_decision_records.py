@@ -75,3 +75,20 @@ def test_the_writer_is_idempotent_and_names_new_orders(fast_settings):
     assert stored["details"].iloc[0] == {"reason": "long", "p_up": 0.7, "expected_return": None,
                                          "held_target": 0.5, "equity": 100.0, "price": 10.0}
     assert list(store.load_orders(run_id)["client_order_id"]) == ["kt-1"]
+
+
+def test_a_backtest_with_thousands_of_orders_links_every_fill(fast_settings):
+    """The writer looks stored orders up in parts: SQLite and PostgreSQL cap the bound
+    parameters of one statement, and a long backtest names thousands of orders."""
+    store = open_store(fast_settings.database.url)
+    run_id = store.create_run("backtest", "bt:test")
+    bars = pd.date_range("2024-01-01", periods=1200, freq="h", tz="UTC")
+    orders = [OrderRecord(f"bt-{i}", "BTC/USDT", "1h", t, "buy", 1.0, "filled", "long", ref=i)
+              for i, t in enumerate(bars)]
+    fills = [{"client_order_id": o.client_order_id, "seq": 0, "ts": o.bar_time, "price": 10.0, "amount": 1.0,
+              "fee": 0.01} for o in orders]
+    signals = [SignalRecord("BTC/USDT", "1h", t, 0.5, "long") for t in bars]
+    assert len(store.record_decisions(run_id, signals, orders, fills=fills)) == 1200
+    assert len(store.load_fills(run_id)) == 1200 and len(store.load_signals(run_id)) == 1200
+    assert store.record_decisions(run_id, signals, orders, fills=fills) == set()  # again: nothing new
+    assert len(store.load_fills(run_id)) == 1200

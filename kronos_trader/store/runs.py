@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from kronos_trader.records import OrderRecord, SignalRecord
 
-from ._util import dedupe, opt_float, opt_utc_naive, records, to_utc_naive
+from ._util import chunks, dedupe, opt_float, opt_utc_naive, records, to_utc_naive
 from .base import StoreBase
 from .errors import StoreError
 from .order_state import transition
@@ -218,15 +218,12 @@ class RunsMixin(StoreBase):
         order_rows = dedupe(order_rows, ("client_order_id",), keep="first")
         fill_rows = list(fills)
         with self.session() as s:
-            wanted = [r["client_order_id"] for r in order_rows]
-            existing = set(s.scalars(select(Order.client_order_id).where(Order.client_order_id.in_(wanted)))) \
-                if wanted else set()
+            existing = _order_ids(s, [r["client_order_id"] for r in order_rows])
             self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
             added = [r for r in order_rows if r["client_order_id"] not in existing]
             self._write(s, Order.__table__, added, ("client_order_id",))
             if fill_rows:
-                ids = dict(s.execute(select(Order.client_order_id, Order.id).where(
-                    Order.client_order_id.in_(list({r["client_order_id"] for r in fill_rows})))).all())
+                ids = _order_ids(s, list({r["client_order_id"] for r in fill_rows}))
                 prepared = dedupe([
                     {"order_id": ids[r["client_order_id"]], "run_id": run_id, "seq": int(r.get("seq", 0)),
                      "ts": to_utc_naive(r["ts"]), "price": float(r["price"]), "amount": float(r["amount"]),
@@ -350,6 +347,14 @@ class RunsMixin(StoreBase):
         with self.session() as s:
             s.add(Event(run_id=run_id, level=level, message=str(message), symbol=symbol,
                         ts=opt_utc_naive(ts) or utcnow()))
+
+
+def _order_ids(s: Any, client_ids: list[str]) -> dict[str, int]:
+    """Stored orders' ids by client id, looked up in parts (a backtest names thousands)."""
+    out: dict[str, int] = {}
+    for part in chunks(client_ids, 500):
+        out.update(s.execute(select(Order.client_order_id, Order.id).where(Order.client_order_id.in_(part))).all())
+    return out
 
 
 def _opt_dict(value: Any) -> dict[str, Any] | None:
