@@ -101,13 +101,14 @@ class RunsMixin(StoreBase):
         forecast_id: int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Signal:
-        """Record the decision for a bar; an existing one for that bar is kept and returned."""
-        key = {"run_id": run_id, "symbol": symbol, "timeframe": timeframe,
-               "bar_time": to_utc_naive(bar_time)}
-        row = {**key, "forecast_id": forecast_id, "target_position": float(target_position),
-               "details": dict(details) if details is not None else None, "created_at": utcnow()}
-        with self.session() as s:
-            self._write(s, Signal.__table__, [row], tuple(key))
+        """Record one decision with free-form ``details`` (tooling and tests; the backtest
+        and the live loop write ``SignalRecord`` s through ``record_decisions``, the same
+        writer); an existing one for that bar is kept and returned."""
+        self._store_decisions(run_id, [{"symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
+                                        "forecast_id": forecast_id, "target_position": target_position,
+                                        "details": details}], [])
+        key = {"run_id": run_id, "symbol": symbol, "timeframe": timeframe, "bar_time": to_utc_naive(bar_time)}
+        with self.session(readonly=True) as s:
             return s.scalars(select(Signal).filter_by(**key)).one()
 
     # ------------------------------------------------------------------ orders
@@ -127,20 +128,13 @@ class RunsMixin(StoreBase):
         reason: str | None = None,
         exchange_order_id: str | None = None,
     ) -> Order:
-        """Record an order; if ``client_order_id`` exists nothing changes. Returns the stored row."""
-        _check("side", side, ORDER_SIDES)
-        _check("type", type, ORDER_TYPES)
-        _check("status", status, ORDER_STATUSES)
-        now = utcnow()
-        row = {
-            "run_id": run_id, "client_order_id": client_order_id, "symbol": symbol,
-            "timeframe": timeframe, "bar_time": to_utc_naive(bar_time), "side": side,
-            "type": type, "amount": float(amount), "price": opt_float(price), "status": status,
-            "exchange_order_id": exchange_order_id, "reason": reason,
-            "created_at": now, "updated_at": now,
-        }
-        with self.session() as s:
-            self._write(s, Order.__table__, [row], ("client_order_id",))
+        """Record one order (any type; through ``record_decisions``' writer); if
+        ``client_order_id`` exists nothing changes. Returns the stored row."""
+        self._store_decisions(run_id, [], [{
+            "client_order_id": client_order_id, "symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
+            "side": side, "type": type, "amount": amount, "price": price, "status": status, "reason": reason,
+            "exchange_order_id": exchange_order_id}])
+        with self.session(readonly=True) as s:
             return s.scalars(select(Order).where(Order.client_order_id == client_order_id)).one()
 
     def update_order_status(
@@ -205,16 +199,22 @@ class RunsMixin(StoreBase):
         backtest's, naming their order by client_order_id with seq, ts, price, amount, fee).
         Idempotent (a decision, order or fill already stored is kept); returns the client
         ids of the orders added now."""
+        return self._store_decisions(run_id, [r.row() for r in signals], [o.row() for o in orders], equity, fills)
+
+    def _store_decisions(self, run_id: str, signals: list[dict[str, Any]], orders: list[dict[str, Any]],
+                         equity: Mapping[str, Any] | None = None, fills: Iterable[Mapping[str, Any]] = ()) -> set[str]:
         now = utcnow()
-        sig_rows = dedupe([{**r.row(), "run_id": run_id, "bar_time": to_utc_naive(r.bar_time), "created_at": now}
-                           for r in signals], ("symbol", "timeframe", "bar_time"), keep="first")
+        sig_rows = dedupe([{**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]),
+                            "target_position": float(r["target_position"]), "details": _opt_dict(r.get("details")),
+                            "created_at": now} for r in signals], ("symbol", "timeframe", "bar_time"), keep="first")
         order_rows = []
         for o in orders:
-            _check("side", o.side, ORDER_SIDES)
-            _check("type", o.type, ORDER_TYPES)
-            _check("status", o.status, ORDER_STATUSES)
-            order_rows.append({**o.row(), "run_id": run_id, "bar_time": to_utc_naive(o.bar_time), "price": None,
-                               "exchange_order_id": None, "created_at": now, "updated_at": now})
+            _check("side", o["side"], ORDER_SIDES)
+            _check("type", o.get("type", "market"), ORDER_TYPES)
+            _check("status", o["status"], ORDER_STATUSES)
+            order_rows.append({"type": "market", "exchange_order_id": None, **o, "run_id": run_id,
+                               "bar_time": to_utc_naive(o["bar_time"]), "amount": float(o["amount"]),
+                               "price": opt_float(o.get("price")), "created_at": now, "updated_at": now})
         order_rows = dedupe(order_rows, ("client_order_id",), keep="first")
         fill_rows = list(fills)
         with self.session() as s:
