@@ -21,7 +21,8 @@ import pandas as pd
 
 from kronos_trader.config import ForecastSettings
 from kronos_trader.data import infer_bar_interval
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 
 from .compat import bt, num2timestamps
 from .history import FIELDS, check_overlap, known_history

@@ -40,7 +40,8 @@ from kronos_trader.config import ForecastSettings, GateSettings, ModelSettings
 from kronos_trader.data.calendar import check_calendar
 from kronos_trader.exchange.timeframes import timeframe_to_timedelta
 from kronos_trader.forecasting.models import LoadedModel, load_model
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.gate import GateRule, SkillLedger
 from kronos_trader.store import Store, open_store
 

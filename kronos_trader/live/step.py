@@ -14,7 +14,7 @@ import pandas as pd
 
 from kronos_trader.exchange import MarketRules
 from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 from .accounting import Account, Book, base_of
 from .ids import client_order_id
