@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kronos import QUANTILES
-from kronos_trader.config import ForecastSettings, Settings
+from kronos_trader.config import ForecastSettings, Settings, forecast_settings
 from kronos_trader.data import frame_hash, infer_bar_interval, validate_candles
 from kronos_trader.data.calendar import AUTO, check_calendar, future_stamps
 from kronos_trader.store import Store
@@ -91,9 +91,8 @@ class ForecastService:
         if model is None:
             model = load_model(settings.model.name, settings.model.device, settings.model.max_context,
                                settings.model.precision)
-        fs = settings.forecast.model_copy(update=forecast) if forecast else settings.forecast
-        return cls(model, ForecastSettings.model_validate(fs.model_dump()), store, progress,
-                   settings.data.calendar)
+        fs = forecast_settings({**settings.forecast.model_dump(), **forecast}) if forecast else settings.forecast
+        return cls(model, fs, store, progress, settings.data.calendar)
 
     @property
     def settings_hash(self) -> str:
