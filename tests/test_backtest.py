@@ -87,7 +87,7 @@ def test_signals_follow_thresholds(fast_settings, sample_candles):
 
 def test_directional_policy_thresholds():
     from kronos_trader.decision import PositionState, RiskLimits, decide
-    from kronos_trader.forecasting.service import WindowForecast
+    from kronos_trader.forecasting.values import WindowForecast
 
     def forecast(p_up: float, ret: float = 0.01) -> WindowForecast:
         mean = np.full((4, 6), 100.0 * (1 + ret))

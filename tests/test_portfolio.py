@@ -10,7 +10,7 @@ from kronos_trader.backtest.portfolio import load_portfolio_candles, symbol_sour
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide_all
 from kronos_trader.evaluation.skill import score_run
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.store import open_store
 from strategies.cross_sectional import TopK
 

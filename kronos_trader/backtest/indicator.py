@@ -19,17 +19,24 @@ import logging
 import numpy as np
 import pandas as pd
 
-from kronos_trader.config import ForecastSettings
+from kronos_trader.config import DataSettings, ForecastSettings, ModelSettings, forecast_settings
 from kronos_trader.data import infer_bar_interval
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 
 from .compat import bt, num2timestamps
 from .history import FIELDS, check_overlap, known_history
 from .services import computing_lock, service_for
 
 log = logging.getLogger(__name__)
+# the forecast settings settable on the indicator (and on PolicyStrategy, swept by optstrategy);
+# their defaults are ForecastSettings' own, and they are checked once, by ForecastSettings
 FORECAST_PARAMS = ("lookback", "horizon", "sample_count", "temperature", "top_k", "top_p", "seed", "every",
                    "p_up")
+
+
+def _default(section, name: str):
+    return section.model_fields[name].default
 
 
 class KronosIndicator(bt.Indicator):
@@ -40,19 +47,11 @@ class KronosIndicator(bt.Indicator):
     lines = ("pred_close", "pred_return", "lower", "upper", "p_up", "p_even")
     params = (
         ("service", None),        # a ForecastService; built from the params below when None
-        ("model", "kronos-nano"),
-        ("device", "auto"),
-        ("precision", "float32"),  # or "bf16" (model.precision)
-        ("calendar", "auto"),     # future bar stamps (data.calendar): auto, 24/7, XNYS, ...
-        ("lookback", 256),
-        ("horizon", 24),
-        ("sample_count", 8),
-        ("temperature", 1.0),
-        ("top_k", 0),
-        ("top_p", 0.9),
-        ("seed", 42),
-        ("every", 1),
-        ("p_up", "empirical"),    # or "kernel": smoothed over the paths' returns
+        ("model", _default(ModelSettings, "name")),
+        ("device", _default(ModelSettings, "device")),
+        ("precision", _default(ModelSettings, "precision")),  # or "bf16" (model.precision)
+        ("calendar", _default(DataSettings, "calendar")),     # future bar stamps: auto, 24/7, XNYS, ...
+        *((name, _default(ForecastSettings, name)) for name in FORECAST_PARAMS),  # lookback .. p_up
         ("db", None),             # SQLAlchemy URL to store/reuse forecasts (shared across processes)
         ("step", None),           # horizon step shown on the lines (default: the last)
         ("lower_q", 0.05),
@@ -70,7 +69,7 @@ class KronosIndicator(bt.Indicator):
     def __init__(self):
         self._service: ForecastService | None = self.p.service
         self.settings: ForecastSettings = self._service.settings if self._service is not None else \
-            ForecastSettings(**{name: getattr(self.p, name) for name in FORECAST_PARAMS})
+            forecast_settings({name: getattr(self.p, name) for name in FORECAST_PARAMS}, type(self).__name__)
         self.lookback = self.settings.lookback
         self.addminperiod(self.lookback + (1 if self.data.replaying else 0))
         self.symbol = self.p.symbol or getattr(self.data, "_name", None) or "data"

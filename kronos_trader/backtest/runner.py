@@ -20,7 +20,8 @@ from kronos_trader.evaluation.cross_section import CrossSectionalIC
 from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
 from kronos_trader.evaluation.skill import SkillReport, score_run
 from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned, plan_refits
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
 

@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance, series_policy
-from kronos_trader.forecasting.probability import threshold_warnings
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.probability import PUpResolutionWarning, threshold_warnings
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.records import OrderRecord, SignalRecord
 
 from .compat import bt, num2timestamps
@@ -100,7 +100,7 @@ class PolicyStrategy(bt.Strategy):
         first = next(iter(self.kronos.values()))
         thresholds = getattr(self.p.policy, "p_up_thresholds", dict)()
         for line in threshold_warnings(thresholds, first.settings.sample_count, first.settings.p_up):
-            warnings.warn(f"{type(self.p.policy).__name__}: {line}", UserWarning, stacklevel=1)
+            warnings.warn(f"{type(self.p.policy).__name__}: {line}", PUpResolutionWarning, stacklevel=1)
 
     def _sizer_added(self) -> bool:
         """Whether the user gave this strategy a sizer (cerebro.addsizer / addsizer_byidx)."""

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import crps_ensemble
 from .skill import Z95, SkillReport, _clean, _f, resolve_forecasts, score_forecasts

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import infer_bar_interval
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae, normal_interval, rmse
 

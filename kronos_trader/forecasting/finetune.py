@@ -35,7 +35,8 @@ from kronos_trader.config import FinetuneSettings
 from kronos_trader.data import frame_hash, validate_candles
 
 from .models import LoadedModel, weights_hash
-from .service import ForecastService, WindowForecast, WindowRequest
+from .service import ForecastService
+from .values import WindowForecast, WindowRequest
 
 __all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "plan_refits", "fold_key", "build_finetuned",
            "fine_tune_fold", "minimum_train_bars"]

@@ -49,7 +49,8 @@ from kronos_trader.exchange import (
     timeframe_to_timedelta,
 )
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.forecasting.service import ForecastService, WindowRequest
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowRequest
 from kronos_trader.store import Store, open_store
 from kronos_trader.store.models import utcnow
 

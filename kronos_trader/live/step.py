@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kronos_trader.exchange import MarketRules
 from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.records import OrderRecord, SignalRecord
 
 from .accounting import Account, Book, base_of

@@ -14,6 +14,7 @@ import pandas as pd
 
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.config import Settings, parse_settings
+from kronos_trader.forecasting.probability import PUpResolutionWarning
 from kronos_trader.forecasting.service import ForecastService
 
 from .objective import score
@@ -77,8 +78,8 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
 def trial_warnings(caught) -> list[str]:
     """A trial's warnings, kept on the trial instead of printed (one per trial flooded the
     console); the P(up) resolution ones are left out: the sweep says that once for its space."""
-    lines = (str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning))
-    return sorted({line for line in lines if "neighbouring values of P(up)" not in line})
+    return sorted({str(w.message).splitlines()[0] for w in caught
+                   if issubclass(w.category, UserWarning) and not issubclass(w.category, PUpResolutionWarning)})
 
 
 def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -> TrialOutcome:
