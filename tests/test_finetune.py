@@ -171,9 +171,10 @@ def test_bad_fine_tuning_input_is_one_line_before_training(tmp_path, tiny_model_
     assert not (tmp_path / "runs").exists()
     sample = tmp_path / "a.csv"
     make_candles(200).to_csv(sample)
-    portfolio = CliRunner().invoke(app, base + ["--refit-every", "100", "--symbols",
+    portfolio = CliRunner().invoke(app, base + ["--refit-every", "100", "--train-bars", "300", "--symbols",
                                                 f"A/USDT={sample},B/USDT={sample},C/USDT={sample}"])
-    assert portfolio.exit_code == 1 and "portfolio runs" in portfolio.output, portfolio.output
+    assert portfolio.exit_code == 1 and "leaves no bar to decide" in portfolio.output, portfolio.output
+    assert len(portfolio.output.strip().splitlines()) == 1
     missing = CliRunner().invoke(app, ["backtest", "--model", str(tmp_path / "nope"), "--refit-every", "100"])
     assert missing.exit_code == 1 and missing.output.strip().startswith("error:")
 
@@ -238,3 +239,54 @@ def test_sweep_trials_trade_on_the_fold_models(fast_settings, sample_candles, tm
     raw["sweep"]["executor"] = "ray"
     with pytest.raises(ValueError, match="executor local"):
         run_sweep(parse_settings(raw), data, progress=False)
+
+
+def _naive(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_convert(None) if t.tzinfo else t
+
+
+def test_portfolio_backtest_trains_one_fold_model_on_every_symbol_before_the_refit(fast_settings, tmp_path):
+    """--symbols with --refit-every: one fold model per refit point, trained on all symbols'
+    bars strictly before it, forecasts every symbol of its fold; rows keyed by its hash."""
+    from kronos_trader.backtest.runner import run_backtest
+    from kronos_trader.store import open_store
+
+    panel = {"AAA/USDT": make_candles(300, seed=11), "BBB/USDT": make_candles(300, seed=12)}
+    settings = _finetune_settings(fast_settings, tmp_path)
+    store = open_store(settings.database.url)
+    result = run_backtest(settings, panel, "AAA/USDT", "1h", store, progress=False)
+    folds = result.finetune.folds
+    starts = [panel["AAA/USDT"].index[p] for p in (120, 220)]
+    assert [pd.Timestamp(f["start"]) for f in folds] == starts
+    assert all(f["trained"] and not f["fallback"] for f in folds)
+    cards = sorted((json.loads(c.read_text()) for c in (tmp_path / "folds").glob("*/fold.json")),
+                   key=lambda c: c["last"])
+    assert len(cards) == 2  # one model per refit point, not one per symbol
+    for card, start in zip(cards, starts):
+        assert card["symbols"] == ["AAA/USDT", "BBB/USDT"] and card["bars"] == 2 * 120
+        assert pd.Timestamp(card["last"]) < start  # validation split included: all before the refit
+    fold_ids = [f["model_id"] for f in folds]
+    assert len(set(fold_ids)) == 2 and result.model_id not in fold_ids
+    for symbol in panel:  # every symbol's forecasts in a fold come from that fold's model
+        for fold_id, (start, end) in zip(fold_ids, [(starts[0], starts[1]), (starts[1], None)]):
+            rows = store.load_forecasts(symbol, "1h", model_id=fold_id)
+            ends = [_naive(r.window_end) for r in rows]  # a window ends at its last bar's close
+            assert ends and all(e > _naive(start) for e in ends)
+            assert end is None or all(e <= _naive(end) for e in ends)
+    # a rerun reuses the fold models and every forecast
+    again = run_backtest(settings, panel, "AAA/USDT", "1h", store, progress=False)
+    assert [f["trained"] for f in again.finetune.folds] == [False, False]
+    assert again.forecasts_computed == 0 and again.forecasts_reused == result.forecasts_computed
+    assert [f["model_id"] for f in again.finetune.folds] == fold_ids
+
+
+def test_lookahead_check_covers_portfolio_refits(fast_settings, tmp_path):
+    from kronos_trader.backtest.lookahead import check_lookahead
+
+    panel = {"AAA/USDT": make_candles(330, seed=13), "BBB/USDT": make_candles(330, seed=14)}
+    report = check_lookahead(_finetune_settings(fast_settings, tmp_path), panel, cut_fraction=0.7)
+    assert report.passed, report.describe()
+    assert report.compared["fold models"] == 2  # folds at 120 and 220 refit before the cut at 231
+    assert report.compared["forecasts"] > 2 * 150  # both symbols' forecasts compared
+    assert report.changed_after > 0
