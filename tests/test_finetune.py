@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -236,9 +237,6 @@ def test_sweep_trials_trade_on_the_fold_models(fast_settings, sample_candles, tm
     summary = run_sweep(settings, data, progress=False)
     assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 2
     assert len(list((tmp_path / "folds").iterdir())) == 2  # folds at bars 120 and 220, trained once for all trials
-    raw["sweep"]["executor"] = "ray"
-    with pytest.raises(ValueError, match="executor local"):
-        run_sweep(parse_settings(raw), data, progress=False)
 
 
 def _naive(t) -> pd.Timestamp:
@@ -290,3 +288,25 @@ def test_lookahead_check_covers_portfolio_refits(fast_settings, tmp_path):
     assert report.compared["fold models"] == 2  # folds at 120 and 220 refit before the cut at 231
     assert report.compared["forecasts"] > 2 * 150  # both symbols' forecasts compared
     assert report.changed_after > 0
+
+
+def test_keep_models_bounds_the_stored_fold_models_and_progress_says_fold_k_of_n(tiny_model_dir, tmp_path, capsys):
+    base = _service(tiny_model_dir)
+    runs = [make_candles(260, seed=21), make_candles(260, seed=22), make_candles(260, seed=23)]
+
+    def walk_forward(candles, keep, progress=False):
+        folds = plan_folds(candles.index, 150, 259, 90, 120, LOOKBACK, HORIZON)  # refits at 150 and 240
+        return FinetunedForecasts(base, candles, folds, _settings(tmp_path, keep_models=keep), progress).resolved()
+
+    first = walk_forward(runs[0], None)
+    assert len(list((tmp_path / "folds").iterdir())) == 2
+    second = walk_forward(runs[1], 3, progress=True)
+    err = capsys.readouterr().err
+    assert "fold 1 of 2" in err and "fold 2 of 2" in err and "trained in" in err
+    kept = {p.name for p in (tmp_path / "folds").iterdir() if not p.name.startswith(".")}
+    assert len(kept) == 3  # the running walk-forward's two, and the newest one of the others
+    assert {Path(d).name for d, _ in second.values()} <= kept
+    walk_forward(runs[2], 0)
+    kept = {p.name for p in (tmp_path / "folds").iterdir() if not p.name.startswith(".")}
+    assert len(kept) == 2 and not kept & {Path(d).name for d, _ in first.values()}
+    assert walk_forward(runs[2], 0) and len(list((tmp_path / "folds").iterdir())) == 2  # read back, none pruned

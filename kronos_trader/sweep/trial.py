@@ -47,6 +47,7 @@ class TrialJob:
     settings: dict[str, Any]  # base settings, JSON form
     data: SweepData
     model: Any = None  # the model's identity (executors.ModelIdentity): Ray workers read, never load
+    folds: dict | None = None  # walk-forward fine-tuning on Ray: each fold's model and report (driver-trained)
 
     @property
     def base(self) -> Settings:
