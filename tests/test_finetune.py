@@ -310,3 +310,18 @@ def test_keep_models_bounds_the_stored_fold_models_and_progress_says_fold_k_of_n
     kept = {p.name for p in (tmp_path / "folds").iterdir() if not p.name.startswith(".")}
     assert len(kept) == 2 and not kept & {Path(d).name for d, _ in first.values()}
     assert walk_forward(runs[2], 0) and len(list((tmp_path / "folds").iterdir())) == 2  # read back, none pruned
+
+
+def test_a_portfolio_sweep_trades_on_fold_models_trained_on_every_symbol(fast_settings, tmp_path):
+    from optuna.trial import TrialState
+
+    from kronos_trader.config import parse_settings
+    from kronos_trader.sweep import SweepData, run_sweep
+
+    raw = _finetune_settings(fast_settings, tmp_path).model_dump(mode="json")
+    raw["sweep"] = {"sampler": "grid", "params": {"strategy.params.long_threshold": [0.4, 0.6]}, "min_trades": 0}
+    data = SweepData({"AAA/USDT": make_candles(240, seed=31), "BBB/USDT": make_candles(240, seed=32)}, "1h")
+    summary = run_sweep(parse_settings(raw), data, progress=False)
+    assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    cards = [json.loads(c.read_text()) for c in (tmp_path / "folds").glob("*/fold.json")]
+    assert len(cards) == 2 and all(c["symbols"] == ["AAA/USDT", "BBB/USDT"] for c in cards)  # refits at 120, 220
