@@ -175,7 +175,10 @@ def fine_tune_fold(base: LoadedModel, train: Frames, s: FinetuneSettings, lookba
     key = fold_key(base.model_id, train, s, lookback, horizon)
     target = Path(s.cache_dir) / key[:32]
     if (target / DONE).is_file():
-        os.utime(target / DONE)  # read back: recently used (prune_fold_models keeps the newest)
+        try:
+            os.utime(target / DONE)  # read back: recently used (prune_fold_models keeps the newest)
+        except OSError:  # a read-only store of fold models: nothing is pruned there either
+            pass
         return target, False
     frames = [train] if isinstance(train, pd.DataFrame) else list(train.values())
     names = None if isinstance(train, pd.DataFrame) else list(train)
