@@ -258,6 +258,9 @@ class FinetuneSettings(Section):
                                                              "best step (early stopping)")
     seed: int = 0
     cache_dir: Path = Field(Path("runs/finetune"), description="fold models, stored once by content hash")
+    keep_models: int | None = Field(
+        None, ge=0, description="keep at most this many fold models in cache_dir beside the running walk-forward's: "
+                                "the least recently used others are deleted; all are kept when absent")
 
 
 class Settings(Section):

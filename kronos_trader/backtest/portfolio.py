@@ -15,7 +15,9 @@ from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import interval_label
 from kronos_trader.decision import Policy, PositionState, decide_all, load_policy, rebalance
 from kronos_trader.evaluation.cross_section import MIN_SYMBOLS, cross_sectional_ic
+from kronos_trader.evaluation.finetune_report import compare_finetune
 from kronos_trader.evaluation.skill import score_run
+from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
 
@@ -114,6 +116,11 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if service is None:
         service = ForecastService.from_settings(settings, store, progress)
+    zero_shot = None
+    if settings.finetune.refit_every is not None and not isinstance(service, FinetunedForecasts):
+        # one fold model per refit point, trained on every symbol's bars before it, forecasts
+        # every symbol of its fold; the zero-shot service stays for the comparison
+        zero_shot, service = service, build_finetuned(service, panel, settings.finetune, None, progress)
     before = service.computed, service.reused
     forecasts = {symbol: service.forecast_series(candles, symbol, timeframe) for symbol, candles in panel.items()}
     computed, reused = service.computed - before[0], service.reused - before[1]
@@ -140,9 +147,13 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     # would weigh them by their price levels
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
                             metrics, computed, reused, skill=score_run(forecasts[first_symbol].values(), first),
-                            panel=panel, settings=settings, model_id=service.model.model_id)
+                            panel=panel, settings=settings, model_id=service.model.model_id,
+                            symbol_forecasts=forecasts)
     if len(panel) >= MIN_SYMBOLS:  # cross-sectional skill: does the model order the symbols right?
         result.cross_section = cross_sectional_ic(forecasts, panel)
+    if zero_shot is not None:  # scored on the first symbol, as the skill is
+        result.finetune = compare_finetune(zero_shot.forecast_series(first, first_symbol, timeframe),
+                                           forecasts[first_symbol], first, service.fold_of, service.summary())
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result

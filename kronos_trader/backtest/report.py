@@ -28,7 +28,7 @@ from kronos_trader.evaluation.calibration_report import plot_calibration
 from kronos_trader.evaluation.skill import BASELINE_LABELS
 
 from .breakdown import print_breakdown, result_breakdown
-from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, monthly_returns
+from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, format_metric, monthly_returns
 from .runner import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
@@ -45,23 +45,6 @@ HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' train
 EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate", "open")  # open: still held, marked at the end
 
 
-def format_metric(value: float | None, kind: str) -> str:
-    """A metric as the report shows it (kind: pct, share, int, money or num)."""
-    return _fmt(value, kind)
-
-
-def _fmt(value: float | None, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if kind == "pct":
-        return f"{value:+.2%}"
-    if kind == "share":  # a proportion: no sign
-        return f"{value:.2%}"
-    if kind == "int":
-        return f"{int(value)}"
-    return f"{value:,.2f}"
-
-
 def metrics_table(result: BacktestResult) -> Table:
     table = Table(title=f"Backtest {series_title(result)} ({len(result.candles)} bars)")
     table.add_column("Metric")
@@ -76,7 +59,7 @@ def metrics_table(result: BacktestResult) -> Table:
             unit, hours = holding_unit(result.timeframe)
             label = f"Average holding ({unit})"
             strategy, hold = (None if v is None else v / hours for v in (strategy, hold))
-        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), _fmt(strategy, kind), _fmt(hold, kind))
+        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), format_metric(strategy, kind), format_metric(hold, kind))
     return table
 
 

@@ -77,6 +77,7 @@ class BacktestResult:
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (portfolio runs)
+    symbol_forecasts: dict[str, dict[int, WindowForecast]] = field(default_factory=dict)  # (portfolio runs)
     skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
     settings: Settings | None = None  # what produced the run (for the report)
     model_id: str | None = None
@@ -166,15 +167,9 @@ def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -
 def check_refits(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame],
                  service: ForecastService | None) -> None:
     """Walk-forward fine-tuning settings fail in one line before anything is computed."""
-    if settings.finetune.refit_every is None:
-        return
-    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
-    if isinstance(candles, dict) or not isinstance(policy, Policy):
-        raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
-                         "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
-    if service is not None:
-        f = service.settings
-        plan_refits(candles, settings.finetune, service.decision_positions(len(candles))[0], f.lookback, f.horizon)
+    if settings.finetune.refit_every is not None and service is not None:
+        f, bars = service.settings, max(map(len, candles.values())) if isinstance(candles, dict) else len(candles)
+        plan_refits(candles, settings.finetune, service.decision_positions(bars)[0], f.lookback, f.horizon)
 
 
 def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
@@ -192,8 +187,6 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
         from .portfolio import run_portfolio_backtest
 
         panel = candles if isinstance(candles, dict) else {symbol: candles}
-        if not isinstance(service, FinetunedForecasts):
-            check_refits(settings, panel, None)
         return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
     if len(candles) <= settings.forecast.lookback:
         raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "

@@ -17,7 +17,8 @@ import pandas as pd
 from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import crps_ensemble
-from .skill import Z95, SkillReport, _clean, _f, resolve_forecasts, score_forecasts
+from .skill import SCORE_COLUMNS, Z95, SkillReport, _clean, _f, _hit, non_overlapping, resolve_forecasts, \
+    score_forecasts
 
 __all__ = ["FinetuneComparison", "compare_finetune"]
 
@@ -69,16 +70,16 @@ class FinetuneComparison:
 
         table = Table(title=f"Zero-shot vs walk-forward fine-tuned ({self.finetuned.windows} windows, "
                             f"{len(self.folds)} folds; RW = random walk)")
-        for col in ("step", "", "CRPS", "skill RW", "skill RW+vol", "cov50", "cov90", "hit rate, 95% CI", "rank"):
-            table.add_column(col, justify="left" if col == "" else "right")
+        for key in ("step", "forecaster", "crps", "skill_rw", "skill_rw_vol", "coverage_50", "coverage_90", "hit_ci",
+                    "rank"):
+            table.add_column(SCORE_COLUMNS[key], justify="left" if key == "forecaster" else "right")
         for step in self.finetuned.steps:
             for label, report in (("zero-shot", self.zero_shot), ("fine-tuned", self.finetuned)):
                 m = report.steps[step]["model"]
                 table.add_row(str(step) if label == "zero-shot" else "", label, _f(m["crps"], ".4g"),
                               _f(m["crps_skill_random_walk"], "+.3f"), _f(m["crps_skill_random_walk_vol"], "+.3f"),
-                              _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"),
-                              "n/a" if not m.get("calls") else
-                              f"{m['hit_rate']:.1%} {m['hit_low']:.0%}-{m['hit_high']:.0%}", _f(m["rank_corr"], "+.2f"))
+                              _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"), _hit(m),
+                              _f(m["rank_corr"], "+.2f"))
             rows = self.finetuned.steps[step]
             table.add_row("", "RW", "", _f(rows["random_walk"]["crps"], ".4g"), "", "", "", "", "")
             table.add_row("", "RW+vol", _f(rows["random_walk_vol"]["crps"], ".4g"), "", "",
@@ -128,13 +129,8 @@ def compare_finetune(zero_shot: Mapping[int, WindowForecast], finetuned: Mapping
 def _paired(zero_shot, finetuned, positions: list[int], candles: pd.DataFrame, step: int) -> dict:
     """Mean and standard error of the per-window CRPS difference (fine-tuned minus zero-shot)
     at `step`, over windows at least a horizon apart (overlapping outcomes are not independent)."""
-    chosen, last = [], None
-    for p in positions:
-        if last is None or p - last >= finetuned[p].horizon:
-            chosen.append(p)
-            last = p
     diffs = []
-    for p in chosen:
+    for p in non_overlapping(positions, lambda p: finetuned[p].horizon):
         target = p + step
         if target >= len(candles) or zero_shot[p].close_paths is None or finetuned[p].close_paths is None:
             continue

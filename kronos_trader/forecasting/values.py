@@ -106,11 +106,12 @@ def window_seed(seed: int, window_end: pd.Timestamp) -> list[int]:
     return [int(seed), int(end.as_unit("ns").value // 1_000_000_000)]
 
 
-def prob_up(close_paths: np.ndarray, last_close: float) -> np.ndarray:
+def prob_up(close_paths: np.ndarray, last_close) -> np.ndarray:
     """P(close > last close) per step; a path ending exactly at the last close counts half,
-    so a flat forecast reads 0.5, never "up"."""
+    so a flat forecast reads 0.5, never "up". Paths (m, H) of one window, or (n, m, H) of n
+    windows with their last closes shaped (n, 1, 1)."""
     paths = np.asarray(close_paths, dtype=float)
-    return (paths > last_close).mean(axis=0) + 0.5 * (paths == last_close).mean(axis=0)
+    return (paths > last_close).mean(axis=-2) + 0.5 * (paths == last_close).mean(axis=-2)
 
 
 def neutral_forecast(window: pd.DataFrame, interval: pd.Timedelta, stamps: pd.DatetimeIndex,

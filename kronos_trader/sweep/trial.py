@@ -48,6 +48,7 @@ class TrialJob:
     settings: dict[str, Any]  # base settings, JSON form
     data: SweepData
     model: Any = None  # the model's identity (executors.ModelIdentity): Ray workers read, never load
+    folds: dict | None = None  # walk-forward fine-tuning on Ray: each fold's model and report (driver-trained)
 
     @property
     def base(self) -> Settings:
@@ -95,7 +96,7 @@ def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -
                 warnings.simplefilter("always")
                 result = run_backtest(settings, job.data.span(part, lookback), next(iter(job.data.panel)),
                                       job.data.timeframe, None, progress=False, service=service)
-            attrs["warnings"] = trial_warnings(caught)
+            attrs["warnings"] = sorted({*attrs.get("warnings", []), *trial_warnings(caught)})  # both spans'
             metrics = result.metrics["strategy"]
             prefix = "oos_" if part == "test" else ""
             attrs[f"{prefix}metrics"] = _clean(metrics)
