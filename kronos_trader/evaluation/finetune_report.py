@@ -4,7 +4,8 @@ Both forecasters are scored by the one scorer (`skill.score_forecasts`) over exa
 windows the fine-tuned models decided (bars from the first refit on), overall and per
 fold, so the difference is the fine-tuning and nothing else. The verdict says plainly
 whether fine-tuning helped: a lower CRPS at the last scored step than the zero-shot model's,
-by more than noise (a paired t-statistic over windows a horizon apart beyond 1.96).
+by more than noise (a Diebold-Mariano t-statistic over the same windows, with Newey-West
+errors for the overlapping outcomes, beyond 1.96).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import crps_ensemble
-from .skill import SCORE_COLUMNS, Z95, SkillReport, _clean, _f, _hit, non_overlapping, resolve_forecasts, \
+from .skill import SCORE_COLUMNS, Z95, SkillReport, _clean, _f, _hit, resolve_forecasts, \
     score_forecasts
 
 __all__ = ["FinetuneComparison", "compare_finetune"]
@@ -36,7 +37,8 @@ class FinetuneComparison:
 
     def helped(self) -> bool | None:
         """Whether fine-tuning lowered the CRPS at the last step by more than noise: the mean
-        paired difference over non-overlapping windows at least 1.96 standard errors below 0."""
+        paired difference over every scored window at least 1.96 (overlap-aware) standard errors
+        below 0."""
         if self.step is None or self.step not in self.zero_shot.steps:
             return None
         return bool(self.paired.get("t", 0.0) < -Z95)
@@ -53,7 +55,7 @@ class FinetuneComparison:
         tail = f"; {fallback} fold(s) fell back to an earlier model (training diverged)" if fallback else ""
         beats = "beats" if (f.get("crps_skill_random_walk_vol") or -1) > 0 else "does not beat"
         return (f"Fine-tuning {word} (paired t {_f(t, '+.2f')} over {self.paired.get('windows', 0)} "
-                f"non-overlapping windows): CRPS at step {self.step} "
+                f"windows, overlap-aware): CRPS at step {self.step} "
                 f"{z['crps']:.4g} zero-shot, {f['crps']:.4g} fine-tuned ({change:+.1%}) over "
                 f"{self.finetuned.windows} windows in {len(self.folds)} folds; the fine-tuned model {beats} the "
                 f"random walk with rolling-vol bands (CRPS skill {_f(f.get('crps_skill_random_walk_vol'), '+.3f')})"
@@ -127,19 +129,33 @@ def compare_finetune(zero_shot: Mapping[int, WindowForecast], finetuned: Mapping
 
 
 def _paired(zero_shot, finetuned, positions: list[int], candles: pd.DataFrame, step: int) -> dict:
-    """Mean and standard error of the per-window CRPS difference (fine-tuned minus zero-shot)
-    at `step`, over windows at least a horizon apart (overlapping outcomes are not independent)."""
-    diffs = []
-    for p in non_overlapping(positions, lambda p: finetuned[p].horizon):
+    """The per-window CRPS difference (fine-tuned minus zero-shot) at `step` over every scored
+    window: its mean (the same windows as the CRPS the verdict quotes) and a Diebold-Mariano
+    standard error. Outcomes of windows less than `step` bars apart overlap, so the error uses
+    Newey-West weights over the windows within `step` bars instead of dropping windows (a subsample a horizon
+    apart can disagree with the overall CRPS)."""
+    diffs, used = [], []
+    for p in positions:
         target = p + step
         if target >= len(candles) or zero_shot[p].close_paths is None or finetuned[p].close_paths is None:
             continue
         y = np.array([candles["close"].iloc[target]])
+        used.append(p)
         diffs.append(float(crps_ensemble(finetuned[p].close_paths[None, :, step - 1], y)[0]
                            - crps_ensemble(zero_shot[p].close_paths[None, :, step - 1], y)[0]))
     n = len(diffs)
     if n < 3:
         return {"windows": n}
     d = np.asarray(diffs)
-    se = float(d.std(ddof=1) / np.sqrt(n))
+    spacing = max(float(np.median(np.diff(used))), 1.0)  # bars between scored windows
+    se = _newey_west_se(d, lags=min(int(np.ceil(step / spacing)) - 1, n - 2))
     return {"windows": n, "mean": float(d.mean()), "se": se, "t": float(d.mean() / se) if se > 0 else 0.0}
+
+
+def _newey_west_se(d: np.ndarray, lags: int) -> float:
+    """Standard error of the mean of `d` with Bartlett-weighted autocovariances up to `lags`."""
+    n, e = len(d), d - d.mean()
+    variance = float(e @ e) / n
+    for k in range(1, lags + 1):
+        variance += 2 * (1 - k / (lags + 1)) * float(e[k:] @ e[:-k]) / n
+    return float(np.sqrt(max(variance, 0.0) / n))
