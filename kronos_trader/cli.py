@@ -88,7 +88,7 @@ def backtest(
                                       **(overrides or {})})
     store = open_store(settings.database.url)
     if settings.data.symbols:
-        from kronos_trader.backtest.portfolio import load_portfolio_candles
+        from kronos_trader.backtest.runner import load_portfolio_candles
 
         candles = load_portfolio_candles(settings, list(settings.data.symbols), store)
         names = (settings.data.symbol, settings.data.timeframe)
