@@ -26,7 +26,7 @@ import pandas as pd
 PINS_PATH = Path(__file__).parent / "data" / "backtest_pins.json"
 BARS = 260
 SYMBOLS = ("AAA/USDT", "BBB/USDT", "CCC/USDT")
-VOLATILE = {"id", "run_id", "created_at", "updated_at", "order_id", "forecast_id"}
+VOLATILE = {"id", "run_id", "created_at", "updated_at", "order_id"}
 
 
 def pin_settings(model_dir: str, db_url: str, **overrides):
