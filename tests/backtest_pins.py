@@ -65,7 +65,7 @@ def fix_forecasts(store) -> None:
     """Replace every stored forecast by integer-seeded paths (see the module's docstring)."""
     from sqlalchemy import select, update
 
-    from kronos_trader.forecasting.service import WindowForecast
+    from kronos_trader.forecasting.values import WindowForecast
     from kronos_trader.store import Forecast
 
     with store.session() as s:
