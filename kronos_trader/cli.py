@@ -88,7 +88,7 @@ def backtest(
                                       **(overrides or {})})
     store = open_store(settings.database.url)
     if settings.data.symbols:
-        from kronos_trader.backtest.portfolio import load_portfolio_candles
+        from kronos_trader.backtest.runner import load_portfolio_candles
 
         candles = load_portfolio_candles(settings, list(settings.data.symbols), store)
         names = (settings.data.symbol, settings.data.timeframe)
@@ -142,7 +142,7 @@ def lookahead_check(
                                       "finetune.refit_every": refit_every, "finetune.train_bars": train_bars,
                                       "data.symbols": symbols})
     if settings.data.symbols:
-        from kronos_trader.backtest.portfolio import load_portfolio_candles
+        from kronos_trader.backtest.runner import load_portfolio_candles
 
         panel = {s: c.iloc[:bars] for s, c in load_portfolio_candles(settings, list(settings.data.symbols),
                                                                      None).items()}

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from kronos_trader.backtest.compat import bt
+from kronos_trader.backtest.engine import FractionalCommission
 from kronos_trader.backtest.indicator import KronosIndicator
 from kronos_trader.backtest.lookahead import check_lookahead
 from kronos_trader.backtest.report import write_report
-from kronos_trader.backtest.runner import FractionalCommission, run_backtest
+from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.backtest.services import service_for
 from kronos_trader.backtest.strategy import ForecastSizer, PolicyStrategy, frame_feed
 from kronos_trader.data import save_candles
@@ -254,6 +255,52 @@ def test_policy_strategy_in_existing_cerebro(fast_settings, sample_candles):
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="dd")
     strat = cerebro.run()[0]
     assert strat.journal.signals and strat.analyzers.dd.get_analysis()["max"]["drawdown"] >= 0
+
+
+@pytest.mark.parametrize("symbols", [1, 3])
+def test_backtest_forecasts_each_window_once(fast_settings, sample_candles, monkeypatch, symbols):
+    """The batched pass's forecasts are handed to the indicators: each decision window is
+    requested from the service and hashed once, not again through the feed's frame."""
+    from kronos_trader.forecasting import service as service_module
+    from kronos_trader.forecasting.service import ForecastService
+
+    service = ForecastService.from_settings(fast_settings, None, progress=False)
+    requested, hashed = [], []
+    forecast_many, frame_hash = service.forecast_many, service_module.frame_hash
+    monkeypatch.setattr(service, "forecast_many", lambda requests: requested.append(len(requests))
+                        or forecast_many(requests))
+    monkeypatch.setattr(service_module, "frame_hash", lambda *args: hashed.append(1) or frame_hash(*args))
+    candles = sample_candles.iloc[:90]
+    panel = {f"S{i}/USDT": candles.iloc[i:] for i in range(symbols)}
+    result = run_backtest(fast_settings, panel if symbols > 1 else candles, "S0/USDT", "1h", None, progress=False,
+                          service=service)
+    windows = [len(c) - 31 for c in panel.values()]
+    assert requested == windows and len(hashed) == sum(windows)
+    assert len(result.journal.signals) == sum(windows)
+
+
+def test_handed_forecasts_are_used_for_their_own_bars_only(fast_settings, sample_candles):
+    """In a user's Cerebro, PolicyStrategy(forecasts=...) hands precomputed forecasts to the
+    indicators; a bar whose data differs from the window they were made from is forecast."""
+    service, _ = _indicator_kw(fast_settings)
+    candles = sample_candles.iloc[:80]
+    precomputed = service.forecast_series(candles, "BTC/USDT", "1h")
+    changed = candles.copy()
+    changed.iloc[60:, :4] *= 1.01  # the same bars up to 59, other prices from 60 on
+    cerebro = _cerebro()
+    cerebro.adddata(frame_feed(changed, "BTC/USDT"))
+    cerebro.addstrategy(PolicyStrategy, policy=Directional(), service=service,
+                        forecasts={"BTC/USDT": precomputed})
+    indicator = next(iter(cerebro.run()[0].kronos.values()))
+    assert indicator.computed + indicator.reused == 80 - 60  # only the changed windows were asked for
+    own = service.forecast_series(changed, "BTC/USDT", "1h")
+    for position in range(31, 80):
+        used = indicator.forecasts[changed.index[position]]
+        if position < 60:
+            assert used is precomputed[position]
+        else:
+            assert used.last_close == changed["close"].iloc[position] and np.array_equal(used.p_up,
+                                                                                         own[position].p_up)
 
 
 def test_lookahead_check_covers_the_skill_gate(fast_settings, sample_candles):

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 from factories import make_candles
 
-from kronos_trader.backtest.portfolio import load_portfolio_candles, symbol_sources
-from kronos_trader.backtest.runner import run_backtest
+from kronos_trader.backtest.runner import load_portfolio_candles, run_backtest, symbol_sources
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide_all
 from kronos_trader.evaluation.skill import score_run
 from kronos_trader.forecasting.values import WindowForecast

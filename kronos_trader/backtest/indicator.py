@@ -15,6 +15,7 @@ so the indicator pickles for Backtrader's `optstrategy` on several processes.
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,7 @@ class KronosIndicator(bt.Indicator):
         self.forecast: WindowForecast | None = None  # latest shown
         self.computed = 0  # windows this indicator had the model compute (the rest came from the store)
         self.reused = 0
+        self._given: dict[pd.Timestamp, WindowForecast] = {}  # handed in by the caller (`use_forecasts`)
         self._history: pd.DataFrame | None = None  # bars read ahead, checked as they are delivered
         self._history_values: np.ndarray | None = None
         self._prepared = False
@@ -116,17 +118,30 @@ class KronosIndicator(bt.Indicator):
         return position >= self.lookback - 1 and (position - (self.lookback - 1)) % self.settings.every == 0
 
     # --- batched forecasts --------------------------------------------------------------------
+    def use_forecasts(self, forecasts: Iterable[WindowForecast]) -> None:
+        """Use forecasts computed before the run (a backtest's batched pass) for the bars they
+        were made at, instead of asking the service for them again. A bar without one, or
+        whose close differs from the forecast's last close, is forecast as usual."""
+        self._given = {f.bar_open: f for f in forecasts}
+
     def _forecast(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
         """Forecasts for windows ending at rows `positions` of `frame`, stored and kept."""
-        if not positions:
-            return {}
-        service = self.service
-        computed, reused = service.computed, service.reused
-        key = f"{self.symbol}|{frame.index[0]}|{frame.index[-1]}|{len(frame)}|{positions[0]}|{len(positions)}"
-        with computing_lock(service, key):
-            found = service.forecast_at(frame, positions, self.symbol, self._timeframe(frame))
-        self.computed += service.computed - computed
-        self.reused += service.reused - reused
+        found = {}
+        if self._given:
+            closes = frame["close"].to_numpy()
+            for p in positions:
+                given = self._given.get(frame.index[p])
+                if given is not None and given.last_close == closes[p]:
+                    found[p] = given
+            positions = [p for p in positions if p not in found]
+        if positions:
+            service = self.service
+            computed, reused = service.computed, service.reused
+            key = f"{self.symbol}|{frame.index[0]}|{frame.index[-1]}|{len(frame)}|{positions[0]}|{len(positions)}"
+            with computing_lock(service, key):
+                found.update(service.forecast_at(frame, positions, self.symbol, self._timeframe(frame)))
+            self.computed += service.computed - computed
+            self.reused += service.reused - reused
         for f in found.values():
             self.forecasts[f.bar_open] = f
         return found

@@ -26,7 +26,8 @@ from kronos_trader.decision import PositionState, load_policy
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
 
-from .runner import BacktestResult, run_backtest
+from .engine import BacktestResult
+from .runner import run_backtest
 
 
 @dataclass

@@ -29,7 +29,7 @@ from kronos_trader.evaluation.skill import BASELINE_LABELS
 
 from .breakdown import print_breakdown, result_breakdown
 from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, format_metric, monthly_returns
-from .runner import BacktestResult
+from .engine import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
         ("sharpe", "Sharpe", "num"), ("period_sharpe", "Period Sharpe", "num"), ("sortino", "Sortino", "num"),

@@ -70,6 +70,7 @@ class PolicyStrategy(bt.Strategy):
         ("take_profit", None),
         ("min_change", 0.02),    # ignore target changes smaller than this fraction of equity
         ("journal", None),       # a Journal to fill (one is created when None)
+        ("forecasts", None),     # forecasts computed before the run, by symbol: {symbol: {position: forecast}}
     ) + tuple((name, default) for name, default in KronosIndicator.params._gettuple() if name in _SHARED)
 
     def __init__(self):
@@ -83,6 +84,8 @@ class PolicyStrategy(bt.Strategy):
         settings = {name: getattr(self.p, name) for name in _SHARED}
         self.kronos = {d: KronosIndicator(d, service=self.p.service, **{**settings, **self.p.indicator})
                        for d in self.datas}
+        for indicator in self.kronos.values():  # handed to the indicators, not requested again
+            indicator.use_forecasts((self.p.forecasts or {}).get(indicator.symbol, {}).values())
         self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
         self._decided: dict = {}
         self._timeframes: dict = {}  # each feed's timeframe label (as the records name it)
