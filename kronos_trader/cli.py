@@ -88,7 +88,7 @@ def backtest(
                                       **(overrides or {})})
     store = open_store(settings.database.url)
     if settings.data.symbols:
-        from kronos_trader.backtest.portfolio import load_portfolio_candles
+        from kronos_trader.backtest.runner import load_portfolio_candles
 
         candles = load_portfolio_candles(settings, list(settings.data.symbols), store)
         names = (settings.data.symbol, settings.data.timeframe)
@@ -130,6 +130,7 @@ def lookahead_check(
     refit_every: Optional[str] = typer.Option(None, help="check walk-forward fine-tuning: refit every N bars or "
                                                          "period"),
     train_bars: Optional[int] = typer.Option(None, help="bars before each refit a fold trains on"),
+    symbols: Optional[str] = typer.Option(None, help="check a portfolio: A=FILE,B=FILE (each cut at the same time)"),
 ) -> None:
     """Prove no look-ahead: perturb the data after a cut and compare everything before it;
     then report how often decisions change with a shorter or longer lookback."""
@@ -138,9 +139,18 @@ def lookahead_check(
     from kronos_trader.config import load_settings
 
     settings = load_settings(config, {"data.path": str(data) if data else None, "model.name": model,
-                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars})
-    candles, _ = load_backtest_candles(settings, None)
-    report = check_lookahead(settings, candles.iloc[:bars], cut, progress=progress)
+                                      "finetune.refit_every": refit_every, "finetune.train_bars": train_bars,
+                                      "data.symbols": symbols})
+    if settings.data.symbols:
+        from kronos_trader.backtest.runner import load_portfolio_candles
+
+        panel = {s: c.iloc[:bars] for s, c in load_portfolio_candles(settings, list(settings.data.symbols),
+                                                                     None).items()}
+        report = check_lookahead(settings, panel, cut, progress=progress)
+        candles = next(iter(panel.values()))
+    else:
+        candles, _ = load_backtest_candles(settings, None)
+        report = check_lookahead(settings, candles.iloc[:bars], cut, progress=progress)
     console.print(report.describe())
     if sensitivity_bars > 0:
         console.print(check_lookback_sensitivity(settings, candles.iloc[:bars], sensitivity_bars,

@@ -41,9 +41,13 @@ class ModelSettings(Section):
 
 
 class ForecastSettings(Section):
+    """How forecasts are made: the one source of their defaults and limits (the config's
+    `forecast:` section, the Backtrader indicator's params and the web workbench's defaults
+    all read them here), checked once, when the settings are built."""
+
     lookback: int = Field(256, ge=8, description="history bars per forecast window")
     horizon: int = Field(24, ge=1, description="bars forecast ahead")
-    sample_count: int = Field(8, ge=1, description="sample paths per forecast")
+    sample_count: int = Field(8, ge=1, le=MAX_SAMPLE_COUNT, description="sample paths per forecast")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
@@ -254,6 +258,9 @@ class FinetuneSettings(Section):
                                                              "best step (early stopping)")
     seed: int = 0
     cache_dir: Path = Field(Path("runs/finetune"), description="fold models, stored once by content hash")
+    keep_models: int | None = Field(
+        None, ge=0, description="keep at most this many fold models in cache_dir beside the running walk-forward's: "
+                                "the least recently used others are deleted; all are kept when absent")
 
 
 class Settings(Section):
@@ -292,8 +299,6 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _context(self) -> "Settings":
-        if self.forecast.sample_count > MAX_SAMPLE_COUNT:  # memory grows with the paths (the web caps it too)
-            raise ValueError(f"forecast.sample_count {self.forecast.sample_count} exceeds {MAX_SAMPLE_COUNT}")
         ctx = self.model.max_context
         if ctx is not None and self.forecast.horizon > ctx:
             raise ValueError(f"forecast.horizon {self.forecast.horizon} exceeds model.max_context {ctx}")
@@ -342,6 +347,15 @@ def parse_settings(raw: dict[str, Any], source: str = "config",
             at = (lines_of or {}).get(tuple(str(p) for p in error["loc"]))
             lines.append(f"line {at}: {line}" if at else line)
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def forecast_settings(values: dict[str, Any], where: str = "forecast") -> ForecastSettings:
+    """ForecastSettings from plain values (the indicator's params, a request's overrides),
+    checked here once: a bad value is a one-line ConfigError naming it (`where.field`)."""
+    try:
+        return ForecastSettings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe({**e, "loc": (where, *e["loc"])}) for e in exc.errors())) from None
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Hashable, Protocol, runtime_checkable
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 
 @dataclass(frozen=True)

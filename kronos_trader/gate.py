@@ -31,7 +31,7 @@ import pandas as pd
 
 from kronos_trader.decision import Decision, Policy, PositionState
 from kronos_trader.evaluation.skill import baseline_crps, forecast_crps, wilson_interval
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 __all__ = ["GateRule", "GateState", "GateVerdict", "SkillLedger", "SkillGate", "transition"]
 

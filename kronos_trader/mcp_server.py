@@ -17,6 +17,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from kronos_trader.config import Settings
+from kronos_trader.text import one_line
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
 MAX_BACKTEST_BARS = 2000
@@ -28,11 +29,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kronos_trader.store import StoreError
 
     return ValueError, CandleDataError, CheckpointError, StoreError, KeyError, FileNotFoundError
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] or type(exc).__name__
 
 
 class Tools:
@@ -154,7 +150,7 @@ def build_server(settings: Settings, port: int = 7071) -> FastMCP:
         try:
             return work(*args, **kwargs)
         except _user_errors() as exc:
-            raise ToolError(_one_line(exc)) from None
+            raise ToolError(one_line(exc)) from None
 
     @server.tool(annotations=READ_ONLY)
     def forecast(symbol: str | None = None, timeframe: str | None = None, source: str | None = None,
@@ -199,6 +195,6 @@ def build_server(settings: Settings, port: int = 7071) -> FastMCP:
         try:
             return json.dumps(tools.paper_status(None), default=str)
         except ValueError as exc:
-            return json.dumps({"note": _one_line(exc)})
+            return json.dumps({"note": one_line(exc)})
 
     return server

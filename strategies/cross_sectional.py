@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kronos_trader.decision import Decision, PositionState
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 
 @dataclass

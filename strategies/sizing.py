@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 Z90 = 1.6448536269514722  # standard normal 95th percentile: the 5-95% band spans 2*Z90 sigma
 

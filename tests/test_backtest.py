@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from kronos_trader.backtest.compat import bt
+from kronos_trader.backtest.engine import FractionalCommission
 from kronos_trader.backtest.indicator import KronosIndicator
 from kronos_trader.backtest.lookahead import check_lookahead
 from kronos_trader.backtest.report import write_report
-from kronos_trader.backtest.runner import FractionalCommission, run_backtest
+from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.backtest.services import service_for
 from kronos_trader.backtest.strategy import ForecastSizer, PolicyStrategy, frame_feed
 from kronos_trader.data import save_candles
@@ -35,8 +36,8 @@ def test_cached_rerun_equals_first_run_and_db_stays_unique(fast_settings, sample
     assert first.forecasts_computed == len(sample_candles) - 31 and first.forecasts_reused == 0
     assert second.forecasts_computed == 0 and second.forecasts_reused == first.forecasts_computed
     assert first.journal.signals == second.journal.signals
-    assert [(o["bar_time"], o["side"], o["amount"]) for o in first.journal.orders] == \
-           [(o["bar_time"], o["side"], o["amount"]) for o in second.journal.orders]
+    assert [(o.bar_time, o.side, o.amount) for o in first.journal.orders] == \
+           [(o.bar_time, o.side, o.amount) for o in second.journal.orders]
     pd.testing.assert_frame_equal(first.equity, second.equity)
     with store.session(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(Forecast)) == first.forecasts_computed
@@ -69,9 +70,9 @@ def test_signals_follow_thresholds(fast_settings, sample_candles):
     forecasts = {f.window_end: f for f in result.forecasts.values()}
     assert result.journal.signals
     for signal in result.journal.signals:
-        p_up = forecasts[signal["bar_time"]].prob_up()
-        target = signal["target_position"]
-        if "stop-loss" in signal["reason"] or "take-profit" in signal["reason"]:
+        p_up = forecasts[signal.bar_time].prob_up()
+        target = signal.target_position
+        if "stop-loss" in signal.reason or "take-profit" in signal.reason:
             assert target == 0
         elif p_up > 0.5:
             assert target == pytest.approx(0.95)
@@ -80,14 +81,14 @@ def test_signals_follow_thresholds(fast_settings, sample_candles):
         else:
             assert target == 0
     # orders only where the target changed, on the bar the decision was made
-    targets = [s["target_position"] for s in result.journal.signals]
+    targets = [s.target_position for s in result.journal.signals]
     changes = sum(1 for a, b in zip([0.0] + targets, targets) if a != b)
     assert 0 < len(result.journal.orders) <= changes + 1
 
 
 def test_directional_policy_thresholds():
     from kronos_trader.decision import PositionState, RiskLimits, decide
-    from kronos_trader.forecasting.service import WindowForecast
+    from kronos_trader.forecasting.values import WindowForecast
 
     def forecast(p_up: float, ret: float = 0.01) -> WindowForecast:
         mean = np.full((4, 6), 100.0 * (1 + ret))
@@ -256,13 +257,59 @@ def test_policy_strategy_in_existing_cerebro(fast_settings, sample_candles):
     assert strat.journal.signals and strat.analyzers.dd.get_analysis()["max"]["drawdown"] >= 0
 
 
+@pytest.mark.parametrize("symbols", [1, 3])
+def test_backtest_forecasts_each_window_once(fast_settings, sample_candles, monkeypatch, symbols):
+    """The batched pass's forecasts are handed to the indicators: each decision window is
+    requested from the service and hashed once, not again through the feed's frame."""
+    from kronos_trader.forecasting import service as service_module
+    from kronos_trader.forecasting.service import ForecastService
+
+    service = ForecastService.from_settings(fast_settings, None, progress=False)
+    requested, hashed = [], []
+    forecast_many, frame_hash = service.forecast_many, service_module.frame_hash
+    monkeypatch.setattr(service, "forecast_many", lambda requests: requested.append(len(requests))
+                        or forecast_many(requests))
+    monkeypatch.setattr(service_module, "frame_hash", lambda *args: hashed.append(1) or frame_hash(*args))
+    candles = sample_candles.iloc[:90]
+    panel = {f"S{i}/USDT": candles.iloc[i:] for i in range(symbols)}
+    result = run_backtest(fast_settings, panel if symbols > 1 else candles, "S0/USDT", "1h", None, progress=False,
+                          service=service)
+    windows = [len(c) - 31 for c in panel.values()]
+    assert requested == windows and len(hashed) == sum(windows)
+    assert len(result.journal.signals) == sum(windows)
+
+
+def test_handed_forecasts_are_used_for_their_own_bars_only(fast_settings, sample_candles):
+    """In a user's Cerebro, PolicyStrategy(forecasts=...) hands precomputed forecasts to the
+    indicators; a bar whose data differs from the window they were made from is forecast."""
+    service, _ = _indicator_kw(fast_settings)
+    candles = sample_candles.iloc[:80]
+    precomputed = service.forecast_series(candles, "BTC/USDT", "1h")
+    changed = candles.copy()
+    changed.iloc[60:, :4] *= 1.01  # the same bars up to 59, other prices from 60 on
+    cerebro = _cerebro()
+    cerebro.adddata(frame_feed(changed, "BTC/USDT"))
+    cerebro.addstrategy(PolicyStrategy, policy=Directional(), service=service,
+                        forecasts={"BTC/USDT": precomputed})
+    indicator = next(iter(cerebro.run()[0].kronos.values()))
+    assert indicator.computed + indicator.reused == 80 - 60  # only the changed windows were asked for
+    own = service.forecast_series(changed, "BTC/USDT", "1h")
+    for position in range(31, 80):
+        used = indicator.forecasts[changed.index[position]]
+        if position < 60:
+            assert used is precomputed[position]
+        else:
+            assert used.last_close == changed["close"].iloc[position] and np.array_equal(used.p_up,
+                                                                                         own[position].p_up)
+
+
 def test_lookahead_check_covers_the_skill_gate(fast_settings, sample_candles):
     settings = fast_settings.model_copy(deep=True)
     settings.strategy.gate = {"rule": "crps_skill", "window": 10}
     report = check_lookahead(settings, sample_candles.iloc[:160], 0.6)
     assert report.passed, report.describe()
     base = run_backtest(settings, sample_candles.iloc[:160], "BTC/USDT", "1h", None, progress=False)
-    reasons = [s["reason"] for s in base.journal.signals]
+    reasons = [s.reason for s in base.journal.signals]
     assert reasons[0].startswith("gate warming up") and any(r.startswith("gate ") and "warming" not in r
                                                             for r in reasons)
 

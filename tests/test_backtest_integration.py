@@ -207,10 +207,10 @@ def test_daily_and_resampled_weekly_feeds_each_get_their_forecasts(tiny_model_di
     # the daily feed trades from its own 16th bar, not after 16 weeks
     first_signal = {}
     for signal in strategy.journal.signals:
-        first_signal.setdefault(signal["symbol"], signal["bar_time"])
+        first_signal.setdefault(signal.symbol, signal.bar_time)
     assert first_signal["D"] == daily.index[15] + pd.Timedelta("1D")
     assert first_signal["W"] > daily.index[15 * 7]
-    assert sum(s["symbol"] == "D" for s in strategy.journal.signals) == len(daily) - 15
+    assert sum(s.symbol == "D" for s in strategy.journal.signals) == len(daily) - 15
 
 
 def test_feeds_without_common_dates_fail_fast(tiny_model_dir, daily):
@@ -245,19 +245,19 @@ def test_policy_strategy_honours_the_users_sizer(tiny_model_dir, daily):
                                                                allow_short=True), service=service)
         runs[sizer] = cerebro.run()[0]
     sized = runs[0.25]
-    entries = [o for o in sized.journal.orders if o["reason"] and not o["reason"].startswith("flat")]
+    entries = [o for o in sized.journal.orders if o.reason and not o.reason.startswith("flat")]
     assert entries and sized.journal.trades
     position = 0.0
     for order in sized.journal.orders:  # every order is an entry of 0.25 or closes the whole position
-        signed = order["amount"] if order["side"] == "buy" else -order["amount"]
-        assert signed == pytest.approx(0.25 if order["side"] == "buy" else -0.25) or \
+        signed = order.amount if order.side == "buy" else -order.amount
+        assert signed == pytest.approx(0.25 if order.side == "buy" else -0.25) or \
             position + signed == pytest.approx(0.0), (position, order)
         position += signed
     assert all(abs(t["size"]) == pytest.approx(0.25) for t in sized.journal.trades)
     # without a sizer the policy's own sizing (95% of equity) decides the units
     first = runs[None].journal.orders[0]
-    close = daily["close"].loc[first["bar_time"] - pd.Timedelta("1D")]
-    assert first["amount"] == pytest.approx(0.95 * 10_000 / close, rel=1e-6)
+    close = daily["close"].loc[first.bar_time - pd.Timedelta("1D")]
+    assert first.amount == pytest.approx(0.95 * 10_000 / close, rel=1e-6)
 
 
 # --- P(up) resolution -------------------------------------------------------------------------

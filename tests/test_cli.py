@@ -58,6 +58,18 @@ def test_lookahead_command(tmp_path, tiny_model_dir, sample_candles):
     assert "PASSED" in result.output
 
 
+def test_lookahead_command_checks_a_portfolio(tmp_path, tiny_model_dir, sample_candles):
+    a = save_candles(sample_candles.iloc[:120], tmp_path / "a.csv")
+    from factories import make_candles
+
+    b = save_candles(make_candles(120, seed=5, start=str(sample_candles.index[0].tz_localize(None))), tmp_path / "b.csv")
+    result = runner.invoke(app, ["lookahead-check", "-c", _config(tmp_path, tiny_model_dir), "--symbols",
+                                 f"A/USDT={a},B/USDT={b}", "--bars", "120", "--sensitivity-bars", "0",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output
+
+
 def test_bad_config_field(tmp_path, tiny_model_dir):
     config = _config(tmp_path, tiny_model_dir, forecast={"bogus": 1, "horizon": 0})
     result = runner.invoke(app, ["backtest", "-c", config])

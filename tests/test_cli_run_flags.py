@@ -73,15 +73,24 @@ def test_version_and_short_help():
     assert sub.exit_code == 0 and "--timerange" in sub.output and "--fee" in sub.output
 
 
-def test_warnings_print_as_one_line():
-    """A policy warning printed the Python source line under it ('  warnings.warn(...)')."""
+def test_warnings_print_as_one_line(capsys):
+    """A policy warning printed the Python source line under it ('  warnings.warn(...)'). Every
+    command shows warnings one way (commands.common.one_line_warnings), `train` and `web` too,
+    and importing the CLI leaves Python's own warning format alone (it replaced it for the
+    whole process)."""
     import warnings
 
-    import kronos_trader.cli  # noqa: F401 - the CLI installs the format
+    import kronos_trader.cli  # noqa: F401
+    from kronos_trader.commands.train import _run
 
-    text = warnings.formatwarning("Directional: long_threshold 0.6 falls between 0.5 and 0.625", UserWarning,
-                                  "/x/strategy.py", 78, "    warnings.warn(...)")
-    assert text == "warning: Directional: long_threshold 0.6 falls between 0.5 and 0.625\n"
+    assert warnings.formatwarning.__module__ == "warnings"
+
+    def action() -> None:
+        for _ in range(2):
+            warnings.warn("Directional: long_threshold 0.6 falls between 0.5 and 0.625", UserWarning)
+
+    _run(action)
+    assert capsys.readouterr().err == "warning: Directional: long_threshold 0.6 falls between 0.5 and 0.625\n"
 
 
 def test_show_config_takes_the_backtest_flags(tmp_path, tiny_model_dir):

@@ -11,7 +11,7 @@ from kronos_trader.config import ConfigError, load_settings
     ("costs: {fee: 0.001}\n", "line 1: costs.fee: unknown field (allowed: commission, slippage)"),
     ("strategy:\n  gate: {rule: hit_rate, windw: 50}\n", "strategy.gate.windw: unknown field (allowed: rule"),
     ("data: {start: 2024-02-01, end: 2024-01-01}\n", "data.start 2024-02-01 is after data.end 2024-01-01"),
-    ("forecast: {sample_count: 1000000}\n", "forecast.sample_count 1000000 exceeds 256"),
+    ("forecast: {sample_count: 1000000}\n", "line 1: forecast.sample_count: Input should be less than or equal to 256"),
     ("paper:\n  pairs: []\n", "line 2: paper.pairs: list at least one pair"),
     ("data:\n  end: 2300-01-01\n", "line 2: data.end: must lie between 1677-09-21 and 2262-04-11"),
     ("data:\n  symbol: ETH/USDT\n  timeframe: 1h\n  symbol: BTC/USDT\n",

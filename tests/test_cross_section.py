@@ -9,7 +9,7 @@ import pytest
 
 from factories import make_candles
 from kronos_trader.evaluation.cross_section import cross_sectional_ic, summarise_ic
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 
 def _forecast(index, position, last, predicted_return, horizon=2):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.commands.forecast import fan_figure
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 
 def _fx_window(n=200):

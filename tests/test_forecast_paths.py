@@ -10,7 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from kronos_trader.data import generate_market, save_candles
-from kronos_trader.forecasting.service import ForecastService, WindowRequest
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowRequest
 
 LOOKBACK, HORIZON, SAMPLES = 128, 6, 4  # 128 hours: the window has seen a weekend
 
@@ -216,7 +217,7 @@ def test_flat_series_gets_the_neutral_forecast_and_no_trades(setup):
 
 
 def test_ties_do_not_read_as_up():
-    from kronos_trader.forecasting.service import prob_up
+    from kronos_trader.forecasting.values import prob_up
 
     paths = np.array([[1.0, 1.0], [1.0, 2.0], [1.0, 0.5], [1.0, 1.0]])
     np.testing.assert_allclose(prob_up(paths, 1.0), [0.5, 0.5])
@@ -235,5 +236,5 @@ def test_data_file_is_labelled_by_its_name_never_btc(setup):
     assert backtest_names(with_file, candles, "EUR/USD") == ("EUR/USD", "1h")
     result = run_backtest(with_file, candles, *backtest_names(with_file, candles), None, progress=False)
     assert default_report_dir(tmp_path, result).name.startswith("prices-1h")
-    assert result.journal.signals and {s["symbol"] for s in result.journal.signals} == {"prices"}
+    assert result.journal.signals and {s.symbol for s in result.journal.signals} == {"prices"}
     assert result.trades.empty or set(result.trades["symbol"]) == {"prices"}  # trades.csv

@@ -21,7 +21,7 @@ pytest.importorskip("freqtrade")
 from fake_exchange.candles import make_candles  # noqa: E402
 from fake_exchange.server import FakeBinance  # noqa: E402
 from freqtrade_setup import FREQTRADE, freqtrade, make_user_dir, write_candles  # noqa: E402
-from kronos_trader.forecasting.service import WindowForecast  # noqa: E402
+from kronos_trader.forecasting.values import WindowForecast  # noqa: E402
 from kronos_trader.freqtrade import CALIBRATED, COLUMNS, GATE_COLUMN, KronosColumns, KronosFreqtradeError  # noqa: E402
 from kronos_trader.store import open_store  # noqa: E402
 

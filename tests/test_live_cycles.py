@@ -2,7 +2,10 @@
 Binance-protocol server with the real ccxt client: a clock ahead of the klines (no decision
 on a forming candle), "not found" answers, orders that never reached the exchange, skipped
 decisions (warned, retried within the candle, a non-zero exit for `paper --once`), history
-on a market with gaps, and the smaller points (one-line errors)."""
+on a market with gaps, and the smaller points (one-line errors); and the settle step's
+waste (issue 21): an order of a pair no longer configured is looked up once per settle, the
+candles are read by the paper broker only, the start-up balance check runs once, and only
+the exchange broker keeps lost orders."""
 from __future__ import annotations
 
 import os
@@ -19,7 +22,9 @@ from fake_exchange.helpers import FAKE_API_KEY, FAKE_API_SECRET, fast_client
 from kronos_trader.exchange import ExchangeConfigError
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
-from kronos_trader.live import LiveRunner, audit_run
+from kronos_trader.live import LiveRunner, audit, audit_run
+from kronos_trader.live.broker import Broker
+from kronos_trader.records import OrderRecord, SignalRecord
 from kronos_trader.store import open_store
 from test_live_support import (
     module_env,
@@ -269,3 +274,106 @@ def test_too_little_history_is_reported_without_pointless_retries(env, server):
     (report,) = runner.run_cycle(now=env["candles"].index[5] + pd.Timedelta(minutes=1, seconds=2))
     assert report.decisions == 0 and report.attempts == 1 and report.final == 1
     assert "6 candles up to" in report.undecided[0] and "< lookback 16" in report.undecided[0]
+
+# ---------------------------------------------------------------------- settle waste (issue 21)
+#: two books of one pair (the fake exchange lists one market): settled together by `_settle`
+TWO_BOOKS = {"pairs": [{"symbol": "BTC/USDT", "timeframe": "1m"}, {"symbol": "BTC/USDT", "timeframe": "3m"}]}
+
+
+class Reads(dict):
+    """Candle frames by book that note which books were read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: list = []
+
+    def get(self, key, default=None):
+        self.read.append(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.append(key)
+        return super().__getitem__(key)
+
+
+def lookups(server, client_order_id: str) -> list:
+    return [r for r in server.requests_to(ORDER, "GET") if r.params.get("origClientOrderId") == client_order_id]
+
+
+def test_an_order_of_a_pair_no_longer_configured_is_looked_up_once_per_settle(env, server):
+    runner, store = runner_for(env, "orphan", live=True, paper=TWO_BOOKS, not_found_grace=pd.Timedelta(hours=1))
+    try:
+        # an order of a book the config no longer lists (BTC/USDT 5m), sent and not settled
+        bar = pd.Timestamp(env["times"][0]).floor("min")
+        cid = f"kt{runner.run_id[:8]}-BTCUSDT-orphan-b"
+        store.record_decisions(runner.run_id, [SignalRecord("BTC/USDT", "5m", bar, 0.5, "earlier config")],
+                               [OrderRecord(cid, "BTC/USDT", "5m", bar, "buy", 0.001, "new", "earlier config")])
+        store.update_order_status(cid, "sent")
+        runner.broker.load()
+        assert runner.broker.pending[cid].book not in runner.books and len(runner.books) == 2
+        server.clear_requests()
+        runner._settle(list(runner.books.values()), {}, bar)
+        assert len(lookups(server, cid)) == 1  # was once per configured book
+        assert runner.broker.pending[cid].status == "unknown"  # not found: asked again at the next settle
+        runner._settle(list(runner.books.values()), {}, bar)
+        assert len(lookups(server, cid)) == 2
+    finally:
+        runner.close()
+
+
+def test_the_exchange_broker_never_reads_the_candles(env, server):
+    runner, _ = runner_for(env, "frames-live", live=True, paper=TWO_BOOKS)
+    try:
+        frames = Reads({book: env["candles"] for book in runner.books})
+        runner._settle(list(runner.books.values()), frames, env["candles"].index[-1])
+        assert frames.read == []  # the runner sliced one frame per book for it
+    finally:
+        runner.close()
+
+
+def test_the_paper_broker_reads_the_candles_of_books_with_an_order_only(env, server):
+    runner, store = runner_for(env, "frames-paper")
+    try:
+        runner.run_cycle(now=env["times"][0])
+        (book,) = runner.books
+        (order,) = runner.broker.pending.values()
+        frames = Reads({book: env["candles"]})
+        assert runner._settle(list(runner.books.values()), frames, order.bar_time) == 1
+        assert frames.read == [book]
+        frames.read.clear()
+        assert runner._settle(list(runner.books.values()), frames, order.bar_time) == 0
+        assert frames.read == []  # nothing pending: nothing to fill
+        assert store.load_orders(runner.run_id)["status"].tolist() == ["filled"]
+    finally:
+        runner.close()
+
+
+def test_the_start_up_balance_check_runs_once(env, server, monkeypatch):
+    first, store = runner_for(env, "balances-once", live=True)
+    first.run_cycle(now=env["times"][0])
+    first.close()
+    assert store.load_fills(first.run_id).shape[0] == 1
+    server.balances["USDT"][0] += 100.0  # a deposit the run's records do not explain
+    real, checks = audit.balance_gaps, []
+
+    def counted(store_, run_id):
+        checks.append(run_id)
+        return real(store_, run_id)
+
+    monkeypatch.setattr(audit, "balance_gaps", counted)
+    runner, store = runner_for(env, "balances-once", live=True, db=str(store.url))
+    try:
+        assert checks == [runner.run_id]  # was twice: when the broker opened and after the orders settled
+        gaps = [m for m in events(store) if m.startswith("balance reconciliation: USDT")]
+        assert len(gaps) == 1, gaps
+    finally:
+        runner.close()
+
+
+def test_only_the_exchange_broker_keeps_lost_orders(env, server):
+    assert "lost" not in getattr(Broker, "__annotations__", {})
+    runner, _ = runner_for(env, "lost-paper")
+    try:
+        assert not hasattr(runner.broker, "lost") and runner.broker.take_lost() == []
+    finally:
+        runner.close()

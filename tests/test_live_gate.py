@@ -82,7 +82,7 @@ def replay(tiny_model_dir, tmp_path_factory, webhook):
 
 
 def test_gate_opens_and_closes_at_the_same_bars_as_the_backtest(replay):
-    bt = [(pd.Timestamp(s["bar_time"]), s["target_position"], s["reason"]) for s in replay["bt"].journal.signals]
+    bt = [(pd.Timestamp(s.bar_time), s.target_position, s.reason) for s in replay["bt"].journal.signals]
     live = replay["store"].load_signals(RUN_ID)
     got = [(pd.Timestamp(t), x, d["reason"]) for t, x, d in zip(live["bar_time"], live["target_position"],
                                                                  live["details"])]

@@ -62,7 +62,7 @@ def test_forecasts_do_not_depend_on_the_batch(replay):
 
 
 def test_signals_match_the_backtest(replay):
-    bt_signals = [(pd.Timestamp(s["bar_time"]), s["target_position"], s["reason"]) for s in replay["bt"].journal.signals]
+    bt_signals = [(pd.Timestamp(s.bar_time), s.target_position, s.reason) for s in replay["bt"].journal.signals]
     live = replay["store"].load_signals(RUN_ID)
     live_signals = [(pd.Timestamp(t), x, d["reason"]) for t, x, d in
                     zip(live["bar_time"], live["target_position"], live["details"])]
@@ -80,10 +80,10 @@ def test_orders_match_the_backtest(replay):
     # an order decided at the last bar is still pending: it fills at the next, unseen bar
     assert set(live[live["status"] == "sent"]["bar_time"]) <= {live["bar_time"].max()}
     done = live[live["status"] != "sent"]
-    assert [(pd.Timestamp(o["bar_time"]), o["side"], o["status"]) for o in bt_orders] == \
+    assert [(pd.Timestamp(o.bar_time), o.side, o.status) for o in bt_orders] == \
         [(pd.Timestamp(t), side, status) for t, side, status in zip(done["bar_time"], done["side"], done["status"])]
     for o, amount in zip(bt_orders, done["amount"]):
-        assert abs(o["amount"] - amount) <= 2 * step, (o, amount)  # live amounts are truncated to the step
+        assert abs(o.amount - amount) <= 2 * step, (o, amount)  # live amounts are truncated to the step
         assert amount == round(amount, 5)
 
 
@@ -127,14 +127,14 @@ def test_parity_with_a_forecast_every_third_bar(tiny_model_dir, tmp_path):
             server.set_now(now)
             runner.run_cycle()
         live = store.load_signals(RUN_ID)
-        bt_signals = [(pd.Timestamp(s["bar_time"]), s["target_position"], s["reason"]) for s in bt.journal.signals]
+        bt_signals = [(pd.Timestamp(s.bar_time), s.target_position, s.reason) for s in bt.journal.signals]
         live_signals = [(pd.Timestamp(t), x, d["reason"]) for t, x, d in
                         zip(live["bar_time"], live["target_position"], live["details"])]
         assert len(live_signals) == len(range(0, len(candles) - LOOKBACK + 1, 3))  # every third bar
         assert live_signals == bt_signals
         orders = store.load_orders(RUN_ID).sort_values("bar_time")
         done = orders[orders["status"] != "sent"]
-        assert [(pd.Timestamp(o["bar_time"]), o["side"], o["status"]) for o in bt.journal.orders] == \
+        assert [(pd.Timestamp(o.bar_time), o.side, o.status) for o in bt.journal.orders] == \
             [(pd.Timestamp(t), s, st) for t, s, st in zip(done["bar_time"], done["side"], done["status"])]
         assert len(done) >= 2
         assert audit_run(store, RUN_ID) == []

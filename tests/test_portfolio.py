@@ -6,11 +6,10 @@ import pandas as pd
 import pytest
 from factories import make_candles
 
-from kronos_trader.backtest.portfolio import load_portfolio_candles, symbol_sources
-from kronos_trader.backtest.runner import run_backtest
+from kronos_trader.backtest.runner import load_portfolio_candles, run_backtest, symbol_sources
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide_all
 from kronos_trader.evaluation.skill import score_run
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.store import open_store
 from strategies.cross_sectional import TopK
 
@@ -96,7 +95,7 @@ def test_topk_portfolio_backtest_shares_cash_and_persists(fast_settings, tmp_pat
     assert result.skill is not None and result.skill.windows > 0
     assert result.skill.to_dict() == score_run(result.forecasts.values(), panel[first]).to_dict()
     assert result.equity["position_value"].max() <= result.equity["equity"].max()
-    traded = {o["symbol"] for o in result.journal.orders}
+    traded = {o.symbol for o in result.journal.orders}
     assert len(traded) >= 2
     run = store.get_run(result.run_id)
     assert run.status == "finished" and run.summary["symbol"] == result.symbol

@@ -43,6 +43,31 @@ def test_recalibration_never_uses_an_outcome_not_yet_known():
     assert not np.array_equal(a[306:], b[306:])
 
 
+@pytest.mark.parametrize("kind", ["isotonic", "logistic"])
+@pytest.mark.parametrize("span", [None, 60.0])
+def test_recalibrating_chosen_rows_gives_their_values_of_a_full_pass_with_fewer_fits(kind, span, monkeypatch):
+    """A live call needs its newest forecast recalibrated, not each of its history's: `rows`
+    fits only the maps those rows use, and gives them the values of the full pass."""
+    from kronos_trader.forecasting import pup_calibration
+
+    p, up, _ = overconfident(300, seed=4)
+    made = np.arange(300.0)
+    p_up, ups = np.stack([p, p[::-1]], axis=1), np.stack([up, up[::-1]], axis=1)
+    known = made[:, None] + np.array([1.0, 3.0])
+    fits = []
+    real_fit = pup_calibration.fit_p_up_map
+    monkeypatch.setattr(pup_calibration, "fit_p_up_map", lambda *a: fits.append(1) or real_fit(*a))
+    full = rolling_recalibrate(made, p_up, ups, known, kind, min_history=20, span=span)
+    full_fits = len(fits)
+    rows = [120, 250, 299]
+    fits.clear()
+    part = rolling_recalibrate(made, p_up, ups, known, kind, min_history=20, span=span, rows=rows)
+    np.testing.assert_array_equal(part[rows], full[rows])
+    others = np.setdiff1d(np.arange(300), rows)
+    np.testing.assert_array_equal(part[others], p_up[others])
+    assert len(fits) <= 2 * len(rows) < full_fits  # at most a map per row and step
+
+
 def test_maps_are_monotone_and_bad_kind_is_refused():
     p, up, _ = overconfident(500, seed=2)
     grid = np.linspace(0, 1, 101)

@@ -8,7 +8,7 @@ import pytest
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, load_policy, series_policy
 from kronos_trader.evaluation.skill import (rank_correlation, resolve_forecasts, score_forecasts, score_run,
                                            wilson_interval)
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.gate import GateRule, GateState, SkillGate, transition
 
 H = 6

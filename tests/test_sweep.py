@@ -489,3 +489,38 @@ def test_a_trial_lost_to_the_executor_is_run_again_not_scored(fast_settings, dat
         assert len(lost) == 1 and lost[0].state == TrialState.FAIL and is_interrupted(lost[0])
         assert summary.failed == 0 and len(_points(summary.study)) == (4 if sampler == "grid" else 2)
         assert tuple(sorted(lost[0].params.items())) in _points(summary.study)  # its point ran after all
+
+
+class FirstDecisionWarns:
+    """Test policy: flat, and a warning naming the first bar it decides (one per backtest)."""
+
+    def __init__(self):
+        self.warned = False
+
+    def decide(self, forecast, position):
+        import warnings
+
+        from kronos_trader.decision import Decision
+
+        if not self.warned:
+            self.warned = True
+            warnings.warn(f"first decision at {forecast.window_end}", UserWarning, stacklevel=1)
+        return Decision(0.0, "flat")
+
+
+def test_a_walk_forward_trial_keeps_the_warnings_of_both_spans(fast_settings, data):
+    """The in-sample span's warnings were overwritten by the out-of-sample span's."""
+    from kronos_trader.forecasting.service import ForecastService
+    from kronos_trader.sweep.trial import TrialJob, run_trial
+
+    raw = fast_settings.model_dump(mode="json")
+    raw["strategy"] = {"name": "test_sweep:FirstDecisionWarns", "params": {}}
+    settings = parse_settings(raw)
+    split = 120
+    job = TrialJob(raw, SweepData(data.panel, data.timeframe, split))
+    outcome = run_trial(job, {}, ForecastService.from_settings(settings, None, False))
+    assert outcome.error is None, outcome.error
+    candles = data.panel["BTC/USDT"]
+    interval = candles.index[1] - candles.index[0]
+    firsts = {f"first decision at {candles.index[p] + interval}" for p in (31, split)}
+    assert firsts <= set(outcome.attrs["warnings"]), outcome.attrs["warnings"]

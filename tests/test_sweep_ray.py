@@ -126,3 +126,28 @@ def test_a_trial_whose_worker_is_killed_is_retried_not_scored(ray_head, fast_set
     assert summary.failed == 0 and not [t for t in trials if t.user_attrs.get("error")]
     assert sorted(t.params["strategy.params.long_threshold"] for t in trials if t.state == TrialState.COMPLETE) \
         == [0.4, 0.6, 0.8, 1.0]
+
+
+def test_fine_tuned_sweep_on_ray_trains_each_fold_once_and_trials_trade_on_them(ray_head, fast_settings,
+                                                                                 sample_candles, tmp_path):
+    """--refit-every on the Ray executor: the driver trains every fold model once before
+    dispatch; the shard actors forecast each window with its fold's stored model and the
+    trials read those forecasts; the same sweep locally scores the same (nothing recomputed)."""
+    raw = fast_settings.model_dump(mode="json")
+    raw["finetune"] = {"refit_every": "100", "train_bars": 120, "epochs": 1, "batch_size": 8, "stride": 8,
+                       "lr": 1e-4, "cache_dir": str(tmp_path / "folds")}
+    raw["sweep"] = {"sampler": "grid", "executor": "ray", "workers": 2,
+                    "params": {"strategy.params.long_threshold": [0.4, 0.6]}}
+    data = SweepData({"BTC/USDT": sample_candles.iloc[:260]}, "1h")
+    summary = run_sweep(parse_settings(raw), data, progress=False)
+    trials = summary.study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2 and summary.failed == 0
+    assert summary.forecasts_computed == 260 - 31
+    folds = sorted((tmp_path / "folds").iterdir())
+    assert len(folds) == 2  # refits at bars 120 and 220, each trained once
+    raw["sweep"] = {**raw["sweep"], "executor": "local", "name": "local-copy"}
+    local = run_sweep(parse_settings(raw), data, progress=False)
+    assert local.forecasts_computed == 0  # the actors stored them under the fold models' ids
+    assert sorted((tmp_path / "folds").iterdir()) == folds
+    by_params = {t.params["strategy.params.long_threshold"]: t.value for t in trials}
+    assert {t.params["strategy.params.long_threshold"]: t.value for t in local.study.trials} == pytest.approx(by_params)

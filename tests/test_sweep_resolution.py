@@ -64,3 +64,18 @@ def test_sweep_prints_no_raw_warnings(fast_settings, sample_candles):
     assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
     assert len(summary.study.get_trials(states=(TrialState.COMPLETE,))) == 3
     assert summary.notes and "3 distinct" in summary.notes[0]
+
+
+def test_trials_drop_the_resolution_warning_by_its_class_not_its_text():
+    """trial_warnings dropped any warning whose text mentioned "neighbouring values of P(up)" (a
+    policy's own warning quoting it was lost) and would keep the resolution warning once its
+    wording changed; it has a class of its own now."""
+    from kronos_trader.forecasting.probability import PUpResolutionWarning
+    from kronos_trader.sweep.trial import trial_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("Directional: long_threshold 0.6 falls between 0.5 and 0.625", PUpResolutionWarning)
+        warnings.warn("MyPolicy: exit at neighbouring values of P(up) is coarse", UserWarning)
+        warnings.warn("a deprecation", DeprecationWarning)
+    assert trial_warnings(caught) == ["MyPolicy: exit at neighbouring values of P(up) is coarse"]

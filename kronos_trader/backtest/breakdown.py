@@ -11,6 +11,8 @@ import math
 
 import pandas as pd
 
+from .metrics import drawdown, format_metric
+
 __all__ = ["breakdown", "drawdown_period", "period_table", "print_breakdown", "PERIODS", "auto_period"]
 
 PERIODS = {"day": "D", "week": "W", "month": "M"}
@@ -22,7 +24,7 @@ def drawdown_period(equity: pd.Series) -> dict:
     length in days from peak to recovery (or to the end)."""
     if len(equity) < 2:
         return {"peak": None, "trough": None, "recovered": None, "depth": 0.0, "days": 0.0}
-    dd = equity / equity.cummax() - 1.0
+    dd = drawdown(equity)
     trough = dd.idxmin()
     peak = equity.loc[:trough].idxmax()
     after = equity.loc[trough:]
@@ -94,11 +96,11 @@ def auto_period(days: float) -> str:
 
 
 def _money(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.2f}"
+    return format_metric(value, "money")
 
 
 def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.2%}"
+    return format_metric(value, "pct")
 
 
 def summary_table(b: dict):

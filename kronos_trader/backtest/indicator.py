@@ -15,21 +15,29 @@ so the indicator pickles for Backtrader's `optstrategy` on several processes.
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from kronos_trader.config import ForecastSettings
+from kronos_trader.config import DataSettings, ForecastSettings, ModelSettings, forecast_settings
 from kronos_trader.data import infer_bar_interval
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 
 from .compat import bt, num2timestamps
 from .history import FIELDS, check_overlap, known_history
 from .services import computing_lock, service_for
 
 log = logging.getLogger(__name__)
+# the forecast settings settable on the indicator (and on PolicyStrategy, swept by optstrategy);
+# their defaults are ForecastSettings' own, and they are checked once, by ForecastSettings
 FORECAST_PARAMS = ("lookback", "horizon", "sample_count", "temperature", "top_k", "top_p", "seed", "every",
                    "p_up")
+
+
+def _default(section, name: str):
+    return section.model_fields[name].default
 
 
 class KronosIndicator(bt.Indicator):
@@ -40,19 +48,11 @@ class KronosIndicator(bt.Indicator):
     lines = ("pred_close", "pred_return", "lower", "upper", "p_up", "p_even")
     params = (
         ("service", None),        # a ForecastService; built from the params below when None
-        ("model", "kronos-nano"),
-        ("device", "auto"),
-        ("precision", "float32"),  # or "bf16" (model.precision)
-        ("calendar", "auto"),     # future bar stamps (data.calendar): auto, 24/7, XNYS, ...
-        ("lookback", 256),
-        ("horizon", 24),
-        ("sample_count", 8),
-        ("temperature", 1.0),
-        ("top_k", 0),
-        ("top_p", 0.9),
-        ("seed", 42),
-        ("every", 1),
-        ("p_up", "empirical"),    # or "kernel": smoothed over the paths' returns
+        ("model", _default(ModelSettings, "name")),
+        ("device", _default(ModelSettings, "device")),
+        ("precision", _default(ModelSettings, "precision")),  # or "bf16" (model.precision)
+        ("calendar", _default(DataSettings, "calendar")),     # future bar stamps: auto, 24/7, XNYS, ...
+        *((name, _default(ForecastSettings, name)) for name in FORECAST_PARAMS),  # lookback .. p_up
         ("db", None),             # SQLAlchemy URL to store/reuse forecasts (shared across processes)
         ("step", None),           # horizon step shown on the lines (default: the last)
         ("lower_q", 0.05),
@@ -70,7 +70,7 @@ class KronosIndicator(bt.Indicator):
     def __init__(self):
         self._service: ForecastService | None = self.p.service
         self.settings: ForecastSettings = self._service.settings if self._service is not None else \
-            ForecastSettings(**{name: getattr(self.p, name) for name in FORECAST_PARAMS})
+            forecast_settings({name: getattr(self.p, name) for name in FORECAST_PARAMS}, type(self).__name__)
         self.lookback = self.settings.lookback
         self.addminperiod(self.lookback + (1 if self.data.replaying else 0))
         self.symbol = self.p.symbol or getattr(self.data, "_name", None) or "data"
@@ -78,6 +78,7 @@ class KronosIndicator(bt.Indicator):
         self.forecast: WindowForecast | None = None  # latest shown
         self.computed = 0  # windows this indicator had the model compute (the rest came from the store)
         self.reused = 0
+        self._given: dict[pd.Timestamp, WindowForecast] = {}  # handed in by the caller (`use_forecasts`)
         self._history: pd.DataFrame | None = None  # bars read ahead, checked as they are delivered
         self._history_values: np.ndarray | None = None
         self._prepared = False
@@ -117,17 +118,30 @@ class KronosIndicator(bt.Indicator):
         return position >= self.lookback - 1 and (position - (self.lookback - 1)) % self.settings.every == 0
 
     # --- batched forecasts --------------------------------------------------------------------
+    def use_forecasts(self, forecasts: Iterable[WindowForecast]) -> None:
+        """Use forecasts computed before the run (a backtest's batched pass) for the bars they
+        were made at, instead of asking the service for them again. A bar without one, or
+        whose close differs from the forecast's last close, is forecast as usual."""
+        self._given = {f.bar_open: f for f in forecasts}
+
     def _forecast(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
         """Forecasts for windows ending at rows `positions` of `frame`, stored and kept."""
-        if not positions:
-            return {}
-        service = self.service
-        computed, reused = service.computed, service.reused
-        key = f"{self.symbol}|{frame.index[0]}|{frame.index[-1]}|{len(frame)}|{positions[0]}|{len(positions)}"
-        with computing_lock(service, key):
-            found = service.forecast_at(frame, positions, self.symbol, self._timeframe(frame))
-        self.computed += service.computed - computed
-        self.reused += service.reused - reused
+        found = {}
+        if self._given:
+            closes = frame["close"].to_numpy()
+            for p in positions:
+                given = self._given.get(frame.index[p])
+                if given is not None and given.last_close == closes[p]:
+                    found[p] = given
+            positions = [p for p in positions if p not in found]
+        if positions:
+            service = self.service
+            computed, reused = service.computed, service.reused
+            key = f"{self.symbol}|{frame.index[0]}|{frame.index[-1]}|{len(frame)}|{positions[0]}|{len(positions)}"
+            with computing_lock(service, key):
+                found.update(service.forecast_at(frame, positions, self.symbol, self._timeframe(frame)))
+            self.computed += service.computed - computed
+            self.reused += service.reused - reused
         for f in found.values():
             self.forecasts[f.bar_open] = f
         return found

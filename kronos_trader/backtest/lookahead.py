@@ -26,7 +26,8 @@ from kronos_trader.decision import PositionState, load_policy
 from kronos_trader.forecasting.models import load_model
 from kronos_trader.forecasting.service import ForecastService
 
-from .runner import BacktestResult, run_backtest
+from .engine import BacktestResult
+from .runner import run_backtest
 
 
 @dataclass
@@ -65,13 +66,19 @@ def perturb_after(candles: pd.DataFrame, cut: int, seed: int = 1) -> pd.DataFram
     return out
 
 
-def _before(result: BacktestResult, cut_close: pd.Timestamp):
-    forecasts = {f.window_end: (f.mean.round(10).tolist(), f.p_up.tolist()) for f in result.forecasts.values()
+def _forecasts(result: BacktestResult) -> dict:
+    """Every symbol's forecasts by (symbol, window end)."""
+    by_symbol = result.symbol_forecasts or {result.symbol: result.forecasts}
+    return {(symbol, f.window_end): f for symbol, forecasts in by_symbol.items() for f in forecasts.values()}
+
+
+def _before(result: BacktestResult, cut_close: pd.Timestamp, forecasts: dict):
+    forecasts = {k: (f.mean.round(10).tolist(), f.p_up.tolist()) for k, f in forecasts.items()
                  if f.window_end <= cut_close}
-    signals = [(s["bar_time"], round(s["target_position"], 12), s["reason"]) for s in result.journal.signals
-               if s["bar_time"] <= cut_close]
-    orders = [(o["bar_time"], o["side"], round(o["amount"], 9)) for o in result.journal.orders
-              if o["bar_time"] is not None and o["bar_time"] <= cut_close]
+    signals = [(s.symbol, s.bar_time, round(s.target_position, 12), s.reason)
+               for s in result.journal.signals if s.bar_time <= cut_close]
+    orders = [(o.symbol, o.bar_time, o.side, round(o.amount, 9)) for o in result.journal.orders
+              if o.bar_time is not None and o.bar_time <= cut_close]
     return {"forecasts": forecasts, "signals": signals, "orders": orders}
 
 
@@ -94,25 +101,41 @@ def _stage(show: bool, text: str) -> None:
         Console(stderr=True).print(f"[bold]{text}[/bold]", highlight=False)
 
 
-def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: float = 0.6,
+def _perturb_panel(panel: dict[str, pd.DataFrame], cut_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Each symbol's bars after `cut_time` perturbed (each with its own random factors)."""
+    out = {}
+    for k, (symbol, frame) in enumerate(panel.items()):
+        cut = int(frame.index.searchsorted(cut_time, side="right")) - 1
+        out[symbol] = perturb_after(frame, cut, seed=1 + k) if cut < len(frame) - 1 else frame
+    return out
+
+
+def check_lookahead(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], cut_fraction: float = 0.6,
                     progress: bool = False) -> LookaheadReport:
+    """`candles` is one series, or a portfolio's by symbol (cut at the same time in each)."""
     if not 0 < cut_fraction < 1:
         raise ValueError(f"cut must be between 0 and 1, got {cut_fraction}")
-    cut = int(len(candles) * cut_fraction)
-    if cut <= settings.forecast.lookback or cut >= len(candles) - 1:
+    panel = candles if isinstance(candles, dict) else None
+    clock = next(iter(panel.values())).index if panel else candles.index
+    cut = int(len(clock) * cut_fraction)
+    if cut <= settings.forecast.lookback or cut >= len(clock) - 1:
         raise ValueError(f"cut at bar {cut} leaves no forecasts before or after it: use more bars than "
                          f"{settings.forecast.lookback} (the lookback) or another cut")
     symbol, timeframe = settings.data.symbol, settings.data.timeframe
+    changed_candles = _perturb_panel(panel, clock[cut]) if panel else perturb_after(candles, cut)
+    runs = []
     with tempfile.TemporaryDirectory(prefix="kt-lookahead-") as folds:
-        _stage(progress, f"look-ahead 1/2: backtest on {len(candles)} bars as given")
-        base = run_backtest(_fresh_folds(settings, Path(folds) / "as-given"), candles, symbol, timeframe, None,
-                            progress=progress)
-        _stage(progress, f"look-ahead 2/2: backtest with the bars after {candles.index[cut]} perturbed")
-        changed = run_backtest(_fresh_folds(settings, Path(folds) / "perturbed"), perturb_after(candles, cut), symbol,
-                               timeframe, None, progress=progress)
-    interval = infer_bar_interval(candles.index)
-    cut_close = candles.index[cut] + interval
-    a, b = _before(base, cut_close), _before(changed, cut_close)
+        for k, (label, frames, what) in enumerate((("as-given", candles, "as given"),
+                                                   ("perturbed", changed_candles, f"with the bars after {clock[cut]} "
+                                                                                  f"perturbed"))):
+            _stage(progress, f"look-ahead {k + 1}/2: backtest on {len(clock)} bars {what}")
+            result = run_backtest(_fresh_folds(settings, Path(folds) / label), frames, symbol, timeframe, None,
+                                  progress=progress)
+            runs.append((result, _forecasts(result)))
+    (base, base_forecasts), (changed, changed_forecasts) = runs
+    interval = infer_bar_interval(clock)
+    cut_close = clock[cut] + interval
+    a, b = _before(base, cut_close, base_forecasts), _before(changed, cut_close, changed_forecasts)
     if base.finetune is not None:
         a["fold models"], b["fold models"] = (_folds_by(r, cut_close) for r in (base, changed))
     compared = {k: len(v) for k, v in a.items()}
@@ -122,10 +145,10 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame, cut_fraction: flo
                    sum(1 for x, y in zip(a["signals"], b["signals"]) if x != y) + abs(len(a["signals"]) -
                                                                                     len(b["signals"])),
                    "orders": 0 if a["orders"] == b["orders"] else max(1, abs(len(a["orders"]) - len(b["orders"])))}
-    after_a = {f.window_end: f.mean.tolist() for f in base.forecasts.values() if f.window_end > cut_close}
-    after_b = {f.window_end: f.mean.tolist() for f in changed.forecasts.values() if f.window_end > cut_close}
+    after_a = {k: f.mean.tolist() for k, f in base_forecasts.items() if f.window_end > cut_close}
+    after_b = {k: f.mean.tolist() for k, f in changed_forecasts.items() if f.window_end > cut_close}
     changed_after = sum(1 for k, v in after_a.items() if after_b.get(k) != v)
-    return LookaheadReport(candles.index[cut], compared, differences, changed_after)
+    return LookaheadReport(clock[cut], compared, differences, changed_after)
 
 
 @dataclass

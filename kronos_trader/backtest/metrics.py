@@ -24,6 +24,19 @@ ANNUALISE_MIN_DAYS = 90
 ANNUALISED = ("annual_return", "sharpe", "sortino", "calmar")
 
 
+def format_metric(value: float | None, kind: str) -> str:
+    """A metric as the reports show it (kind: pct, share, int, money or num)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if kind == "pct":
+        return f"{value:+.2%}"
+    if kind == "share":  # a proportion: no sign
+        return f"{value:.2%}"
+    if kind == "int":
+        return f"{int(value)}"
+    return f"{value:,.2f}"
+
+
 def drawdown(equity: pd.Series) -> pd.Series:
     """Fractional distance below the running peak (0 at new highs, negative below)."""
     return equity / equity.cummax() - 1.0

@@ -1,4 +1,5 @@
-"""Portfolio backtests: one Cerebro with a feed per symbol and shared cash.
+"""Portfolio backtests: one Cerebro with a feed per symbol and shared cash. This is the one
+backtest path: a single-symbol backtest is a one-symbol portfolio (`runner.run_backtest`).
 
 Per-symbol policies (e.g. Directional) decide each feed on its own, as in a single-symbol
 run; a cross-sectional policy (e.g. strategies.cross_sectional:TopK) sees every symbol's
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kronos_trader.config import Settings, SymbolSource
+from kronos_trader.config import Settings
 from kronos_trader.data import infer_bar_interval
 from kronos_trader.data.calendar import bars_per_year
 from kronos_trader.data.naming import interval_label
@@ -20,8 +21,8 @@ from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
 
 from .compat import bt
+from .engine import BacktestResult, configure_broker, run_cerebro
 from .metrics import summarize
-from .runner import BacktestResult, _persist, configure_broker, load_backtest_candles, run_cerebro
 from .strategy import Journal, PolicyStrategy, frame_feed
 
 
@@ -52,38 +53,13 @@ class PortfolioStrategy(PolicyStrategy):
         orders = []
         for symbol, decision in decisions.items():
             data = by_symbol[symbol]
-            self._record_signal(data, forecasts[symbol], decision)
             units = rebalance(decision, self._target.get(data, 0.0), states[symbol], self.p.min_change)
             if units:
                 self._target[data] = decision.target
                 orders.append((units, data, decision.reason))
+            self._record_signal(data, forecasts[symbol], decision, states[symbol])
         for units, data, reason in sorted(orders, key=lambda o: o[0]):  # sells first
             (self.buy if units > 0 else self.sell)(data=data, size=abs(units), info=reason)
-
-
-def symbol_sources(settings: Settings, symbols: list[str] | None = None) -> list[SymbolSource]:
-    """The symbols of a portfolio run: the --symbols list, else data.symbols from config."""
-    if symbols:
-        return [SymbolSource(symbol=s.split("=")[0].strip(), path=s.partition("=")[2].strip() or None)
-                for s in symbols]
-    return list(settings.data.symbols)
-
-
-def load_portfolio_candles(settings: Settings, sources: list[SymbolSource],
-                           store: Store | None) -> dict[str, pd.DataFrame]:
-    """Each symbol's candles (its file, else stored ones, as for one symbol), each kept
-    whole: a bar one symbol lacks is not cut from the others (Backtrader replays feeds of
-    different lengths; a symbol without a bar at a decision bar is simply not decided
-    there). Symbols of different bar sizes are refused: resample them to one timeframe
-    first, so no feed's bar stands for a longer one."""
-    if len({s.symbol for s in sources}) != len(sources):
-        raise ValueError("data.symbols: a symbol is listed twice")
-    panel = {}
-    for source in sources:
-        data = settings.data.model_copy(update={"symbol": source.symbol, "path": source.path})
-        panel[source.symbol], _ = load_backtest_candles(settings.model_copy(update={"data": data}), store)
-    check_one_timeframe(panel)
-    return panel
 
 
 def check_one_timeframe(panel: dict[str, pd.DataFrame]) -> None:
@@ -98,18 +74,27 @@ def check_one_timeframe(panel: dict[str, pd.DataFrame]) -> None:
 
 
 def equal_weight_closes(panel: dict[str, pd.DataFrame]) -> pd.Series:
-    """Buy-and-hold of every symbol in equal parts, as a price series."""
+    """Buy-and-hold of every symbol in equal parts, as a price series (one symbol: its closes)."""
+    if len(panel) == 1:
+        return next(iter(panel.values()))["close"].copy()
     closes = pd.DataFrame({s: f["close"] for s, f in panel.items()}).ffill()  # a missing bar holds its price
     return (closes / closes.bfill().iloc[0]).mean(axis=1)
 
 
-def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], timeframe: str,
-                           store: Store | None, progress: bool = True, name: str = "backtest",
-                           service: ForecastService | None = None) -> BacktestResult:
-    lookback = settings.forecast.lookback
+def check_bars(panel: dict[str, pd.DataFrame], lookback: int) -> None:
+    """One-line error when a symbol has no bar after its first full window."""
     for symbol, candles in panel.items():
         if len(candles) <= lookback:
             raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of {lookback} bars")
+
+
+def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], timeframe: str,
+                           store: Store | None, progress: bool = True,
+                           service: ForecastService | None = None) -> BacktestResult:
+    """Backtest `panel` (candles by symbol; one symbol for a single-symbol run): forecasts in
+    one batched pass, handed to the strategy's indicators, then one Cerebro run. `store`
+    keeps the forecasts; the run's records are written by `runner.run_backtest`."""
+    check_bars(panel, settings.forecast.lookback)
     check_one_timeframe(panel)
     policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
     if service is None:
@@ -128,7 +113,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     kind = PolicyStrategy if isinstance(policy, Policy) else PortfolioStrategy
     cerebro.addstrategy(kind, policy=policy, service=service, journal=journal,
                         stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
-                        indicator={"timeframe": timeframe})
+                        indicator={"timeframe": timeframe}, forecasts=forecasts)
     equity, trades, fees = run_cerebro(cerebro, journal, interval)
     hold = equal_weight_closes(panel)
     hold.index = hold.index + interval
@@ -140,9 +125,8 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     # would weigh them by their price levels
     result = BacktestResult(None, ",".join(panel), timeframe, first, equity, trades, journal, forecasts[first_symbol],
                             metrics, computed, reused, skill=score_run(forecasts[first_symbol].values(), first),
-                            panel=panel, settings=settings, model_id=service.model.model_id)
+                            panel=panel, settings=settings, model_id=service.model.model_id,
+                            symbol_forecasts=forecasts)
     if len(panel) >= MIN_SYMBOLS:  # cross-sectional skill: does the model order the symbols right?
         result.cross_section = cross_sectional_ic(forecasts, panel)
-    if store is not None:
-        result.run_id = _persist(store, settings, result, name)
     return result

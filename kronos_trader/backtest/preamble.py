@@ -17,7 +17,7 @@ import pandas as pd
 
 from kronos_trader.data import infer_bar_interval, titled
 from kronos_trader.forecasting.progress import duration
-from kronos_trader.forecasting.service import WindowRequest
+from kronos_trader.forecasting.values import WindowRequest
 
 __all__ = ["run_preamble", "interrupted_line", "estimate_run", "RunEstimate"]
 

@@ -71,9 +71,8 @@ def _replay_pair(store: Store, settings, service: ForecastService, symbol: str, 
     candles = store.load_candles(settings.paper.exchange, symbol, timeframe, start, last + interval)
     candles = fill_candle_gaps(candles.astype("float64"), timeframe)  # as the live feed fills holes
     result = run_backtest(settings, candles, symbol, timeframe, None, progress=False, service=service)
-    bt_signals = {pd.Timestamp(s["bar_time"]): s for s in result.journal.signals
-                  if pd.Timestamp(s["bar_time"]) <= closes.max()}
-    bt_orders = {pd.Timestamp(o["bar_time"]): o for o in result.journal.orders}
+    bt_signals = {pd.Timestamp(s.bar_time): s for s in result.journal.signals if pd.Timestamp(s.bar_time) <= closes.max()}
+    bt_orders = {pd.Timestamp(o.bar_time): o.row() for o in result.journal.orders}
     run_signals = {pd.Timestamp(t): (float(x), d or {}) for t, x, d in
                    zip(signals["bar_time"], signals["target_position"], signals["details"])}
     run_orders = {pd.Timestamp(o["bar_time"]): o for o in orders.to_dict("records")}
@@ -89,9 +88,9 @@ def _replay_pair(store: Store, settings, service: ForecastService, symbol: str, 
             parted = True
             continue
         target, details = mine
-        if not math.isclose(target, float(bt["target_position"]), abs_tol=1e-9):
+        if not math.isclose(target, bt.target_position, abs_tol=1e-9):
             out.append(Difference(symbol, bar, "target", f"{target:+.4f} ({details.get('reason')})",
-                                  f"{float(bt['target_position']):+.4f} ({bt['reason']})",
+                                  f"{bt.target_position:+.4f} ({bt.reason})",
                                   _why(details, parted)))
             parted = True
         order, bt_order = run_orders.get(bar), bt_orders.get(bar)

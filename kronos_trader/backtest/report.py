@@ -28,8 +28,8 @@ from kronos_trader.evaluation.calibration_report import plot_calibration
 from kronos_trader.evaluation.skill import BASELINE_LABELS
 
 from .breakdown import print_breakdown, result_breakdown
-from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, monthly_returns
-from .runner import BacktestResult
+from .metrics import ANNUALISE_MIN_DAYS, ANNUALISED, drawdown, format_metric, monthly_returns
+from .engine import BacktestResult
 
 ROWS = [("total_return", "Total return", "pct"), ("annual_return", "Annual return", "pct"),
         ("sharpe", "Sharpe", "num"), ("period_sharpe", "Period Sharpe", "num"), ("sortino", "Sortino", "num"),
@@ -43,23 +43,6 @@ MAX_CANDLES = 1500   # candles drawn (aggregated above this)
 MAX_POINTS = 2000    # points per line (thinned above this)
 HUB_TRAINING_END = pd.Timestamp("2024-07-01")  # the published hub models' training data reaches about mid-2024
 EXIT_REASONS = ("signal", "stop-loss", "take-profit", "gate", "open")  # open: still held, marked at the end
-
-
-def format_metric(value: float | None, kind: str) -> str:
-    """A metric as the report shows it (kind: pct, share, int, money or num)."""
-    return _fmt(value, kind)
-
-
-def _fmt(value: float | None, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if kind == "pct":
-        return f"{value:+.2%}"
-    if kind == "share":  # a proportion: no sign
-        return f"{value:.2%}"
-    if kind == "int":
-        return f"{int(value)}"
-    return f"{value:,.2f}"
 
 
 def metrics_table(result: BacktestResult) -> Table:
@@ -76,7 +59,7 @@ def metrics_table(result: BacktestResult) -> Table:
             unit, hours = holding_unit(result.timeframe)
             label = f"Average holding ({unit})"
             strategy, hold = (None if v is None else v / hours for v in (strategy, hold))
-        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), _fmt(strategy, kind), _fmt(hold, kind))
+        table.add_row(label + (" *" if marked and key in ANNUALISED else ""), format_metric(strategy, kind), format_metric(hold, kind))
     return table
 
 
@@ -131,8 +114,8 @@ def trade_log(result: BacktestResult) -> pd.DataFrame:
     trades = result.trades.copy()
     if trades.empty:
         return trades.assign(holding_hours=pd.Series(dtype=float), exit_reason=pd.Series(dtype=str))
-    orders = {o["ref"]: o for o in result.journal.orders}
-    closing = {(orders[f["ref"]]["symbol"], pd.Timestamp(f["ts"])): orders[f["ref"]].get("reason")
+    orders = {o.ref: o for o in result.journal.orders}
+    closing = {(orders[f["ref"]].symbol, pd.Timestamp(f["ts"])): orders[f["ref"]].reason
                for f in result.journal.fills if f["ref"] in orders}
     trades["holding_hours"] = (pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])) \
         .dt.total_seconds() / 3600

@@ -1,97 +1,29 @@
 """The backtest job: candles -> batched forecasts -> Backtrader run -> metrics -> database.
 
-Forecasts for every decision bar are computed (or read back) in one batched pass with a
-progress bar before Cerebro starts; the indicator then only looks them up.
+What a run loads (one symbol's candles, or a portfolio's), what it is called, walk-forward
+fine-tuning around it, and the database records; the run itself is one path for one symbol
+or several (`portfolio.run_portfolio_backtest`). Forecasts for every decision bar are
+computed (or read back) in one batched pass with a progress bar before Cerebro starts, and
+handed to the indicators.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from kronos_trader.config import Settings
-from kronos_trader.data import SAMPLE_DATA_PATH, infer_bar_interval, is_synthetic, load_candles, validate_candles
-from kronos_trader.data.calendar import bars_per_year
+from kronos_trader.config import Settings, SymbolSource
+from kronos_trader.data import SAMPLE_DATA_PATH, is_synthetic, load_candles, validate_candles
 from kronos_trader.data.naming import series_names
-from kronos_trader.decision import Policy, load_policy
-from kronos_trader.evaluation.calibration_report import PUpCalibration, score_p_up_forecasts
-from kronos_trader.evaluation.cross_section import CrossSectionalIC
-from kronos_trader.evaluation.finetune_report import FinetuneComparison, compare_finetune
-from kronos_trader.evaluation.skill import SkillReport, score_run
+from kronos_trader.evaluation.finetune_report import compare_finetune
 from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned, plan_refits
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import Store
 from kronos_trader.version import code_version
 
-from .compat import bt, num2timestamps
-from .metrics import summarize
+from .engine import BacktestResult
+from .portfolio import check_bars, check_one_timeframe, run_portfolio_backtest
 from .run_catalog import run_name
-from .strategy import Journal, PolicyStrategy, frame_feed
-
-
-class FractionalCommission(bt.CommInfoBase):
-    """Percentage fees with fractional sizes (crypto): Backtrader's default rounds sizes
-    down to whole units, which buys nothing at BTC prices."""
-
-    params = (("stocklike", True), ("commtype", bt.CommInfoBase.COMM_PERC), ("percabs", True))
-
-    def getsize(self, price, cash):
-        return self.p.leverage * (cash / price)
-
-
-class EquityRecorder(bt.Analyzer):
-    """Account value, cash and position value at each bar's close."""
-
-    def start(self):
-        self.rows = []
-
-    def prenext(self):
-        """Bars before the first forecast are history, not part of the backtest."""
-
-    def next(self):
-        # the strategy's clock: the newest bar of any feed (a portfolio's first feed may lack one)
-        value, cash = self.strategy.broker.getvalue(), self.strategy.broker.getcash()
-        self.rows.append((self.strategy.datetime[0], value, cash, value - cash))
-
-    def frame(self, interval: pd.Timedelta) -> pd.DataFrame:
-        stamps, value, cash, position = zip(*self.rows) if self.rows else ((), (), (), ())
-        index = num2timestamps(list(stamps)) + interval
-        return pd.DataFrame({"equity": value, "cash": cash, "position_value": position},
-                            index=pd.DatetimeIndex(index, name="ts"))
-
-
-@dataclass
-class BacktestResult:
-    run_id: str | None
-    symbol: str
-    timeframe: str
-    candles: pd.DataFrame
-    equity: pd.DataFrame
-    trades: pd.DataFrame
-    journal: Journal
-    forecasts: dict[int, WindowForecast]
-    metrics: dict[str, dict[str, float]]
-    forecasts_computed: int = 0
-    forecasts_reused: int = 0
-    orders: pd.DataFrame = field(default_factory=pd.DataFrame)
-    panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (portfolio runs)
-    skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
-    settings: Settings | None = None  # what produced the run (for the report)
-    model_id: str | None = None
-    finetune: FinetuneComparison | None = None  # zero-shot vs walk-forward fine-tuned (with --refit-every)
-    cross_section: CrossSectionalIC | None = None  # IC / rank IC across symbols (portfolio runs of 3+)
-    _p_up_calibration: PUpCalibration | None = field(default=None, repr=False)
-
-    @property
-    def p_up_calibration(self) -> PUpCalibration | None:
-        """Reliability, Brier and ECE of P(up) before/after recalibration (single-symbol runs).
-        Scored on first read: sweep trials never read it, and each would refit the maps."""
-        if self._p_up_calibration is None and self.settings is not None and not self.panel:
-            kind = "logistic" if self.settings.forecast.p_up_calibration == "logistic" else "isotonic"
-            self._p_up_calibration = score_p_up_forecasts(self.forecasts.values(), self.candles, kind=kind)
-        return self._p_up_calibration
-
 
 SAMPLE_SERIES = ("BTC/USDT", "1h")  # what the bundled sample stands for
 
@@ -132,6 +64,31 @@ def load_backtest_candles(settings: Settings, store: Store | None) -> tuple[pd.D
     return candles, label
 
 
+def symbol_sources(settings: Settings, symbols: list[str] | None = None) -> list[SymbolSource]:
+    """The symbols of a portfolio run: the --symbols list, else data.symbols from config."""
+    if symbols:
+        return [SymbolSource(symbol=s.split("=")[0].strip(), path=s.partition("=")[2].strip() or None)
+                for s in symbols]
+    return list(settings.data.symbols)
+
+
+def load_portfolio_candles(settings: Settings, sources: list[SymbolSource],
+                           store: Store | None) -> dict[str, pd.DataFrame]:
+    """Each symbol's candles (its file, else stored ones, as for one symbol), each kept
+    whole: a bar one symbol lacks is not cut from the others (Backtrader replays feeds of
+    different lengths; a symbol without a bar at a decision bar is simply not decided
+    there). Symbols of different bar sizes are refused: resample them to one timeframe
+    first, so no feed's bar stands for a longer one."""
+    if len({s.symbol for s in sources}) != len(sources):
+        raise ValueError("data.symbols: a symbol is listed twice")
+    panel = {}
+    for source in sources:
+        data = settings.data.model_copy(update={"symbol": source.symbol, "path": source.path})
+        panel[source.symbol], _ = load_backtest_candles(settings.model_copy(update={"data": data}), store)
+    check_one_timeframe(panel)
+    return panel
+
+
 def backtest_names(settings: Settings, candles: pd.DataFrame, symbol: str | None = None,
                    timeframe: str | None = None) -> tuple[str, str]:
     """Symbol and timeframe that label the run: data.symbol/timeframe for stored candles and
@@ -142,38 +99,12 @@ def backtest_names(settings: Settings, candles: pd.DataFrame, symbol: str | None
     return series_names(settings.data.path, candles, symbol, timeframe)
 
 
-def configure_broker(cerebro: bt.Cerebro, settings: Settings) -> None:
-    """Cash from `backtest:`, fees and slippage from the `costs:` shared with live trading."""
-    cerebro.broker.setcash(settings.backtest.cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=settings.costs.commission))
-    if settings.costs.slippage:
-        cerebro.broker.set_slippage_perc(settings.costs.slippage, slip_open=True, slip_match=True)
-
-
-def run_cerebro(cerebro: bt.Cerebro, journal: Journal, interval: pd.Timedelta) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                                                      float]:
-    """Run a configured Cerebro: its equity curve, the journal's round trips and the fees paid."""
-    cerebro.addanalyzer(EquityRecorder, _name="equity")
-    strategy = cerebro.run()[0]
-    equity = strategy.analyzers.equity.frame(interval)
-    trades = pd.DataFrame(journal.trades, columns=["symbol", "entry_time", "exit_time", "side", "size",
-                                                   "entry_price", "exit_price", "pnl", "pnl_pct", "fees",
-                                                   "status"])
-    return equity, trades, sum(f["fee"] for f in journal.fills)
-
-
 def check_refits(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame],
                  service: ForecastService | None) -> None:
     """Walk-forward fine-tuning settings fail in one line before anything is computed."""
-    if settings.finetune.refit_every is None:
-        return
-    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
-    if isinstance(candles, dict) or not isinstance(policy, Policy):
-        raise ValueError("walk-forward fine-tuning (--refit-every) backtests one symbol with a per-symbol "
-                         "policy; portfolio runs (--symbols, cross-sectional policies) do not support it yet")
-    if service is not None:
-        f = service.settings
-        plan_refits(candles, settings.finetune, service.decision_positions(len(candles))[0], f.lookback, f.horizon)
+    if settings.finetune.refit_every is not None and service is not None:
+        f, bars = service.settings, max(map(len, candles.values())) if isinstance(candles, dict) else len(candles)
+        plan_refits(candles, settings.finetune, service.decision_positions(bars)[0], f.lookback, f.horizon)
 
 
 def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFrame], symbol: str, timeframe: str,
@@ -181,83 +112,40 @@ def run_backtest(settings: Settings, candles: pd.DataFrame | dict[str, pd.DataFr
                  service: ForecastService | None = None) -> BacktestResult:
     """Run the configured strategy over `candles` and (with a store) persist everything.
 
-    With a dict of candles by symbol (or a cross-sectional policy) it is one portfolio
-    backtest with a feed per symbol and shared cash (backtest/portfolio.py). Stored runs are
-    named after what ran (`run_catalog.run_name`) unless `name` is given."""
-    policy = load_policy(settings.strategy.name, settings.strategy.params, settings.strategy.gate)
-    name = name or run_name(list(candles) if isinstance(candles, dict) else [symbol], timeframe,
-                            settings.strategy.name)
-    if isinstance(candles, dict) or not isinstance(policy, Policy):
-        from .portfolio import run_portfolio_backtest
-
-        panel = candles if isinstance(candles, dict) else {symbol: candles}
-        if not isinstance(service, FinetunedForecasts):
-            check_refits(settings, panel, None)
-        return run_portfolio_backtest(settings, panel, timeframe, store, progress, name, service)
-    if len(candles) <= settings.forecast.lookback:
-        raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of "
-                         f"{settings.forecast.lookback} bars")
+    One path for every run: a feed per symbol and shared cash (`run_portfolio_backtest`);
+    a single symbol's candles are the one-symbol case. With a dict of candles by symbol (or
+    a cross-sectional policy) it is a portfolio backtest. Stored runs are named after what
+    ran (`run_catalog.run_name`) unless `name` is given."""
+    panel = candles if isinstance(candles, dict) else {symbol: candles}
+    name = name or run_name(list(panel), timeframe, settings.strategy.name)
     zero_shot = None
-    if service is None:
-        service = ForecastService.from_settings(settings, store, progress)
     if settings.finetune.refit_every is not None and not isinstance(service, FinetunedForecasts):
-        # walk-forward fine-tuned folds decide; the zero-shot service stays for the comparison (a
-        # sweep hands in folds already built, and compares nothing per trial)
-        zero_shot, service = service, build_finetuned(service, candles, settings.finetune,
-                                                      service.decision_positions(len(candles))[0], progress)
-    interval = infer_bar_interval(candles.index)
-    forecasts = service.forecast_series(candles, symbol, timeframe)
-    computed, reused = service.computed, service.reused
-
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(frame_feed(candles, symbol))
-    configure_broker(cerebro, settings)
-    journal = Journal()
-    cerebro.addstrategy(PolicyStrategy, policy=policy, service=service, journal=journal,
-                        stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
-                        indicator={"symbol": symbol, "timeframe": timeframe})
-    equity, trades, fees = run_cerebro(cerebro, journal, interval)
-    closes = candles["close"].copy()
-    closes.index = closes.index + interval
-    first = equity.index[0] if len(equity) else closes.index[0]
-    metrics = summarize(equity, trades, closes.loc[first:], fees, interval,
-                        bars_per_year(candles.index, settings.data.calendar))
-    result = BacktestResult(None, symbol, timeframe, candles, equity, trades, journal, forecasts, metrics,
-                            computed, reused, skill=score_run(forecasts.values(), candles), settings=settings,
-                            model_id=service.model.model_id)
-    if zero_shot is not None:
-        result.finetune = compare_finetune(zero_shot.forecast_series(candles, symbol, timeframe), forecasts, candles,
-                                           service.fold_of, service.summary())
+        check_bars(panel, settings.forecast.lookback)
+        if service is None:
+            service = ForecastService.from_settings(settings, store, progress)
+        # walk-forward fine-tuned folds decide: one fold model per refit point, trained on every
+        # symbol's bars before it. The zero-shot service stays for the comparison (a sweep hands
+        # in folds already built, and compares nothing per trial)
+        zero_shot, service = service, build_finetuned(service, panel, settings.finetune, None, progress)
+    result = run_portfolio_backtest(settings, panel, timeframe, store, progress, service)
+    if zero_shot is not None:  # scored on the first symbol, as the skill is
+        first_symbol, first = next(iter(panel.items()))
+        result.finetune = compare_finetune(zero_shot.forecast_series(first, first_symbol, timeframe),
+                                           result.forecasts, first, service.fold_of, service.summary())
     if store is not None:
         result.run_id = _persist(store, settings, result, name)
     return result
 
 
-def client_order_id(run_id: str, symbol: str, bar_time: pd.Timestamp, side: str, ref: int) -> str:
-    """Deterministic id: run, pair, candle, side (and Backtrader's order ref)."""
-    pair = symbol.replace("/", "").replace(":", "")
-    return f"bt-{run_id[:12]}-{pair}-{pd.Timestamp(bar_time):%Y%m%dT%H%M}-{side}-{ref}"
-
-
 def _persist(store: Store, settings: Settings, result: BacktestResult, name: str) -> str:
     run_id = store.create_run("backtest", name, settings.model_dump(mode="json"), code_version())
     try:
-        orders = []
-        ids = {}
-        for o in result.journal.orders:
-            if o["bar_time"] is None:
-                continue
-            cid = client_order_id(run_id, o["symbol"], o["bar_time"], o["side"], o["ref"])
-            ids[o["ref"]] = cid
-            orders.append({**o, "client_order_id": cid})
-        fills = [{**f, "client_order_id": ids[f["ref"]], "seq": 0} for f in result.journal.fills if f["ref"] in ids]
-        signals = [{**s, "details": {"reason": s["reason"], "p_up": s["p_up"],
-                                     "expected_return": s["expected_return"]}} for s in result.journal.signals]
-        store.record_journal(run_id, result.timeframe, signals, orders, fills)
+        orders, fills = result.journal.stored(run_id)
+        store.record_decisions(run_id, result.journal.signals, orders, fills=fills)
         store.record_equity_many(run_id, result.equity.reset_index().to_dict("records"))
         if not result.trades.empty:  # open ones too, marked at the last bar (as counted in the metrics)
             store.record_trades(run_id, result.trades.to_dict("records"))
-        result.orders = pd.DataFrame(orders)
+        result.orders = pd.DataFrame([{**o.row(), "ref": o.ref} for o in orders])
         store.finish_run(run_id, "finished", {**result.metrics, "symbol": result.symbol,
                                               "timeframe": result.timeframe, "bars": len(result.candles),
                                               "first_bar": str(result.candles.index[0]),

@@ -13,16 +13,19 @@ exposure sets the order size; with a sizer added to Cerebro the policy chooses t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 
 from kronos_trader.decision import Decision, PositionState, RiskLimits, decide, rebalance, series_policy
-from kronos_trader.forecasting.probability import threshold_warnings
+from kronos_trader.forecasting.probability import PUpResolutionWarning, threshold_warnings
+from kronos_trader.forecasting.values import WindowForecast
+from kronos_trader.records import OrderRecord, SignalRecord
 
 from .compat import bt, num2timestamps
 from .history import check_overlap
-from .indicator import FORECAST_PARAMS, KronosIndicator
+from .indicator import FORECAST_PARAMS, KronosIndicator, _label
 
 # the indicator's forecast settings, settable on the strategy (and swept by optstrategy)
 _SHARED = ("model", "device", "precision", "calendar", *FORECAST_PARAMS, "db")
@@ -30,12 +33,32 @@ _SHARED = ("model", "device", "precision", "calendar", *FORECAST_PARAMS, "db")
 
 @dataclass
 class Journal:
-    """What a run decided and did, for reports and the database."""
+    """What a run decided and did, for reports and the database: the decisions and their
+    orders as the live loop records them (`records`), fills and round trips as dicts (fills
+    name their order by Backtrader's `ref`)."""
 
-    signals: list[dict] = field(default_factory=list)
-    orders: list[dict] = field(default_factory=list)
+    signals: list[SignalRecord] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
     fills: list[dict] = field(default_factory=list)
     trades: list[dict] = field(default_factory=list)
+
+    def stored(self, run_id: str) -> tuple[list[OrderRecord], list[dict[str, Any]]]:
+        """The orders named by their client ids in run `run_id`, and the fills naming them
+        (what `Store.record_decisions` writes with the signals)."""
+        orders, ids = [], {}
+        for o in self.orders:
+            if o.bar_time is None:
+                continue
+            ids[o.ref] = client_order_id(run_id, o.symbol, o.bar_time, o.side, o.ref)
+            orders.append(replace(o, client_order_id=ids[o.ref]))
+        fills = [{**f, "client_order_id": ids[f["ref"]], "seq": 0} for f in self.fills if f["ref"] in ids]
+        return orders, fills
+
+
+def client_order_id(run_id: str, symbol: str, bar_time: pd.Timestamp, side: str, ref: int) -> str:
+    """Deterministic id of a backtest order: run, pair, candle, side (and Backtrader's order ref)."""
+    pair = symbol.replace("/", "").replace(":", "")
+    return f"bt-{run_id[:12]}-{pair}-{pd.Timestamp(bar_time):%Y%m%dT%H%M}-{side}-{ref}"
 
 
 class PolicyStrategy(bt.Strategy):
@@ -47,6 +70,7 @@ class PolicyStrategy(bt.Strategy):
         ("take_profit", None),
         ("min_change", 0.02),    # ignore target changes smaller than this fraction of equity
         ("journal", None),       # a Journal to fill (one is created when None)
+        ("forecasts", None),     # forecasts computed before the run, by symbol: {symbol: {position: forecast}}
     ) + tuple((name, default) for name, default in KronosIndicator.params._gettuple() if name in _SHARED)
 
     def __init__(self):
@@ -60,8 +84,11 @@ class PolicyStrategy(bt.Strategy):
         settings = {name: getattr(self.p, name) for name in _SHARED}
         self.kronos = {d: KronosIndicator(d, service=self.p.service, **{**settings, **self.p.indicator})
                        for d in self.datas}
+        for indicator in self.kronos.values():  # handed to the indicators, not requested again
+            indicator.use_forecasts((self.p.forecasts or {}).get(indicator.symbol, {}).values())
         self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
         self._decided: dict = {}
+        self._timeframes: dict = {}  # each feed's timeframe label (as the records name it)
         self._target: dict = {}
         self._trade_size: dict = {}  # largest size of each open trade, for its round-trip record
         self._open_trades: dict = {}  # Backtrader's open Trade objects by ref, marked at the end
@@ -76,7 +103,7 @@ class PolicyStrategy(bt.Strategy):
         first = next(iter(self.kronos.values()))
         thresholds = getattr(self.p.policy, "p_up_thresholds", dict)()
         for line in threshold_warnings(thresholds, first.settings.sample_count, first.settings.p_up):
-            warnings.warn(f"{type(self.p.policy).__name__}: {line}", UserWarning, stacklevel=1)
+            warnings.warn(f"{type(self.p.policy).__name__}: {line}", PUpResolutionWarning, stacklevel=1)
 
     def _sizer_added(self) -> bool:
         """Whether the user gave this strategy a sizer (cerebro.addsizer / addsizer_byidx)."""
@@ -101,13 +128,15 @@ class PolicyStrategy(bt.Strategy):
             state = PositionState(size=position.size, entry_price=position.price or None,
                                   equity=self.broker.getvalue(), price=forecast.last_close)
             decision = decide(series_policy(self.p.policy, self._symbol(data)), forecast, state, self.risk)
-            self._record_signal(data, forecast, decision)
             if self._sized_by_sizer:
+                self._record_signal(data, forecast, decision, state)
                 self._order_side(data, decision, position.size)
                 continue
             units = rebalance(decision, self._target.get(data, 0.0), state, self.p.min_change)
             if units:
                 self._target[data] = decision.target
+            self._record_signal(data, forecast, decision, state)
+            if units:
                 order = self.buy if units > 0 else self.sell
                 order(data=data, size=abs(units), info=decision.reason)
 
@@ -121,11 +150,17 @@ class PolicyStrategy(bt.Strategy):
         if side:
             (self.buy if side > 0 else self.sell)(data=data, info=decision.reason)
 
-    def _record_signal(self, data, forecast, decision: Decision) -> None:
-        self.journal.signals.append({
-            "symbol": self._symbol(data), "bar_time": forecast.window_end, "target_position": decision.target,
-            "forecast_id": forecast.forecast_id, "reason": decision.reason,
-            "p_up": forecast.prob_up(), "expected_return": forecast.expected_return()})
+    def _timeframe(self, data, forecast: WindowForecast) -> str:
+        if data not in self._timeframes:
+            self._timeframes[data] = self.kronos[data].p.timeframe or _label(forecast.window_end - forecast.bar_open)
+        return self._timeframes[data]
+
+    def _record_signal(self, data, forecast: WindowForecast, decision: Decision, state: PositionState) -> None:
+        """The decision as the live loop records it (after the held target is updated)."""
+        self.journal.signals.append(SignalRecord(
+            self._symbol(data), self._timeframe(data, forecast), forecast.window_end, float(decision.target),
+            decision.reason, forecast.forecast_id, forecast.prob_up(), forecast.expected_return(),
+            float(self._target.get(data, 0.0)), state.equity, state.price))
 
     def notify_order(self, order) -> None:
         if order.status in (order.Submitted, order.Accepted):
@@ -135,10 +170,10 @@ class PolicyStrategy(bt.Strategy):
         status = {order.Completed: "filled", order.Partial: "partially_filled", order.Canceled: "canceled",
                   order.Margin: "rejected", order.Rejected: "rejected", order.Expired: "canceled"}[order.status]
         decided = self._decided.get(data)
-        self.journal.orders.append({
-            "ref": order.ref, "symbol": self._symbol(data), "bar_time": decided,
-            "side": "buy" if order.isbuy() else "sell", "amount": abs(order.created.size), "status": status,
-            "reason": order.info.get("info") if hasattr(order.info, "get") else None})
+        self.journal.orders.append(OrderRecord(
+            "", self._symbol(data), self._timeframes.get(data, ""), decided, "buy" if order.isbuy() else "sell",
+            abs(order.created.size), status, order.info.get("info") if hasattr(order.info, "get") else None,
+            ref=order.ref))
         if order.status in (order.Completed, order.Partial):
             self.journal.fills.append({
                 "ref": order.ref, "ts": when, "price": order.executed.price, "amount": abs(order.executed.size),

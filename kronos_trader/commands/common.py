@@ -50,7 +50,9 @@ def _finite(value: Any) -> Any:
 
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Warnings as one `warning: ...` line on stderr (no source line), each message once."""
+    """Warnings as one `warning: ...` line on stderr (no source line), each message once: how
+    every command shows warnings (`friendly` wraps most; `train`, `web` and `evaluate`, which
+    print their own errors, use this directly)."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
@@ -59,14 +61,6 @@ def one_line_warnings() -> Iterator[None]:
         warnings.simplefilter("once", UserWarning)
         warnings.showwarning = show
         yield
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings from a command as 'warning: message', not Python's file, line and source."""
-    return f"warning: {str(message).strip()}\n"
-
-
-warnings.formatwarning = _one_line_warning
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

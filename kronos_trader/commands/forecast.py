@@ -12,7 +12,8 @@ from kronos_trader.config import Settings
 from kronos_trader.data import SAMPLE_DATA_PATH, SYNTHETIC_LABEL, is_synthetic, load_candles, titled
 from kronos_trader.data.display import price_digits
 from kronos_trader.data.naming import series_names
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 
 
 def run_forecast(settings: Settings, out: Path, console: Console, symbol: str | None = None,

@@ -20,6 +20,8 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from kronos_trader.commands.common import one_line_warnings
+
 train_app = typer.Typer(no_args_is_help=True, add_completion=False,
                         help="Train or fine-tune Kronos tokenizers and predictors (torchrun-ready).")
 _err = Console(stderr=True)
@@ -60,7 +62,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _run(action: Callable[[], None]) -> None:
     """Run a command, turning expected failures into one line and exit status 1."""
     try:
-        action()
+        with one_line_warnings():
+            action()
     except _user_errors() as exc:
         text = str(exc).strip()
         _err.print(f"[red]error:[/red] {text.splitlines()[0] if text else type(exc).__name__}", highlight=False,

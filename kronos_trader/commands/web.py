@@ -23,7 +23,7 @@ def web(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="settings file (default: ./config.yaml)"),
     db: Optional[str] = typer.Option(None, "--db", help="database URL (default: database.url)"),
 ) -> None:
-    from kronos_trader.commands.common import make_console
+    from kronos_trader.commands.common import make_console, one_line_warnings
     from kronos_trader.config import ConfigError, load_settings
 
     err = make_console(stderr=True)
@@ -51,7 +51,8 @@ def web(
     shown = f"[{w.host}]" if ":" in w.host else w.host
     err.print(f"kronos-trader web UI on http://{shown}:{w.port}  (Ctrl+C to stop)")
     try:
-        uvicorn.run(create_app(settings), host=w.host, port=w.port, log_level="warning")
+        with one_line_warnings():
+            uvicorn.run(create_app(settings), host=w.host, port=w.port, log_level="warning")
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot serve on {w.host}:{w.port}: {exc.strerror or exc}")
         raise typer.Exit(1) from None

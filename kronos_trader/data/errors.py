@@ -7,6 +7,8 @@ pandas traceback. Every data-layer check raises this.
 
 from __future__ import annotations
 
+from kronos_trader.text import one_line
+
 __all__ = ["CandleDataError"]
 
 
@@ -26,8 +28,8 @@ class CandleDataError(ValueError):
         row: str | None = None,
         column: str | None = None,
     ) -> None:
-        self.problem = _one_line(problem)
-        self.source = _one_line(source) if source else None
+        self.problem = one_line(problem, limit=None)
+        self.source = one_line(source, limit=None) if source else None
         self.row = row
         self.column = column
         super().__init__(self._render())
@@ -37,8 +39,3 @@ class CandleDataError(ValueError):
         if self.column is not None:
             where.append(f"column '{self.column}'")
         return f"{', '.join(where)}: {self.problem}" if where else self.problem
-
-
-def _one_line(text: str) -> str:
-    """Collapse whitespace so a wrapped library message cannot span lines."""
-    return " ".join(str(text).split())

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from kronos_trader.forecasting.pup_calibration import rolling_recalibrate
+from kronos_trader.forecasting.values import prob_up
 
 from .skill import _clean, _f, report_steps, target_positions
 from .walkforward import WalkForward
@@ -103,9 +104,8 @@ def score_p_up(wf: WalkForward, steps: Sequence[int], kind: str = "isotonic", mi
     """Scores of the walk-forward forecasts' P(up) (default: the share of paths above the
     last close, ties half) before and after recalibration; returns them and the recalibrated
     P(up) (windows, horizon)."""
-    last = wf.last_close[:, None]
     if p_up is None:
-        p_up = (wf.paths > last[:, None]).mean(axis=1) + 0.5 * (wf.paths == last[:, None]).mean(axis=1)
+        p_up = prob_up(wf.paths, wf.last_close[:, None, None])
     return score_p_up_arrays(wf.origins, p_up, wf.realized, wf.last_close, wf.known_at(), wf.paths, steps, kind,
                              min_history)
 
@@ -131,10 +131,9 @@ def score_p_up_forecasts(forecasts, candles, steps: Sequence[int] | None = None,
     known = np.stack([r[1][:horizon] for r in rows])
     paths = np.stack([r[2].close_paths[:, :horizon] for r in rows])
     steps = report_steps(horizon) if steps is None else [s for s in steps if s <= horizon]
-    last = np.array([r[2].last_close for r in rows])[:, None, None]
-    model_p = (paths > last).mean(axis=1) + 0.5 * (paths == last).mean(axis=1)  # the model's own, from its paths
-    report, _ = score_p_up_arrays(origins, model_p, close[known],
-                                  np.array([r[2].last_close for r in rows]), known, paths, steps, kind, min_history)
+    last = np.array([r[2].last_close for r in rows])
+    model_p = prob_up(paths, last[:, None, None])  # the model's own, from its paths
+    report, _ = score_p_up_arrays(origins, model_p, close[known], last, known, paths, steps, kind, min_history)
     return report
 
 

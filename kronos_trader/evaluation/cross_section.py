@@ -17,9 +17,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
-from .skill import _clean, rank_correlation
+from .skill import _clean, correlation, non_overlapping, rank_correlation
 
 __all__ = ["CrossSectionalIC", "cross_sectional_ic", "summarise_ic"]
 
@@ -65,12 +65,6 @@ def summarise_ic(values) -> dict[str, float]:
             "n": n}
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < MIN_SYMBOLS or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def cross_sectional_ic(forecasts: Mapping[str, Mapping[int, WindowForecast]], panel: Mapping[str, pd.DataFrame],
                        step: int | None = None) -> CrossSectionalIC:
     """IC and rank IC per rebalance of the symbols' forecasts (`forecasts[symbol][position]`,
@@ -88,18 +82,11 @@ def cross_sectional_ic(forecasts: Mapping[str, Mapping[int, WindowForecast]], pa
                 rows.setdefault(pd.Timestamp(f.bar_open), []).append((f.expected_return(step),
                                                                       close[target] / f.last_close - 1))
     times = sorted(t for t, pairs in rows.items() if len(pairs) >= MIN_SYMBOLS)
-    chosen, last = [], None
-    interval = None
-    if len(times) > 1:
-        interval = pd.Series(times).diff().min()
-    for t in times:  # non-overlapping: at least `step` bars apart
-        if last is None or interval is None or t - last >= interval * step:
-            chosen.append(t)
-            last = t
+    interval = pd.Series(times).diff().min() if len(times) > 1 else pd.Timedelta(0)
     records = []
-    for t in chosen:
+    for t in non_overlapping(times, interval * step):  # at least `step` bars apart
         pred, real = (np.array(v) for v in zip(*rows[t]))
-        records.append({"time": t, "symbols": len(pred), "ic": _pearson(pred, real),
+        records.append({"time": t, "symbols": len(pred), "ic": correlation(pred, real),
                         "rank_ic": rank_correlation(pred, real)})
     frame = pd.DataFrame(records, columns=["time", "symbols", "ic", "rank_ic"])
     return CrossSectionalIC(step, len(forecasts), frame, summarise_ic(frame["ic"]), summarise_ic(frame["rank_ic"]))

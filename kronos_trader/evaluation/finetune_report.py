@@ -4,7 +4,8 @@ Both forecasters are scored by the one scorer (`skill.score_forecasts`) over exa
 windows the fine-tuned models decided (bars from the first refit on), overall and per
 fold, so the difference is the fine-tuning and nothing else. The verdict says plainly
 whether fine-tuning helped: a lower CRPS at the last scored step than the zero-shot model's,
-by more than noise (a paired t-statistic over windows a horizon apart beyond 1.96).
+by more than noise (a Diebold-Mariano t-statistic over the same windows, with Newey-West
+errors for the overlapping outcomes, beyond 1.96).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import crps_ensemble
-from .skill import Z95, SkillReport, _clean, _f, resolve_forecasts, score_forecasts
+from .skill import SCORE_COLUMNS, Z95, SkillReport, _clean, _f, _hit, resolve_forecasts, \
+    score_forecasts
 
 __all__ = ["FinetuneComparison", "compare_finetune"]
 
@@ -35,7 +37,8 @@ class FinetuneComparison:
 
     def helped(self) -> bool | None:
         """Whether fine-tuning lowered the CRPS at the last step by more than noise: the mean
-        paired difference over non-overlapping windows at least 1.96 standard errors below 0."""
+        paired difference over every scored window at least 1.96 (overlap-aware) standard errors
+        below 0."""
         if self.step is None or self.step not in self.zero_shot.steps:
             return None
         return bool(self.paired.get("t", 0.0) < -Z95)
@@ -52,7 +55,7 @@ class FinetuneComparison:
         tail = f"; {fallback} fold(s) fell back to an earlier model (training diverged)" if fallback else ""
         beats = "beats" if (f.get("crps_skill_random_walk_vol") or -1) > 0 else "does not beat"
         return (f"Fine-tuning {word} (paired t {_f(t, '+.2f')} over {self.paired.get('windows', 0)} "
-                f"non-overlapping windows): CRPS at step {self.step} "
+                f"windows, overlap-aware): CRPS at step {self.step} "
                 f"{z['crps']:.4g} zero-shot, {f['crps']:.4g} fine-tuned ({change:+.1%}) over "
                 f"{self.finetuned.windows} windows in {len(self.folds)} folds; the fine-tuned model {beats} the "
                 f"random walk with rolling-vol bands (CRPS skill {_f(f.get('crps_skill_random_walk_vol'), '+.3f')})"
@@ -69,16 +72,16 @@ class FinetuneComparison:
 
         table = Table(title=f"Zero-shot vs walk-forward fine-tuned ({self.finetuned.windows} windows, "
                             f"{len(self.folds)} folds; RW = random walk)")
-        for col in ("step", "", "CRPS", "skill RW", "skill RW+vol", "cov50", "cov90", "hit rate, 95% CI", "rank"):
-            table.add_column(col, justify="left" if col == "" else "right")
+        for key in ("step", "forecaster", "crps", "skill_rw", "skill_rw_vol", "coverage_50", "coverage_90", "hit_ci",
+                    "rank"):
+            table.add_column(SCORE_COLUMNS[key], justify="left" if key == "forecaster" else "right")
         for step in self.finetuned.steps:
             for label, report in (("zero-shot", self.zero_shot), ("fine-tuned", self.finetuned)):
                 m = report.steps[step]["model"]
                 table.add_row(str(step) if label == "zero-shot" else "", label, _f(m["crps"], ".4g"),
                               _f(m["crps_skill_random_walk"], "+.3f"), _f(m["crps_skill_random_walk_vol"], "+.3f"),
-                              _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"),
-                              "n/a" if not m.get("calls") else
-                              f"{m['hit_rate']:.1%} {m['hit_low']:.0%}-{m['hit_high']:.0%}", _f(m["rank_corr"], "+.2f"))
+                              _f(m["coverage_50"], ".0%"), _f(m["coverage_90"], ".0%"), _hit(m),
+                              _f(m["rank_corr"], "+.2f"))
             rows = self.finetuned.steps[step]
             table.add_row("", "RW", "", _f(rows["random_walk"]["crps"], ".4g"), "", "", "", "", "")
             table.add_row("", "RW+vol", _f(rows["random_walk_vol"]["crps"], ".4g"), "", "",
@@ -126,24 +129,33 @@ def compare_finetune(zero_shot: Mapping[int, WindowForecast], finetuned: Mapping
 
 
 def _paired(zero_shot, finetuned, positions: list[int], candles: pd.DataFrame, step: int) -> dict:
-    """Mean and standard error of the per-window CRPS difference (fine-tuned minus zero-shot)
-    at `step`, over windows at least a horizon apart (overlapping outcomes are not independent)."""
-    chosen, last = [], None
+    """The per-window CRPS difference (fine-tuned minus zero-shot) at `step` over every scored
+    window: its mean (the same windows as the CRPS the verdict quotes) and a Diebold-Mariano
+    standard error. Outcomes of windows less than `step` bars apart overlap, so the error uses
+    Newey-West weights over the windows within `step` bars instead of dropping windows (a subsample a horizon
+    apart can disagree with the overall CRPS)."""
+    diffs, used = [], []
     for p in positions:
-        if last is None or p - last >= finetuned[p].horizon:
-            chosen.append(p)
-            last = p
-    diffs = []
-    for p in chosen:
         target = p + step
         if target >= len(candles) or zero_shot[p].close_paths is None or finetuned[p].close_paths is None:
             continue
         y = np.array([candles["close"].iloc[target]])
+        used.append(p)
         diffs.append(float(crps_ensemble(finetuned[p].close_paths[None, :, step - 1], y)[0]
                            - crps_ensemble(zero_shot[p].close_paths[None, :, step - 1], y)[0]))
     n = len(diffs)
     if n < 3:
         return {"windows": n}
     d = np.asarray(diffs)
-    se = float(d.std(ddof=1) / np.sqrt(n))
+    spacing = max(float(np.median(np.diff(used))), 1.0)  # bars between scored windows
+    se = _newey_west_se(d, lags=min(int(np.ceil(step / spacing)) - 1, n - 2))
     return {"windows": n, "mean": float(d.mean()), "se": se, "t": float(d.mean() / se) if se > 0 else 0.0}
+
+
+def _newey_west_se(d: np.ndarray, lags: int) -> float:
+    """Standard error of the mean of `d` with Bartlett-weighted autocovariances up to `lags`."""
+    n, e = len(d), d - d.mean()
+    variance = float(e @ e) / n
+    for k in range(1, lags + 1):
+        variance += 2 * (1 - k / (lags + 1)) * float(e[k:] @ e[:-k]) / n
+    return float(np.sqrt(max(variance, 0.0) / n))

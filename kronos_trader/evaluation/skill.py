@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from kronos_trader.data import infer_bar_interval
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 
 from .metrics import central_interval, coverage, crps_ensemble, crps_normal, mae, normal_interval, rmse
 
 __all__ = ["ResolvedForecasts", "SkillReport", "resolve_forecasts", "target_positions", "score_forecasts",
-           "score_run", "score_step", "wilson_interval", "rank_correlation", "forecast_crps", "baseline_crps",
+           "score_run", "score_step", "wilson_interval", "correlation", "rank_correlation", "non_overlapping", "forecast_crps", "baseline_crps",
            "direction_hits", "rolling_vol", "report_steps", "BASELINES", "Z95", "FORECASTER_LABELS",
            "FORECASTER_SHORT", "SCORE_COLUMNS"]
 
@@ -144,15 +144,30 @@ def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def correlation(a, b) -> float:
+    """Pearson correlation; NaN under 3 cases or no spread."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def rank_correlation(a, b) -> float:
     """Spearman rank correlation (average ranks for ties); NaN under 3 cases or no spread."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return correlation(pd.Series(np.asarray(a, float)).rank().to_numpy(),
+                       pd.Series(np.asarray(b, float)).rank().to_numpy())
+
+
+def non_overlapping(keys: Iterable, apart) -> list:
+    """The sorted `keys` (bar positions or times) kept at least `apart` after the previous
+    kept one (`apart(key)`: a gap per key): windows whose outcomes do not overlap, so their
+    scores are independent enough for a t-statistic."""
+    chosen, last = [], None
+    for key in keys:
+        if last is None or key - last >= (apart(key) if callable(apart) else apart):
+            chosen.append(key)
+            last = key
+    return chosen
 
 
 def direction_hits(p_up, last, actual) -> tuple[int, int]:

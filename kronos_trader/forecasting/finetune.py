@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import reduce
 from pathlib import Path
-from typing import Hashable, Sequence
+from typing import Hashable, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -35,13 +37,43 @@ from kronos_trader.config import FinetuneSettings
 from kronos_trader.data import frame_hash, validate_candles
 
 from .models import LoadedModel, weights_hash
-from .service import ForecastService, WindowForecast, WindowRequest
+from .service import ForecastService
+from .values import WindowForecast, WindowRequest
 
-__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "plan_refits", "fold_key", "build_finetuned",
-           "fine_tune_fold", "minimum_train_bars"]
+__all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "plan_refits", "fold_key",
+           "build_finetuned", "fine_tune_fold", "minimum_train_bars", "training_span", "prune_fold_models"]
 
 _BARS = re.compile(r"^\s*(\d+)\s*(bars?)?\s*$")
 DONE = "fold.json"
+
+#: one series, or a portfolio's series by symbol (a fold of a portfolio trains on all of them)
+Frames = Union[pd.DataFrame, Mapping[str, pd.DataFrame]]
+
+
+def _as_panel(candles: Frames) -> dict[str, pd.DataFrame]:
+    return dict(candles) if isinstance(candles, Mapping) else {"": candles}
+
+
+def _clock(panel: Mapping[str, pd.DataFrame]) -> pd.DatetimeIndex:
+    """The bar times folds are planned on: the series' own, or every bar of any symbol."""
+    frames = list(panel.values())
+    return frames[0].index if len(frames) == 1 else reduce(lambda a, b: a.union(b), (f.index for f in frames))
+
+
+def training_span(candles: Frames, refit: pd.Timestamp, train_bars: int, need: int = 1) -> Frames:
+    """The bars a fold refitted at `refit` trains on: each series' last `train_bars` bars
+    strictly before it (a portfolio's symbols with fewer than `need` such bars are left out).
+    One series, or a portfolio with one symbol left, is a DataFrame: the same fold model as
+    a single-symbol run on those bars."""
+    parts = {}
+    for symbol, frame in _as_panel(candles).items():
+        end = int(frame.index.searchsorted(pd.Timestamp(refit), side="left"))
+        part = frame.iloc[max(0, end - train_bars):end]
+        if len(part) >= need:
+            parts[symbol] = part
+    if not parts:
+        raise ValueError(f"no series has {need} bars before the refit at {refit} to train on")
+    return next(iter(parts.values())) if len(parts) == 1 else parts
 
 
 def parse_refit_every(text: str | int) -> int | pd.Timedelta:
@@ -113,16 +145,21 @@ def _settings_key(s: FinetuneSettings, lookback: int, horizon: int) -> dict:
             "val_fraction": s.val_fraction, "seed": s.seed, "lookback": lookback, "horizon": horizon, "v": 1}
 
 
-def fold_key(base_id: str, train: pd.DataFrame, s: FinetuneSettings, lookback: int, horizon: int) -> str:
-    """Content key of a fold model: base weights, training rows and settings."""
-    rows = frame_hash(train.index.as_unit("ns").asi8, train.to_numpy(dtype=np.float64))
+def _rows_hash(frame: pd.DataFrame) -> str:
+    return frame_hash(frame.index.as_unit("ns").asi8, frame.to_numpy(dtype=np.float64))
+
+
+def fold_key(base_id: str, train: Frames, s: FinetuneSettings, lookback: int, horizon: int) -> str:
+    """Content key of a fold model: base weights, training rows (of each symbol) and settings."""
+    rows = _rows_hash(train) if isinstance(train, pd.DataFrame) else \
+        hashlib.sha256(json.dumps({k: _rows_hash(f) for k, f in train.items()}, sort_keys=True).encode()).hexdigest()
     payload = json.dumps({"base": base_id, "rows": rows, **_settings_key(s, lookback, horizon)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _train_config(s: FinetuneSettings, out: Path, bars: int, lookback: int, horizon: int, max_context: int,
+def _train_config(s: FinetuneSettings, out: Path, bars: Sequence[int], lookback: int, horizon: int, max_context: int,
                   device: str) -> TrainConfig:
-    windows = len(window_starts(bars, lookback, horizon, "train", s.val_fraction, s.stride))
+    windows = sum(len(window_starts(n, lookback, horizon, "train", s.val_fraction, s.stride)) for n in bars)
     batch = max(1, min(s.batch_size, windows))  # a short span: smaller batches (the fold card records it)
     steps = max(1, int(np.ceil(s.epochs * windows / batch)))
     return TrainConfig(out_dir=out, lookback=lookback, horizon=horizon, max_context=max_context,
@@ -131,30 +168,41 @@ def _train_config(s: FinetuneSettings, out: Path, bars: int, lookback: int, hori
                        log_every=max(1, steps // 4), seed=s.seed, device=device, overwrite=True, progress=False)
 
 
-def fine_tune_fold(base: LoadedModel, train: pd.DataFrame, s: FinetuneSettings, lookback: int, horizon: int,
+def fine_tune_fold(base: LoadedModel, train: Frames, s: FinetuneSettings, lookback: int, horizon: int,
                    progress: bool = False) -> tuple[Path, bool]:
-    """The stored fold model for `train` (trained now unless stored): (pair directory,
-    trained now). Raises TrainingConfigError when the loss diverges."""
+    """The stored fold model for `train` (one series, or a portfolio's by symbol: one model
+    trained on all of them), trained now unless stored: (pair directory, trained now).
+    Raises TrainingConfigError when the loss diverges."""
     key = fold_key(base.model_id, train, s, lookback, horizon)
     target = Path(s.cache_dir) / key[:32]
     if (target / DONE).is_file():
+        try:
+            os.utime(target / DONE)  # read back: recently used (prune_fold_models keeps the newest)
+        except OSError:  # a read-only store of fold models: nothing is pruned there either
+            pass
         return target, False
+    frames = [train] if isinstance(train, pd.DataFrame) else list(train.values())
+    names = None if isinstance(train, pd.DataFrame) else list(train)
     device = str(base.predictor.device)
     spec = resolve_spec(base.name)  # fresh float32 modules: the loaded ones may be packed for inference
     tokenizer, model = KronosTokenizer.from_pretrained(spec.tokenizer), Kronos.from_pretrained(spec.model)
     Path(s.cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=s.cache_dir, prefix=".train-") as work:
         work = Path(work)
-        config = _train_config(s, work / "predictor", len(train), lookback, horizon, base.max_context, device)
+        config = _train_config(s, work / "predictor", [len(f) for f in frames], lookback, horizon, base.max_context,
+                               device)
         config.progress = progress
+        data = train if isinstance(train, pd.DataFrame) else frames
         if s.stage == "both":
             tok_config = TrainConfig(**{**config.__dict__, "out_dir": work / "tokenizer"})
-            tokenizer = train_tokenizer(train, tok_config, init=tokenizer).best_dir
-        result = train_predictor(train, tokenizer, config, init=model)
+            tokenizer = train_tokenizer(data, tok_config, init=tokenizer, names=names).best_dir
+        result = train_predictor(data, tokenizer, config, init=model, names=names)
         staging = work / "pair"
         export_pair(tokenizer, result.best_dir, staging, base.max_context)
-        (staging / DONE).write_text(json.dumps({"key": key, "base": base.model_id, "bars": len(train),
-                                                "first": str(train.index[0]), "last": str(train.index[-1]),
+        (staging / DONE).write_text(json.dumps({"key": key, "base": base.model_id, "bars": sum(map(len, frames)),
+                                                **({"symbols": names} if names else {}),
+                                                "first": str(min(f.index[0] for f in frames)),
+                                                "last": str(max(f.index[-1] for f in frames)),
                                                 "best_val_loss": result.best_val_loss, "best_step": result.best_step,
                                                 "steps": result.step, "batch_size": config.batch_size,
                                                 "seconds": round(result.elapsed_s, 2),
@@ -197,20 +245,31 @@ class FinetunedForecasts:
 
     It answers `forecast_at`/`forecast_many`/`forecast_series` like a ForecastService
     (the backtest, `evaluate` and the lookahead check call it unchanged): a request goes to
-    the fold its window end falls in, found by time, so any slice of the series works.
+    the fold its window end falls in, found by time, so any slice of the series works. For a
+    portfolio `candles` holds every symbol's bars: a fold's one model is trained on all of
+    them and forecasts each symbol.
+
+    `plan` (from another process's `resolved()`) gives each fold's stored model directory
+    and report: nothing is trained, and a base model that is only an identity (a sweep
+    trial on Ray, which reads stored forecasts) gets the fold model's identity.
     """
 
     base: ForecastService
-    candles: pd.DataFrame
+    candles: Frames
     folds: list[Fold]
     finetune: FinetuneSettings
     progress: bool = False
     reports: dict[int, FoldReport] = field(default_factory=dict)
+    plan: dict[int, tuple[str | None, dict]] | None = None
     _services: dict[int, ForecastService] = field(default_factory=dict)
+    _dirs: dict[int, str | None] = field(default_factory=dict)  # each fold's model directory (None: the base)
 
     def __post_init__(self) -> None:
-        self.candles = validate_candles(self.candles, "fine-tuning data")
-        self._starts = self.candles.index[[f.start for f in self.folds]]
+        self.panel = {k: validate_candles(v, f"fine-tuning data {k}".strip()) for k, v in _as_panel(self.candles).items()}
+        self.clock = _clock(self.panel)
+        self._starts = self.clock[[f.start for f in self.folds]]
+        if self.plan is not None:
+            self.plan = {int(k): (d, dict(r)) for k, (d, r) in self.plan.items()}
 
     # the ForecastService surface the callers use
     @property
@@ -274,16 +333,31 @@ class FinetunedForecasts:
         """The fold deciding at `bar_time` (-1 before the first refit: the base model)."""
         return int(self._starts.searchsorted(pd.Timestamp(bar_time), side="right")) - 1
 
+    def _announce(self, text: str) -> None:
+        """The walk-forward's overall progress, a line per fold ("fold k of n"): readable in a
+        log file, and no second live display beside the training and forecast bars."""
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold]fold {text}[/bold]", highlight=False, soft_wrap=True)
+
     def service(self, number: int) -> ForecastService:
         """The fold's forecast service, its model trained (or read back) on first use; a
         diverged fold uses the previous fold's model."""
         if number in self._services:
             return self._services[number]
+        if self.plan is not None:
+            return self._planned(number)
         fold = self.folds[number]
-        train = self.candles.iloc[fold.train_start:fold.train_end]
-        index = self.candles.index
-        report = FoldReport(number, str(index[fold.start]), str(index[fold.end - 1]), str(train.index[0]),
-                            str(train.index[-1]), "")
+        refit = self.clock[fold.start]
+        need = minimum_train_bars(self.settings.lookback, self.settings.horizon, self.finetune.val_fraction)
+        train = training_span(self.panel, refit, self.finetune.train_bars, need)
+        frames = [train] if isinstance(train, pd.DataFrame) else list(train.values())
+        report = FoldReport(number, str(refit), str(self.clock[fold.end - 1]),
+                            str(min(f.index[0] for f in frames)), str(max(f.index[-1] for f in frames)), "")
+        where = f"{number + 1} of {len(self.folds)} (decides from {refit})"
+        self._announce(f"{where}: fine-tuning on {sum(map(len, frames))} bars"
+                       + (f" of {len(frames)} symbols" if len(frames) > 1 else ""))
         try:
             directory, trained = fine_tune_fold(self.base.model, train, self.finetune, self.settings.lookback,
                                                 self.settings.horizon, self.progress)
@@ -292,39 +366,106 @@ class FinetunedForecasts:
             report.trained, report.best_val_loss = trained, card.get("best_val_loss")
             report.seconds = card.get("seconds")
             service = ForecastService(loaded, self.settings, self.base.store, self.progress, self.base.calendar)
+            self._dirs[number] = str(directory.resolve())
+            self._announce(f"{where}: " + (f"trained in {report.seconds:.0f} s" if trained else "read back"))
+            if trained and self.finetune.keep_models is not None:
+                prune_fold_models(self.finetune.cache_dir, self.finetune.keep_models,
+                                  {Path(d) for d in self._dirs.values() if d})
         except (TrainingConfigError, TrainingDataError) as exc:
             previous = self.service(number - 1) if number > 0 else self.base
             report.fallback = f"{str(exc).splitlines()[0]}: fold {number} uses " + \
                 (f"fold {number - 1}'s model" if number > 0 else "the base model")
+            self._dirs[number] = self._dirs.get(number - 1)
+            self._announce(f"{where}: {report.fallback}")
             service = previous
         report.model_id = service.model.model_id
         self.reports[number] = report
         self._services[number] = service
         return service
 
+    def _planned(self, number: int) -> ForecastService:
+        """The fold's service from `plan`: its stored model (or, for a weightless identity of
+        the base model, the fold model's identity); folds sharing a model share a service."""
+        directory, report = self.plan[number]
+        self.reports[number] = FoldReport(**report)
+        same = next((k for k, d in self._dirs.items() if d == directory and k in self._services), None)
+        if directory is None:
+            service = self.base
+        elif same is not None:
+            service = self._services[same]
+        else:
+            model = self.base.model
+            model = _load_fold(model, Path(directory)) if isinstance(model, LoadedModel) else \
+                replace(model, name=f"{model.name}+fold", model_id=report["model_id"])
+            service = ForecastService(model, self.settings, self.base.store, self.progress, self.base.calendar)
+        self._dirs[number] = directory
+        self._services[number] = service
+        return service
+
+    def resolved(self) -> dict[int, tuple[str | None, dict]]:
+        """Every fold trained (or read back) now: each fold's model directory (None: the base
+        model) and report, all another process needs to forecast with the same fold models
+        without training any (see `plan`)."""
+        for number in range(len(self.folds)):
+            self.service(number)
+        return {k: (self._dirs[k], self.reports[k].to_dict()) for k in range(len(self.folds))}
+
     def summary(self) -> list[dict]:
         return [self.reports[k].to_dict() for k in sorted(self.reports)]
 
 
+def prune_fold_models(cache_dir: str | Path, keep: int, protect: set[Path] = frozenset()) -> list[Path]:
+    """Delete the least recently used fold models of `cache_dir` beyond the newest `keep`
+    (a fold model read back counts as used); those in `protect` (the running walk-forward's)
+    are never deleted. Returns what was deleted."""
+    root = Path(cache_dir)
+    stored = [d for d in root.iterdir() if (d / DONE).is_file()] if root.is_dir() else []
+    stored.sort(key=lambda d: (d / DONE).stat().st_mtime, reverse=True)
+    protect = {Path(p).resolve() for p in protect}
+    kept = sum(1 for d in stored if d.resolve() in protect)
+    removed = []
+    for d in stored:
+        if d.resolve() in protect:
+            continue
+        if kept < keep:
+            kept += 1
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
 
-def plan_refits(candles: pd.DataFrame, finetune: FinetuneSettings, first: int, lookback: int,
+
+def plan_refits(candles: Frames, finetune: FinetuneSettings, first: int, lookback: int,
                 horizon: int) -> list[Fold]:
-    """The folds for the decisions at bars `first`.. of `candles`: the first refit is the first
-    of those bars with `train_bars` bars before it (earlier decisions use the base model).
-    Cheap, so callers check a plan in one line before anything is computed or trained."""
+    """The folds for the decisions at bars `first`.. of `candles` (for a portfolio, of each
+    symbol's series, folds planned on every symbol's bar times): the first refit is the first
+    of those bars with `train_bars` bars before it (of some symbol; earlier decisions use the
+    base model). Cheap, so callers check a plan in one line before anything is computed or
+    trained."""
     if finetune.refit_every is None:
         raise ValueError("finetune.refit_every is not set (--refit-every N or a period such as 30D)")
     every = parse_refit_every(finetune.refit_every)
-    start = max(first, finetune.train_bars)
-    if start >= len(candles):
-        raise ValueError(f"--train-bars {finetune.train_bars} leaves no bar to decide: the series has "
-                         f"{len(candles)} bars")
-    return plan_folds(candles.index, start, len(candles) - 1, every, finetune.train_bars, lookback, horizon,
+    panel = _as_panel(candles)
+    clock = _clock(panel)
+    if len(panel) == 1:
+        start = max(first, finetune.train_bars)
+    else:
+        decide = [f.index[first] for f in panel.values() if len(f) > first]
+        trained = [f.index[finetune.train_bars] for f in panel.values() if len(f) > finetune.train_bars]
+        start = int(clock.searchsorted(max(min(decide), min(trained)))) if decide and trained else len(clock)
+    if start >= len(clock):
+        longest = max(len(f) for f in panel.values())
+        raise ValueError(f"--train-bars {finetune.train_bars} leaves no bar to decide: the "
+                         f"{'longest ' if len(panel) > 1 else ''}series has {longest} bars")
+    return plan_folds(clock, start, len(clock) - 1, every, finetune.train_bars, lookback, horizon,
                       finetune.val_fraction, finetune.stride)
 
 
-def build_finetuned(service: ForecastService, candles: pd.DataFrame, finetune: FinetuneSettings, first: int,
-                    progress: bool = False) -> FinetunedForecasts:
-    """`service` with walk-forward fine-tuning for the decisions at bars `first`.. of `candles`."""
+def build_finetuned(service: ForecastService, candles: Frames, finetune: FinetuneSettings, first: int | None = None,
+                    progress: bool = False, plan: dict | None = None) -> FinetunedForecasts:
+    """`service` with walk-forward fine-tuning for the decisions at bars `first`.. of `candles`
+    (of each symbol's for a portfolio; default: the service's first decision bar)."""
+    if first is None:
+        first = service.decision_positions(max(len(f) for f in _as_panel(candles).values()))[0]
     folds = plan_refits(candles, finetune, first, service.settings.lookback, service.settings.horizon)
-    return FinetunedForecasts(service, candles, folds, finetune, progress)
+    return FinetunedForecasts(service, candles, folds, finetune, progress, plan=plan)

@@ -21,6 +21,11 @@ PUpMethod = Literal["empirical", "kernel"]
 P_UP_METHODS: tuple[str, ...] = ("empirical", "kernel")
 
 
+class PUpResolutionWarning(UserWarning):
+    """A policy's P(up) threshold falls between two values P(up) can take (`threshold_warnings`):
+    its own class, so a caller that says it once (a sweep, for its whole space) filters it by class."""
+
+
 def kernel_p_up(close_paths: np.ndarray, last_close: float) -> np.ndarray:
     """Kernel-smoothed P(close > last close) per step, from (samples x horizon) paths."""
     returns = np.asarray(close_paths, dtype=np.float64) / last_close - 1.0

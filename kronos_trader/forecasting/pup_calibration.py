@@ -73,25 +73,30 @@ def fit_p_up_map(kind: str, p, up) -> PUpMap:
 
 def rolling_recalibrate(made_at: Sequence[float], p_up: np.ndarray, up: np.ndarray, known_at: np.ndarray,
                         kind: str, min_history: int = 30, span: float | None = None,
-                        refit_growth: float = 0.02) -> np.ndarray:
+                        refit_growth: float = 0.02, rows: Sequence[int] | None = None) -> np.ndarray:
     """Walk-forward recalibrated P(up) of n time-ordered forecasts (n, steps): forecast i at
     step h uses the forecasts j < i whose step-h outcome was known at `made_at[i]`
     (`known_at[j, h] <= made_at[i]`), made within `span` before it (None: all). The map is
     refitted when the known outcomes grew by `refit_growth` (at least one) since the last
     fit, which keeps long evaluations fast; 0 refits for every forecast, so a forecast's
-    value depends on its own history only (what the forecast service needs: live = backtest)."""
+    value depends on its own history only (what the forecast service needs: live = backtest).
+
+    `rows`: recalibrate only these forecasts (the others keep their P(up)), with the values
+    they get when all are: a map is fitted only where one of them uses it (a live call asks
+    for the newest forecast, its history only calibrates it)."""
     if kind == "none":
         return np.asarray(p_up, dtype=np.float64).copy()
     made = np.asarray(made_at, dtype=np.float64)
     p_up, up, known = (np.asarray(v, dtype=np.float64) for v in (p_up, up, known_at))
     out = p_up.copy()
+    wanted = None if rows is None else set(int(i) for i in rows)
     for h in range(p_up.shape[1]):
         # an outcome known by made[i] belongs to an earlier forecast (it is known after its own
         # forecast was made), so "known by then" is a prefix of the outcomes sorted by known time
         has = np.flatnonzero(~np.isnan(up[:, h]))
         order = has[np.argsort(known[has, h], kind="stable")]
         counts = np.searchsorted(known[order, h], made, side="right")
-        fitted, size = None, 0
+        fitted, basis, size = None, None, 0  # the map, and the forecasts of its refit point (fitted when used)
         for i in range(len(made)):
             usable = order[:counts[i]]
             usable = usable[usable < i]
@@ -99,9 +104,13 @@ def rolling_recalibrate(made_at: Sequence[float], p_up: np.ndarray, up: np.ndarr
                 usable = usable[made[usable] >= made[i] - span]
             if len(usable) < max(2, min_history):
                 continue
-            if fitted is None or refit_growth <= 0 or span is not None or \
+            if basis is None or refit_growth <= 0 or span is not None or \
                     len(usable) - size >= max(1, int(size * refit_growth)):
-                fitted, size = fit_p_up_map(kind, p_up[usable, h], up[usable, h]), len(usable)
+                fitted, basis, size = None, usable, len(usable)
+            if wanted is not None and i not in wanted:
+                continue
+            if fitted is None:
+                fitted = fit_p_up_map(kind, p_up[basis, h], up[basis, h])
             out[i, h] = fitted(p_up[i, h])
     return out
 
@@ -129,7 +138,8 @@ def recalibrate_requests(requests: Sequence, history: Sequence, raw: dict, serve
         target = np.asarray(positions)[:, None] + np.arange(1, steps + 1)[None, :]
         inside = target < len(close)
         up = np.where(inside, close[np.minimum(target, len(close) - 1)] > last[:, None], np.nan)
-        recal = rolling_recalibrate(positions, p_up, up, target, kind, min_history, span=span_bars)
+        asked = [i for i, p in enumerate(positions) if any(r.key in wanted for r in items[p])]
+        recal = rolling_recalibrate(positions, p_up, up, target, kind, min_history, span=span_bars, rows=asked)
         for i, p in enumerate(positions):
             for r in items[p]:
                 if r.key in wanted:

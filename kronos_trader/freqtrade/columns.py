@@ -40,9 +40,11 @@ from kronos_trader.config import ForecastSettings, GateSettings, ModelSettings
 from kronos_trader.data.calendar import check_calendar
 from kronos_trader.exchange.timeframes import timeframe_to_timedelta
 from kronos_trader.forecasting.models import LoadedModel, load_model
-from kronos_trader.forecasting.service import ForecastService, WindowForecast
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.gate import GateRule, SkillLedger
 from kronos_trader.store import Store, open_store
+from kronos_trader.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +208,7 @@ class KronosColumns:
         try:
             return service.forecast_at(candles, positions, pair, self.timeframe, self.interval)
         except ValueError as exc:
-            raise KronosFreqtradeError(f"Kronos forecast for {pair} {self.timeframe}: {_one_line(exc)}") from None
+            raise KronosFreqtradeError(f"Kronos forecast for {pair} {self.timeframe}: {one_line(exc)}") from None
 
     def _write(self, dataframe: pd.DataFrame, names: tuple[str, ...], found: dict[int, WindowForecast],
                n: int) -> None:
@@ -252,7 +254,7 @@ def _options(config: Mapping[str, Any], given: Mapping[str, Any]) -> _Options:
         where = ".".join(str(p) for p in first["loc"])
         raise KronosFreqtradeError(f"Kronos option {where}: {first['msg']}") from None
     except ValueError as exc:
-        raise KronosFreqtradeError(f"Kronos option calendar: {_one_line(exc)}") from None
+        raise KronosFreqtradeError(f"Kronos option calendar: {one_line(exc)}") from None
     step = int(merged.get("step") or forecast.horizon)
     lower_q, upper_q = float(merged.get("lower_q", 0.05)), float(merged.get("upper_q", 0.95))
     from kronos import QUANTILES
@@ -278,7 +280,7 @@ def _interval(timeframe: str) -> pd.Timedelta:
     try:
         return timeframe_to_timedelta(timeframe)
     except ValueError as exc:
-        raise KronosFreqtradeError(f"Kronos cannot forecast timeframe {timeframe!r}: {_one_line(exc)}; use a "
+        raise KronosFreqtradeError(f"Kronos cannot forecast timeframe {timeframe!r}: {one_line(exc)}; use a "
                                    f"fixed-length one such as 5m, 1h, 4h or 1d") from None
 
 
@@ -301,11 +303,11 @@ def _service(o: _Options, settings: ForecastSettings) -> ForecastService:
             try:
                 _stores[o.db] = open_store(o.db)
             except Exception as exc:  # any driver error: say which database
-                raise KronosFreqtradeError(f"Kronos forecast store {o.db}: {_one_line(exc)}") from None
+                raise KronosFreqtradeError(f"Kronos forecast store {o.db}: {one_line(exc)}") from None
         try:
             _services[key] = ForecastService(model, settings, _stores[o.db], progress=True, calendar=o.calendar)
         except ValueError as exc:
-            raise KronosFreqtradeError(f"Kronos settings: {_one_line(exc)}") from None
+            raise KronosFreqtradeError(f"Kronos settings: {one_line(exc)}") from None
     return _services[key]
 
 
@@ -313,7 +315,7 @@ def _load(model: ModelSettings) -> LoadedModel:
     try:
         return load_model(model.name, model.device, model.max_context, model.precision)
     except Exception as exc:  # CheckpointError, a bad device, an unreadable directory: one line
-        raise KronosFreqtradeError(f"Kronos model {model.name!r}: {_one_line(exc)}") from None
+        raise KronosFreqtradeError(f"Kronos model {model.name!r}: {one_line(exc)}") from None
 
 
 def _candles(dataframe: pd.DataFrame, pair: str, timeframe: str) -> pd.DataFrame:
@@ -328,5 +330,3 @@ def _candles(dataframe: pd.DataFrame, pair: str, timeframe: str) -> pd.DataFrame
                         index=stamps.as_unit("ns").rename("timestamp"))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

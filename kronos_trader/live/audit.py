@@ -29,10 +29,12 @@ def balance_gaps(store: Store, run_id: str) -> dict[str, tuple[float, float, flo
     return gaps
 
 
-def balance_problems(store: Store, run_id: str) -> list[str]:
-    """``balance_gaps`` as messages."""
+def balance_problems(store: Store, run_id: str,
+                     gaps: dict[str, tuple[float, float, float]] | None = None) -> list[str]:
+    """``balance_gaps`` (computed unless given) as messages."""
+    gaps = balance_gaps(store, run_id) if gaps is None else gaps
     return [f"{currency} balance {actual:.10g} on the exchange != opening {opening:.10g} + fills {moved:+.10g}"
-            for currency, (actual, opening, moved) in balance_gaps(store, run_id).items()]
+            for currency, (actual, opening, moved) in gaps.items()]
 
 
 def audit_run(store: Store, run_id: str, *, paper: bool | None = None) -> list[str]:

@@ -101,8 +101,6 @@ class Broker(Protocol):
     kind: str
     account: Account
     pending: dict[str, PendingOrder]
-    #: orders found never to have reached the exchange since the last ``take_lost``
-    lost: list[PendingOrder]
 
     def load(self) -> None:
         """(Re)load the account and open orders from the database."""
@@ -113,9 +111,10 @@ class Broker(Protocol):
     def send(self, orders: list[PendingOrder]) -> SendResult:
         """Hand 'new' orders on (each marked 'sent' before it leaves)."""
 
-    def settle(self, book: Book, candles: pd.DataFrame, upto: pd.Timestamp) -> int:
-        """Settle what is due for ``book`` up to the candle opening at ``upto``; returns
-        the number of orders filled."""
+    def settle(self, books: list[Book], candles: dict[Book, pd.DataFrame], upto: pd.Timestamp) -> int:
+        """Settle what is due for ``books`` up to the candle opening at ``upto`` (``candles``:
+        each book's closed candles, read by the paper broker only); returns the number of
+        orders filled."""
 
     def recover(self, current_close: dict[str, pd.Timestamp] | None) -> list[str]:
         """After a stop: settle the orders stored before it; returns the client ids sent now."""
@@ -124,4 +123,5 @@ class Broker(Protocol):
         """Free balance per currency that orders may use (None: the account's cash rules)."""
 
     def take_lost(self) -> list[PendingOrder]:
-        """The lost orders found since the last call (their books decide again)."""
+        """The orders found never to have reached the exchange since the last call (their
+        books decide again)."""

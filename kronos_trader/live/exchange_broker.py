@@ -76,7 +76,7 @@ class ExchangeBroker:
         self.pending: dict[str, PendingOrder] = {}
         self.free: dict[str, float] = {}
         #: orders found never to have reached the exchange (the runner decides again)
-        self.lost: list[PendingOrder] = []
+        self._lost: list[PendingOrder] = []
 
     # ------------------------------------------------------------------ state
     def load(self) -> None:
@@ -107,8 +107,7 @@ class ExchangeBroker:
                 self.event("warning", f"adopted {amount:.8g} {c} held on the exchange at {price:g} as the run's "
                                       f"position")
             self.load()
-        self._apply_balances(balances)
-        self.reconcile_balances()
+        self._apply_balances(balances)  # checked against the records once the orders settled (``recover``)
 
     def _foreign_orders(self, adopt: bool) -> None:
         known = self.store.order_ids(self.run_id)
@@ -167,12 +166,13 @@ class ExchangeBroker:
             moved += fill_deltas(symbol, side, amount, price, fee, fee_currency).get(currency, 0.0)
         return total - moved
 
-    def reconcile_balances(self) -> list[str]:
+    def reconcile_balances(self, gaps: dict[str, tuple[float, float, float]] | None = None) -> list[str]:
         """Exchange balance vs opening balance + the run's fills (net of fees), per
-        currency; a difference is an error event (someone else traded the account)."""
+        currency (``audit.balance_gaps``, computed unless given); a difference is an error
+        event (someone else traded the account)."""
         from .audit import balance_problems
 
-        problems = balance_problems(self.store, self.run_id)
+        problems = balance_problems(self.store, self.run_id, gaps)
         for problem in problems:
             self.event("error", f"balance reconciliation: {problem}")
         return problems
@@ -277,7 +277,7 @@ class ExchangeBroker:
 
     def _lose(self, order: PendingOrder) -> None:
         self.pending.pop(order.client_order_id, None)
-        self.lost.append(order)
+        self._lost.append(order)
 
     def _finish(self, order: PendingOrder, answer: dict) -> None:
         """Store the exchange's view of an order (status, fills net of fees) and the balances,
@@ -341,33 +341,36 @@ class ExchangeBroker:
         self.event("warning", f"order {order.client_order_id} was never sent: decided again on the current candle",
                    order.symbol)
 
-    def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
-        """Refresh the orders of ``book`` in flight or open on the exchange; returns how many filled."""
-        return self.poll(book)
+    def settle(self, books: list[Book], candles: dict[Book, pd.DataFrame], upto: pd.Timestamp) -> int:
+        """Refresh the orders of ``books`` in flight or open on the exchange (the exchange
+        fills them: ``candles`` are not read); returns how many filled."""
+        return self.poll(books)
 
     def buying_power(self) -> dict[str, float] | None:
         return self.free
 
     def take_lost(self) -> list[PendingOrder]:
-        lost, self.lost = self.lost, []
+        lost, self._lost = self._lost, []
         return lost
 
     def recover(self, current_close: dict[str, pd.Timestamp] | None) -> list[str]:
         """Settle the orders stored before the last stop (``reconcile``), then check the
-        holdings against the records; returns the ones sent now."""
+        balances against the records, once; returns the ones sent now."""
         sent = self.reconcile(current_close)
         self._check_holdings()
         return sent
 
     def _check_holdings(self) -> None:
-        """The run's records must account for what the account holds of each traded base
-        asset (opening + the run's fills), above dust: else the positions it would decide on
-        are not the account's (a database restored from an older copy, another program on
-        the account) and the run refuses to go on. Assets with an order still unsettled
-        are left to the order's settlement."""
+        """The start-up balance check: every currency whose exchange balance differs from
+        the records (opening + the run's fills) is an error event, and the records must
+        account for what the account holds of each traded base asset, above dust: else the
+        positions it would decide on are not the account's (a database restored from an
+        older copy, another program on the account) and the run refuses to go on. Assets
+        with an order still unsettled are left to the order's settlement."""
         from .audit import balance_gaps
 
         gaps = balance_gaps(self.store, self.run_id)
+        self.reconcile_balances(gaps)
         busy = {base_of(o.symbol) for o in self.pending.values()}
         for rules in self.rules.values():
             if rules.base not in gaps or rules.base in busy:
@@ -382,13 +385,12 @@ class ExchangeBroker:
                 f"account's state (restored from an older copy, or another program traded it); start a new run "
                 f"with --new --adopt")
 
-    def poll(self, book: Book | None = None) -> int:
-        """Refresh the orders (of ``book``, else all) in flight or open on the exchange;
-        returns how many filled."""
+    def poll(self, books: list[Book] | None = None) -> int:
+        """Refresh the orders (of ``books``, else all) in flight or open on the exchange,
+        each once (those of pairs no longer configured too); returns how many filled."""
         filled = 0
         for order in list(self.pending.values()):
-            # a book's orders (and those of pairs no longer configured, with every book)
-            if book is not None and order.book != book and order.book in self.books:
+            if books is not None and order.book not in books and order.book in self.books:
                 continue
             try:
                 found = self._lookup(order)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
 from kronos_trader.gate import GateState, GateVerdict, SkillGate
 from kronos_trader.notify import notifier_from_env
 from kronos_trader.store import Event, Store

@@ -70,7 +70,6 @@ class PaperBroker:
         self.commission, self.slippage, self.fill_mode = commission, slippage, fill
         self.account = Account(quote)
         self.pending: dict[str, PendingOrder] = {}
-        self.lost: list[PendingOrder] = []  # a simulated exchange loses nothing
         self.hook = hook or (lambda name, **kw: None)
         self.event = event or (lambda level, message, symbol=None: log.log(logging.INFO, message))
         #: ticker mode: (time, last price) of a symbol (``ticker_source``)
@@ -100,7 +99,7 @@ class PaperBroker:
         return None  # Backtrader's cash check at submission
 
     def take_lost(self) -> list[PendingOrder]:
-        return []
+        return []  # a simulated exchange loses nothing
 
     def position(self, book: Book) -> Position:
         return self.account.position(book)
@@ -137,16 +136,23 @@ class PaperBroker:
         return sorted((o for o in self.pending.values() if o.book == book and o.bar_time <= upto),
                       key=lambda o: o.bar_time)
 
-    def settle(self, book: Book, candles: pd.DataFrame | None, upto: pd.Timestamp) -> int:
-        """Fill the due orders of ``book`` at their fill candle's open (in ticker mode only
-        orders left pending, e.g. for want of a ticker); returns how many filled."""
-        if candles is None:
-            return 0
-        results = self.fill_due(book, candles, upto)
-        for r in results:
-            if r.status != "filled":
-                self.event("warning", f"order {r.client_order_id} {r.status}: {r.reason}", book[0])
-        return sum(1 for r in results if r.amount)
+    def settle(self, books: list[Book], candles: dict[Book, pd.DataFrame], upto: pd.Timestamp) -> int:
+        """Fill the due orders of ``books`` at their fill candle's open, from the candles
+        closed by ``upto`` (in ticker mode only orders left pending, e.g. for want of a
+        ticker); a book without candles this cycle waits. Returns how many filled."""
+        filled = 0
+        for book in books:
+            if not any(o.book == book for o in self.pending.values()):
+                continue
+            frame = candles.get(book)
+            if frame is None:
+                continue
+            results = self.fill_due(book, frame.loc[:upto], upto)
+            for r in results:
+                if r.status != "filled":
+                    self.event("warning", f"order {r.client_order_id} {r.status}: {r.reason}", book[0])
+            filled += sum(1 for r in results if r.amount)
+        return filled
 
     def fill_due(self, book: Book, candles: pd.DataFrame, upto: pd.Timestamp) -> list[FillResult]:
         """Fill the due orders of ``book`` at their fill candle's open (next_open mode)."""

@@ -37,4 +37,4 @@ class Persister:
         equity = account.equity(prices)
         snapshot = {"ts": close_time, "equity": equity, "cash": account.cash, "position_value": equity - account.cash,
                     "details": {"prices": {f"{k[0]} {k[1]}": v for k, v in prices.items()}}}
-        return self.store.record_decisions(self.run_id, step.signals, [o.row() for o in step.orders], snapshot)
+        return self.store.record_decisions(self.run_id, step.signals, step.orders, equity=snapshot)

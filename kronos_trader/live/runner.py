@@ -49,7 +49,8 @@ from kronos_trader.exchange import (
     timeframe_to_timedelta,
 )
 from kronos_trader.exchange.errors import one_line
-from kronos_trader.forecasting.service import ForecastService, WindowRequest
+from kronos_trader.forecasting.service import ForecastService
+from kronos_trader.forecasting.values import WindowRequest
 from kronos_trader.store import Store, open_store
 from kronos_trader.store.models import utcnow
 
@@ -524,10 +525,7 @@ class LiveRunner:
     def _settle(self, books: list[PairBook], frames: dict[Book, pd.DataFrame], upto: pd.Timestamp) -> int:
         """The broker settles what is due per pair (the exchange: orders in flight or open;
         paper: fills at the fill candle's open); lost orders make their books decide again."""
-        fills = 0
-        for book in books:
-            frame = frames.get(book.key)
-            fills += self.broker.settle(book.key, frame.loc[:upto] if frame is not None else None, upto)
+        fills = self.broker.settle([book.key for book in books], frames, upto)
         self._decide_lost_again()
         return fills
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import pandas as pd
 
 from kronos_trader.exchange import MarketRules
 from kronos_trader.decision import Policy, PositionState, RiskLimits, decide, rebalance, series_policy
-from kronos_trader.forecasting.service import WindowForecast
+from kronos_trader.forecasting.values import WindowForecast
+from kronos_trader.records import OrderRecord, SignalRecord
 
 from .accounting import Account, Book, base_of
 from .ids import client_order_id
@@ -38,26 +38,9 @@ class Costs:
 
 
 @dataclass
-class OrderIntent:
-    client_order_id: str
-    symbol: str
-    timeframe: str
-    bar_time: pd.Timestamp   # the decision candle's close
-    side: str
-    amount: float
-    status: str              # 'new' or 'rejected'
-    reason: str
-
-    def row(self) -> dict:
-        return {"client_order_id": self.client_order_id, "symbol": self.symbol, "timeframe": self.timeframe,
-                "bar_time": self.bar_time, "side": self.side, "type": "market", "amount": self.amount,
-                "status": self.status, "reason": self.reason}
-
-
-@dataclass
 class StepResult:
-    signals: list[dict] = field(default_factory=list)
-    orders: list[OrderIntent] = field(default_factory=list)
+    signals: list[SignalRecord] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
     held: dict[Book, float | None] = field(default_factory=dict)  # None: no decision (not a forecast bar)
 
 
@@ -120,17 +103,14 @@ def decide_bar(policy: Policy, risk: RiskLimits, books: list[BookInput], account
                     signed = amount if side == "buy" else -amount
                     free[account.quote] = free.get(account.quote, cash) - signed * price * (1 + costs.commission)
                     free[base_of(symbol)] = free.get(base_of(symbol), 0.0) + signed
-                order = OrderIntent(client_order_id(run_id, symbol, bar_time, side), symbol, timeframe, bar_time,
+                order = OrderRecord(client_order_id(run_id, symbol, bar_time, side), symbol, timeframe, bar_time,
                                     side, amount, "rejected" if problem else "new",
                                     f"{decision.reason}; rejected: {problem}" if problem else decision.reason)
-        details = {"reason": reason, "p_up": forecast.prob_up(), "expected_return": forecast.expected_return(),
-                   "held_target": None if held != held else held, "equity": equity, "price": price,
-                   "market_min": [rules.min_amount, rules.min_notional]}
-        if dust:
-            details["dust"] = position.size
-        out.signals.append({"symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
-                            "forecast_id": forecast.forecast_id, "target_position": float(decision.target),
-                            "details": details})
+        minimum = (rules.min_amount, rules.min_notional)
+        out.signals.append(SignalRecord(
+            symbol, timeframe, bar_time, float(decision.target), reason, forecast.forecast_id, forecast.prob_up(),
+            forecast.expected_return(), None if held != held else float(held), equity, price,
+            minimum if any(m is not None for m in minimum) else None, position.size if dust else None))
         out.held[book.key] = held
         if order is not None:
             out.orders.append(order)

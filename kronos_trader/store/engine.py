@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
+import sqlite3
+import time
 from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import Any
@@ -90,6 +93,31 @@ def json_dumps(obj: Any) -> str:
 
 
 # --------------------------------------------------------------------------- engines
+def _journal_mode_wal(cursor, timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+    """``PRAGMA journal_mode = WAL`` on a new connection, waiting up to ``timeout_s`` for others.
+
+    On a file not yet in WAL (a fresh one) the switch reads the file under a shared lock, then
+    upgrades to a write lock to mark it WAL. SQLite answers an upgrade that meets another
+    connection's lock with "database is locked" at once, without the busy handler (deadlock
+    avoidance), so processes opening a fresh file together could fail at once, the busy
+    timeout never applied. The failed statement has released its lock: retry, with a
+    jittered back-off, until the file is WAL or the busy timeout has passed. On a file
+    already in WAL the switch only reads, and the busy handler applies.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 0.1)
+
+
 def _install_sqlite_listeners(engine: Engine, in_memory: bool) -> None:
     # SQLAlchemy's documented recipe ("Enabling Non-Legacy SQLite Transactional
     # Modes"): stop pysqlite from emitting BEGIN itself and emit our own.
@@ -102,7 +130,7 @@ def _install_sqlite_listeners(engine: Engine, in_memory: bool) -> None:
             cur.execute("PRAGMA foreign_keys = ON")
             if not in_memory:
                 # synchronous stays at SQLite's default FULL: order records must survive power loss
-                cur.execute("PRAGMA journal_mode = WAL")
+                _journal_mode_wal(cur)
         finally:
             cur.close()
 

@@ -8,7 +8,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select, update
 
-from ._util import dedupe, opt_float, opt_utc_naive, records, to_utc_naive
+from kronos_trader.records import OrderRecord, SignalRecord
+
+from ._util import chunks, dedupe, opt_float, opt_utc_naive, records, to_utc_naive
 from .base import StoreBase
 from .errors import StoreError
 from .order_state import transition
@@ -99,13 +101,14 @@ class RunsMixin(StoreBase):
         forecast_id: int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Signal:
-        """Record the decision for a bar; an existing one for that bar is kept and returned."""
-        key = {"run_id": run_id, "symbol": symbol, "timeframe": timeframe,
-               "bar_time": to_utc_naive(bar_time)}
-        row = {**key, "forecast_id": forecast_id, "target_position": float(target_position),
-               "details": dict(details) if details is not None else None, "created_at": utcnow()}
-        with self.session() as s:
-            self._write(s, Signal.__table__, [row], tuple(key))
+        """Record one decision with free-form ``details`` (tooling and tests; the backtest
+        and the live loop write ``SignalRecord`` s through ``record_decisions``, the same
+        writer); an existing one for that bar is kept and returned."""
+        self._store_decisions(run_id, [{"symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
+                                        "forecast_id": forecast_id, "target_position": target_position,
+                                        "details": details}], [])
+        key = {"run_id": run_id, "symbol": symbol, "timeframe": timeframe, "bar_time": to_utc_naive(bar_time)}
+        with self.session(readonly=True) as s:
             return s.scalars(select(Signal).filter_by(**key)).one()
 
     # ------------------------------------------------------------------ orders
@@ -125,20 +128,13 @@ class RunsMixin(StoreBase):
         reason: str | None = None,
         exchange_order_id: str | None = None,
     ) -> Order:
-        """Record an order; if ``client_order_id`` exists nothing changes. Returns the stored row."""
-        _check("side", side, ORDER_SIDES)
-        _check("type", type, ORDER_TYPES)
-        _check("status", status, ORDER_STATUSES)
-        now = utcnow()
-        row = {
-            "run_id": run_id, "client_order_id": client_order_id, "symbol": symbol,
-            "timeframe": timeframe, "bar_time": to_utc_naive(bar_time), "side": side,
-            "type": type, "amount": float(amount), "price": opt_float(price), "status": status,
-            "exchange_order_id": exchange_order_id, "reason": reason,
-            "created_at": now, "updated_at": now,
-        }
-        with self.session() as s:
-            self._write(s, Order.__table__, [row], ("client_order_id",))
+        """Record one order (any type; through ``record_decisions``' writer); if
+        ``client_order_id`` exists nothing changes. Returns the stored row."""
+        self._store_decisions(run_id, [], [{
+            "client_order_id": client_order_id, "symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
+            "side": side, "type": type, "amount": amount, "price": price, "status": status, "reason": reason,
+            "exchange_order_id": exchange_order_id}])
+        with self.session(readonly=True) as s:
             return s.scalars(select(Order).where(Order.client_order_id == client_order_id)).one()
 
     def update_order_status(
@@ -188,79 +184,52 @@ class RunsMixin(StoreBase):
             self._write(s, Fill.__table__, [row], ("order_id", "seq"))
             return s.scalars(select(Fill).filter_by(order_id=order_id, seq=int(seq))).one()
 
-    def record_journal(
+    def record_decisions(
         self,
         run_id: str,
-        timeframe: str,
-        signals: Iterable[Mapping[str, Any]],
-        orders: Iterable[Mapping[str, Any]],
-        fills: Iterable[Mapping[str, Any]],
-    ) -> None:
-        """Bulk-write a run's signals, orders and fills in one transaction (idempotent).
+        signals: Iterable[SignalRecord],
+        orders: Iterable[OrderRecord] = (),
+        *,
+        equity: Mapping[str, Any] | None = None,
+        fills: Iterable[Mapping[str, Any]] = (),
+    ) -> set[str]:
+        """The one writer of decided bars, for backtests and live trading: the signals,
+        their orders (a live run's stored 'new' before they are sent) and, in the same
+        transaction, the equity snapshot at the bar's close (live) or the orders' fills (a
+        backtest's, naming their order by client_order_id with seq, ts, price, amount, fee).
+        Idempotent (a decision, order or fill already stored is kept); returns the client
+        ids of the orders added now."""
+        return self._store_decisions(run_id, [r.row() for r in signals], [o.row() for o in orders], equity, fills)
 
-        Signals need symbol, bar_time, target_position (forecast_id, details optional);
-        orders need client_order_id, symbol, bar_time, side, amount, status; fills name
-        their order by client_order_id and carry seq, ts, price, amount, fee.
-        """
+    def _store_decisions(self, run_id: str, signals: list[dict[str, Any]], orders: list[dict[str, Any]],
+                         equity: Mapping[str, Any] | None = None, fills: Iterable[Mapping[str, Any]] = ()) -> set[str]:
         now = utcnow()
-        sig_rows = dedupe([
-            {"run_id": run_id, "symbol": r["symbol"], "timeframe": timeframe,
-             "bar_time": to_utc_naive(r["bar_time"]), "forecast_id": r.get("forecast_id"),
-             "target_position": float(r["target_position"]), "details": _opt_dict(r.get("details")),
-             "created_at": now} for r in signals], ("symbol", "timeframe", "bar_time"), keep="first")
+        sig_rows = dedupe([{**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]),
+                            "target_position": float(r["target_position"]), "details": _opt_dict(r.get("details")),
+                            "created_at": now} for r in signals], ("symbol", "timeframe", "bar_time"), keep="first")
         order_rows = []
-        for r in orders:
-            _check("side", r["side"], ORDER_SIDES)
-            _check("status", r["status"], ORDER_STATUSES)
-            order_rows.append({
-                "run_id": run_id, "client_order_id": r["client_order_id"], "symbol": r["symbol"],
-                "timeframe": timeframe, "bar_time": to_utc_naive(r["bar_time"]), "side": r["side"],
-                "type": r.get("type", "market"), "amount": float(r["amount"]), "price": opt_float(r.get("price")),
-                "status": r["status"], "exchange_order_id": None, "reason": r.get("reason"),
-                "created_at": now, "updated_at": now})
+        for o in orders:
+            _check("side", o["side"], ORDER_SIDES)
+            _check("type", o.get("type", "market"), ORDER_TYPES)
+            _check("status", o["status"], ORDER_STATUSES)
+            order_rows.append({"type": "market", "exchange_order_id": None, **o, "run_id": run_id,
+                               "bar_time": to_utc_naive(o["bar_time"]), "amount": float(o["amount"]),
+                               "price": opt_float(o.get("price")), "created_at": now, "updated_at": now})
         order_rows = dedupe(order_rows, ("client_order_id",), keep="first")
         fill_rows = list(fills)
         with self.session() as s:
+            existing = _order_ids(s, [r["client_order_id"] for r in order_rows])
             self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
-            self._write(s, Order.__table__, order_rows, ("client_order_id",))
+            added = [r for r in order_rows if r["client_order_id"] not in existing]
+            self._write(s, Order.__table__, added, ("client_order_id",))
             if fill_rows:
-                wanted = list({r["client_order_id"] for r in fill_rows})
-                ids = dict(s.execute(select(Order.client_order_id, Order.id)
-                                     .where(Order.client_order_id.in_(wanted))).all())
+                ids = _order_ids(s, list({r["client_order_id"] for r in fill_rows}))
                 prepared = dedupe([
                     {"order_id": ids[r["client_order_id"]], "run_id": run_id, "seq": int(r.get("seq", 0)),
                      "ts": to_utc_naive(r["ts"]), "price": float(r["price"]), "amount": float(r["amount"]),
                      "fee": float(r.get("fee") or 0.0), "fee_currency": r.get("fee_currency")}
                     for r in fill_rows], ("order_id", "seq"), keep="first")
                 self._write(s, Fill.__table__, prepared, ("order_id", "seq"))
-
-    def record_decisions(
-        self,
-        run_id: str,
-        signals: Iterable[Mapping[str, Any]],
-        orders: Iterable[Mapping[str, Any]],
-        equity: Mapping[str, Any] | None = None,
-    ) -> set[str]:
-        """The decisions of one bar in ONE transaction: signals, their orders (stored before
-        they are sent) and the equity snapshot at the bar's close. Idempotent (a decision or
-        order already stored is kept); returns the client ids of the orders added now."""
-        now = utcnow()
-        order_rows = []
-        for r in orders:
-            _check("side", r["side"], ORDER_SIDES)
-            _check("status", r["status"], ORDER_STATUSES)
-            order_rows.append({**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]),
-                               "amount": float(r["amount"]), "type": r.get("type", "market"),
-                               "created_at": now, "updated_at": now})
-        with self.session() as s:
-            wanted = [r["client_order_id"] for r in order_rows]
-            existing = set(s.scalars(select(Order.client_order_id).where(Order.client_order_id.in_(wanted))))
-            sig_rows = [{**r, "run_id": run_id, "bar_time": to_utc_naive(r["bar_time"]), "created_at": now}
-                        for r in signals]
-            self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
-            added = [r for r in order_rows if r["client_order_id"] not in existing]
-            for r in added:
-                s.add(Order(**r))
             if equity is not None:
                 row = {"run_id": run_id, "ts": to_utc_naive(equity["ts"]), "equity": float(equity["equity"]),
                        "cash": float(equity["cash"]), "position_value": float(equity["position_value"]),
@@ -378,6 +347,14 @@ class RunsMixin(StoreBase):
         with self.session() as s:
             s.add(Event(run_id=run_id, level=level, message=str(message), symbol=symbol,
                         ts=opt_utc_naive(ts) or utcnow()))
+
+
+def _order_ids(s: Any, client_ids: list[str]) -> dict[str, int]:
+    """Stored orders' ids by client id, looked up in parts (a backtest names thousands)."""
+    out: dict[str, int] = {}
+    for part in chunks(client_ids, 500):
+        out.update(s.execute(select(Order.client_order_id, Order.id).where(Order.client_order_id.in_(part))).all())
+    return out
 
 
 def _opt_dict(value: Any) -> dict[str, Any] | None:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from kronos_trader.config import Settings, parse_settings
-from kronos_trader.forecasting.finetune import build_finetuned
+from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import open_store
 
@@ -77,11 +77,7 @@ class LocalExecutor:
 
     def precompute(self, data: SweepData) -> tuple[int, int]:
         if self.finetune.refit_every is not None:  # every trial trades on the same walk-forward fold models
-            if len(data.panel) > 1:
-                raise ValueError("walk-forward fine-tuning (--refit-every) sweeps one symbol at a time")
-            candles = next(iter(data.panel.values()))
-            self.service = build_finetuned(self.service, candles, self.finetune,
-                                           self.service.decision_positions(len(candles))[0], self.service.progress)
+            self.service = build_finetuned(self.service, data.panel, self.finetune, None, self.service.progress)
         self.model = ModelIdentity.of(self.service.model)
         before = self.service.computed, self.service.reused
         for symbol, candles in data.panel.items():
@@ -150,19 +146,35 @@ def _worker_service(settings_json: str, model: ModelIdentity) -> ForecastService
     return ForecastService.from_settings(settings, open_store(settings.database.url), False, model=model)
 
 
+_FOLDED: dict[tuple, FinetunedForecasts] = {}  # a worker's fold-routed services, by settings, model and folds
+
+
 def _remote_trial(job: TrialJob, params: dict[str, Any]) -> TrialOutcome:
     import json
 
-    return run_trial(job, params, _worker_service(json.dumps(job.settings, sort_keys=True), job.model))
+    settings_json = json.dumps(job.settings, sort_keys=True)
+    service = _worker_service(settings_json, job.model)
+    if job.folds is not None:  # walk-forward: each fold's stored forecasts, by the fold model's identity
+        key = (settings_json, job.model, json.dumps(job.folds, sort_keys=True, default=str))
+        if key not in _FOLDED:
+            _FOLDED.clear()
+            _FOLDED[key] = build_finetuned(service, job.data.panel, job.base.finetune, plan=job.folds)
+        service = _FOLDED[key]
+    return run_trial(job, params, service)
 
 
 class ForecastShards:
-    """A Ray actor: loads the model once, forecasts the windows it is sent, stores them."""
+    """A Ray actor: loads the model once, forecasts the windows it is sent, stores them. With
+    walk-forward fine-tuning (`folds`, trained by the driver) each window is forecast by its
+    fold's stored model, loaded once; nothing is trained here."""
 
-    def __init__(self, settings_json: str):
+    def __init__(self, settings_json: str, folds: dict | None = None, panel: dict | None = None):
         import json
 
-        self.service = forecast_service(parse_settings(json.loads(settings_json), "sweep"))
+        settings = parse_settings(json.loads(settings_json), "sweep")
+        self.service = forecast_service(settings)
+        if folds is not None:
+            self.service = build_finetuned(self.service, panel, settings.finetune, plan=folds)
 
     def run(self, candles, symbol: str, timeframe: str, positions: list[int]) -> int:
         before = self.service.computed
@@ -194,8 +206,6 @@ def for_workers(settings: Settings) -> Settings:
 def check_executor(settings: Settings) -> None:
     """Fail in one line, before the study or any forecast, when Ray is missing or unreachable."""
     if settings.sweep.executor == "ray":
-        if settings.finetune.refit_every is not None:
-            raise ValueError("walk-forward fine-tuning (--refit-every) runs with sweep.executor local")
         _import_ray()
         address = ray_address(settings)
         if address:
@@ -225,10 +235,21 @@ class RayExecutor:
                                  f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
         self._task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_remote_trial)
         self._pending: dict = {}
+        self.folds: dict | None = None  # walk-forward: each fold's stored model and report, trained by the driver
+        self.service: FinetunedForecasts | None = None  # with folds: the fold-routed reader (sweep screening)
+
+    def _train_folds(self, data: SweepData) -> dict:
+        """Every fold model trained once, here, before anything is dispatched (or read back from
+        `finetune.cache_dir`): the actors and trials only load or name them."""
+        service = forecast_service(self.settings, self.progress)
+        return build_finetuned(service, data.panel, self.settings.finetune, None, self.progress).resolved()
 
     def precompute(self, data: SweepData) -> tuple[int, int]:
         ray = self.ray
         lookback, every = self.settings.forecast.lookback, self.settings.forecast.every
+        if self.settings.finetune.refit_every is not None:
+            self.folds = self._train_folds(data)
+        panel_ref = ray.put(data.panel) if self.folds is not None else None
         shards = []
         for symbol, candles in data.panel.items():
             positions = list(range(lookback - 1, len(candles), every))
@@ -239,7 +260,7 @@ class RayExecutor:
         gpus = ray.cluster_resources().get("GPU", 0) if self.settings.model.device != "cpu" else 0
         actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / count) if gpus else 0, max_restarts=RETRIES,
                            max_task_retries=RETRIES)(ForecastShards)
-        actors = [actor.remote(self.settings_json) for _ in range(count)]
+        actors = [actor.remote(self.settings_json, self.folds, panel_ref) for _ in range(count)]
         refs = [actors[i % len(actors)].run.remote(ref, symbol, data.timeframe, pos)
                 for i, (ref, symbol, pos) in enumerate(shards)]
         try:
@@ -250,11 +271,15 @@ class RayExecutor:
         self.model = ray.get(actors[0].identity.remote())
         for a in actors:
             ray.kill(a)
+        if self.folds is not None:
+            reader = ForecastService.from_settings(self.settings, open_store(self.settings.database.url), False,
+                                                   model=self.model)
+            self.service = build_finetuned(reader, data.panel, self.settings.finetune, plan=self.folds)
         total = sum(len(p) for _, _, p in shards)
         return computed, total - computed
 
     def start(self, job: TrialJob) -> None:
-        self.job_ref = self.ray.put(job)
+        self.job_ref = self.ray.put(replace(job, folds=self.folds))
 
     def lost(self, exc: Exception) -> bool:
         """Whether a trial's error is the infrastructure's (a dead worker or node), not the trial's."""

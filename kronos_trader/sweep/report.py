@@ -7,8 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kronos_trader.backtest.portfolio import load_portfolio_candles
-from kronos_trader.backtest.runner import load_backtest_candles
+from kronos_trader.backtest.runner import load_backtest_candles, load_portfolio_candles
 from kronos_trader.config import Settings
 from kronos_trader.store import Store
 

@@ -14,7 +14,6 @@ With `forecast.p_up: kernel` P(up) is continuous and nothing changes.
 """
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Any
 
@@ -22,6 +21,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 
 from kronos_trader.config import Settings
 from kronos_trader.decision import load_policy
+from kronos_trader.forecasting.probability import p_up_gap
 
 __all__ = ["threshold_params", "threshold_class", "dedupe_grid", "snap_distribution"]
 
@@ -39,9 +39,8 @@ def threshold_class(value: Any, sample_count: int) -> Any:
     """2k for a threshold on k/n, 2k + 1 inside (k/n, (k+1)/n); other values stand for themselves."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 1.0:
         return ("value", value)
-    scaled = value * sample_count
-    nearest = round(scaled)
-    return 2 * nearest if abs(scaled - nearest) < 1e-9 else 2 * math.floor(scaled) + 1
+    gap = p_up_gap(value, sample_count)
+    return 2 * round(value * sample_count) if gap is None else 2 * round(gap[0] * sample_count) + 1
 
 
 def dedupe_grid(grid: list[dict[str, Any]], names: list[str], sample_count: int) -> tuple[list[dict], list[str]]:

@@ -72,7 +72,7 @@ def sweep_spec(settings: Settings, data: SweepData) -> dict[str, Any]:
             "model": settings.model.name, "forecast": settings.forecast.model_dump(mode="json"),
             "backtest": settings.backtest.model_dump(mode="json", exclude={"report_dir", *LEGACY_FIELDS}),
             "risk": settings.risk.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json"),
-            **({"finetune": settings.finetune.model_dump(mode="json", exclude={"cache_dir"})}
+            **({"finetune": settings.finetune.model_dump(mode="json", exclude={"cache_dir", "keep_models"})}
                if settings.finetune.refit_every is not None else {})}
 
 

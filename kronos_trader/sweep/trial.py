@@ -14,6 +14,7 @@ import pandas as pd
 
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.config import Settings, parse_settings
+from kronos_trader.forecasting.probability import PUpResolutionWarning
 from kronos_trader.forecasting.service import ForecastService
 
 from .objective import score
@@ -47,6 +48,7 @@ class TrialJob:
     settings: dict[str, Any]  # base settings, JSON form
     data: SweepData
     model: Any = None  # the model's identity (executors.ModelIdentity): Ray workers read, never load
+    folds: dict | None = None  # walk-forward fine-tuning on Ray: each fold's model and report (driver-trained)
 
     @property
     def base(self) -> Settings:
@@ -77,8 +79,8 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
 def trial_warnings(caught) -> list[str]:
     """A trial's warnings, kept on the trial instead of printed (one per trial flooded the
     console); the P(up) resolution ones are left out: the sweep says that once for its space."""
-    lines = (str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning))
-    return sorted({line for line in lines if "neighbouring values of P(up)" not in line})
+    return sorted({str(w.message).splitlines()[0] for w in caught
+                   if issubclass(w.category, UserWarning) and not issubclass(w.category, PUpResolutionWarning)})
 
 
 def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -> TrialOutcome:
@@ -94,7 +96,7 @@ def run_trial(job: TrialJob, params: dict[str, Any], service: ForecastService) -
                 warnings.simplefilter("always")
                 result = run_backtest(settings, job.data.span(part, lookback), next(iter(job.data.panel)),
                                       job.data.timeframe, None, progress=False, service=service)
-            attrs["warnings"] = trial_warnings(caught)
+            attrs["warnings"] = sorted({*attrs.get("warnings", []), *trial_warnings(caught)})  # both spans'
             metrics = result.metrics["strategy"]
             prefix = "oos_" if part == "test" else ""
             attrs[f"{prefix}metrics"] = _clean(metrics)

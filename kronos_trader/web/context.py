@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from kronos_trader.config import Settings
+from kronos_trader.text import one_line
 
-from .errors import WebError, one_line
+from .errors import WebError
 from .services.datasets import DatasetRegistry
 from .services.jobs import JobManager
 from .services.models import Loader, default_loader

@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kronos_trader.text import one_line
+
 log = logging.getLogger("kronos_trader.web")
 
 
@@ -21,11 +23,6 @@ class WebError(Exception):
         super().__init__(message)
         self.status = status
         self.message = one_line(message)
-
-
-def one_line(text: object, limit: int = 500) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _wants_html(request: Request) -> bool:

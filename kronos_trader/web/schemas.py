@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kronos_trader.config import MAX_SAMPLE_COUNT, ForecastSettings
+
+_FORECAST = ForecastSettings()  # the defaults of a forecast request: the config section's own
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,10 +24,10 @@ class ForecastRequest(Body):
     device: str = Field("auto", max_length=20)
     lookback: int | None = Field(None, ge=8, le=8192, description="default: forecast.lookback from config")
     horizon: int | None = Field(None, ge=1, le=4096, description="default: forecast.horizon from config")
-    temperature: float = Field(1.0, gt=0, le=10)
-    top_p: float = Field(0.9, gt=0, le=1)
-    top_k: int = Field(0, ge=0, le=100_000)
-    sample_count: int = Field(8, ge=1, le=256)
-    seed: int = Field(42, ge=0, le=2**31 - 1)
+    temperature: float = Field(_FORECAST.temperature, gt=0, le=10)
+    top_p: float = Field(_FORECAST.top_p, gt=0, le=1)
+    top_k: int = Field(_FORECAST.top_k, ge=0, le=100_000)
+    sample_count: int = Field(_FORECAST.sample_count, ge=1, le=MAX_SAMPLE_COUNT)
+    seed: int = Field(_FORECAST.seed, ge=0, le=2**31 - 1)
     start: int | None = Field(None, ge=0, description="index of the window's first bar")
     start_time: str | None = Field(None, max_length=40, description="or the window's first bar time")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from kronos_trader.config import MAX_SAMPLE_COUNT
 from kronos_trader.data import CandleDataError, infer_bar_interval
 
 from ..context import ctx
@@ -52,7 +53,7 @@ class ForecastBody(Body):
                                                                  "(default: the config's model)")
     lookback: int | None = Field(None, ge=8, le=8192)
     horizon: int | None = Field(None, ge=1, le=4096)
-    sample_count: int | None = Field(None, ge=1, le=256)
+    sample_count: int | None = Field(None, ge=1, le=MAX_SAMPLE_COUNT)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     temperature: float | None = Field(None, gt=0, le=10)
     top_p: float | None = Field(None, gt=0, le=1)

@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import WebError, one_line
+from kronos_trader.text import one_line
+
+from ..errors import WebError
 
 log = logging.getLogger("kronos_trader.web")
 

@@ -14,8 +14,9 @@ from typing import Callable
 import torch
 
 from kronos.hub import BUNDLED_DIR, HUB_MODELS, PAIR_FILE, CheckpointError, resolve_spec
+from kronos_trader.text import one_line
 
-from ..errors import WebError, one_line
+from ..errors import WebError
 
 
 @dataclass(frozen=True)
