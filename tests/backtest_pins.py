@@ -86,6 +86,12 @@ def _digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:20]
 
 
+def _relative_refs(frame: pd.DataFrame, base: int) -> pd.DataFrame:
+    if "ref" in frame.columns:
+        frame = frame.assign(ref=frame["ref"] - base)
+    return frame
+
+
 def fingerprint(result, store, scrub: str) -> dict:
     """The run's outputs: equity, trades, journal, summary.json and the stored records."""
     from kronos_trader.backtest.report import summary_json
@@ -97,6 +103,10 @@ def fingerprint(result, store, scrub: str) -> dict:
     run_id = result.run_id
     orders = store.load_orders(run_id)
     orders["client_order_id"] = orders["client_order_id"].str.replace(run_id[:12], "<run>")
+    # Backtrader numbers orders from a process-wide counter: pin the refs relative to the run's first
+    base = min((o.ref for o in result.journal.orders if o.ref is not None), default=0)
+    orders["client_order_id"] = orders["client_order_id"].str.replace(
+        r"-(\d+)$", lambda m: f"-{int(m.group(1)) - base}", regex=True)
     stored = {"signals": store.load_signals(run_id), "orders": orders.sort_values("client_order_id"),
               "fills": store.load_fills(run_id).sort_values(["ts", "price"]), "trades": store.load_trades(run_id),
               "equity": store.load_equity(run_id)}
@@ -104,7 +114,7 @@ def fingerprint(result, store, scrub: str) -> dict:
     return {
         "equity": _digest(result.equity.reset_index()),
         "trades": _digest(result.trades),
-        "journal": {name: _digest(pd.DataFrame(rows)) for name, rows in vars(result.journal).items()},
+        "journal": {name: _digest(_relative_refs(pd.DataFrame(rows), base)) for name, rows in vars(result.journal).items()},
         "forecasts": _digest(pd.DataFrame([f.to_payload() for f in result.forecasts.values()]).astype(str)),
         "counts": {"computed": result.forecasts_computed, "reused": result.forecasts_reused,
                    "signals": len(result.journal.signals), "orders": len(result.journal.orders),
