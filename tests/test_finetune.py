@@ -359,3 +359,18 @@ def test_verdict_agrees_with_the_crps_over_all_windows_not_a_lucky_subsample():
     assert comparison.helped() is False
     assert "helped" not in comparison.verdict().split("(")[0]
     assert comparison.paired["windows"] == len(fine)  # every window counts, overlap handled in the error
+
+
+@pytest.mark.parametrize("h,n", [(4, 91), (4, 600), (24, 91), (24, 600)])
+def test_verdict_calls_noise_helped_at_most_at_its_level(h, n):
+    """Review: Bartlett-weighted Newey-West errors at lag h-1 called pure noise "helped" 5-7%
+    of the time for a one-sided 2.5% test. Differences overlapping over h windows (an MA(h-1)
+    of equal weights, what h-step outcomes of consecutive windows give) and no real change."""
+    from kronos_trader.evaluation.finetune_report import diebold_mariano
+    rng = np.random.default_rng(h * 1000 + n)
+    trials, helped = 400, 0
+    for _ in range(trials):
+        d = np.convolve(rng.standard_normal(n + h - 1), np.ones(h), mode="valid")
+        r = diebold_mariano(d, h)
+        helped += r["t"] < -r["critical"]
+    assert helped / trials <= 0.05
