@@ -290,7 +290,7 @@ def test_handed_forecasts_are_used_for_their_own_bars_only(fast_settings, sample
     cerebro = _cerebro()
     cerebro.adddata(frame_feed(changed, "BTC/USDT"))
     cerebro.addstrategy(PolicyStrategy, policy=Directional(), service=service,
-                        forecasts={"BTC/USDT": precomputed})
+                        forecasts={"BTC/USDT": precomputed}, forecast_candles={"BTC/USDT": candles})
     indicator = next(iter(cerebro.run()[0].kronos.values()))
     assert indicator.computed + indicator.reused == 80 - 60  # only the changed windows were asked for
     own = service.forecast_series(changed, "BTC/USDT", "1h")
@@ -301,6 +301,37 @@ def test_handed_forecasts_are_used_for_their_own_bars_only(fast_settings, sample
         else:
             assert used.last_close == changed["close"].iloc[position] and np.array_equal(used.p_up,
                                                                                          own[position].p_up)
+
+
+def test_handed_forecasts_are_not_used_where_an_earlier_bar_of_their_window_differs(fast_settings, sample_candles):
+    """Review: handed forecasts were matched on the bar time and last close only, so a feed whose
+    earlier bars differ (40-49 here) traded on forecasts of other data at bars 50-59."""
+    service, _ = _indicator_kw(fast_settings)
+    candles = sample_candles.iloc[:80]
+    precomputed = service.forecast_series(candles, "BTC/USDT", "1h")
+    changed = candles.copy()
+    changed.iloc[40:50, :4] *= 1.05  # windows ending at 50-59 hold these bars; their last closes are the same
+    cerebro = _cerebro()
+    cerebro.adddata(frame_feed(changed, "BTC/USDT"))
+    cerebro.addstrategy(PolicyStrategy, policy=Directional(), service=service,
+                        forecasts={"BTC/USDT": precomputed}, forecast_candles={"BTC/USDT": candles})
+    indicator = next(iter(cerebro.run()[0].kronos.values()))
+    lookback = fast_settings.forecast.lookback
+    for position in range(lookback - 1, 80):
+        used = indicator.forecasts[changed.index[position]]
+        touches_change = position >= 40 and position - lookback + 1 < 50
+        assert (used is precomputed[position]) == (not touches_change), position
+
+
+def test_handed_forecasts_need_the_candles_they_were_made_from(fast_settings, sample_candles):
+    service, _ = _indicator_kw(fast_settings)
+    candles = sample_candles.iloc[:80]
+    cerebro = _cerebro()
+    cerebro.adddata(frame_feed(candles, "BTC/USDT"))
+    cerebro.addstrategy(PolicyStrategy, policy=Directional(), service=service,
+                        forecasts={"BTC/USDT": service.forecast_series(candles, "BTC/USDT", "1h")})
+    with pytest.raises(ValueError, match="forecast_candles"):
+        cerebro.run()
 
 
 def test_lookahead_check_covers_the_skill_gate(fast_settings, sample_candles):

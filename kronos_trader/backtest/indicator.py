@@ -118,22 +118,31 @@ class KronosIndicator(bt.Indicator):
         return position >= self.lookback - 1 and (position - (self.lookback - 1)) % self.settings.every == 0
 
     # --- batched forecasts --------------------------------------------------------------------
-    def use_forecasts(self, forecasts: Iterable[WindowForecast]) -> None:
-        """Use forecasts computed before the run (a backtest's batched pass) for the bars they
-        were made at, instead of asking the service for them again. A bar without one, or
-        whose close differs from the forecast's last close, is forecast as usual."""
-        self._given = {f.bar_open: f for f in forecasts}
+    def use_forecasts(self, forecasts: Iterable[WindowForecast], candles: pd.DataFrame) -> None:
+        """Use forecasts computed before the run from `candles` (a backtest's batched pass) for
+        the bars they were made at, instead of asking the service for them again. A window any
+        of whose bars differs from those candles (or a forecast of another horizon) is
+        forecast as usual."""
+        horizon = self.settings.horizon
+        self._given = {f.bar_open: f for f in forecasts if f.horizon == horizon}
+        self._given_bars = candles[list(FIELDS)]
+
+    def _given_for(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
+        """The handed forecasts whose whole window in `frame` equals the candles they were made from."""
+        source = self._given_bars.reindex(frame.index).to_numpy(dtype=np.float64)
+        differs = ~(source == frame[list(FIELDS)].to_numpy(dtype=np.float64)).all(axis=1)
+        before = np.concatenate([[0], np.cumsum(differs)])  # differing rows before each row
+        found = {}
+        for p in positions:
+            start, given = p - self.lookback + 1, self._given.get(frame.index[p])
+            if given is not None and start >= 0 and before[p + 1] == before[start]:
+                found[p] = given
+        return found
 
     def _forecast(self, frame: pd.DataFrame, positions: list[int]) -> dict[int, WindowForecast]:
         """Forecasts for windows ending at rows `positions` of `frame`, stored and kept."""
-        found = {}
-        if self._given:
-            closes = frame["close"].to_numpy()
-            for p in positions:
-                given = self._given.get(frame.index[p])
-                if given is not None and given.last_close == closes[p]:
-                    found[p] = given
-            positions = [p for p in positions if p not in found]
+        found = self._given_for(frame, positions) if self._given else {}
+        positions = [p for p in positions if p not in found]
         if positions:
             service = self.service
             computed, reused = service.computed, service.reused

@@ -113,7 +113,7 @@ def run_portfolio_backtest(settings: Settings, panel: dict[str, pd.DataFrame], t
     kind = PolicyStrategy if isinstance(policy, Policy) else PortfolioStrategy
     cerebro.addstrategy(kind, policy=policy, service=service, journal=journal,
                         stop_loss=settings.risk.stop_loss, take_profit=settings.risk.take_profit,
-                        indicator={"timeframe": timeframe}, forecasts=forecasts)
+                        indicator={"timeframe": timeframe}, forecasts=forecasts, forecast_candles=panel)
     equity, trades, fees = run_cerebro(cerebro, journal, interval)
     hold = equal_weight_closes(panel)
     hold.index = hold.index + interval

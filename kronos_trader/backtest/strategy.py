@@ -71,6 +71,7 @@ class PolicyStrategy(bt.Strategy):
         ("min_change", 0.02),    # ignore target changes smaller than this fraction of equity
         ("journal", None),       # a Journal to fill (one is created when None)
         ("forecasts", None),     # forecasts computed before the run, by symbol: {symbol: {position: forecast}}
+        ("forecast_candles", None),  # the candles they were made from, by symbol (checked against the feeds)
     ) + tuple((name, default) for name, default in KronosIndicator.params._gettuple() if name in _SHARED)
 
     def __init__(self):
@@ -85,7 +86,13 @@ class PolicyStrategy(bt.Strategy):
         self.kronos = {d: KronosIndicator(d, service=self.p.service, **{**settings, **self.p.indicator})
                        for d in self.datas}
         for indicator in self.kronos.values():  # handed to the indicators, not requested again
-            indicator.use_forecasts((self.p.forecasts or {}).get(indicator.symbol, {}).values())
+            given = (self.p.forecasts or {}).get(indicator.symbol)
+            if given:
+                candles = (self.p.forecast_candles or {}).get(indicator.symbol)
+                if candles is None:
+                    raise ValueError(f"PolicyStrategy: forecasts for {indicator.symbol!r} need the candles they "
+                                     f"were made from (forecast_candles={{symbol: candles}})")
+                indicator.use_forecasts(given.values(), candles)
         self.risk = RiskLimits(self.p.stop_loss, self.p.take_profit)
         self._decided: dict = {}
         self._timeframes: dict = {}  # each feed's timeframe label (as the records name it)
