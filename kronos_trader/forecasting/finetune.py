@@ -385,6 +385,7 @@ class FinetunedForecasts:
         where = f"{number + 1} of {len(self.folds)} (decides from {refit})"
         self._announce(f"{where}: fine-tuning on {sum(map(len, frames))} bars"
                        + (f" of {len(frames)} symbols" if len(frames) > 1 else ""))
+
         def fit() -> tuple[Path, bool]:
             return fine_tune_fold(self.base.model, train, self.finetune, self.settings.lookback,
                                   self.settings.horizon, self.progress)
