@@ -259,8 +259,10 @@ class FinetuneSettings(Section):
     seed: int = 0
     cache_dir: Path = Field(Path("runs/finetune"), description="fold models, stored once by content hash")
     keep_models: int | None = Field(
-        None, ge=0, description="keep at most this many fold models in cache_dir beside the running walk-forward's: "
-                                "the least recently used others are deleted; all are kept when absent")
+        None, ge=0, description="keep at most this many fold models in cache_dir in total, the running "
+                                "walk-forward's included (never deleted): the least recently used others are "
+                                "deleted, except any used within the last 24 hours (another run may be about "
+                                "to load it); all are kept when absent")
 
 
 class Settings(Section):

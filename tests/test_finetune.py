@@ -290,26 +290,104 @@ def test_lookahead_check_covers_portfolio_refits(fast_settings, tmp_path):
     assert report.changed_after > 0
 
 
+def _age(folds: Path, hours: float, names=None) -> None:
+    """Make fold models look last trained or read `hours` ago (their fold.json's mtime)."""
+    import os
+    import time
+
+    for card in folds.glob("*/fold.json"):
+        if names is None or card.parent.name in names:
+            os.utime(card, (time.time() - hours * 3600,) * 2)
+
+
 def test_keep_models_bounds_the_stored_fold_models_and_progress_says_fold_k_of_n(tiny_model_dir, tmp_path, capsys):
     base = _service(tiny_model_dir)
     runs = [make_candles(260, seed=21), make_candles(260, seed=22), make_candles(260, seed=23)]
+    folds_dir = tmp_path / "folds"
 
     def walk_forward(candles, keep, progress=False):
         folds = plan_folds(candles.index, 150, 259, 90, 120, LOOKBACK, HORIZON)  # refits at 150 and 240
         return FinetunedForecasts(base, candles, folds, _settings(tmp_path, keep_models=keep), progress).resolved()
 
+    def kept():
+        return {p.name for p in folds_dir.iterdir() if not p.name.startswith(".")}
+
     first = walk_forward(runs[0], None)
-    assert len(list((tmp_path / "folds").iterdir())) == 2
-    second = walk_forward(runs[1], 3, progress=True)
+    assert len(list(folds_dir.iterdir())) == 2
+    second = walk_forward(runs[1], 0)
+    assert len(kept()) == 4  # all used within the grace period: another run may be about to load them
+    _age(folds_dir, 48, {Path(d).name for d, _ in first.values()})
+    _age(folds_dir, 47, {Path(second[0][0]).name})
+    _age(folds_dir, 46, {Path(second[1][0]).name})
+    third = walk_forward(runs[2], 3, progress=True)
     err = capsys.readouterr().err
     assert "fold 1 of 2" in err and "fold 2 of 2" in err and "trained in" in err
-    kept = {p.name for p in (tmp_path / "folds").iterdir() if not p.name.startswith(".")}
-    assert len(kept) == 3  # the running walk-forward's two, and the newest one of the others
-    assert {Path(d).name for d, _ in second.values()} <= kept
-    walk_forward(runs[2], 0)
-    kept = {p.name for p in (tmp_path / "folds").iterdir() if not p.name.startswith(".")}
-    assert len(kept) == 2 and not kept & {Path(d).name for d, _ in first.values()}
-    assert walk_forward(runs[2], 0) and len(list((tmp_path / "folds").iterdir())) == 2  # read back, none pruned
+    # keep_models counts in total: the running walk-forward's two, and the newest one of the others
+    assert len(kept()) == 3 and {Path(d).name for d, _ in third.values()} <= kept()
+    assert Path(second[1][0]).name in kept()  # the newer of the old ones
+    _age(folds_dir, 30)
+    walk_forward(runs[2], 0)  # read back (a use), nothing trained: nothing pruned
+    assert len(kept()) == 3
+    # second's pruned fold is trained again (the same folder); third's, just read back, are spared
+    again = walk_forward(runs[1], 0)
+    assert kept() == {Path(d).name for d, _ in (*second.values(), *third.values())}
+    assert [r["model_id"] for _, r in again.values()] == [r["model_id"] for _, r in second.values()]
+
+
+def test_pruning_spares_fold_models_used_within_the_grace_period(tmp_path):
+    """Another run's fold models, trained or read back recently, may be loaded any moment
+    (by that process, or by Ray actors after the driver trained them): never pruned."""
+    from kronos_trader.forecasting.finetune import DONE, PRUNE_GRACE_S, prune_fold_models
+
+    assert PRUNE_GRACE_S >= 3600
+    for name in ("old1", "old2", "a_fold0", "a_fold1", "b_fold0"):  # b_fold0: another run's, used just now
+        (tmp_path / name).mkdir()
+        (tmp_path / name / DONE).write_text("{}")
+    _age(tmp_path, 72, {"old1"})
+    _age(tmp_path, 48, {"old2"})
+    mine = {tmp_path / "a_fold0", tmp_path / "a_fold1"}
+    assert prune_fold_models(tmp_path, keep=4, protect=mine) == [tmp_path / "old1"]
+    assert prune_fold_models(tmp_path, keep=1, protect=mine) == [tmp_path / "old2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_fold0", "a_fold1", "b_fold0"]
+
+
+def test_a_fold_model_deleted_before_it_is_loaded_is_trained_again(tiny_model_dir, tmp_path, monkeypatch):
+    """Another run's pruning can delete a fold model between `fine_tune_fold` handing it over
+    and its loading: trained again (content-keyed: the same folder), not a traceback."""
+    import shutil
+
+    import kronos_trader.forecasting.finetune as ft
+
+    candles = make_candles(260, seed=24)
+    folds = plan_folds(candles.index, 150, 259, 200, 120, LOOKBACK, HORIZON)  # one refit, at 150
+    real, handed = ft.fine_tune_fold, []
+
+    def then_pruned_by_another_run(*args, **kw):
+        target, trained = real(*args, **kw)
+        if not handed:
+            shutil.rmtree(target)  # what another process's prune_fold_models does in between
+        handed.append(target)
+        return target, trained
+
+    monkeypatch.setattr(ft, "fine_tune_fold", then_pruned_by_another_run)
+    plan = FinetunedForecasts(_service(tiny_model_dir), candles, folds, _settings(tmp_path)).resolved()
+    assert len(handed) == 2 and handed[0] == handed[1] and Path(plan[0][0]) == handed[0].resolve()
+    assert (handed[0] / "fold.json").is_file()
+
+
+def test_a_planned_fold_model_that_vanished_is_a_one_line_error(tiny_model_dir, tmp_path):
+    """A process handed the fold folders (Ray actors, trials) finds one deleted: one line."""
+    import shutil
+
+    candles = make_candles(260, seed=25)
+    folds = plan_folds(candles.index, 150, 259, 200, 120, LOOKBACK, HORIZON)
+    settings = _settings(tmp_path)
+    plan = FinetunedForecasts(_service(tiny_model_dir), candles, folds, settings).resolved()
+    shutil.rmtree(plan[0][0])
+    reader = FinetunedForecasts(_service(tiny_model_dir), candles, folds, settings, plan=plan)
+    with pytest.raises(ValueError, match="fold model .* was deleted") as err:
+        reader.forecast_series(candles, "BTC/USDT", "1h")
+    assert "\n" not in str(err.value)
 
 
 def test_a_portfolio_sweep_trades_on_fold_models_trained_on_every_symbol(fast_settings, tmp_path):

@@ -212,3 +212,15 @@ def test_negative_sizing_is_refused(sizing):
     with pytest.raises(ValueError, match="sizing") as err:
         Directional(sizing=sizing)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("finetune", [{}, {"refit_every": "50"}])
+def test_an_empty_panel_is_refused_in_one_line_before_the_model_loads(fast_settings, tmp_path, finetune):
+    from kronos_trader.config import parse_settings
+
+    # a model that cannot load: the panel must be refused before anything tries
+    settings = parse_settings({**fast_settings.model_dump(mode="json"), "finetune": finetune,
+                               "model": {"name": str(tmp_path / "no-such-model"), "device": "cpu"}})
+    with pytest.raises(ValueError, match="no symbols to backtest") as err:
+        run_backtest(settings, {}, "", "1h", None, progress=False)
+    assert "\n" not in str(err.value)

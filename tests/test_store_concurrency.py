@@ -146,3 +146,43 @@ def test_processes_open_and_write_concurrently(backend, tmp_path, request):
             assert s.scalar(select(func.count()).select_from(Run)) == workers
             assert s.scalar(select(func.count()).select_from(Balance)) == workers
             assert s.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_writers_of_one_order_only_one_adds_it(backend, tmp_path, request):
+    """`record_decisions` reports only the orders its own INSERT stored: a second writer that
+    stores the same client_order_id while the first is inside its transaction (after any
+    look-up, before its insert) makes the first report nothing new, so the live loop
+    sends the order once. On PostgreSQL the second writer commits in between; on SQLite it
+    waits for the first one's write lock and then finds the order stored."""
+    import pandas as pd
+
+    from kronos_trader.records import OrderRecord
+
+    url = f"sqlite:///{tmp_path / 'kt.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    first, second = open_store(url), open_store(url)
+    run_id = first.create_run("paper", "two-writers")
+    order = OrderRecord("kt-race", "BTC/USDT", "1h", pd.Timestamp("2024-01-01 10:00", tz="UTC"), "buy", 0.1, "new", "r")
+    added: dict[str, set[str]] = {}
+
+    def second_writer():
+        added["second"] = second.record_decisions(run_id, [], [order])
+
+    other = threading.Thread(target=second_writer)
+
+    @event.listens_for(first.engine, "before_cursor_execute")
+    def between(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO ORDERS") and other.ident is None:
+            other.start()
+            other.join(timeout=1.0)  # PostgreSQL: it commits now; SQLite: it waits for our lock
+
+    try:
+        added["first"] = first.record_decisions(run_id, [], [order])
+        other.join(timeout=60)
+        assert not other.is_alive()
+        assert sorted(map(sorted, added.values())) == [[], ["kt-race"]], added
+        assert list(first.load_orders(run_id)["client_order_id"]) == ["kt-race"]
+    finally:
+        event.remove(first.engine, "before_cursor_execute", between)
+        first.close()
+        second.close()

@@ -151,3 +151,29 @@ def test_fine_tuned_sweep_on_ray_trains_each_fold_once_and_trials_trade_on_them(
     assert sorted((tmp_path / "folds").iterdir()) == folds
     by_params = {t.params["strategy.params.long_threshold"]: t.value for t in trials}
     assert {t.params["strategy.params.long_threshold"]: t.value for t in local.study.trials} == pytest.approx(by_params)
+
+
+def test_a_fold_model_pruned_before_the_actors_load_it_is_a_one_line_error(ray_head, fast_settings, sample_candles,
+                                                                          tmp_path, monkeypatch):
+    """Another run's keep_models pruning can delete a fold model after the driver trained it
+    and before the shard actors load it: the sweep stops with one line naming it."""
+    import shutil
+
+    from kronos_trader.sweep.executors import RayExecutor
+
+    raw = fast_settings.model_dump(mode="json")
+    raw["finetune"] = {"refit_every": "100", "train_bars": 120, "epochs": 1, "batch_size": 8, "stride": 8,
+                       "lr": 1e-4, "cache_dir": str(tmp_path / "folds")}
+    raw["sweep"] = {"sampler": "grid", "executor": "ray", "workers": 2,
+                    "params": {"strategy.params.long_threshold": [0.4, 0.6]}}
+    trained = RayExecutor._train_folds
+
+    def then_pruned(self, data):
+        folds = trained(self, data)
+        shutil.rmtree(folds[0][0])  # what another process's prune_fold_models does in between
+        return folds
+
+    monkeypatch.setattr(RayExecutor, "_train_folds", then_pruned)
+    with pytest.raises(ValueError, match="fold model .* was deleted before it was loaded") as err:
+        run_sweep(parse_settings(raw), SweepData({"BTC/USDT": sample_candles.iloc[:260]}, "1h"), progress=False)
+    assert "\n" not in str(err.value)

@@ -82,7 +82,9 @@ def equal_weight_closes(panel: dict[str, pd.DataFrame]) -> pd.Series:
 
 
 def check_bars(panel: dict[str, pd.DataFrame], lookback: int) -> None:
-    """One-line error when a symbol has no bar after its first full window."""
+    """One-line error when there is no symbol, or a symbol has no bar after its first full window."""
+    if not panel:
+        raise ValueError("no symbols to backtest: the panel of candles by symbol is empty")
     for symbol, candles in panel.items():
         if len(candles) <= lookback:
             raise ValueError(f"{symbol}: {len(candles)} bars is not more than the lookback of {lookback} bars")

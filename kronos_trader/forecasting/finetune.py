@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
@@ -41,10 +42,15 @@ from .service import ForecastService
 from .values import WindowForecast, WindowRequest
 
 __all__ = ["Fold", "FoldReport", "FinetunedForecasts", "parse_refit_every", "plan_folds", "plan_refits", "fold_key",
-           "build_finetuned", "fine_tune_fold", "minimum_train_bars", "training_span", "prune_fold_models"]
+           "build_finetuned", "fine_tune_fold", "minimum_train_bars", "training_span", "prune_fold_models",
+           "FoldModelGone", "PRUNE_GRACE_S"]
 
 _BARS = re.compile(r"^\s*(\d+)\s*(bars?)?\s*$")
 DONE = "fold.json"
+#: `finetune.keep_models` never prunes a fold model trained or read back (its fold.json's mtime)
+#: within this many seconds: another run sharing `cache_dir` (another process, or the Ray actors
+#: that load the fold models their driver trained) may be about to load it.
+PRUNE_GRACE_S = 24 * 3600
 
 #: one series, or a portfolio's series by symbol (a fold of a portfolio trains on all of them)
 Frames = Union[pd.DataFrame, Mapping[str, pd.DataFrame]]
@@ -207,17 +213,38 @@ def fine_tune_fold(base: LoadedModel, train: Frames, s: FinetuneSettings, lookba
                                                 "steps": result.step, "batch_size": config.batch_size,
                                                 "seconds": round(result.elapsed_s, 2),
                                                 "settings": _settings_key(s, lookback, horizon)}, indent=2))
-        if target.exists():  # a half-written folder of a killed run
-            shutil.rmtree(target)
+        if target.exists():  # a half-written folder of a killed run (or one being pruned)
+            shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     return target, True
 
 
-def _load_fold(base: LoadedModel, directory: Path) -> LoadedModel:
-    predictor = KronosPredictor.from_pretrained(str(directory), device=base.predictor.device, precision=base.precision)
+class FoldModelGone(ValueError):
+    """A fold model was deleted (by another run's `keep_models` pruning) before it was loaded."""
+
+
+def _load_fold(base: LoadedModel, directory: Path) -> tuple[LoadedModel, dict]:
+    """The stored fold model and its card, marked used now (so no run prunes it for
+    PRUNE_GRACE_S); FoldModelGone, in one line, when its folder was deleted first."""
+    directory = Path(directory)
+    try:
+        try:
+            os.utime(directory / DONE)
+        except FileNotFoundError:
+            raise
+        except OSError:  # a read-only store of fold models: nothing is pruned there either
+            pass
+        predictor = KronosPredictor.from_pretrained(str(directory), device=base.predictor.device,
+                                                    precision=base.precision)
+        card = json.loads((directory / DONE).read_text())
+    except Exception:
+        if (directory / DONE).is_file():  # pruning removes the card first
+            raise
+        raise FoldModelGone(f"fold model {directory} was deleted before it was loaded (finetune.keep_models of "
+                            f"another run sharing {directory.parent}?): run again, it is trained again") from None
     predictor.max_context = base.max_context
     ident = weights_hash(predictor)[:16]
-    return LoadedModel(predictor, f"{base.name}+fold", f"{base.model_id}+ft@{ident}", base.trained_window)
+    return LoadedModel(predictor, f"{base.name}+fold", f"{base.model_id}+ft@{ident}", base.trained_window), card
 
 
 @dataclass
@@ -358,11 +385,18 @@ class FinetunedForecasts:
         where = f"{number + 1} of {len(self.folds)} (decides from {refit})"
         self._announce(f"{where}: fine-tuning on {sum(map(len, frames))} bars"
                        + (f" of {len(frames)} symbols" if len(frames) > 1 else ""))
+
+        def fit() -> tuple[Path, bool]:
+            return fine_tune_fold(self.base.model, train, self.finetune, self.settings.lookback,
+                                  self.settings.horizon, self.progress)
+
         try:
-            directory, trained = fine_tune_fold(self.base.model, train, self.finetune, self.settings.lookback,
-                                                self.settings.horizon, self.progress)
-            loaded = _load_fold(self.base.model, directory)
-            card = json.loads((directory / DONE).read_text())
+            directory, trained = fit()
+            try:
+                loaded, card = _load_fold(self.base.model, directory)
+            except FoldModelGone:  # another run pruned it in between: trained again (same key, same folder)
+                directory, trained = fit()
+                loaded, card = _load_fold(self.base.model, directory)
             report.trained, report.best_val_loss = trained, card.get("best_val_loss")
             report.seconds = card.get("seconds")
             service = ForecastService(loaded, self.settings, self.base.store, self.progress, self.base.calendar)
@@ -395,7 +429,7 @@ class FinetunedForecasts:
             service = self._services[same]
         else:
             model = self.base.model
-            model = _load_fold(model, Path(directory)) if isinstance(model, LoadedModel) else \
+            model = _load_fold(model, Path(directory))[0] if isinstance(model, LoadedModel) else \
                 replace(model, name=f"{model.name}+fold", model_id=report["model_id"])
             service = ForecastService(model, self.settings, self.base.store, self.progress, self.base.calendar)
         self._dirs[number] = directory
@@ -414,21 +448,40 @@ class FinetunedForecasts:
         return [self.reports[k].to_dict() for k in sorted(self.reports)]
 
 
-def prune_fold_models(cache_dir: str | Path, keep: int, protect: set[Path] = frozenset()) -> list[Path]:
-    """Delete the least recently used fold models of `cache_dir` beyond the newest `keep`
-    (a fold model read back counts as used); those in `protect` (the running walk-forward's)
-    are never deleted. Returns what was deleted."""
+def _used_at(directory: Path) -> float | None:
+    """When a fold model was last trained or read back (None: gone meanwhile)."""
+    try:
+        return (directory / DONE).stat().st_mtime
+    except OSError:
+        return None
+
+
+def prune_fold_models(cache_dir: str | Path, keep: int, protect: set[Path] = frozenset(),
+                      grace_s: float = PRUNE_GRACE_S) -> list[Path]:
+    """Delete the least recently used fold models of `cache_dir` (a fold model read back counts
+    as used) beyond the newest `keep` in total. Those in `protect` (the running walk-forward's)
+    and those used within the last `grace_s` seconds (another run may be about to load them)
+    count towards `keep` and are never deleted. Returns what was deleted."""
     root = Path(cache_dir)
-    stored = [d for d in root.iterdir() if (d / DONE).is_file()] if root.is_dir() else []
-    stored.sort(key=lambda d: (d / DONE).stat().st_mtime, reverse=True)
+    used = {d: _used_at(d) for d in root.iterdir()} if root.is_dir() else {}
+    stored = sorted((d for d, t in used.items() if t is not None), key=used.__getitem__, reverse=True)
     protect = {Path(p).resolve() for p in protect}
-    kept = sum(1 for d in stored if d.resolve() in protect)
+    recent = time.time() - grace_s
+    spared = {d for d in stored if d.resolve() in protect or used[d] > recent}
+    kept = len(spared)
     removed = []
     for d in stored:
-        if d.resolve() in protect:
+        if d in spared:
             continue
         if kept < keep:
             kept += 1
+            continue
+        again = _used_at(d)  # read back since it was listed, or pruned by another run
+        if again is None or again > recent:
+            continue
+        try:
+            (d / DONE).unlink()  # the card first: a run loading it now knows it is gone, not broken
+        except OSError:
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)

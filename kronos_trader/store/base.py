@@ -86,10 +86,15 @@ class StoreBase:
         rows: Sequence[dict[str, Any]],
         keys: Sequence[str],
         update: Sequence[str] | None = None,
-    ) -> None:
-        """INSERT .. ON CONFLICT (keys) DO NOTHING, or DO UPDATE SET ``update`` columns."""
+        returning: str | None = None,
+    ) -> list[Any]:
+        """INSERT .. ON CONFLICT (keys) DO NOTHING, or DO UPDATE SET ``update`` columns.
+
+        With ``returning`` (a column name), the values of that column in the rows this
+        statement inserted or updated (not those a conflict skipped): what this
+        transaction itself wrote, even when another writer stored a row meanwhile."""
         if not rows:
-            return
+            return []
         stmt = self._insert(table)
         if update:
             stmt = stmt.on_conflict_do_update(
@@ -97,5 +102,9 @@ class StoreBase:
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        for part in chunks(rows, BATCH_ROWS):
-            s.execute(stmt, list(part))
+        if returning is None:
+            for part in chunks(rows, BATCH_ROWS):
+                s.execute(stmt, list(part))
+            return []
+        stmt = stmt.returning(table.c[returning])
+        return [v for part in chunks(rows, BATCH_ROWS) for v in s.scalars(stmt, list(part))]

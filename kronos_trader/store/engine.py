@@ -146,6 +146,8 @@ def create_store_engine(url: str | URL, *, echo: bool = False) -> Engine:
     try:
         backend = u.get_backend_name()
         if backend == "sqlite":
+            if sqlite3.sqlite_version_info < (3, 35):  # the writers use INSERT .. RETURNING
+                raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old for the store: it needs 3.35 or newer")
             db = u.database or ""
             in_memory = db in ("", ":memory:") or "mode=memory" in db
             if not in_memory and not db.startswith("file:"):

@@ -218,10 +218,11 @@ class RunsMixin(StoreBase):
         order_rows = dedupe(order_rows, ("client_order_id",), keep="first")
         fill_rows = list(fills)
         with self.session() as s:
-            existing = _order_ids(s, [r["client_order_id"] for r in order_rows])
             self._write(s, Signal.__table__, sig_rows, ("run_id", "symbol", "timeframe", "bar_time"))
-            added = [r for r in order_rows if r["client_order_id"] not in existing]
-            self._write(s, Order.__table__, added, ("client_order_id",))
+            # what this INSERT stored, not a look-up before it: a concurrent writer can store
+            # the same order in between (PostgreSQL, READ COMMITTED), and only one may send it
+            added = set(self._write(s, Order.__table__, order_rows, ("client_order_id",),
+                                    returning="client_order_id"))
             if fill_rows:
                 ids = _order_ids(s, list({r["client_order_id"] for r in fill_rows}))
                 prepared = dedupe([
@@ -235,7 +236,7 @@ class RunsMixin(StoreBase):
                        "cash": float(equity["cash"]), "position_value": float(equity["position_value"]),
                        "details": _opt_dict(equity.get("details"))}
                 self._write(s, EquitySnapshot.__table__, [row], ("run_id", "ts"), _EQUITY_UPDATE)
-        return {r["client_order_id"] for r in added}
+        return added
 
     def decided(self, run_id: str, bar_time: Any) -> set[tuple[str, str]]:
         """(symbol, timeframe) of the decisions stored for the bar closing at ``bar_time``."""

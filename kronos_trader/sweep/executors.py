@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from kronos_trader.config import Settings, parse_settings
-from kronos_trader.forecasting.finetune import FinetunedForecasts, build_finetuned
+from kronos_trader.forecasting.finetune import FinetunedForecasts, FoldModelGone, build_finetuned
 from kronos_trader.forecasting.service import ForecastService
 from kronos_trader.store import open_store
 
@@ -266,6 +266,8 @@ class RayExecutor:
         try:
             computed = sum(_track(ray, refs, "forecast shards", self.progress))
         except ray.exceptions.RayError as exc:  # lost beyond the retries: one line, the stored batches stay
+            if isinstance(getattr(exc, "cause", None), FoldModelGone):  # another run pruned a fold model first
+                raise FoldModelGone(str(exc.cause)) from None
             raise ValueError(f"ray: a forecast shard was lost after {RETRIES} retries ({type(exc).__name__}); "
                              f"run again: the batches already stored are reused") from None
         self.model = ray.get(actors[0].identity.remote())
