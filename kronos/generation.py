@@ -202,12 +202,13 @@ class TokenRows:
     """`FastKronos.token_rows` of the tokens of history + forecast (one path per series),
     made once each, as the windows reach them: a slid window's rerun then starts from its
     tokens' kept rows instead of the embedding and first q/k/v products of all of them.
-    Where the kernels' rows are not independent of their batch here (`reusable_rows`),
-    nothing is kept and every rerun makes its own."""
+    Where the kernels' rows are not independent of their batch here (`reusable_rows`), or
+    off the CPU (a GPU's kernel may change with the row count: not checkable here), nothing
+    is kept and every rerun makes its own."""
 
     def __init__(self, fast: FastKronos, times: torch.Tensor, first: int = 0):
         self.fast, self.times, self.first = fast, times, first  # times[:, t]: token first + t's
-        self.on = fast.reusable_rows()
+        self.on = times.device.type == "cpu" and fast.reusable_rows()
         self.x: torch.Tensor | None = None
         self.qkv: torch.Tensor | None = None
         self.start = self.end = 0  # rows of tokens [start, end) are kept
