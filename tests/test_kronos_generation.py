@@ -416,3 +416,28 @@ def test_time_embeddings_cover_only_rows_a_window_reads(mini_pair, monkeypatch, 
     monkeypatch.undo()
     plain = generate_tokens(*args)[1]
     assert torch.equal(spied[0], plain[0]) and torch.equal(spied[1], plain[1])
+
+
+def test_rotation_table_is_never_shrunk_by_a_concurrent_first_use(monkeypatch):
+    """Review of issue 26: the table lives on the cached fast model, shared by threads (a
+    web job beside an API forecast). A thread growing it to a short table after another grew
+    it to a long one replaced the long one, so that the other thread, re-reading it, got a
+    short slice. Each use slices the table it read or made; the shared one only grows."""
+    from kronos import fast as fast_module
+    from kronos.fast import FastKronos, rotation
+    from kronos.modules import RotaryEmbedding
+
+    table = FastKronos.__new__(FastKronos)
+    table.rotary, table._rotations = RotaryEmbedding(32), None
+    other = []
+
+    def interleaved(rotary, position, length):  # another thread's first use runs meanwhile
+        if not other:
+            other.append(None)
+            other[0] = table._rotation(0, 1024)
+        return rotation(rotary, position, length)
+
+    monkeypatch.setattr(fast_module, "rotation", interleaved)
+    assert torch.equal(table._rotation(3, 5), rotation(table.rotary, 3, 5))
+    assert torch.equal(other[0], rotation(table.rotary, 0, 1024))
+    assert table._rotations.shape[0] >= 1024, "the longer table stays"
