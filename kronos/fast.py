@@ -302,12 +302,17 @@ class FastKronos:
     def _rotation(self, position: int, length: int) -> torch.Tensor:
         """`rotation(self.rotary, position, length)`, sliced from a table of positions from 0
         that grows as needed: each entry is computed from its own position alone, so the
-        slice is bit for bit the direct computation, without its five ops per step."""
+        slice is bit for bit the direct computation, without its five ops per step.
+        The table is shared by the threads using this (cached) model: each slices the table
+        it read or made, and a table replaces the shared one only where it is longer."""
         end = position + length
-        if self._rotations is None or self._rotations.shape[0] < end:
-            size = max(end, 2 * (0 if self._rotations is None else self._rotations.shape[0]), 64)
-            self._rotations = rotation(self.rotary, 0, size)
-        return self._rotations[position:end]
+        table = self._rotations
+        if table is None or table.shape[0] < end:
+            table = rotation(self.rotary, 0, max(end, 2 * (0 if table is None else table.shape[0]), 64))
+            shared = self._rotations  # another thread may have grown it meanwhile
+            if shared is None or shared.shape[0] < table.shape[0]:
+                self._rotations = table
+        return table[position:end]
 
     def _dep_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows, t, d = h.shape

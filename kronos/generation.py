@@ -202,12 +202,13 @@ class TokenRows:
     """`FastKronos.token_rows` of the tokens of history + forecast (one path per series),
     made once each, as the windows reach them: a slid window's rerun then starts from its
     tokens' kept rows instead of the embedding and first q/k/v products of all of them.
-    Where the kernels' rows are not independent of their batch here (`reusable_rows`),
-    nothing is kept and every rerun makes its own."""
+    Where the kernels' rows are not independent of their batch here (`reusable_rows`), or
+    off the CPU (a GPU's kernel may change with the row count: not checkable here), nothing
+    is kept and every rerun makes its own."""
 
-    def __init__(self, fast: FastKronos, times: torch.Tensor):
-        self.fast, self.times = fast, times
-        self.on = fast.reusable_rows()
+    def __init__(self, fast: FastKronos, times: torch.Tensor, first: int = 0):
+        self.fast, self.times, self.first = fast, times, first  # times[:, t]: token first + t's
+        self.on = times.device.type == "cpu" and fast.reusable_rows()
         self.x: torch.Tensor | None = None
         self.qkv: torch.Tensor | None = None
         self.start = self.end = 0  # rows of tokens [start, end) are kept
@@ -219,10 +220,11 @@ class TokenRows:
             return None
         end = start + s1.shape[1]
         if self.x is None or start < self.start or start > self.end:
-            self.x, self.qkv = self.fast.token_rows(s1, s2, self.times[:, start:end])
+            self.x, self.qkv = self.fast.token_rows(s1, s2, self.times[:, start - self.first:end - self.first])
         elif end > self.end:
             new = slice(self.end - start, None)
-            x, qkv = self.fast.token_rows(s1[:, new], s2[:, new], self.times[:, self.end:end])
+            x, qkv = self.fast.token_rows(s1[:, new], s2[:, new],
+                                           self.times[:, self.end - self.first:end - self.first])
             keep = start - self.start
             self.x, self.qkv = torch.cat((self.x[:, keep:], x), 1), torch.cat((self.qkv[:, keep:], qkv), 1)
         else:
@@ -343,9 +345,11 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     u = uniforms.reshape(rows, pred_len, 2)
     fast = fast_path(model, FastKronos, dtype)
     s1_ctx, s2_ctx = _encode(tokenizer, x)
-    times = fast.times(torch.cat([x_stamp, y_stamp], dim=1))  # (B, n + pred_len, d): once, not per step
+    # the time embeddings, once, not per step, of the rows any window can read: from the
+    # first window's start on (B, n - start + pred_len, d); `times[:, t]` is row start + t
     start = max(0, n - max_context)
-    h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], times[:, start:n], s, pred_len)
+    times = fast.times(torch.cat([x_stamp[:, start:], y_stamp], dim=1))
+    h_last, caches, dep_cache = _prefill(fast, s1_ctx[:, start:], s2_ctx[:, start:], times[:, :n - start], s, pred_len)
     rolling = sliding == "approximate"
     if rolling:
         for cache in (*caches, dep_cache):
@@ -354,9 +358,11 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     s1_logits = fast.s1_logits(h_last).repeat_interleave(s, 0)
     gen_s1 = s1_ctx.new_empty(rows, pred_len)
     gen_s2 = s2_ctx.new_empty(rows, pred_len)
-    row_times = times if s == 1 else times.repeat_interleave(s, 0)
+    # the steps read only the forecast rows' embeddings: those alone are repeated per path
+    # (B*S, pred_len, d); `row_times[:, i]` is forecast row i
+    row_times = times[:, n - start:] if s == 1 else times[:, n - start:].repeat_interleave(s, 0)
     step_threads = StepThreads(rows)
-    token_rows = TokenRows(fast, times) if s == 1 and not rolling and n + pred_len > max_context + 1 else None
+    token_rows = TokenRows(fast, times, start) if s == 1 and not rolling and n + pred_len > max_context + 1 else None
     for i in range(pred_len):
         end = n + i
         if i > 0 and end > max_context and not rolling:
@@ -371,19 +377,20 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
                 if s == 1:
                     win_s1, win_s2 = torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1), \
                         torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1)
-                    h_rows, dep_cache = _rerun(fast, win_s1, win_s2, times[:, ws:end],
+                    h_rows, dep_cache = _rerun(fast, win_s1, win_s2, times[:, ws - start:end - start],
                                                token_rows.window(ws, win_s1, win_s2))
                 else:
-                    _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws:n], s, i)
+                    _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws - start:n - start],
+                                                     s, i)
                     h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache, n - ws,
-                                         times=row_times[:, n:end])[:, -1]
+                                         times=row_times[:, :i])[:, -1]
                 s1_logits = fast.s1_logits(h_rows)
             with threads_for(rows):
                 _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
         elif i > 0:
             with step_threads.step():
                 h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
-                                     position=end - 1 - start, times=row_times[:, end - 1:end])[:, 0]
+                                     position=end - 1 - start, times=row_times[:, i - 1:i])[:, 0]
                 s1_logits = fast.s1_logits(h_rows)
                 _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
         else:

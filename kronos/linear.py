@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 PACKING_ROWS = 64  # oneDNN picks its blocked weight layout for any expected batch above 1
 PACKABLE = (torch.float32, torch.bfloat16)
+CHECK_ROWS = 640  # `rows_independent`'s largest product: more rows than a 512-token window's
 
 
 class PackedLinear:
@@ -62,14 +63,20 @@ class PackedLinear:
     def rows_independent(self) -> bool:
         """Whether, on this machine, each row of a `batched` product is bit for bit the same
         whatever rows share the call (GEMM kernels usually sum each row's products in one
-        order, but nothing promises it): checked once, on random rows, at 1 to 37 rows."""
+        order, but nothing promises it): checked once, on random rows, from 1 row (a step's
+        token per series) to `CHECK_ROWS` (a whole window's product). CPU only: elsewhere
+        (cuBLAS picks its kernel, split-K included, by the row count) it is taken as False."""
         if self._independent is None:
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(37, self.weight.shape[1], generator=g).to(self.weight.device, self.weight.dtype)
-            whole = self(x, batched=True)
-            self._independent = all(torch.equal(self(x[a:b], batched=True), whole[a:b])
-                                    for a, b in ((0, 1), (36, 37), (5, 6), (3, 20), (1, 37), (0, 2)))
+            self._independent = self.weight.device.type == "cpu" and self._check_rows()
         return self._independent
+
+    def _check_rows(self) -> bool:
+        g = torch.Generator().manual_seed(0)
+        n = CHECK_ROWS
+        x = torch.randn(n, self.weight.shape[1], generator=g).to(self.weight.dtype)
+        whole = self(x, batched=True)
+        return all(torch.equal(self(x[a:b], batched=True), whole[a:b])
+                   for a, b in ((0, 1), (n - 1, n), (5, 6), (0, 2), (3, 20), (1, 37), (100, 612), (0, 512)))
 
     def _product(self, x: torch.Tensor, batched: bool = False) -> torch.Tensor:
         if x.device != self.weight.device:

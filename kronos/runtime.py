@@ -103,6 +103,23 @@ def free_cores() -> int | None:
 _OPEN = threading.local()  # .ceilings: the count each `fitted_threads` block open in this thread may use at most
 
 
+def available_threads() -> int:
+    """The most intra-op threads generation may use here: the outermost open
+    `fitted_threads` block's count (what it found set), else the current setting."""
+    ceilings = getattr(_OPEN, "ceilings", None)
+    if ceilings:
+        return ceilings[0]
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _fit(ceiling: int) -> int:
+    """`ceiling` threads, fewer where fewer cores are free right now."""
+    free = free_cores()
+    return ceiling if free is None else min(ceiling, free)
+
+
 @contextlib.contextmanager
 def fitted_threads() -> Iterator[None]:
     """Use at most as many intra-op threads as there are free cores, for the block.
@@ -118,10 +135,9 @@ def fitted_threads() -> Iterator[None]:
     import torch
 
     threads = torch.get_num_threads()
+    ceiling = available_threads()
+    fitted = _fit(ceiling)
     ceilings = _OPEN.__dict__.setdefault("ceilings", [])
-    ceiling = ceilings[0] if ceilings else threads
-    free = free_cores()
-    fitted = ceiling if free is None else min(ceiling, free)
     ceilings.append(ceiling)
     if fitted != threads:
         torch.set_num_threads(fitted)
@@ -167,9 +183,12 @@ class StepThreads:
     adds to, but made of many short parallel regions, each waiting for all its threads (a
     scheduler time slice beside busy processes, see `threads_for`). Which wins depends on
     the model's size, the machine and its load right now, so the steps measure it: the
-    first `TRIALS` steps of every `PERIOD` alternate between one thread and the fitted
-    count, and the other steps run on the faster (by median step time). Results do not
-    depend on the count: products and attention split whole rows and heads among threads.
+    first `TRIALS` steps of every `PERIOD` alternate between one thread and the count
+    available (`available_threads`: the outer `fitted_threads` block's ceiling, not the count
+    a busy moment at the call's start fitted it down to), and the other steps run on the
+    faster (by median step time). Steps of many rows re-fit at each later period's start.
+    Results do not depend on the count: products and attention split whole rows and heads
+    among threads.
     """
 
     TRIALS = 6  # timed steps per period, alternating between the two counts
@@ -178,9 +197,9 @@ class StepThreads:
     def __init__(self, rows: int):
         import torch
 
-        self.threads = torch.get_num_threads()
-        few = rows < SERIAL_ROWS and self.threads > 1
-        self.candidates = (1, self.threads) if few else (self.threads,)
+        self.ceiling = available_threads()
+        self.few = rows < SERIAL_ROWS and self.ceiling > 1
+        self.candidates = (1, self.ceiling) if self.few else (torch.get_num_threads(),)
         self.chosen = self.candidates[0]
         self.count = 0
         self.times: dict[int, list[float]] = {}
@@ -188,6 +207,9 @@ class StepThreads:
     def _threads(self) -> tuple[int, bool]:
         """This step's count and whether it is timed."""
         phase = self.count % self.PERIOD
+        if phase == 0 and self.count and not self.few:  # many rows: the fitted count, re-fitted
+            self.candidates = (_fit(self.ceiling),)
+            self.chosen = self.candidates[0]
         if len(self.candidates) == 1 or phase >= self.TRIALS:
             return self.chosen, False
         if phase == 0:

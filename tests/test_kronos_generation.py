@@ -380,3 +380,64 @@ def test_reruns_keep_token_rows_only_where_the_kernels_allow(mini_pair, monkeypa
     assert torch.equal(kept[0], own[0]) and torch.equal(kept[1], own[1])
     assert generation.TokenRows(generation.fast_path(model, FastKronos, torch.float32), xs).window(
         0, x[..., 0].long(), x[..., 0].long()) is None
+
+
+@pytest.mark.parametrize("s", [1, 3])
+def test_time_embeddings_cover_only_rows_a_window_reads(mini_pair, monkeypatch, s):
+    """Review of issue 26 (memory): the time embeddings were made for every history row and,
+    per sample path, for history + forecast ((B*S, n + pred_len, d): +178 MB at 64 series x 8
+    paths x 256+24 on Kronos-mini), though windows read only the last max_context history rows
+    and the steps only the forecast rows. Only those are embedded, and only the forecast rows
+    are repeated per path; the tokens are unchanged."""
+    from kronos import generate_tokens
+    from kronos.fast import FastKronos
+
+    tokenizer, model = mini_pair
+    b, n, h, m = 2, 100, 12, 64  # a history longer than max_context, a window that slides
+    x, xs, ys, u = _inputs(b, n, h, s, seed=9)
+    args = (tokenizer, model, x, xs, ys, m, h, Sampling(T=1.0, top_p=0.9), u)
+    embedded, step_bytes = [], []
+    real_times, real_extend = FastKronos.times, FastKronos.extend
+
+    def times(self, stamp):
+        embedded.append(stamp.shape[1])
+        return real_times(self, stamp)
+
+    def extend(self, *a, times=None, **k):
+        step_bytes.append(times.untyped_storage().nbytes())
+        return real_extend(self, *a, times=times, **k)
+
+    monkeypatch.setattr(FastKronos, "times", times)
+    monkeypatch.setattr(FastKronos, "extend", extend)
+    spied = generate_tokens(*args)[1]
+    assert embedded == [m + h], "the rows of the first window on, not the whole history"
+    if s > 1:  # (one path reruns every slid window: no steps here)
+        assert step_bytes and max(step_bytes) <= b * s * h * model.d_model * 4, "the forecast rows only, per path"
+    monkeypatch.undo()
+    plain = generate_tokens(*args)[1]
+    assert torch.equal(spied[0], plain[0]) and torch.equal(spied[1], plain[1])
+
+
+def test_rotation_table_is_never_shrunk_by_a_concurrent_first_use(monkeypatch):
+    """Review of issue 26: the table lives on the cached fast model, shared by threads (a
+    web job beside an API forecast). A thread growing it to a short table after another grew
+    it to a long one replaced the long one, so that the other thread, re-reading it, got a
+    short slice. Each use slices the table it read or made; the shared one only grows."""
+    from kronos import fast as fast_module
+    from kronos.fast import FastKronos, rotation
+    from kronos.modules import RotaryEmbedding
+
+    table = FastKronos.__new__(FastKronos)
+    table.rotary, table._rotations = RotaryEmbedding(32), None
+    other = []
+
+    def interleaved(rotary, position, length):  # another thread's first use runs meanwhile
+        if not other:
+            other.append(None)
+            other[0] = table._rotation(0, 1024)
+        return rotation(rotary, position, length)
+
+    monkeypatch.setattr(fast_module, "rotation", interleaved)
+    assert torch.equal(table._rotation(3, 5), rotation(table.rotary, 3, 5))
+    assert torch.equal(other[0], rotation(table.rotary, 0, 1024))
+    assert table._rotations.shape[0] >= 1024, "the longer table stays"

@@ -149,3 +149,28 @@ def test_steps_of_many_rows_use_the_fitted_threads(two_threads):
     for _ in range(runtime.StepThreads.TRIALS + 1):
         with steps.step():
             assert torch.get_num_threads() == 2
+
+
+def test_decode_steps_try_the_available_threads_when_the_call_began_busy(monkeypatch, two_threads):
+    """Review of issue 26: a call whose start was fitted down to one thread (a busy moment)
+    offered its steps one thread only, for the whole call: the trials never ran. The steps
+    try the outer block's count; steps of many rows re-fit at each later period."""
+    free = [1]
+    monkeypatch.setattr(runtime, "free_cores", lambda: free[0])
+    with runtime.fitted_threads():
+        assert torch.get_num_threads() == 1
+        steps = runtime.StepThreads(rows=1)
+        assert steps.candidates == (1, 2)
+        seen = []
+        for _ in range(runtime.StepThreads.TRIALS):
+            with steps.step():
+                seen.append(torch.get_num_threads())
+            assert torch.get_num_threads() == 1, "restored after each step"
+        assert set(seen) == {1, 2}
+        many = runtime.StepThreads(rows=runtime.SERIAL_ROWS)
+        free[0] = 8
+        seen = []
+        for _ in range(runtime.StepThreads.PERIOD + 1):
+            with many.step():
+                seen.append(torch.get_num_threads())
+        assert set(seen[:runtime.StepThreads.PERIOD]) == {1} and seen[-1] == 2, "re-fitted, up to the outer count"
