@@ -22,10 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 from kronos_trader.config import Settings
 
 from .executors import check_executor, for_workers, make_executor
-from .leases import HEARTBEAT_S, LEASE_S, Leases, reap
+from .leases import HEARTBEAT_S, LEASE_S, Leases, claim_point, reap
 from .screen import Screen, best, replay, unscreenable
 from .space import LEGACY_FIELDS, SearchSpace, build_space, canonical_params
-from .storage import study_storage
+from .storage import study_storage, study_store
 from .trial import SweepData, TrialJob
 
 MAX_REPEATS = 50  # finished points TPE may propose in a row before the space counts as exhausted
@@ -202,7 +202,9 @@ def _settle(study: optuna.Study, space: SearchSpace) -> list[FrozenTrial]:
 def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int) -> str | None:
     """Why a just-asked trial must not run: its point is held by an earlier trial (a
     finished point, or one another process asked a moment before), or earlier trials take
-    the whole budget. Trial numbers order every process's asks, so all agree."""
+    the whole budget. Trial numbers order every process's asks, so all agree on the budget;
+    the point itself is claimed in the store (an earlier trial's point may not be written yet
+    when this one is judged: the claim, not the journal, makes one point one run)."""
     key = _key(trial.params)
     ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _claims(t)]
     same = next((t for t in ahead if _key(t.params) == key), None)
@@ -210,7 +212,8 @@ def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int) -> str | Non
         return f"duplicate of #{same.number}"
     if len(ahead) >= budget:
         return "budget taken by earlier trials"
-    return None
+    holder = claim_point(study_store(study), study, trial, key, lambda t: not _claims(t))
+    return None if holder is None else f"duplicate of #{holder}"
 
 
 @dataclass
