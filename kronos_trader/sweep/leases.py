@@ -110,10 +110,10 @@ def reap(study: optuna.Study, trials: list[FrozenTrial], lease_s: float) -> list
 
 def claim_point(store, study: optuna.Study, trial: optuna.Trial, key: str,
                 released: Callable[[FrozenTrial], bool]) -> int | None:
-    """Claim `trial`'s point (`key`) in `study` for it; None when claimed, else the number of
-    the trial that holds the point. A holder `released` says lets go (its owner was gone, or
-    it was discarded) is taken over, so an interrupted point runs again."""
-    from kronos_trader.store.leases import LeaseHeld
+    """Claim `trial`'s point (`key`) in `study` for it: None when claimed, else the number of
+    the trial that holds the point. A holding trial that is `released` (interrupted, its owner
+    gone; or discarded) is taken over, so an interrupted point runs again, once."""
+    from kronos_trader.store import LeaseHeld
 
     digest = hashlib.sha256(f"{study._study_id}\0{study.study_name}\0{key}".encode()).hexdigest()[:40]
 
