@@ -348,6 +348,39 @@ def test_two_processes_on_one_postgres_study_finish_the_budget_exactly(fast_sett
     assert all(" 0 failed" in o or "(0 failed)" in o for o in outputs), outputs
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_point_asked_before_an_earlier_trials_point_is_written_runs_once(backend, tmp_path, request):
+    # the journal numbers a trial in one row and writes its point in the rows after: a process
+    # that judged its trial in between saw no earlier point, and two processes ran one point
+    from optuna.distributions import FloatDistribution
+
+    from kronos_trader.sweep.leases import PointClaims
+    from kronos_trader.sweep.study import _refusal
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    storage = study_storage(url)
+    study = optuna.create_study(storage=storage, study_name="race", direction="maximize")
+    claims = PointClaims.of(url, study)
+    dist = FloatDistribution(0.0, 1.0, step=0.25)
+    # process A: trial #0 numbered, its point not yet written
+    first = storage.create_new_trial(storage.get_study_id_from_name("race"))
+    study.enqueue_trial({"a": 0.5})
+    late = study.ask({"a": dist})  # process B: trial #1, the same point, judged now
+    assert late.number == 1 and _refusal(study, late, 10, claims) is None
+    storage.set_trial_param(first, "a", 0.5, dist)  # A's point lands; A judges #0
+    early = optuna.Trial(study, first)
+    assert _refusal(study, early, 10, claims) == "duplicate of #1"
+    early.set_user_attr("discarded", "duplicate of #1")
+    study.tell(early, state=TrialState.FAIL)
+    study.tell(late, state=TrialState.FAIL)  # #1's owner was gone (reaped): its point may run again, once
+    study.enqueue_trial({"a": 0.5})
+    again, twin = study.ask({"a": dist}), None
+    assert _refusal(study, again, 10, claims) is None
+    study.enqueue_trial({"a": 0.5})
+    twin = study.ask({"a": dist})
+    assert _refusal(study, twin, 10, claims) == f"duplicate of #{again.number}"
+
+
 def test_precompute_stores_each_batch_as_it_completes(fast_settings, sample_candles):
     # issue 23.7: a kill during the precompute kept nothing; finished batches must stay stored
     from kronos_trader.forecasting.service import ForecastService

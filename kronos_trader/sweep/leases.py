@@ -9,18 +9,31 @@ or when its heartbeat is older than LEASE_S (another host: clocks are assumed in
 NTP keeps them). Why not Optuna's own `heartbeat_interval`: in Optuna 4 only RDBStorage
 records heartbeats, and the study lives in the project's journal table (storage.py); the
 lease here is the same rule on public Trial attributes.
+
+A trial's point is claimed in the store (`PointClaims.claim`) before it runs: a row per point and
+study, taken in one locked transaction, so two processes can never both run one point. The
+journal alone cannot decide that: a trial's number is one journal row and its point the rows
+after, so a process could judge its trial before an earlier trial's point was written.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from kronos_trader.store import LeaseHeld, Store
+
+from .storage import project_store, study_storage
+
+CLAIM_S = 100 * 365 * 86400.0  # a point's claim never lapses: a finished point stays taken
 HEARTBEAT_S = 10.0   # how often an owner refreshes the lease of its running trials
 LEASE_S = 60.0       # a heartbeat this old means the owner is gone (another host)
 _ACTIVE: set[str] = set()  # owners of the sweeps running in this process
@@ -98,3 +111,39 @@ def reap(study: optuna.Study, trials: list[FrozenTrial], lease_s: float) -> list
                 continue  # another process reaped or its owner told it first
             out.append(t)
     return out
+
+
+@dataclass(frozen=True)
+class PointClaims:
+    """Where a study's points are claimed: the project store of its database, under the
+    study's id (a study recreated under the same name starts with no claims)."""
+
+    store: Store
+    namespace: str
+
+    @classmethod
+    def of(cls, url: str, study: optuna.Study) -> "PointClaims":
+        study_id = study_storage(url).get_study_id_from_name(study.study_name)
+        return cls(project_store(url), f"{study_id}\0{study.study_name}")
+
+    def claim(self, study: optuna.Study, trial: optuna.Trial, key: str,
+              released: Callable[[FrozenTrial], bool]) -> int | None:
+        """Claim `trial`'s point (`key`) for it: None when claimed, else the number of the
+        trial that holds the point. A holding trial that is `released` (interrupted, its
+        owner gone; or discarded) is taken over, so an interrupted point runs again, once."""
+        digest = hashlib.sha256(f"{self.namespace}\0{key}".encode()).hexdigest()[:40]
+
+        # read before the claim's transaction (SQLite: it holds the write lock the journal's reads
+        # would wait on); a trial released stays released, so this view cannot free a live claim
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+
+        def stale(token: str) -> bool:
+            holder = trials.get(int(token))
+            return holder is not None and released(holder)
+
+        try:
+            self.store.acquire_lease(f"sweep-point:{digest}", str(trial.number),
+                                     f"{study.study_name[:200]} #{trial.number}", ttl_s=CLAIM_S, is_stale=stale)
+        except LeaseHeld as held:
+            return int(held.holder.rpartition("#")[2])
+        return None

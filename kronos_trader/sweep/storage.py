@@ -22,15 +22,15 @@ import optuna
 import sqlalchemy as sa
 from optuna.storages.journal import BaseJournalBackend, JournalStorage
 
-from kronos_trader.store import open_store
+from kronos_trader.store import Store, open_store
 from kronos_trader.store.models import SweepJournalEntry
 
 JOURNAL = SweepJournalEntry.__table__
 
 
 class SQLJournalBackend(BaseJournalBackend):
-    def __init__(self, engine: sa.Engine):
-        self.engine = engine
+    def __init__(self, store: Store):
+        self.engine = store.engine
 
     def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
         query = sa.select(JOURNAL.c.entry).order_by(JOURNAL.c.id).offset(log_number_from)
@@ -50,4 +50,10 @@ class SQLJournalBackend(BaseJournalBackend):
 def study_storage(url: str) -> optuna.storages.BaseStorage:
     """The Optuna storage of the database at `url` (migrated to head first), once per process."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(SQLJournalBackend(open_store(url).engine))
+    return JournalStorage(SQLJournalBackend(project_store(url)))
+
+
+@lru_cache(maxsize=8)
+def project_store(url: str) -> Store:
+    """The project store of the database at `url` (the one its studies' journal is kept in)."""
+    return open_store(url)

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from kronos_trader.config import Settings
 
 from .executors import check_executor, for_workers, make_executor
-from .leases import HEARTBEAT_S, LEASE_S, Leases, reap
+from .leases import HEARTBEAT_S, LEASE_S, Leases, PointClaims, reap
 from .screen import Screen, best, replay, unscreenable
 from .space import LEGACY_FIELDS, SearchSpace, build_space, canonical_params
 from .storage import study_storage
@@ -158,7 +158,8 @@ def run_sweep(settings: Settings, data: SweepData, progress: bool = True) -> Swe
             start = time.perf_counter()
             executor.start(TrialJob(workers.model_dump(mode="json"), data, executor.model))
             budget = len(space.grid) if space.grid is not None else settings.sweep.trials
-            drive = _drive(study, space, executor, budget, settings.sweep.seed, progress, screens)
+            drive = _drive(study, space, executor, budget, settings.sweep.seed, progress, screens,
+                           PointClaims.of(settings.database.url, study))
             summary.trials_run, summary.failed, summary.exhausted = drive.ran, drive.failed, drive.exhausted
             summary.trial_seconds = time.perf_counter() - start
     finally:
@@ -199,10 +200,12 @@ def _settle(study: optuna.Study, space: SearchSpace) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
-def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int) -> str | None:
+def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int, claims: PointClaims) -> str | None:
     """Why a just-asked trial must not run: its point is held by an earlier trial (a
     finished point, or one another process asked a moment before), or earlier trials take
-    the whole budget. Trial numbers order every process's asks, so all agree."""
+    the whole budget. Trial numbers order every process's asks, so all agree on the budget;
+    the point itself is claimed in the store (an earlier trial's point may not be written yet
+    when this one is judged: the claim, not the journal, makes one point one run)."""
     key = _key(trial.params)
     ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _claims(t)]
     same = next((t for t in ahead if _key(t.params) == key), None)
@@ -210,7 +213,8 @@ def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int) -> str | Non
         return f"duplicate of #{same.number}"
     if len(ahead) >= budget:
         return "budget taken by earlier trials"
-    return None
+    holder = claims.claim(study, trial, key, lambda t: not _claims(t))
+    return None if holder is None else f"duplicate of #{holder}"
 
 
 @dataclass
@@ -221,7 +225,7 @@ class _Drive:
 
 
 def _drive(study: optuna.Study, space: SearchSpace, executor, budget: int, seed: int | None,
-           progress: bool, screens: dict[str, float] | None = None) -> _Drive:
+           progress: bool, screens: dict[str, float] | None, claims: PointClaims) -> _Drive:
     """Ask, run and tell until the study holds `budget` counted trials, whichever process
     runs them; wait for other processes' running trials (or for their leases to lapse)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -250,7 +254,7 @@ def _drive(study: optuna.Study, space: SearchSpace, executor, budget: int, seed:
                         study.sampler = optuna.samplers.TPESampler(seed=_tpe_seed(seed, len(trials)))
                     trial = study.ask(space.distributions)
                     leases.take(trial)
-                    reason = _refusal(study, trial, budget)
+                    reason = _refusal(study, trial, budget, claims)
                     if reason is not None:
                         trial.set_user_attr("discarded", reason)
                         study.tell(trial, state=TrialState.FAIL)
