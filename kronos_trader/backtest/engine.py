@@ -66,7 +66,7 @@ class BacktestResult:
     forecasts_reused: int = 0
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     panel: dict[str, pd.DataFrame] = field(default_factory=dict)  # every symbol's candles (one: a single symbol)
-    symbol_forecasts: dict[str, dict[int, WindowForecast]] = field(default_factory=dict)  # every symbol's
+    symbol_forecasts: dict[str, dict[int, WindowForecast]] = field(default_factory=dict)  # by symbol (all)
     skill: SkillReport | None = None  # the skill of the forecasts it traded on (resolved ones)
     settings: Settings | None = None  # what produced the run (for the report)
     model_id: str | None = None

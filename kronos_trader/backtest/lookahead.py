@@ -68,8 +68,8 @@ def perturb_after(candles: pd.DataFrame, cut: int, seed: int = 1) -> pd.DataFram
 
 def _forecasts(result: BacktestResult) -> dict:
     """Every symbol's forecasts by (symbol, window end)."""
-    by_symbol = result.symbol_forecasts or {result.symbol: result.forecasts}
-    return {(symbol, f.window_end): f for symbol, forecasts in by_symbol.items() for f in forecasts.values()}
+    return {(symbol, f.window_end): f for symbol, forecasts in result.symbol_forecasts.items()
+            for f in forecasts.values()}
 
 
 def _before(result: BacktestResult, cut_close: pd.Timestamp, forecasts: dict):
