@@ -294,9 +294,9 @@ class FastKronos:
         return self.time_emb(stamp)
 
     def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
-               times: torch.Tensor | None = None) -> torch.Tensor:
+               times: torch.Tensor | None = None, batched: bool = False) -> torch.Tensor:
         scale = math.sqrt(self.d_model)
-        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1))
+        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1), batched=batched)
         return x + (self.time_emb(stamp) if times is None else times)
 
     def _rotation(self, position: int, length: int) -> torch.Tensor:
@@ -322,9 +322,13 @@ class FastKronos:
     def new_caches(self, series: int, history: int, paths: int, capacity: int) -> tuple[list[KVCache], KVCache]:
         """Empty caches of every block and of the dependency layer, for `series` histories of
         `history` tokens shared by `paths` rows each, with room for `capacity` more."""
-        dep = KVCache.empty(series, self.dep_heads, history, self.d_model // self.dep_heads, paths, capacity,
-                            self.emb_s1)
-        return [b.new_cache(series, history, paths, capacity) for b in self.blocks], dep
+        return [b.new_cache(series, history, paths, capacity) for b in self.blocks], \
+            self.new_dep_cache(series, history, paths, capacity)
+
+    def new_dep_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
+        """An empty cache of the dependency layer (as `new_caches`)."""
+        return KVCache.empty(series, self.dep_heads, history, self.d_model // self.dep_heads, paths, capacity,
+                             self.emb_s1)
 
     def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None, caches: list[KVCache],
                 dep_cache: KVCache, rows: slice = slice(None), times: torch.Tensor | None = None) -> torch.Tensor:
@@ -345,8 +349,7 @@ class FastKronos:
         norm1(x), before rotation, each row (series, T, ...) made by the many-row kernels
         (`PackedLinear(batched=True)`), so that rows made in different calls are the rows a
         whole window's pass makes (where `reusable_rows`)."""
-        scale = math.sqrt(self.d_model)
-        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1), batched=True) + times
+        x = self._embed(s1, s2, None, times, batched=True)
         return x, self.blocks[0].qkv(self.blocks[0].norm1(x), batched=True)
 
     def reusable_rows(self) -> bool:
@@ -370,8 +373,7 @@ class FastKronos:
         for i, block in enumerate(self.blocks):
             x = block(x, rot, qkv if i == 0 else None)
         h = self.norm(x)
-        dep_cache = KVCache.empty(x.shape[0], self.dep_heads, x.shape[1], self.d_model // self.dep_heads, 1, 0,
-                                  self.emb_s1)
+        dep_cache = self.new_dep_cache(x.shape[0], x.shape[1], 1, 0)
         dep_cache.write_history(slice(None), *self._dep_heads(h))
         return h[:, -1], dep_cache
 

@@ -242,8 +242,7 @@ def _rerun(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Te
              for c in _chunks(s1.shape[0], s1.shape[1])]
     if len(parts) == 1:
         return parts[0]
-    dep = KVCache.empty(s1.shape[0], *parts[0][1].suffix_k.shape[1:3], parts[0][1].suffix_k.shape[3], 1, 0,
-                        parts[0][1].suffix_k)
+    dep = fast.new_dep_cache(s1.shape[0], s1.shape[1], 1, 0)
     for c, (_, part) in zip(_chunks(s1.shape[0], s1.shape[1]), parts):
         dep.write_history(c, part.suffix_k, part.suffix_v)
     return torch.cat([h for h, _ in parts]), dep
