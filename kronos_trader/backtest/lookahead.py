@@ -24,6 +24,7 @@ from kronos_trader.config import Settings
 from kronos_trader.data import infer_bar_interval
 from kronos_trader.decision import PositionState, load_policy
 from kronos_trader.forecasting.models import load_model
+from kronos_trader.forecasting.progress import stage
 from kronos_trader.forecasting.service import ForecastService
 
 from .engine import BacktestResult
@@ -92,15 +93,6 @@ def _folds_by(result: BacktestResult, cut_close: pd.Timestamp) -> dict[str, str]
     return {f["start"]: f["model_id"] for f in result.finetune.folds if pd.Timestamp(f["start"]) < cut_close}
 
 
-def _stage(show: bool, text: str) -> None:
-    """Announce a stage of a check; the forecasting inside it shows its own progress bar
-    (rich allows one live display at a time, so stages are lines, not a second bar)."""
-    if show:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold]{text}[/bold]", highlight=False)
-
-
 def _perturb_panel(panel: dict[str, pd.DataFrame], cut_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """Each symbol's bars after `cut_time` perturbed (each with its own random factors)."""
     out = {}
@@ -128,7 +120,7 @@ def check_lookahead(settings: Settings, candles: pd.DataFrame | dict[str, pd.Dat
         for k, (label, frames, what) in enumerate((("as-given", candles, "as given"),
                                                    ("perturbed", changed_candles, f"with the bars after {clock[cut]} "
                                                                                   f"perturbed"))):
-            _stage(progress, f"look-ahead {k + 1}/2: backtest on {len(clock)} bars {what}")
+            stage(progress, f"look-ahead {k + 1}/2: backtest on {len(clock)} bars {what}")
             result = run_backtest(_fresh_folds(settings, Path(folds) / label), frames, symbol, timeframe, None,
                                   progress=progress)
             runs.append((result, _forecasts(result)))
@@ -193,11 +185,11 @@ def check_lookback_sensitivity(settings: Settings, candles: pd.DataFrame, bars: 
                                                           forecasts[p].last_close)).target for p in sample]
 
     runs = (f.lookback, *lookbacks)
-    _stage(progress, f"lookback sensitivity 1/{len(runs)}: {len(sample)} bars with lookback {f.lookback}")
+    stage(progress, f"lookback sensitivity 1/{len(runs)}: {len(sample)} bars with lookback {f.lookback}")
     base = targets(f.lookback)
     changed = {}
     for k, lookback in enumerate(lookbacks, start=2):
-        _stage(progress, f"lookback sensitivity {k}/{len(runs)}: lookback {lookback}")
+        stage(progress, f"lookback sensitivity {k}/{len(runs)}: lookback {lookback}")
         other = targets(lookback)
         changed[lookback] = sum(1 for a, b in zip(base, other) if abs(a - b) > 1e-12)
     return SensitivityReport(f.lookback, len(sample), changed)

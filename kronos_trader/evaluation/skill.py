@@ -160,11 +160,11 @@ def rank_correlation(a, b) -> float:
 
 def non_overlapping(keys: Iterable, apart) -> list:
     """The sorted `keys` (bar positions or times) kept at least `apart` after the previous
-    kept one (`apart(key)`: a gap per key): windows whose outcomes do not overlap, so their
-    scores are independent enough for a t-statistic."""
+    kept one: windows whose outcomes do not overlap, so their scores are independent enough
+    for a t-statistic."""
     chosen, last = [], None
     for key in keys:
-        if last is None or key - last >= (apart(key) if callable(apart) else apart):
+        if last is None or key - last >= apart:
             chosen.append(key)
             last = key
     return chosen

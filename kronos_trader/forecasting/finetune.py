@@ -38,6 +38,7 @@ from kronos_trader.config import FinetuneSettings
 from kronos_trader.data import frame_hash, validate_candles
 
 from .models import LoadedModel, weights_hash
+from .progress import stage
 from .service import ForecastService
 from .values import WindowForecast, WindowRequest
 
@@ -187,7 +188,7 @@ def fine_tune_fold(base: LoadedModel, train: Frames, s: FinetuneSettings, lookba
         except OSError:  # a read-only store of fold models: nothing is pruned there either
             pass
         return target, False
-    frames = [train] if isinstance(train, pd.DataFrame) else list(train.values())
+    frames = list(_as_panel(train).values())
     names = None if isinstance(train, pd.DataFrame) else list(train)
     device = str(base.predictor.device)
     spec = resolve_spec(base.name)  # fresh float32 modules: the loaded ones may be packed for inference
@@ -361,12 +362,8 @@ class FinetunedForecasts:
         return int(self._starts.searchsorted(pd.Timestamp(bar_time), side="right")) - 1
 
     def _announce(self, text: str) -> None:
-        """The walk-forward's overall progress, a line per fold ("fold k of n"): readable in a
-        log file, and no second live display beside the training and forecast bars."""
-        if self.progress:
-            from rich.console import Console
-
-            Console(stderr=True).print(f"[bold]fold {text}[/bold]", highlight=False, soft_wrap=True)
+        """The walk-forward's overall progress, a line per fold ("fold k of n")."""
+        stage(self.progress, f"fold {text}", soft_wrap=True)
 
     def service(self, number: int) -> ForecastService:
         """The fold's forecast service, its model trained (or read back) on first use; a
@@ -379,7 +376,7 @@ class FinetunedForecasts:
         refit = self.clock[fold.start]
         need = minimum_train_bars(self.settings.lookback, self.settings.horizon, self.finetune.val_fraction)
         train = training_span(self.panel, refit, self.finetune.train_bars, need)
-        frames = [train] if isinstance(train, pd.DataFrame) else list(train.values())
+        frames = list(_as_panel(train).values())
         report = FoldReport(number, str(refit), str(self.clock[fold.end - 1]),
                             str(min(f.index[0] for f in frames)), str(max(f.index[-1] for f in frames)), "")
         where = f"{number + 1} of {len(self.folds)} (decides from {refit})"

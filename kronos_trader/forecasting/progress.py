@@ -11,9 +11,19 @@ import sys
 import time
 from typing import Iterable, TextIO
 
-__all__ = ["batch_progress", "duration", "LOG_EVERY_S"]
+__all__ = ["batch_progress", "duration", "stage", "LOG_EVERY_S"]
 
 LOG_EVERY_S = 30.0
+
+
+def stage(show: bool, text: str, soft_wrap: bool = False) -> None:
+    """Announce a stage of long work as one bold line on stderr: the forecasting or training
+    inside it shows its own bar (rich allows one live display at a time, so stages are lines,
+    not a second bar), and a line reads well in a log file."""
+    if show:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold]{text}[/bold]", highlight=False, soft_wrap=soft_wrap)
 
 
 def duration(seconds: float) -> str:

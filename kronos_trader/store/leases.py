@@ -21,9 +21,9 @@ from .models import Lease, utcnow
 class LeaseHeld(StoreError):
     """The lease is held by someone else (the message names the holder)."""
 
-    def __init__(self, key: str, holder: str, expires_at) -> None:
+    def __init__(self, key: str, holder: str, expires_at, token: str) -> None:
         super().__init__(f"{key} is held by {holder} until {expires_at:%Y-%m-%d %H:%M:%S} UTC")
-        self.key, self.holder, self.expires_at = key, holder, expires_at
+        self.key, self.holder, self.expires_at, self.token = key, holder, expires_at, token
 
 
 class LeasesMixin(StoreBase):
@@ -39,7 +39,7 @@ class LeasesMixin(StoreBase):
             self._write(s, Lease.__table__, [row], ("key",))
             lease = s.scalars(select(Lease).where(Lease.key == key).with_for_update()).one()
             if lease.token != token and lease.expires_at > now and not (is_stale and is_stale(lease.token)):
-                raise LeaseHeld(key, lease.holder, lease.expires_at)
+                raise LeaseHeld(key, lease.holder, lease.expires_at, lease.token)
             if lease.token != token:
                 lease.token, lease.acquired_at = token, now
             lease.holder, lease.expires_at = holder, row["expires_at"]

@@ -126,24 +126,24 @@ class PointClaims:
         study_id = study_storage(url).get_study_id_from_name(study.study_name)
         return cls(project_store(url), f"{study_id}\0{study.study_name}")
 
-    def claim(self, study: optuna.Study, trial: optuna.Trial, key: str,
+    def claim(self, study: optuna.Study, trial: optuna.Trial, key: str, trials: list[FrozenTrial],
               released: Callable[[FrozenTrial], bool]) -> int | None:
         """Claim `trial`'s point (`key`) for it: None when claimed, else the number of the
         trial that holds the point. A holding trial that is `released` (interrupted, its
-        owner gone; or discarded) is taken over, so an interrupted point runs again, once."""
+        owner gone; or discarded) in `trials` is taken over, so an interrupted point runs
+        again, once. `trials` are read before the claim's transaction (SQLite: it holds the
+        write lock the journal's reads would wait on); a trial released stays released, so
+        an older view cannot free a live claim."""
         digest = hashlib.sha256(f"{self.namespace}\0{key}".encode()).hexdigest()[:40]
-
-        # read before the claim's transaction (SQLite: it holds the write lock the journal's reads
-        # would wait on); a trial released stays released, so this view cannot free a live claim
-        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        by_number = {t.number: t for t in trials}
 
         def stale(token: str) -> bool:
-            holder = trials.get(int(token))
+            holder = by_number.get(int(token))
             return holder is not None and released(holder)
 
         try:
             self.store.acquire_lease(f"sweep-point:{digest}", str(trial.number),
                                      f"{study.study_name[:200]} #{trial.number}", ttl_s=CLAIM_S, is_stale=stale)
         except LeaseHeld as held:
-            return int(held.holder.rpartition("#")[2])
+            return int(held.token)
         return None

@@ -207,13 +207,14 @@ def _refusal(study: optuna.Study, trial: optuna.Trial, budget: int, claims: Poin
     the point itself is claimed in the store (an earlier trial's point may not be written yet
     when this one is judged: the claim, not the journal, makes one point one run)."""
     key = _key(trial.params)
-    ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _claims(t)]
+    trials = study.get_trials(deepcopy=False)
+    ahead = [t for t in trials if t.number < trial.number and _claims(t)]
     same = next((t for t in ahead if _key(t.params) == key), None)
     if same is not None:
         return f"duplicate of #{same.number}"
     if len(ahead) >= budget:
         return "budget taken by earlier trials"
-    holder = claims.claim(study, trial, key, lambda t: not _claims(t))
+    holder = claims.claim(study, trial, key, trials, lambda t: not _claims(t))
     return None if holder is None else f"duplicate of #{holder}"
 
 
