@@ -279,7 +279,9 @@ def test_live_order_lost_in_a_timeout_is_not_placed_twice(env, monkeypatch):
     server.inject("timeout", count=1, path="/api/v3/order")
     runner.run_cycle(now=env["times"][0])
     (order,) = store.load_orders(runner.run_id).to_dict("records")
-    assert order["status"] == "unknown"  # in flight: not confirmed, never re-sent
+    # in flight: not confirmed, never re-sent (on a loaded machine the exchange may have executed the
+    # delayed original before the cycle's own lookup, which then finds it filled: also never re-sent)
+    assert order["status"] in ("unknown", "filled")
     time.sleep(1.0)  # the delayed original is executed by the exchange meanwhile
     runner.run_cycle(now=env["times"][1])
     posts = [r for r in server.requests_to("/api/v3/order", "POST")
