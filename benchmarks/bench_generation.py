@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from common import build_pair, competing_load, header
 
-from kronos import Sampling, fast, generate_cached, generation, published
+from kronos import Sampling, ahead, fast, generate_cached, generation, published
 
 SAMPLINGS = {"default (top_p 0.9)": Sampling(T=1.0, top_k=0, top_p=0.9),
              "greedy (top_k 1)": Sampling(T=1.0, top_k=1, top_p=1.0)}
@@ -108,9 +108,10 @@ def _timed(owner, name: str, totals: dict):
         setattr(owner, name, real)
 
 
-PHASES = [(generation, "_encode", "tokenizer encode"), (generation, "_prefill", "prefill (and slid windows, paths > 1)"),
-          (generation, "_rerun", "re-runs of slid windows (1 path)"),
-          (fast.FastKronos, "extend", "decode steps (blocks)"), (fast.FastKronos, "s1_logits", "s1 head"),
+PHASES = [(generation, "_encode", "tokenizer encode"),
+          (generation, "_prefill", "prefill + slid windows' history passes"),
+          (ahead.WindowsAhead, "take", "slid windows: history passes awaited"),
+          (fast.FastKronos, "extend", "steps + slid windows' forecast rows"), (fast.FastKronos, "s1_logits", "s1 head"),
           (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
           (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
           (generation, "_decode_suffix", "tokenizer decode of the paths")]
@@ -140,7 +141,7 @@ def profile(pair, n: int, steps: int, paths: int, sampling: Sampling) -> list[st
         kinds[kind] += event.self_cpu_time_total / 1e6
     op_total = sum(kinds.values()) or 1.0
     lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, s1 head runs inside "
-             f"steps)"]
+             f"steps; history passes run on the helper thread during the steps, `kronos.ahead`)"]
     lines += [f"  {label:36} {totals[name]:7.3f} s  {100 * totals[name] / whole:5.1f}%" for _, name, label in PHASES]
     lines += ["  kernels (profiled run): " + ", ".join(f"{k} {100 * v / op_total:.0f}%" for k, v in
                                                         sorted(kinds.items(), key=lambda kv: -kv[1]))]

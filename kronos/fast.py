@@ -290,13 +290,13 @@ class FastKronos:
     def times(self, stamp: torch.Tensor) -> torch.Tensor:
         """The time embeddings of `stamp` (..., 5) -> (..., d): each row depends on its own
         stamp only, so generation computes them once for history + forecast and hands
-        slices to `prefill`/`extend`/`run_window` (`times=`) instead of per step."""
+        slices to `prefill`/`extend` (`times=`) instead of per step."""
         return self.time_emb(stamp)
 
     def _embed(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
-               times: torch.Tensor | None = None, batched: bool = False) -> torch.Tensor:
+               times: torch.Tensor | None = None) -> torch.Tensor:
         scale = math.sqrt(self.d_model)
-        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1), batched=batched)
+        x = self.fusion(torch.cat((self.emb_s1[s1] * scale, self.emb_s2[s2] * scale), -1))
         return x + (self.time_emb(stamp) if times is None else times)
 
     def _rotation(self, position: int, length: int) -> torch.Tensor:
@@ -342,40 +342,6 @@ class FastKronos:
         h = self.norm(x)
         dep_cache.write_history(rows, *self._dep_heads(h))
         return h[:, -1]
-
-    def token_rows(self, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What a token contributes to any window it is in, whatever its position there:
-        its embedding x (first block's input) and the first block's q/k/v product of
-        norm1(x), before rotation, each row (series, T, ...) made by the many-row kernels
-        (`PackedLinear(batched=True)`), so that rows made in different calls are the rows a
-        whole window's pass makes (where `reusable_rows`)."""
-        x = self._embed(s1, s2, None, times, batched=True)
-        return x, self.blocks[0].qkv(self.blocks[0].norm1(x), batched=True)
-
-    def reusable_rows(self) -> bool:
-        """Whether `token_rows` made in pieces equal a window's own, bit for bit, here."""
-        return bool(self.blocks) and self.fusion.rows_independent() and self.blocks[0].qkv.rows_independent()
-
-    def run_window(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None,
-                   times: torch.Tensor | None = None,
-                   rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
-        """A whole window (series, L) from position 0 with nothing cached but what the next
-        token's s2 needs: the last position's hidden state (series, d) and the dependency
-        layer's cache of the window (one path per series). The exact slide's rerun: the
-        blocks' keys and values are not kept, as the next step reruns the window again;
-        bit for bit `prefill` into fresh caches. `rows`: the window's `token_rows`, kept
-        from earlier windows (only rotation and what follows depend on the window)."""
-        if rows is None:
-            x, qkv = self._embed(s1, s2, stamp, times), None
-        else:
-            x, qkv = rows
-        rot = self._rotation(0, x.shape[1])
-        for i, block in enumerate(self.blocks):
-            x = block(x, rot, qkv if i == 0 else None)
-        h = self.norm(x)
-        dep_cache = self.new_dep_cache(x.shape[0], x.shape[1], 1, 0)
-        dep_cache.write_history(slice(None), *self._dep_heads(h))
-        return h[:, -1], dep_cache
 
     def extend(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor | None, caches: list[KVCache],
                dep_cache: KVCache, position: int, times: torch.Tensor | None = None) -> torch.Tensor:

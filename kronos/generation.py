@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .ahead import WindowsAhead
 from .fast import FastKronos, FastTokenizerDecoder, KVCache, fast_path
 from .model import Kronos
-from .runtime import StepThreads, fitted_threads, threads_for
+from .runtime import SERIAL_ROWS, StepThreads, fitted_threads, threads_for
 from .tokenizer import KronosTokenizer
 
 
@@ -198,54 +199,30 @@ def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.
     return h_last, caches, dep_cache
 
 
-class TokenRows:
-    """`FastKronos.token_rows` of the tokens of history + forecast (one path per series),
-    made once each, as the windows reach them: a slid window's rerun then starts from its
-    tokens' kept rows instead of the embedding and first q/k/v products of all of them.
-    Where the kernels' rows are not independent of their batch here (`reusable_rows`), or
-    off the CPU (a GPU's kernel may change with the row count: not checkable here), nothing
-    is kept and every rerun makes its own."""
-
-    def __init__(self, fast: FastKronos, times: torch.Tensor, first: int = 0):
-        self.fast, self.times, self.first = fast, times, first  # times[:, t]: token first + t's
-        self.on = times.device.type == "cpu" and fast.reusable_rows()
-        self.x: torch.Tensor | None = None
-        self.qkv: torch.Tensor | None = None
-        self.start = self.end = 0  # rows of tokens [start, end) are kept
-
-    def window(self, start: int, s1: torch.Tensor, s2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The rows of the window of tokens s1, s2 (series, L) from `start` on (made where
-        missing), or None where rows are not kept."""
-        if not self.on:
-            return None
-        end = start + s1.shape[1]
-        if self.x is None or start < self.start or start > self.end:
-            self.x, self.qkv = self.fast.token_rows(s1, s2, self.times[:, start - self.first:end - self.first])
-        elif end > self.end:
-            new = slice(self.end - start, None)
-            x, qkv = self.fast.token_rows(s1[:, new], s2[:, new],
-                                           self.times[:, self.end - self.first:end - self.first])
-            keep = start - self.start
-            self.x, self.qkv = torch.cat((self.x[:, keep:], x), 1), torch.cat((self.qkv[:, keep:], qkv), 1)
-        else:
-            a = start - self.start
-            self.x, self.qkv = self.x[:, a:a + s1.shape[1]], self.qkv[:, a:a + s1.shape[1]]
-        self.start, self.end = start, end
-        return self.x, self.qkv
+AHEAD_BYTES = 256 * 2 ** 20  # caches of slid windows made ahead, at most (`WindowsAhead`'s depth)
+AHEAD_WINDOWS = 8  # windows made ahead, at most: more than a decode phase's spare core has time for
 
 
-def _rerun(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.Tensor,
-           rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
-    """`FastKronos.run_window` on slid windows of one path each, a group of series at a time
-    (`rows`: the windows' kept `TokenRows`)."""
-    parts = [fast.run_window(s1[c], s2[c], None, times=times[c], rows=None if rows is None else (rows[0][c], rows[1][c]))
-             for c in _chunks(s1.shape[0], s1.shape[1])]
-    if len(parts) == 1:
-        return parts[0]
-    dep = fast.new_dep_cache(s1.shape[0], s1.shape[1], 1, 0)
-    for c, (_, part) in zip(_chunks(s1.shape[0], s1.shape[1]), parts):
-        dep.write_history(c, part.suffix_k, part.suffix_v)
-    return torch.cat([h for h, _ in parts]), dep
+def _ahead_depth(fast: FastKronos, series: int, max_context: int) -> int:
+    """How many slid windows' history passes may be held ahead: their blocks' and the
+    dependency layer's keys and values, within `AHEAD_BYTES`."""
+    window = (2 * len(fast.blocks) + 2) * series * max_context * fast.d_model * fast.emb_s1.element_size()
+    return max(1, min(AHEAD_WINDOWS, AHEAD_BYTES // max(1, window)))
+
+
+def _helper_threads(rows: int, device: torch.device, windows: int) -> int:
+    """Threads for a helper running slid windows' history passes ahead (0: none): where
+    windows slide and the steps have a few rows (`SERIAL_ROWS`: one thread runs them), the
+    cores this call may use but the steps' own."""
+    if not windows or device.type != "cpu" or rows >= SERIAL_ROWS:
+        return 0
+    return torch.get_num_threads() - 1
+
+
+def _pass_threads(ahead: WindowsAhead):
+    """Threads for work at a slid window: one while the helper runs a pass on the other
+    cores, else those free now."""
+    return threads_for(1) if ahead.busy else fitted_threads()
 
 
 def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
@@ -327,7 +304,9 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     published ones) and run through the model once per series; its keys/values are shared
     by all sample paths, and each step feeds only the new token. Once the window must slide
     (history + generated > max_context) the positions of every token change, so the shifted
-    window is rerun, as the published code does. The per-series passes run a group of
+    window is rerun, as the published code does: its history part once per series, made
+    ahead on a spare core while the steps run (`WindowsAhead`), then the generated tokens
+    per path against it. The per-series passes run a group of
     series at a time so that their activations stay in cache; the steps run on all rows.
     `dtype=torch.bfloat16` runs the fast path in reduced precision (`kronos.precision`).
 
@@ -361,40 +340,42 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
     # (B*S, pred_len, d); `row_times[:, i]` is forecast row i
     row_times = times[:, n - start:] if s == 1 else times[:, n - start:].repeat_interleave(s, 0)
     step_threads = StepThreads(rows)
-    token_rows = TokenRows(fast, times, start) if s == 1 and not rolling and n + pred_len > max_context + 1 else None
-    for i in range(pred_len):
-        end = n + i
-        if i > 0 and end > max_context and not rolling:
-            # the window slid: every position changed, so recompute it. With several paths
-            # its history part is the same for all of them (run once per series) and only
-            # the generated tokens run per path, against that shared prefix; one path runs
-            # the window in one pass, keeping only what the next token needs.
-            # Each rerun is a whole window's compute: threads are fitted again to the cores
-            # free now (`fitted_threads` nests), not to those free when the call began.
-            ws = end - max_context
-            with fitted_threads():
-                if s == 1:
-                    win_s1, win_s2 = torch.cat((s1_ctx[:, ws:], gen_s1[:, :i]), 1), \
-                        torch.cat((s2_ctx[:, ws:], gen_s2[:, :i]), 1)
-                    h_rows, dep_cache = _rerun(fast, win_s1, win_s2, times[:, ws - start:end - start],
-                                               token_rows.window(ws, win_s1, win_s2))
-                else:
-                    _, step_caches, dep_cache = _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws - start:n - start],
-                                                     s, i)
-                    h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache, n - ws,
-                                         times=row_times[:, :i])[:, -1]
-                s1_logits = fast.s1_logits(h_rows)
-            with threads_for(rows):
-                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
-        elif i > 0:
-            with step_threads.step():
-                h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
-                                     position=end - 1 - start, times=row_times[:, i - 1:i])[:, 0]
-                s1_logits = fast.s1_logits(h_rows)
-                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
-        else:
-            with threads_for(rows):
-                _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+    slid = range(0) if rolling else range(max(1, max_context - n + 1), pred_len)
+
+    def history_pass(i: int) -> tuple[list[KVCache], KVCache]:
+        """Step i's slid window's history part (its context tokens, run once per series) in
+        caches with room for the i generated tokens that follow it."""
+        ws = n + i - max_context
+        return _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws - start:n - start], s, i)[1:]
+
+    ahead = WindowsAhead(history_pass, slid, _ahead_depth(fast, s1_ctx.shape[0], max_context),
+                         _helper_threads(rows, x.device, len(slid)))
+    try:
+        for i in range(pred_len):
+            end = n + i
+            if i in slid:
+                # the window slid: every position changed, so it is run anew, as the published
+                # code does: its history part (made ahead where a core is spare, `WindowsAhead`),
+                # then the generated tokens per path against it. Threads are fitted again to the
+                # cores free now (`fitted_threads` nests), or one where the helper holds the other.
+                with _pass_threads(ahead):
+                    step_caches, dep_cache = ahead.take(i)
+                    h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache,
+                                         max_context - i, times=row_times[:, :i])[:, -1]
+                    s1_logits = fast.s1_logits(h_rows)
+                with threads_for(rows):
+                    _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+            elif i > 0:
+                with threads_for(1) if ahead.busy else step_threads.step():
+                    h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
+                                         position=end - 1 - start, times=row_times[:, i - 1:i])[:, 0]
+                    s1_logits = fast.s1_logits(h_rows)
+                    _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+            else:
+                with threads_for(rows):
+                    _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
+    finally:
+        ahead.close()
     return (s1_ctx, s2_ctx), (gen_s1, gen_s2)
 
 

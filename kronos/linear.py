@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 PACKING_ROWS = 64  # oneDNN picks its blocked weight layout for any expected batch above 1
 PACKABLE = (torch.float32, torch.bfloat16)
-CHECK_ROWS = 640  # `rows_independent`'s largest product: more rows than a 512-token window's
 
 
 class PackedLinear:
@@ -22,7 +21,6 @@ class PackedLinear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias, self.packed, self.blocks, self.block_bias = weight, bias, None, None, None
-        self._independent: bool | None = None  # `rows_independent`, once checked
         if weight.device.type != "cpu" or weight.dtype not in PACKABLE:
             return
         threads = torch.get_num_threads()
@@ -52,36 +50,17 @@ class PackedLinear:
             weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         return cls(weight.contiguous(), bias)
 
-    def __call__(self, x: torch.Tensor, batched: bool = False) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The product in the weight's dtype, returned in x's (bf16 products on float32
-        activations: only the products' inputs and results are rounded to bfloat16).
-        `batched`: a single row too goes through the many-row kernel (see `rows_independent`)."""
+        activations: only the products' inputs and results are rounded to bfloat16)."""
         if x.dtype == self.weight.dtype:
-            return self._product(x, batched)
-        return self._product(x.to(self.weight.dtype), batched).to(x.dtype)
+            return self._product(x)
+        return self._product(x.to(self.weight.dtype)).to(x.dtype)
 
-    def rows_independent(self) -> bool:
-        """Whether, on this machine, each row of a `batched` product is bit for bit the same
-        whatever rows share the call (GEMM kernels usually sum each row's products in one
-        order, but nothing promises it): checked once, on random rows, from 1 row (a step's
-        token per series) to `CHECK_ROWS` (a whole window's product). CPU only: elsewhere
-        (cuBLAS picks its kernel, split-K included, by the row count) it is taken as False."""
-        if self._independent is None:
-            self._independent = self.weight.device.type == "cpu" and self._check_rows()
-        return self._independent
-
-    def _check_rows(self) -> bool:
-        g = torch.Generator().manual_seed(0)
-        n = CHECK_ROWS
-        x = torch.randn(n, self.weight.shape[1], generator=g).to(self.weight.dtype)
-        whole = self(x, batched=True)
-        return all(torch.equal(self(x[a:b], batched=True), whole[a:b])
-                   for a, b in ((0, 1), (n - 1, n), (5, 6), (0, 2), (3, 20), (1, 37), (100, 612), (0, 512)))
-
-    def _product(self, x: torch.Tensor, batched: bool = False) -> torch.Tensor:
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
         if x.device != self.weight.device:
             return F.linear(x, self.weight, self.bias)
-        if self.blocks is not None and x.numel() == x.shape[-1] and not batched:  # one row
+        if self.blocks is not None and x.numel() == x.shape[-1]:  # one row
             xt = x.reshape(1, -1).t().expand(self.blocks.shape[0], -1, 1)
             out = torch.bmm(self.blocks, xt) if self.block_bias is None else \
                 torch.baddbmm(self.block_bias, self.blocks, xt)

@@ -280,28 +280,6 @@ def test_sliding_mode_is_checked(mini_pair):
         generate_tokens(tokenizer, model, x, xs, ys, 64, 4, Sampling(), u, sliding="rolling")
 
 
-def test_window_rerun_is_bit_for_bit_the_cached_prefill(mini_pair):
-    """Issue 26: an exact slide reruns the whole window; with one path it now keeps only the
-    dependency layer's cache (the blocks' keys/values are not written, the next step reruns
-    again), takes the time embeddings computed once per call and the rotation from a table.
-    Its hidden state and dependency cache are bit for bit those of the full prefill."""
-    from kronos.fast import FastKronos, fast_path
-
-    _, model = mini_pair
-    fast = fast_path(model, FastKronos, torch.float32)
-    g = torch.Generator().manual_seed(4)
-    s1, s2 = torch.randint(0, 1024, (3, 70), generator=g), torch.randint(0, 1024, (3, 70), generator=g)
-    stamp = torch.stack([torch.randint(0, k, (3, 70), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
-    with torch.inference_mode():
-        caches, dep = fast.new_caches(3, 70, 1, 0)
-        h_full = fast.prefill(s1, s2, stamp, caches, dep)
-        fast._rotations = None  # the table grows from a short one: slices of any size are exact
-        fast._rotation(0, 3)
-        h_rerun, dep_rerun = fast.run_window(s1, s2, None, times=fast.times(stamp))
-    assert torch.equal(h_rerun, h_full)
-    assert torch.equal(dep_rerun.keys()[2], dep.keys()[2]) and torch.equal(dep_rerun.keys()[3], dep.keys()[3])
-
-
 def test_rotation_table_slices_are_the_direct_rotation():
     from kronos.fast import rotation
     from kronos.modules import RotaryEmbedding
@@ -315,71 +293,55 @@ def test_rotation_table_slices_are_the_direct_rotation():
 
 
 @pytest.mark.parametrize("s", [1, 3])
-def test_slid_windows_give_the_same_tokens_as_full_prefills(mini_pair, monkeypatch, s):
-    """The lean rerun changes no token: generation with it equals generation where every
-    slid window is run through `FastKronos.prefill` into fresh caches (the path before)."""
-    from kronos import generate_tokens, generation
-    from kronos.fast import FastKronos
+def test_slid_windows_give_the_same_tokens_whoever_runs_their_history_passes(mini_pair, monkeypatch, s):
+    """Issue 26: slid windows' history passes run ahead on a helper thread while the steps
+    run (`kronos.ahead`). Who runs a pass, on how many threads, and whether a helper runs at
+    all (load, rows, device) change no token: with the helper, without it, on one thread."""
+    import threading
 
-    def full_prefill(fast, s1, s2, times, rows=None):
-        caches, dep = fast.new_caches(s1.shape[0], s1.shape[1], 1, 0)
-        return FastKronos.prefill(fast, s1, s2, None, caches, dep, times=times), dep
+    from kronos import generate_tokens, generation
 
     tokenizer, model = mini_pair
-    x, xs, ys, u = _inputs(2, 50, 30, s, seed=5)
+    x, xs, ys, u = _inputs(2 if s == 1 else 1, 40, 30, s, seed=5)  # slides from step 25 (context 64)
     args = (tokenizer, model, x, xs, ys, 64, 30, Sampling(T=1.0, top_p=0.9), u)
-    lean = generate_tokens(*args)[1]
-    monkeypatch.setattr(generation, "_rerun", full_prefill)
-    full = generate_tokens(*args)[1]
-    assert torch.equal(lean[0], full[0]) and torch.equal(lean[1], full[1])
+    runners = []
+    real = generation._prefill
+    monkeypatch.setattr(generation, "_prefill", lambda *a: runners.append(threading.current_thread().name) or real(*a))
+    monkeypatch.setattr(generation, "_helper_threads", lambda rows, device, windows: 1)
+    ahead = generate_tokens(*args)[1]
+    assert len(runners) == 1 + 5, "the history once, then each slid window's history part once"
+    monkeypatch.setattr(generation, "_helper_threads", lambda rows, device, windows: 0)
+    runners.clear()
+    alone = generate_tokens(*args)[1]
+    assert set(runners) == {threading.current_thread().name}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = generate_tokens(*args)[1]
+    finally:
+        torch.set_num_threads(threads)
+    for other in (alone, one):
+        assert torch.equal(ahead[0], other[0]) and torch.equal(ahead[1], other[1])
 
 
-def test_kept_token_rows_rerun_a_window_bit_for_bit(mini_pair):
-    """Issue 26: a slid window's tokens enter the first block the same way in every window
-    (embedding, norm, q/k/v product before rotation); reruns keep those rows, made in
-    pieces, and only rotate them anew. Bit for bit the window's own pass, wherever the
-    kernels' rows do not depend on their batch (checked on the machine: `reusable_rows`)."""
-    from kronos.fast import FastKronos, fast_path
+def test_slid_windows_are_made_ahead_only_where_a_core_is_spare():
+    """The helper takes the cores the call may use but the steps' own thread, for steps of a
+    few rows (one thread runs those), on the CPU, where windows slide at all."""
+    from kronos import generation
+    from kronos.runtime import SERIAL_ROWS
 
-    _, model = mini_pair
-    fast = fast_path(model, FastKronos, torch.float32)
-    if not fast.reusable_rows():
-        pytest.skip("this machine's product kernels make rows that depend on their batch: rows are not kept")
-    g = torch.Generator().manual_seed(6)
-    s1, s2 = torch.randint(0, 1024, (2, 60), generator=g), torch.randint(0, 1024, (2, 60), generator=g)
-    stamp = torch.stack([torch.randint(0, k, (2, 60), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
-    with torch.inference_mode():
-        times = fast.times(stamp)
-        pieces = [fast.token_rows(s1[:, a:b], s2[:, a:b], times[:, a:b]) for a, b in ((0, 41), (41, 42), (42, 60))]
-        rows = (torch.cat([p[0] for p in pieces], 1), torch.cat([p[1] for p in pieces], 1))
-        h_kept, dep_kept = fast.run_window(s1, s2, None, times=times, rows=rows)
-        h_own, dep_own = fast.run_window(s1, s2, None, times=times)
-    assert torch.equal(h_kept, h_own) and torch.equal(dep_kept.suffix_k, dep_own.suffix_k)
-
-
-def test_reruns_keep_token_rows_only_where_the_kernels_allow(mini_pair, monkeypatch):
-    """Generation with kept rows gives the tokens of generation without them; a machine
-    whose kernels' rows depend on their batch keeps none."""
-    from kronos import generate_tokens, generation
-    from kronos.fast import FastKronos
-    from kronos.linear import PackedLinear
-
-    tokenizer, model = mini_pair
-    x, xs, ys, u = _inputs(2, 50, 30, 1, seed=8)
-    args = (tokenizer, model, x, xs, ys, 64, 30, Sampling(T=1.0, top_p=0.9), u)
-    made = []
-    real = FastKronos.token_rows
-    monkeypatch.setattr(FastKronos, "token_rows", lambda self, *a: made.append(a[0].shape[1]) or real(self, *a))
-    kept = generate_tokens(*args)[1]
-    if generation.fast_path(model, FastKronos, torch.float32).reusable_rows():
-        assert made[0] == 64 and set(made[1:]) == {1}, "the first rerun makes its window, later ones one token"
-    monkeypatch.setattr(PackedLinear, "rows_independent", lambda self: False)
-    made.clear()
-    own = generate_tokens(*args)[1]
-    assert made == []
-    assert torch.equal(kept[0], own[0]) and torch.equal(kept[1], own[1])
-    assert generation.TokenRows(generation.fast_path(model, FastKronos, torch.float32), xs).window(
-        0, x[..., 0].long(), x[..., 0].long()) is None
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert generation._helper_threads(1, cpu, 7) == 1
+        assert generation._helper_threads(SERIAL_ROWS, cpu, 7) == 0, "many rows: the steps use every thread"
+        assert generation._helper_threads(1, cpu, 0) == 0, "no window slides"
+        assert generation._helper_threads(1, torch.device("meta"), 7) == 0
+        torch.set_num_threads(1)
+        assert generation._helper_threads(1, cpu, 7) == 0, "no spare core"
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("s", [1, 3])
