@@ -22,6 +22,7 @@ import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before tor
 
 import argparse
 import statistics
+import threading
 import time
 from collections import defaultdict
 from contextlib import ExitStack, contextmanager
@@ -89,6 +90,9 @@ def row(model: str, label: str, r: dict) -> str:
             f"{ratios:12} {agree}")
 
 
+_TOTALS_LOCK = threading.Lock()
+
+
 @contextmanager
 def _timed(owner, name: str, totals: dict):
     """Accumulate the wall time of calls to `owner.name` under `name`."""
@@ -99,7 +103,8 @@ def _timed(owner, name: str, totals: dict):
         try:
             return real(*args, **kwargs)
         finally:
-            totals[name] += time.perf_counter() - start
+            with _TOTALS_LOCK:  # the slid windows' helper thread adds to the totals too
+                totals[name] += time.perf_counter() - start
 
     setattr(owner, name, wrapper)
     try:
@@ -110,7 +115,7 @@ def _timed(owner, name: str, totals: dict):
 
 PHASES = [(generation, "_encode", "tokenizer encode"),
           (generation, "_prefill", "prefill + slid windows' history passes"),
-          (ahead.WindowsAhead, "take", "slid windows: history passes awaited"),
+          (ahead.WindowsAhead, "take", "slid windows: passes awaited or run here"),
           (fast.FastKronos, "extend", "steps + slid windows' forecast rows"), (fast.FastKronos, "s1_logits", "s1 head"),
           (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
           (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
@@ -141,7 +146,8 @@ def profile(pair, n: int, steps: int, paths: int, sampling: Sampling) -> list[st
         kinds[kind] += event.self_cpu_time_total / 1e6
     op_total = sum(kinds.values()) or 1.0
     lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, s1 head runs inside "
-             f"steps; history passes run on the helper thread during the steps, `kronos.ahead`)"]
+             f"steps; slid windows' history passes run on a helper thread during the steps, `kronos.ahead`, and the "
+             f"kernel shares below leave the helper's out)"]
     lines += [f"  {label:36} {totals[name]:7.3f} s  {100 * totals[name] / whole:5.1f}%" for _, name, label in PHASES]
     lines += ["  kernels (profiled run): " + ", ".join(f"{k} {100 * v / op_total:.0f}%" for k, v in
                                                         sorted(kinds.items(), key=lambda kv: -kv[1]))]

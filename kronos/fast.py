@@ -92,6 +92,11 @@ class KVCache:
         return pk, pv, sk, sv
 
 
+# Fewer queries per row and head than this attend through two products (`_few_queries`): the
+# fused CPU kernel's result for 1 or 3 queries depends on the thread count (checked: 1-4
+# threads, 1-100 queries, head sizes 52 and 64; every other count agreed bit for bit).
+FLASH_MIN_QUERIES = 8
+
 # CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
 try:
     _FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -118,10 +123,13 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     rows, heads, t, d = q.shape
     pk, pv, sk, sv = cache.keys()
     if pk.shape[2] == 0:
-        return F.scaled_dot_product_attention(q, sk, sv, attn_mask=_own_mask(q, sk, causal_suffix))
+        mask = _own_mask(q, sk, causal_suffix)
+        return _few_queries(q, sk, sv, mask) if t < FLASH_MIN_QUERIES else \
+            F.scaled_dot_product_attention(q, sk, sv, attn_mask=mask)
     b, s = pk.shape[0], cache.paths
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
-    if _FLASH_CPU is not None and q.device.type == "cpu" and (t == 1 or not causal_suffix or sk.shape[2] == t):
+    if _FLASH_CPU is not None and q.device.type == "cpu" and s * t >= FLASH_MIN_QUERIES and \
+            (t == 1 or not causal_suffix or sk.shape[2] == t):
         # the prefix and the rows' own keys apart, merged exactly through their log-sum-exps:
         # the prefix by the fused kernel (paths as query rows), the own keys by it too, or for
         # a decode step by two small products (a kernel call would spend most of its time
@@ -189,41 +197,35 @@ class FastBlock:
         self.norm1, self.norm2 = _norm(block.norm1), _norm(block.norm2)
         self.activations = block.norm1.weight  # caches and activations keep the model's own dtype
 
-    def _project(self, h: torch.Tensor, rot: torch.Tensor,
-                 qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D);
-        `qkv`: h's product, where already made (then h only gives the shape)."""
+    def _project(self, h: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q and k and v of the normed input h (rows, T, d), each (rows, H, T, D)."""
         rows, t, d = h.shape
-        qkv = self.qkv(h) if qkv is None else qkv
+        qkv = self.qkv(h)
         pairs = qkv[..., :2 * d].view(rows, t, 2 * self.heads, self.head_dim // 2, 2)
         qk = torch.view_as_real(torch.view_as_complex(pairs) * rot).view(rows, t, 2 * self.heads, -1)
         qk = qk.transpose(1, 2)
         v = qkv[..., 2 * d:].view(rows, t, self.heads, self.head_dim).transpose(1, 2)
         return qk[:, :self.heads], qk[:, self.heads:], v
 
-    def _attention(self, h: torch.Tensor, rot: torch.Tensor, attend: Attend,
-                   qkv: torch.Tensor | None = None) -> torch.Tensor:
+    def _attention(self, h: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
         """The attention sublayer on h: packed projections, `attend(q, k, v)`, output product."""
         rows, t, d = h.shape
-        return self.out(attend(*self._project(h, rot, qkv)).transpose(1, 2).reshape(rows, t, d))
+        return self.out(attend(*self._project(h, rot)).transpose(1, 2).reshape(rows, t, d))
 
     def _feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         g = self.w13(h)  # w1 and w3 in one product
         return self.w2(swiglu(g[..., :self.ff_dim], g[..., self.ff_dim:]))
 
-    def _run(self, x: torch.Tensor, rot: torch.Tensor, attend: Attend, qkv: torch.Tensor | None = None) -> torch.Tensor:
-        """The block; `qkv`: the q/k/v product of norm1(x), where already made (its norm
-        is then not recomputed)."""
-        norm1 = self.norm1 if qkv is None else _unchanged
-        return pre_norm_block(x, norm1, lambda h: self._attention(h, rot, attend, qkv), self.norm2,
+    def _run(self, x: torch.Tensor, rot: torch.Tensor, attend: Attend) -> torch.Tensor:
+        return pre_norm_block(x, self.norm1, lambda h: self._attention(h, rot, attend), self.norm2,
                               self._feed_forward)
 
     def new_cache(self, series: int, history: int, paths: int, capacity: int) -> KVCache:
         return KVCache.empty(series, self.heads, history, self.head_dim, paths, capacity, self.activations)
 
-    def __call__(self, x: torch.Tensor, rot: torch.Tensor, qkv: torch.Tensor | None = None) -> torch.Tensor:
-        """The block on whole sequences (causal, nothing cached); `qkv` as in `_run`."""
-        return self._run(x, rot, _causal, qkv)
+    def __call__(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+        """The block on whole sequences (causal, nothing cached)."""
+        return self._run(x, rot, _causal)
 
     def prefill(self, x: torch.Tensor, rot: torch.Tensor, cache: KVCache, rows: slice = slice(None),
                 keys_only: bool = False) -> torch.Tensor | None:
@@ -251,12 +253,21 @@ class FastBlock:
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _unchanged(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
 def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if q.shape[2] < FLASH_MIN_QUERIES:
+        return _few_queries(q, k, v, _own_mask(q, k, causal=True))
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def _few_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention of a few queries per row and head over k (`mask`: which keys each sees):
+    two products. For 1 or 3 queries torch's CPU kernel splits the keys among threads, so
+    its result would depend on the thread count (which decode steps choose by timing);
+    here each row and head is one product whatever the count (`FLASH_MIN_QUERIES`)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(scores, -1), v)
 
 
 def _norm(norm: RMSNorm) -> Callable[[torch.Tensor], torch.Tensor]:

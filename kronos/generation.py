@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .ahead import WindowsAhead
 from .fast import FastKronos, FastTokenizerDecoder, KVCache, fast_path
 from .model import Kronos
-from .runtime import SERIAL_ROWS, StepThreads, fitted_threads, threads_for
+from .runtime import SERIAL_ROWS, StepThreads, fitted_threads, threads_for, using_threads
 from .tokenizer import KronosTokenizer
 
 
@@ -200,29 +200,26 @@ def _prefill(fast: FastKronos, s1: torch.Tensor, s2: torch.Tensor, times: torch.
 
 
 AHEAD_BYTES = 256 * 2 ** 20  # caches of slid windows made ahead, at most (`WindowsAhead`'s depth)
-AHEAD_WINDOWS = 8  # windows made ahead, at most: more than a decode phase's spare core has time for
+AHEAD_WINDOWS = 8  # windows made ahead, at most: more than a decode phase's spare cores have time for
 
 
-def _ahead_depth(fast: FastKronos, series: int, max_context: int) -> int:
-    """How many slid windows' history passes may be held ahead: their blocks' and the
-    dependency layer's keys and values, within `AHEAD_BYTES`."""
-    window = (2 * len(fast.blocks) + 2) * series * max_context * fast.d_model * fast.emb_s1.element_size()
-    return max(1, min(AHEAD_WINDOWS, AHEAD_BYTES // max(1, window)))
+def _ahead_depth(fast: FastKronos, series: int, rows: int, max_context: int, pred_len: int) -> int:
+    """How many slid windows' history passes may be held ahead (0: none): each window's
+    caches of the blocks and the dependency layer (`new_caches`: the history once per series,
+    room for the generated tokens per path row) at their largest, within `AHEAD_BYTES`
+    beside the window the step holds."""
+    window = (2 * len(fast.blocks) + 2) * fast.d_model * fast.emb_s1.element_size() * (
+        series * max_context + rows * pred_len)
+    return min(AHEAD_WINDOWS, AHEAD_BYTES // max(1, window) - 1)
 
 
 def _helper_threads(rows: int, device: torch.device, windows: int) -> int:
-    """Threads for a helper running slid windows' history passes ahead (0: none): where
-    windows slide and the steps have a few rows (`SERIAL_ROWS`: one thread runs them), the
-    cores this call may use but the steps' own."""
+    """Threads of each history pass where a helper runs them ahead (0: no helper): where
+    windows slide and the steps have a few rows (`SERIAL_ROWS`), half the cores this call
+    may use, for the helper's passes and the step's own alike (the other half runs the steps)."""
     if not windows or device.type != "cpu" or rows >= SERIAL_ROWS:
         return 0
-    return torch.get_num_threads() - 1
-
-
-def _pass_threads(ahead: WindowsAhead):
-    """Threads for work at a slid window: one while the helper runs a pass on the other
-    cores, else those free now."""
-    return threads_for(1) if ahead.busy else fitted_threads()
+    return torch.get_num_threads() // 2
 
 
 def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:
@@ -348,17 +345,20 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
         ws = n + i - max_context
         return _prefill(fast, s1_ctx[:, ws:], s2_ctx[:, ws:], times[:, ws - start:n - start], s, i)[1:]
 
-    ahead = WindowsAhead(history_pass, slid, _ahead_depth(fast, s1_ctx.shape[0], max_context),
-                         _helper_threads(rows, x.device, len(slid)))
+    threads = torch.get_num_threads()
+    split = _helper_threads(rows, x.device, len(slid))
+    depth = _ahead_depth(fast, s1_ctx.shape[0], rows, max_context, pred_len) if split else 0
+    ahead = WindowsAhead(history_pass, slid, depth, split if depth > 0 else None)
     try:
         for i in range(pred_len):
             end = n + i
             if i in slid:
                 # the window slid: every position changed, so it is run anew, as the published
-                # code does: its history part (made ahead where a core is spare, `WindowsAhead`),
-                # then the generated tokens per path against it. Threads are fitted again to the
-                # cores free now (`fitted_threads` nests), or one where the helper holds the other.
-                with _pass_threads(ahead):
+                # code does: its history part (made ahead where cores are spare, `WindowsAhead`),
+                # then the generated tokens per path against it. Threads: the passes' own count
+                # where a helper runs (the same for every pass of the call: the tokens do not
+                # depend on who ran what), else fitted again to the cores free now.
+                with fitted_threads() if ahead.threads is None else using_threads(ahead.threads):
                     step_caches, dep_cache = ahead.take(i)
                     h_rows = fast.extend(gen_s1[:, :i], gen_s2[:, :i], None, step_caches, dep_cache,
                                          max_context - i, times=row_times[:, :i])[:, -1]
@@ -366,7 +366,7 @@ def generate_tokens(tokenizer: KronosTokenizer, model: Kronos, x: torch.Tensor, 
                 with threads_for(rows):
                     _sample_step(fast, s1_logits, h_rows, dep_cache, sampling, u[:, i], gen_s1, gen_s2, i)
             elif i > 0:
-                with threads_for(1) if ahead.busy else step_threads.step():
+                with using_threads(max(1, threads - split)) if ahead.helping else step_threads.step():
                     h_rows = fast.extend(gen_s1[:, i - 1:i], gen_s2[:, i - 1:i], None, caches, dep_cache,
                                          position=end - 1 - start, times=row_times[:, i - 1:i])[:, 0]
                     s1_logits = fast.s1_logits(h_rows)

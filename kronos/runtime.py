@@ -149,6 +149,22 @@ def fitted_threads() -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def using_threads(count: int) -> Iterator[None]:
+    """Run the block on `count` intra-op threads (torch's setting is process-wide: it is
+    restored on exit)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if count != threads:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 # Fewer rows than this per decode step run on one thread: their products take microseconds,
 # so splitting them gains little on an idle machine, while every parallel region waits for
 # all its threads, which on a busy one means a scheduler time slice per region.

@@ -29,7 +29,7 @@ class Passes:
 
 def test_without_a_helper_each_window_is_run_by_the_caller_when_taken():
     passes = Passes()
-    ahead = WindowsAhead(passes, range(3, 6), depth=2, helper_threads=0)
+    ahead = WindowsAhead(passes, range(3, 6), depth=2, threads=None)
     assert [ahead.take(i) for i in range(3, 6)] == ["window 3", "window 4", "window 5"]
     assert set(passes.ran.values()) == {threading.current_thread().name}
     ahead.close()
@@ -37,7 +37,7 @@ def test_without_a_helper_each_window_is_run_by_the_caller_when_taken():
 
 def test_the_helper_runs_windows_in_order_at_most_depth_ahead():
     passes = Passes(held=[1, 2])
-    ahead = WindowsAhead(passes, range(0, 5), depth=2, helper_threads=1)
+    ahead = WindowsAhead(passes, range(0, 5), depth=2, threads=1)
     try:
         assert passes.started[1].wait(10), "window 0 done, window 1 begun, before any take"
         assert passes.ran[0] == "kronos-ahead" and passes.threads[0] == 1, "on the helper, with its thread count"
@@ -55,7 +55,7 @@ def test_the_helper_runs_windows_in_order_at_most_depth_ahead():
 
 def test_while_the_helper_runs_a_window_the_caller_runs_the_next_one():
     passes = Passes(held=[0])
-    ahead = WindowsAhead(passes, range(0, 3), depth=3, helper_threads=1)
+    ahead = WindowsAhead(passes, range(0, 3), depth=3, threads=1)
     try:
         assert passes.started[0].wait(10)
         taken = []
@@ -78,19 +78,56 @@ def test_a_failed_pass_on_the_helper_is_raised_by_the_take_that_needs_it():
     def run(i):
         raise MemoryError(f"window {i}")
 
-    ahead = WindowsAhead(run, range(0, 2), depth=2, helper_threads=1)
+    ahead = WindowsAhead(run, range(0, 2), depth=2, threads=1)
     with pytest.raises(MemoryError):
         ahead.take(0)
     ahead.close()
 
 
-def test_close_stops_the_helper_and_restores_the_callers_threads():
+def test_close_lets_the_running_pass_end_and_begins_no_other():
+    """Review: the helper claimed its next window before looking whether it was closed, so
+    close() waited for one more whole pass, and results outlived it."""
     passes = Passes(held=[0])
     threads = torch.get_num_threads()
-    ahead = WindowsAhead(passes, range(0, 50), depth=4, helper_threads=1)
+    ahead = WindowsAhead(passes, range(0, 50), depth=4, threads=1)
     assert passes.started[0].wait(10)
+    closing = threading.Thread(target=ahead.close)
+    closing.start()
+    threading.Event().wait(0.05)
     passes.gates[0].set()
-    ahead.close()
-    assert len(passes.ran) <= 4, "nothing past the depth, nothing after close"
+    closing.join(10)
+    assert list(passes.ran) == [0], "the pass running at close() ends; no other begins"
+    assert ahead._done == {}
     assert torch.get_num_threads() == threads
     assert not any(t.name == "kronos-ahead" for t in threading.enumerate())
+
+
+def test_take_refuses_windows_out_of_order_or_after_close():
+    """Review: a window below the range, one taken twice, or any after close() waited forever."""
+    ahead = WindowsAhead(Passes(), range(2, 5), depth=2, threads=None)
+    assert ahead.take(2) == "window 2"
+    for bad in (1, 2, 5):
+        with pytest.raises(ValueError, match="cannot be taken"):
+            ahead.take(bad)
+    ahead.close()
+    with pytest.raises(ValueError, match="closed"):
+        ahead.take(3)
+
+
+def test_the_helper_keeps_its_own_thread_count_whatever_the_caller_sets():
+    """Review: a thread's first torch call seeds its count from the process-wide value, so
+    the caller's set_num_threads between the helper's start and its first operation
+    replaced the helper's count."""
+    passes = Passes(held=[0])
+    threads = torch.get_num_threads()
+    try:
+        ahead = WindowsAhead(passes, range(0, 1), depth=1, threads=1)
+        assert passes.started[0].wait(10)
+        torch.set_num_threads(1)
+        torch.set_num_threads(2)
+        passes.gates[0].set()
+        assert ahead.take(0) == "window 0"
+        assert passes.threads[0] == 1
+        ahead.close()
+    finally:
+        torch.set_num_threads(threads)

@@ -292,42 +292,47 @@ def test_rotation_table_slices_are_the_direct_rotation():
         assert torch.equal(table._rotation(position, length), rotation(rotary, position, length))
 
 
-@pytest.mark.parametrize("s", [1, 3])
-def test_slid_windows_give_the_same_tokens_whoever_runs_their_history_passes(mini_pair, monkeypatch, s):
+@pytest.mark.parametrize("s,split", [(1, 1), (3, 1), (1, 3)])
+def test_slid_windows_give_the_same_tokens_whoever_runs_their_history_passes(mini_pair, monkeypatch, s, split):
     """Issue 26: slid windows' history passes run ahead on a helper thread while the steps
-    run (`kronos.ahead`). Who runs a pass, on how many threads, and whether a helper runs at
-    all (load, rows, device) change no token: with the helper, without it, on one thread."""
+    run (`kronos.ahead`). Every pass of a call runs on the same thread count (3 included,
+    where kernels split elements differently than at 1), so whether the helper or the step
+    ran it changes no logit: with the helper running what it can, and with it doing nothing."""
     import threading
 
     from kronos import generate_tokens, generation
+    from kronos.ahead import WindowsAhead
+    from kronos.fast import FastKronos
 
     tokenizer, model = mini_pair
     x, xs, ys, u = _inputs(2 if s == 1 else 1, 40, 30, s, seed=5)  # slides from step 25 (context 64)
     args = (tokenizer, model, x, xs, ys, 64, 30, Sampling(T=1.0, top_p=0.9), u)
-    runners = []
-    real = generation._prefill
-    monkeypatch.setattr(generation, "_prefill", lambda *a: runners.append(threading.current_thread().name) or real(*a))
-    monkeypatch.setattr(generation, "_helper_threads", lambda rows, device, windows: 1)
+    runners, logits = [], []
+    real_prefill, real_logits = generation._prefill, FastKronos.s1_logits
+    monkeypatch.setattr(generation, "_prefill", lambda *a: runners.append(threading.current_thread().name) or
+                        real_prefill(*a))
+    monkeypatch.setattr(FastKronos, "s1_logits", lambda self, h: logits.append(real_logits(self, h)) or logits[-1])
+    monkeypatch.setattr(generation, "_helper_threads", lambda rows, device, windows: split)
     ahead = generate_tokens(*args)[1]
+    ahead_logits = list(logits)
     assert len(runners) == 1 + 5, "the history once, then each slid window's history part once"
-    monkeypatch.setattr(generation, "_helper_threads", lambda rows, device, windows: 0)
+    monkeypatch.setattr(WindowsAhead, "_help", lambda self: None)  # a helper that runs nothing
     runners.clear()
+    logits.clear()
     alone = generate_tokens(*args)[1]
     assert set(runners) == {threading.current_thread().name}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        one = generate_tokens(*args)[1]
-    finally:
-        torch.set_num_threads(threads)
-    for other in (alone, one):
-        assert torch.equal(ahead[0], other[0]) and torch.equal(ahead[1], other[1])
+    assert all(torch.equal(a, b) for a, b in zip(ahead_logits, logits, strict=True))
+    assert torch.equal(ahead[0], alone[0]) and torch.equal(ahead[1], alone[1])
 
 
-def test_slid_windows_are_made_ahead_only_where_a_core_is_spare():
-    """The helper takes the cores the call may use but the steps' own thread, for steps of a
-    few rows (one thread runs those), on the CPU, where windows slide at all."""
+def test_slid_windows_are_made_ahead_only_where_cores_and_memory_are_spare():
+    """The helper and the steps' own passes take half the cores the call may use each, for
+    steps of a few rows (one thread runs those), on the CPU, where windows slide at all; no
+    more windows are held ahead than fit in `AHEAD_BYTES`."""
     from kronos import generation
+    from kronos.fast import FastKronos, fast_path
+    from kronos.model import Kronos
+    from kronos.configs import MODEL_CONFIGS
     from kronos.runtime import SERIAL_ROWS
 
     cpu = torch.device("cpu")
@@ -342,6 +347,9 @@ def test_slid_windows_are_made_ahead_only_where_a_core_is_spare():
         assert generation._helper_threads(1, cpu, 7) == 0, "no spare core"
     finally:
         torch.set_num_threads(threads)
+    base = fast_path(Kronos(**MODEL_CONFIGS["Kronos-base"]).eval(), FastKronos, torch.float32)
+    assert generation._ahead_depth(base, 1, 1, 512, 120) == 3, "55 MB a window: three within 256 MB beside the step's"
+    assert generation._ahead_depth(base, 1, 15, 512, 500) <= 0, "one window's caches (~700 MB) exceed the budget"
 
 
 @pytest.mark.parametrize("s", [1, 3])
@@ -403,3 +411,39 @@ def test_rotation_table_is_never_shrunk_by_a_concurrent_first_use(monkeypatch):
     assert torch.equal(table._rotation(3, 5), rotation(table.rotary, 3, 5))
     assert torch.equal(other[0], rotation(table.rotary, 0, 1024))
     assert table._rotations.shape[0] >= 1024, "the longer table stays"
+
+
+@pytest.mark.parametrize("series,paths", [(2, 1), (1, 1), (1, 3)])
+def test_a_decode_step_does_not_depend_on_the_thread_count(mini_pair, series, paths):
+    """Review of issue 26: decode steps of a few rows run on one thread or on several,
+    whichever their timed first steps find faster (`StepThreads`), so their result must not
+    depend on the count. torch's CPU attention kernel splits a single query's keys among
+    threads: two series' step on 1 and on 2 threads differed by 1e-6 and sampled paths could
+    part. A step's attention of one query is now two products per row and head."""
+    import copy
+
+    from kronos.fast import FastKronos, fast_path
+
+    _, model = mini_pair
+    fast = fast_path(model, FastKronos, torch.float32)
+    g = torch.Generator().manual_seed(11)
+    n = 40
+    s1, s2 = torch.randint(0, 1024, (series, n + 1), generator=g), torch.randint(0, 1024, (series, n + 1), generator=g)
+    stamp = torch.stack([torch.randint(0, k, (series, n + 1), generator=g) for k in (60, 24, 7, 32, 13)], -1).float()
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.inference_mode():
+            times = fast.times(stamp)
+            caches, dep = fast.new_caches(series, n, paths, 4)
+            fast.prefill(s1[:, :n], s2[:, :n], None, caches, dep, times=times[:, :n])
+            step = (s1[:, n:].repeat_interleave(paths, 0), s2[:, n:].repeat_interleave(paths, 0))
+            for count in (1, 2, 3):
+                torch.set_num_threads(count)
+                c, d = copy.deepcopy(caches), copy.deepcopy(dep)
+                h = fast.extend(*step, None, c, d, position=n, times=times[:, n:].repeat_interleave(paths, 0))[:, 0]
+                outs.append((fast.s1_logits(h), fast.s2_logits(h, step[0][:, 0], d)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in outs[1:]:
+        assert torch.equal(outs[0][0], other[0]) and torch.equal(outs[0][1], other[1])
