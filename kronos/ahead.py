@@ -84,15 +84,17 @@ class WindowsAhead(Generic[T]):
                 self._cond.notify_all()
 
     def take(self, i: int) -> T:
-        """Window i's result: the helper's, or made here now. Windows are taken in order;
-        while the helper finishes window i, the next window nobody began is run here."""
+        """Window i's result: the helper's, or made here now. Windows are taken one by one,
+        in order; while the helper finishes window i, the next window nobody began is run here."""
         with self._cond:
-            if self._closed or not self._taken <= i < self._end:
-                raise ValueError(f"window {i} cannot be taken: windows {self._taken}..{self._end - 1} are left"
+            if self._closed or i != self._taken or i >= self._end:
+                raise ValueError(f"window {i} cannot be taken: the next is {self._taken} of {self._end - 1}"
                                  + (" and the helper was closed" if self._closed else ""))
             while i not in self._done:
                 if self._error is not None:
                     raise self._error
+                if self._closed:
+                    raise ValueError(f"window {i} cannot be taken: the helper was closed")
                 if i >= self._next:
                     self._next = i + 1
                     mine = i
@@ -105,8 +107,12 @@ class WindowsAhead(Generic[T]):
                 try:
                     with using_threads(self._threads or torch.get_num_threads()):
                         value = self._run(mine)
-                finally:
+                except BaseException as error:  # nobody else will make this window: every later take fails
                     self._cond.acquire()
+                    self._error = error
+                    self._cond.notify_all()
+                    raise
+                self._cond.acquire()
                 self._done[mine] = value
             value = self._done.pop(i)
             self._taken = i + 1

@@ -93,8 +93,8 @@ class KVCache:
 
 
 # Fewer queries per row and head than this attend through two products (`_few_queries`): the
-# fused CPU kernel's result for 1 or 3 queries depends on the thread count (checked: 1-4
-# threads, 1-100 queries, head sizes 52 and 64; every other count agreed bit for bit).
+# fused CPU kernel's result for a few queries depends on the thread count (seen for 1, 2 and 3
+# queries at 1-4 threads, head sizes 52 and 64; 4 to 100 queries agreed bit for bit).
 FLASH_MIN_QUERIES = 8
 
 # CPU's fused attention kernel, which also returns the log-sum-exp needed to merge two parts
@@ -129,7 +129,7 @@ def attend_with_cache(q: torch.Tensor, cache: KVCache, causal_suffix: bool) -> t
     b, s = pk.shape[0], cache.paths
     qp = q.reshape(b, s, heads, t, d).transpose(1, 2).reshape(b, heads, s * t, d)  # paths as query rows
     if _FLASH_CPU is not None and q.device.type == "cpu" and s * t >= FLASH_MIN_QUERIES and \
-            (t == 1 or not causal_suffix or sk.shape[2] == t):
+            (t == 1 or t >= FLASH_MIN_QUERIES) and (t == 1 or not causal_suffix or sk.shape[2] == t):
         # the prefix and the rows' own keys apart, merged exactly through their log-sum-exps:
         # the prefix by the fused kernel (paths as query rows), the own keys by it too, or for
         # a decode step by two small products (a kernel call would spend most of its time
@@ -261,7 +261,7 @@ def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _few_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Attention of a few queries per row and head over k (`mask`: which keys each sees):
-    two products. For 1 or 3 queries torch's CPU kernel splits the keys among threads, so
+    two products. For a few queries torch's CPU kernel splits the keys among threads, so
     its result would depend on the thread count (which decode steps choose by timing);
     here each row and head is one product whatever the count (`FLASH_MIN_QUERIES`)."""
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(1.0 / math.sqrt(q.shape[-1]))

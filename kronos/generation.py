@@ -213,13 +213,20 @@ def _ahead_depth(fast: FastKronos, series: int, rows: int, max_context: int, pre
     return min(AHEAD_WINDOWS, AHEAD_BYTES // max(1, window) - 1)
 
 
+HELPER_MAX_THREADS = 4  # calls on more threads keep running slid windows on all of them, no helper
+
+
 def _helper_threads(rows: int, device: torch.device, windows: int) -> int:
     """Threads of each history pass where a helper runs them ahead (0: no helper): where
-    windows slide and the steps have a few rows (`SERIAL_ROWS`), half the cores this call
-    may use, for the helper's passes and the step's own alike (the other half runs the steps)."""
-    if not windows or device.type != "cpu" or rows >= SERIAL_ROWS:
+    windows slide, the steps have a few rows (`SERIAL_ROWS`: one thread runs them, the other
+    cores idle) and the call has 2 to `HELPER_MAX_THREADS` threads, half of them, for the
+    helper's passes and the step's own alike. A pass on 1 or 2 threads gives the same bits
+    (3 does not: torch's elementwise kernels split elements differently), so the tokens do
+    not depend on which of those the load at the call's start allowed."""
+    threads = torch.get_num_threads()
+    if not windows or device.type != "cpu" or rows >= SERIAL_ROWS or not 2 <= threads <= HELPER_MAX_THREADS:
         return 0
-    return torch.get_num_threads() // 2
+    return threads // 2
 
 
 def _decode_suffix(decoder: FastTokenizerDecoder, prefix: tuple, suffix: tuple, paths: int) -> torch.Tensor:

@@ -42,7 +42,7 @@ def test_generation_benchmark_runs_in_miniature_beside_the_published_code():
     assert "CPU capability" in out.stdout and "kernels (profiled run)" in out.stdout
     row = next(line for line in out.stdout.splitlines() if line.startswith("kronos-mini") and "30 + 4" in line)
     assert "x " in row and "%" in row  # the ratio and the spread
-    assert "re-runs of slid windows" in out.stdout
+    assert "slid windows: passes awaited or run here" in out.stdout and "history passes run on a helper" in out.stdout
 
 
 def test_sliding_benchmark_runs_in_miniature():

@@ -103,10 +103,11 @@ def test_close_lets_the_running_pass_end_and_begins_no_other():
 
 
 def test_take_refuses_windows_out_of_order_or_after_close():
-    """Review: a window below the range, one taken twice, or any after close() waited forever."""
+    """Review: a window below the range, one taken twice, or any after close() waited forever;
+    one skipped was abandoned."""
     ahead = WindowsAhead(Passes(), range(2, 5), depth=2, threads=None)
     assert ahead.take(2) == "window 2"
-    for bad in (1, 2, 5):
+    for bad in (1, 2, 4, 5):  # before the next, the same twice, skipping one, past the end
         with pytest.raises(ValueError, match="cannot be taken"):
             ahead.take(bad)
     ahead.close()
@@ -131,3 +132,22 @@ def test_the_helper_keeps_its_own_thread_count_whatever_the_caller_sets():
         ahead.close()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_failed_pass_of_the_callers_own_fails_every_later_take_instead_of_hanging():
+    """Final review: the window the caller failed to make stayed claimed, so a later take of it
+    waited forever."""
+    calls = []
+
+    def run(i):
+        calls.append(i)
+        if len(calls) == 1:
+            raise MemoryError(f"window {i}")
+        return f"window {i}"
+
+    ahead = WindowsAhead(run, range(0, 3), depth=2, threads=None)
+    with pytest.raises(MemoryError):
+        ahead.take(0)
+    with pytest.raises(MemoryError):
+        ahead.take(0)
+    ahead.close()

@@ -325,6 +325,33 @@ def test_slid_windows_give_the_same_tokens_whoever_runs_their_history_passes(min
     assert torch.equal(ahead[0], alone[0]) and torch.equal(ahead[1], alone[1])
 
 
+def test_a_history_pass_gives_the_same_bits_on_one_or_two_threads(mini_pair):
+    """The helper's passes run on half the call's threads, 1 or 2 (`_helper_threads`): which
+    of them the load at a call's start allowed must not change a forecast. Checked here on a
+    window of two series and one of 64 rows; at 3 threads torch's elementwise kernels split
+    elements differently and round differently, which is why no pass runs on 3."""
+    from kronos import generation
+    from kronos.fast import FastKronos, fast_path
+
+    _, model = mini_pair
+    fast = fast_path(model, FastKronos, torch.float32)
+    g = torch.Generator().manual_seed(12)
+    threads = torch.get_num_threads()
+    try:
+        for series, n in ((2, 40), (1, 64)):
+            s1, s2 = torch.randint(0, 1024, (series, n), generator=g), torch.randint(0, 1024, (series, n), generator=g)
+            stamp = torch.stack([torch.randint(0, k, (series, n), generator=g) for k in (60, 24, 7, 32, 13)], -1)
+            made = []
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                with torch.inference_mode():
+                    h, caches, dep = generation._prefill(fast, s1, s2, fast.times(stamp.float()), 3, 5)
+                made.append((h, caches[-1].prefix_k, dep.prefix_v))
+            assert all(torch.equal(a, b) for a, b in zip(*made))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_slid_windows_are_made_ahead_only_where_cores_and_memory_are_spare():
     """The helper and the steps' own passes take half the cores the call may use each, for
     steps of a few rows (one thread runs those), on the CPU, where windows slide at all; no
@@ -343,6 +370,10 @@ def test_slid_windows_are_made_ahead_only_where_cores_and_memory_are_spare():
         assert generation._helper_threads(SERIAL_ROWS, cpu, 7) == 0, "many rows: the steps use every thread"
         assert generation._helper_threads(1, cpu, 0) == 0, "no window slides"
         assert generation._helper_threads(1, torch.device("meta"), 7) == 0
+        torch.set_num_threads(8)
+        assert generation._helper_threads(1, cpu, 7) == 0, "more threads: slid windows run on all of them"
+        torch.set_num_threads(4)
+        assert generation._helper_threads(1, cpu, 7) == 2
         torch.set_num_threads(1)
         assert generation._helper_threads(1, cpu, 7) == 0, "no spare core"
     finally:
