@@ -83,10 +83,10 @@ def test_fetch_closed_candles_survives_each_fault(binance_server, fault):
     if fault == "empty_list":  # not an error: the empty page is re-requested once
         assert seen.calls == []
         assert len(binance_server.requests_to("/api/v3/klines")) == 4
-    elif fault == "timeout":  # a loaded machine may time out the retried page too (400 ms client timeout)
-        assert seen.calls and all(call[1] is ccxt.RequestTimeout for call in seen.calls)
-    else:
-        assert len(seen.calls) == 1
+    else:  # the injected fault's retry first; on a loaded machine a retried page may also take longer than
+        # the test client's 400 ms timeout (seen in CI for timeout and rate_limit): those are timeouts only
+        assert seen.calls and seen.calls[0][1] is TRANSIENT[fault]
+        assert all(call[1] is ccxt.RequestTimeout for call in seen.calls[1:])
 
 
 def test_faults_on_every_stage_of_a_fetch(binance_server):
