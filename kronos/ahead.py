@@ -30,7 +30,7 @@ class WindowsAhead(Generic[T]):
     are made ahead on a helper thread."""
 
     def __init__(self, run: Callable[[int], T], steps: range, depth: int, threads: int | None):
-        self._run, self._start, self._end = run, steps.start, steps.stop
+        self._run, self._end = run, steps.stop
         self._depth, self._threads = max(1, depth), threads
         self._next = steps.start  # the first window nobody has begun
         self._taken = steps.start  # windows before this one were taken

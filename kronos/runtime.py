@@ -180,15 +180,8 @@ def threads_for(rows: int) -> Iterator[None]:
     """
     import torch
 
-    threads = torch.get_num_threads()
-    if rows >= SERIAL_ROWS or threads == 1:
+    with using_threads(1 if rows < SERIAL_ROWS else torch.get_num_threads()):
         yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class StepThreads:
