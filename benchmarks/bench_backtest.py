@@ -9,6 +9,7 @@ run in full (or on `--bars`). `--precision bf16` runs ours in bfloat16.
 
     python benchmarks/bench_backtest.py                 # 8,760 forecasts (several minutes)
     python benchmarks/bench_backtest.py --bars 500      # a quick look
+    python benchmarks/bench_backtest.py --bars 256 --naive-bars 1 --profile   # where one batch's time goes
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import forecast_flops, gemm_gflops, header
+from common import (FLOOR_PHASES, forecast_flops, forecast_flops_by_phase, gemm_gflops, header, profile_call,
+                    random_inputs)
 
-from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS, Kronos, KronosTokenizer, published
+from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS, Kronos, KronosTokenizer, Sampling, generate_cached, published
 from kronos_trader.backtest.runner import run_backtest
 from kronos_trader.config import parse_settings
 from kronos_trader.data import generate_market
@@ -56,6 +58,30 @@ def naive_seconds_per_bar(pair: Path, candles, lookback: int, horizon: int, path
     return (time.perf_counter() - start) / bars
 
 
+def profile_batch(pair: Path, args: argparse.Namespace, dtype: torch.dtype) -> list[str]:
+    """One model call's generation (`--batch` windows) by phase, each beside its compute floor,
+    and its kernels by kind: what stands between the run and its floor."""
+    tokenizer = KronosTokenizer.from_pretrained(pair / "tokenizer")
+    model = Kronos.from_pretrained(pair / "model")
+    x, xs, ys, u = random_inputs(args.batch, args.lookback, args.horizon, args.paths)
+    sampling = Sampling(T=1.0, top_k=0, top_p=0.9)  # the forecast settings' defaults
+    whole, totals, kinds = profile_call(lambda: generate_cached(tokenizer, model, x, xs, ys, 2048, args.horizon,
+                                                                sampling, u, dtype=dtype))
+    rate = gemm_gflops(dtype) * 1e9
+    phases = forecast_flops_by_phase(TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"], MODEL_CONFIGS["Kronos-mini"],
+                                     args.lookback, args.horizon, args.paths)
+    floors = {phase: args.batch * flops / rate for phase, flops in phases.items()}
+    floor = sum(floors.values())
+    lines = [f"profile of one call, {args.batch} windows: {whole:.2f} s, {whole / floor:.2f}x its floor of {floor:.2f} s "
+             f"(product rate {rate / 1e9:.0f} GFLOP/s, measured now)"]
+    for phase, names in FLOOR_PHASES.items():
+        spent = sum(totals[name] for name in names)
+        lines.append(f"  {phase:22} {spent:7.2f} s   floor {floors[phase]:6.2f} s   {spent / floors[phase]:5.2f}x")
+    for kind, spent in sorted(kinds.items(), key=lambda kv: -kv[1]):  # torch's ops only: numpy's sort is not here
+        lines.append(f"  kernels: {kind:13} {spent:7.2f} s (profiled run, self time) = {spent / floor:4.2f}x the floor")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", "--windows", type=int, default=8760,
@@ -66,6 +92,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128, help="windows per model call")
     parser.add_argument("--naive-bars", type=int, default=5)
     parser.add_argument("--precision", default="float32", choices=["float32", "bf16"])
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one batch's generation by phase and kernel kind, beside their floors")
     args = parser.parse_args()
     if not published.available():
         raise SystemExit(f"the baseline needs the published code: {published.INSTALL_HINT}")
@@ -108,6 +136,8 @@ def main() -> None:
         verdict = "below this machine's compute floor" if goal < floor else (
             "met" if batched <= goal else "missed")
         print(f"goal (a year in {GOALS[args.precision]:.0f} s)  : {goal:9.1f} s for these {args.bars} bars: {verdict}")
+        if args.profile:
+            print("\n".join(profile_batch(pair, args, dtype)))
     print(header())
 
 

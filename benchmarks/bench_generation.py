@@ -22,33 +22,22 @@ import kronos  # noqa: F401  (first: kronos sets OpenMP's wait policy before tor
 
 import argparse
 import statistics
-import threading
 import time
-from collections import defaultdict
-from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
-from common import build_pair, competing_load, header
+from common import PHASES, build_pair, competing_load, header, profile_call, random_inputs
 
-from kronos import Sampling, ahead, fast, generate_cached, generation, published
+from kronos import Sampling, generate_cached, published
 
 SAMPLINGS = {"default (top_p 0.9)": Sampling(T=1.0, top_k=0, top_p=0.9),
              "greedy (top_k 1)": Sampling(T=1.0, top_k=1, top_p=1.0)}
 
 
-def inputs(series: int, n: int, steps: int, paths: int, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(series, n, 6, generator=g).clamp(-5, 5)
-    stamps = torch.stack([torch.randint(0, k, (series, n + steps), generator=g) for k in (60, 24, 7, 32, 13)],
-                         -1).float()
-    return x, stamps[:, :n], stamps[:, n:], torch.rand(series, paths, steps, 2, generator=g)
-
-
 def case(pair, pub_pair, n: int, steps: int, paths: int, sampling: Sampling, repeats: int) -> dict:
     """Ours and the published code, alternating, `repeats` times each."""
     tokenizer, model, context = pair
-    x, xs, ys, u = inputs(1, n, steps, paths)
+    x, xs, ys, u = random_inputs(1, n, steps, paths)
     context = min(context, 512)
 
     def ours_call():
@@ -90,60 +79,13 @@ def row(model: str, label: str, r: dict) -> str:
             f"{ratios:12} {agree}")
 
 
-_TOTALS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _timed(owner, name: str, totals: dict):
-    """Accumulate the wall time of calls to `owner.name` under `name`."""
-    real = getattr(owner, name)
-
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            with _TOTALS_LOCK:  # the slid windows' helper thread adds to the totals too
-                totals[name] += time.perf_counter() - start
-
-    setattr(owner, name, wrapper)
-    try:
-        yield
-    finally:
-        setattr(owner, name, real)
-
-
-PHASES = [(generation, "_encode", "tokenizer encode"),
-          (generation, "_prefill", "prefill + slid windows' history passes"),
-          (ahead.WindowsAhead, "take", "slid windows: passes awaited or run here"),
-          (fast.FastKronos, "extend", "steps + slid windows' forecast rows"), (fast.FastKronos, "s1_logits", "s1 head"),
-          (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
-          (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
-          (generation, "_decode_suffix", "tokenizer decode of the paths")]
-PRODUCT_OPS = ("linear", "addmm", "mm", "bmm", "matmul", "mkldnn")
-
-
 def profile(pair, n: int, steps: int, paths: int, sampling: Sampling) -> list[str]:
     """Where our time goes, by phase (wall time of each phase's calls) and, within the whole
     call, products against attention kernels (torch's profiler, self CPU time)."""
     tokenizer, model, context = pair
-    x, xs, ys, u = inputs(1, n, steps, paths)
-    generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
-    totals: dict[str, float] = defaultdict(float)
-    with ExitStack() as stack:
-        for owner, name, _ in PHASES:
-            stack.enter_context(_timed(owner, name, totals))
-        start = time.perf_counter()
-        generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
-        whole = time.perf_counter() - start
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u)
-    kinds: dict[str, float] = defaultdict(float)
-    for event in prof.key_averages():
-        key = event.key.lower()
-        kind = ("attention" if "attention" in key else "products" if any(op in key for op in PRODUCT_OPS)
-                else "other ops")
-        kinds[kind] += event.self_cpu_time_total / 1e6
+    x, xs, ys, u = random_inputs(1, n, steps, paths)
+    whole, totals, kinds = profile_call(
+        lambda: generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u))
     op_total = sum(kinds.values()) or 1.0
     lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, s1 head runs inside "
              f"steps; slid windows' history passes run on a helper thread during the steps, `kronos.ahead`, and the "

@@ -24,8 +24,8 @@ import argparse
 import statistics
 import time
 
-from bench_generation import inputs, spread
-from common import build_pair, close_scores, header, held_out_windows, print_scores
+from bench_generation import spread
+from common import build_pair, close_scores, header, held_out_windows, print_scores, random_inputs
 
 from kronos import KronosPredictor, Sampling, generate_cached, generate_tokens
 
@@ -35,7 +35,7 @@ MODES = ("exact", "approximate")
 def speed_and_agreement(args) -> None:
     tokenizer, model, _ = build_pair(args.model)
     context = args.context
-    x, xs, ys, u = inputs(1, args.lookback, args.steps, 1)
+    x, xs, ys, u = random_inputs(1, args.lookback, args.steps, 1)
     sampling = Sampling(T=1.0, top_k=0, top_p=0.9)
     times: dict[str, list[float]] = {m: [] for m in MODES}
     for mode in MODES:  # warm-up

@@ -1,16 +1,20 @@
-"""Shared benchmark helpers: the machine header, a competing load, random-weight pairs."""
+"""Shared benchmark helpers: the machine header, a competing load, random-weight pairs,
+the compute floor and a profile of a generation call by phase and kernel kind."""
 from __future__ import annotations
 
 import multiprocessing
 import os
 import platform
+import threading
 import time
-from contextlib import contextmanager
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
 
-from kronos import HUB_MODELS, Kronos, KronosTokenizer, runtime
+from kronos import HUB_MODELS, Kronos, KronosTokenizer, ahead, fast, generation, runtime
 
 
 def cpu_model() -> str:
@@ -65,11 +69,12 @@ def gemm_gflops(dtype: torch.dtype = torch.float32) -> float:
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
 
 
-def forecast_flops(tokenizer: dict, model: dict, lookback: int, horizon: int, paths: int) -> float:
-    """Floating-point operations of one cached forecast (products and attention), counted
-    from the configs: the tokenizer encodes the window, the model runs it once, each path
-    takes `horizon` one-token steps, the decoder runs the history once and the paths' rows.
-    The compute floor of a run is this over the machine's product rate (`gemm_gflops`)."""
+def forecast_flops_by_phase(tokenizer: dict, model: dict, lookback: int, horizon: int,
+                            paths: int) -> dict[str, float]:
+    """Floating-point operations of one cached forecast (products and attention) by phase,
+    counted from the configs: the tokenizer encodes the window, the model runs it once, each
+    path takes `horizon` one-token steps, the decoder runs the history once and the paths'
+    rows. The compute floor of a phase is this over the machine's product rate (`gemm_gflops`)."""
     def block(d: int, ff: int, keys: float) -> float:  # q, k, v, out; SwiGLU; q.k and p.v
         return 4 * d * d + 3 * d * ff + 2 * d * keys
 
@@ -79,12 +84,29 @@ def forecast_flops(tokenizer: dict, model: dict, lookback: int, horizon: int, pa
     bits = tokenizer["s1_bits"] + tokenizer["s2_bits"]
     steps = paths * horizon
     ctx = lookback + horizon / 2  # mean keys seen by a generated token
-    macs = lookback * (enc_blocks * block(dt, ft, lookback / 2) + tokenizer["d_in"] * dt + dt * bits)  # encode
-    macs += lookback * (layers * block(d, ff, lookback / 2) + 2 * d * d + 2 * d * d)  # prefill (+ fusion, dep keys)
-    macs += steps * (layers * block(d, ff, ctx) + 2 * d * d + 2 * vocab * d + 4 * d * d + 2 * d * ctx)  # steps
-    macs += lookback * ((dec_blocks - 1) * block(dt, ft, lookback / 2) + 2 * dt * dt + bits * dt)  # decoder history
-    macs += steps * (dec_blocks * block(dt, ft, ctx) + bits * dt + dt * tokenizer["d_in"])  # decoder rows
-    return 2 * macs
+    macs = {
+        "tokenizer encode": lookback * (enc_blocks * block(dt, ft, lookback / 2) + tokenizer["d_in"] * dt + dt * bits),
+        "prefill": lookback * (layers * block(d, ff, lookback / 2) + 2 * d * d + 2 * d * d),  # + fusion, dep keys
+        "steps": steps * (layers * block(d, ff, ctx) + 2 * d * d + 2 * vocab * d + 4 * d * d + 2 * d * ctx),
+        "decode of the paths": lookback * ((dec_blocks - 1) * block(dt, ft, lookback / 2) + 2 * dt * dt + bits * dt)
+        + steps * (dec_blocks * block(dt, ft, ctx) + bits * dt + dt * tokenizer["d_in"]),  # history, then rows
+    }
+    return {phase: 2 * m for phase, m in macs.items()}
+
+
+def forecast_flops(tokenizer: dict, model: dict, lookback: int, horizon: int, paths: int) -> float:
+    """Floating-point operations of one cached forecast, all phases (`forecast_flops_by_phase`)."""
+    return sum(forecast_flops_by_phase(tokenizer, model, lookback, horizon, paths).values())
+
+
+def random_inputs(series: int, n: int, steps: int, paths: int, seed: int = 1):
+    """Random normalised windows (series, n, 6), their time features and the forecast's,
+    and the sampling uniforms (series, paths, steps, 2): generation's inputs."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(series, n, 6, generator=g).clamp(-5, 5)
+    stamps = torch.stack([torch.randint(0, k, (series, n + steps), generator=g) for k in (60, 24, 7, 32, 13)],
+                         -1).float()
+    return x, stamps[:, :n], stamps[:, n:], torch.rand(series, paths, steps, 2, generator=g)
 
 
 def build_pair(name: str, seed: int = 0) -> tuple[KronosTokenizer, Kronos, int]:
@@ -146,3 +168,63 @@ def print_scores(results: dict, reference: str, second_seed: str, candidate: str
     print(f"  {candidate} - {reference}: CRPS {results[candidate][0] - results[reference][0]:+.3f} "
           f"(seed noise {noise:.3f}), coverage {results[candidate][1] - results[reference][1]:+.1%} "
           f"(seed noise {abs(results[reference][1] - results[second_seed][1]):.1%})")
+
+
+_TOTALS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _timed(owner, name: str, totals: dict):
+    """Accumulate the wall time of calls to `owner.name` under `name`."""
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with _TOTALS_LOCK:  # the slid windows' helper thread adds to the totals too
+                totals[name] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)
+
+
+PHASES = [(generation, "_encode", "tokenizer encode"),
+          (generation, "_prefill", "prefill + slid windows' history passes"),
+          (ahead.WindowsAhead, "take", "slid windows: passes awaited or run here"),
+          (fast.FastKronos, "extend", "steps + slid windows' forecast rows"), (fast.FastKronos, "s1_logits", "s1 head"),
+          (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
+          (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
+          (generation, "_decode_suffix", "tokenizer decode of the paths")]
+# the timed calls that make up each phase of `forecast_flops_by_phase` (the s1 head runs
+# inside `extend`, the nucleus inside `sample_tokens`): the phases' floors line up with them
+FLOOR_PHASES = {"tokenizer encode": ("_encode",), "prefill": ("_prefill",),
+                "steps": ("extend", "s2_logits", "sample_tokens"), "decode of the paths": ("_decode_suffix",)}
+PRODUCT_OPS = ("linear", "addmm", "mm", "bmm", "matmul", "mkldnn")
+
+
+def profile_call(call: Callable[[], object]) -> tuple[float, dict[str, float], dict[str, float]]:
+    """A warmed-up generation call's wall time, the wall time of each of its `PHASES` (by
+    name), and the self CPU time of its kernels by kind: products, attention, other ops
+    (torch's profiler, on a third run)."""
+    call()
+    totals: dict[str, float] = defaultdict(float)
+    with ExitStack() as stack:
+        for owner, name, _ in PHASES:
+            stack.enter_context(_timed(owner, name, totals))
+        start = time.perf_counter()
+        call()
+        whole = time.perf_counter() - start
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        call()
+    kinds: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        key = event.key.lower()
+        kind = ("attention" if "attention" in key else "products" if any(op in key for op in PRODUCT_OPS)
+                else "other ops")
+        kinds[kind] += event.self_cpu_time_total / 1e6
+    return whole, totals, kinds

@@ -73,9 +73,13 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):
         return published_nucleus(logits, top_p)
     vocab = logits.shape[-1]
-    flat = logits.reshape(-1, vocab).numpy()
-    peak = flat.max(-1, keepdims=True)
-    total = np.exp(flat - peak).sum(-1, dtype=np.float64)  # over the peak's weight: 1 / its share
+    rows = logits.reshape(-1, vocab)
+    flat = rows.numpy()
+    peak_t = rows.amax(-1, keepdim=True)
+    # over the peak's weight (1 / its share), in float64: torch's vectorised exp and sum, which
+    # take a fifth of numpy's time here; a row's kept set never depends on this sum's last bits
+    total = (rows - peak_t).exp_().sum(-1, dtype=torch.float64).numpy()
+    peak = peak_t.numpy()
     k = min(NUCLEUS_CANDIDATES, vocab)
     rest = np.ones(len(flat), dtype=bool)
     cut = np.empty((len(flat), 1), dtype=flat.dtype)

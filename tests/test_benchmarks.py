@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import forecast_flops  # noqa: E402
+from common import forecast_flops, forecast_flops_by_phase  # noqa: E402
 
 from kronos import MODEL_CONFIGS, TOKENIZER_CONFIGS  # noqa: E402
 
@@ -45,6 +45,26 @@ def test_generation_benchmark_runs_in_miniature_beside_the_published_code():
     assert "slid windows: passes awaited or run here" in out.stdout and "history passes run on a helper" in out.stdout
 
 
+def test_backtest_benchmark_profiles_a_batch_beside_its_floors():
+    """The year benchmark in miniature, with the profile of one batch: each phase and kernel
+    kind beside its compute floor."""
+    from kronos import published
+
+    if not published.available():
+        import pytest
+
+        pytest.skip(f"the published Kronos code is not installed ({published.INSTALL_HINT})")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "bench_backtest.py", "--bars", "4", "--lookback", "32", "--horizon", "3",
+                          "--paths", "2", "--batch", "2", "--naive-bars", "1", "--profile"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT / "benchmarks")
+    assert out.returncode == 0, out.stderr
+    assert "compute floor" in out.stdout and "profile of one call, 2 windows" in out.stdout
+    for phase in ("tokenizer encode", "prefill", "steps", "decode of the paths"):
+        assert any(line.strip().startswith(phase) and "floor" in line for line in out.stdout.splitlines()), phase
+    assert "kernels: products" in out.stdout
+
+
 def test_sliding_benchmark_runs_in_miniature():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "bench_sliding.py", "--model", "kronos-mini", "--lookback", "40",
@@ -62,6 +82,10 @@ def test_forecast_flops_counts_the_products_of_a_forecast():
     assert 4e9 < base < 8e9
     one_more_path = forecast_flops(tok, model, 256, 24, 9) - base
     assert abs((forecast_flops(tok, model, 256, 24, 10) - base) - 2 * one_more_path) < 1e-3 * base
+    phases = forecast_flops_by_phase(tok, model, 256, 24, 8)
+    assert sum(phases.values()) == base and all(v > 0 for v in phases.values())
+    more = forecast_flops_by_phase(tok, model, 256, 24, 9)  # a path more: steps and decoded rows only
+    assert more["tokenizer encode"] == phases["tokenizer encode"] and more["prefill"] == phases["prefill"]
     # one generated token costs at least its products: the model's blocks and two vocabulary heads
     d, ff, layers = model["d_model"], model["ff_dim"], model["n_layers"]
     assert one_more_path / 24 > 2 * (layers * (4 * d * d + 3 * d * ff) + 2 * 1024 * d)
