@@ -33,13 +33,14 @@ from kronos_trader.store import open_store
 
 
 GOALS = {"float32": 300.0, "bf16": 120.0}  # seconds for a year of hourly forecasts (8,760)
+MAX_CONTEXT = 2048  # the Kronos-mini pair's context (`kronos.json`)
 
 
 def save_mini_pair(directory: Path) -> Path:
     torch.manual_seed(0)
     KronosTokenizer(**TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"]).save_pretrained(directory / "tokenizer")
     Kronos(**MODEL_CONFIGS["Kronos-mini"]).save_pretrained(directory / "model")
-    (directory / "kronos.json").write_text('{"max_context": 2048}')
+    (directory / "kronos.json").write_text(f'{{"max_context": {MAX_CONTEXT}}}')
     return directory
 
 
@@ -48,7 +49,7 @@ def naive_seconds_per_bar(pair: Path, candles, lookback: int, horizon: int, path
     tokenizer = KronosTokenizer.from_pretrained(pair / "tokenizer")
     model = Kronos.from_pretrained(pair / "model")
     p_tok, p_model = published.published_pair(tokenizer, model)
-    predictor = published._module().KronosPredictor(p_model, p_tok, device="cpu", max_context=2048)
+    predictor = published._module().KronosPredictor(p_model, p_tok, device="cpu", max_context=MAX_CONTEXT)
     start = time.perf_counter()
     for end in range(lookback, lookback + bars):
         window = candles.iloc[end - lookback:end]
@@ -65,7 +66,7 @@ def profile_batch(pair: Path, args: argparse.Namespace, dtype: torch.dtype) -> l
     model = Kronos.from_pretrained(pair / "model")
     x, xs, ys, u = random_inputs(args.batch, args.lookback, args.horizon, args.paths)
     sampling = Sampling(T=1.0, top_k=0, top_p=0.9)  # the forecast settings' defaults
-    whole, totals, kinds = profile_call(lambda: generate_cached(tokenizer, model, x, xs, ys, 2048, args.horizon,
+    whole, totals, kinds = profile_call(lambda: generate_cached(tokenizer, model, x, xs, ys, MAX_CONTEXT, args.horizon,
                                                                 sampling, u, dtype=dtype))
     rate = gemm_gflops(dtype) * 1e9
     phases = forecast_flops_by_phase(TOKENIZER_CONFIGS["Kronos-Tokenizer-2k"], MODEL_CONFIGS["Kronos-mini"],
