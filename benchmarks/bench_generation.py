@@ -87,8 +87,8 @@ def profile(pair, n: int, steps: int, paths: int, sampling: Sampling) -> list[st
     whole, totals, kinds = profile_call(
         lambda: generate_cached(tokenizer, model, x, xs, ys, min(context, 512), steps, sampling, u))
     op_total = sum(kinds.values()) or 1.0
-    lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, s1 head runs inside "
-             f"steps; slid windows' history passes run on a helper thread during the steps, `kronos.ahead`, and the "
+    lines = [f"  whole call {whole:.2f} s (phases overlap: sampling includes the nucleus, the s1 head is timed "
+             f"apart from the steps; slid windows' history passes run on a helper thread during the steps, `kronos.ahead`, and the "
              f"kernel shares below leave the helper's out)"]
     lines += [f"  {label:36} {totals[name]:7.3f} s  {100 * totals[name] / whole:5.1f}%" for _, name, label in PHASES]
     lines += ["  kernels (profiled run): " + ", ".join(f"{k} {100 * v / op_total:.0f}%" for k, v in

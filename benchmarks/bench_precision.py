@@ -17,23 +17,15 @@ import argparse
 import time
 
 import torch
-from common import build_pair, close_scores, header, held_out_windows, print_scores
+from common import build_pair, close_scores, header, held_out_windows, print_scores, random_inputs
 
 from kronos import KronosPredictor, Sampling, generate_tokens, precision
 from kronos.generation import generate_cached
 
 
-def batch_inputs(windows: int, n: int, steps: int, paths: int):
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(windows, n, 6, generator=g).clamp(-5, 5)
-    stamps = torch.stack([torch.randint(0, k, (windows, n + steps), generator=g) for k in (60, 24, 7, 32, 13)],
-                         -1).float()
-    return x, stamps[:, :n], stamps[:, n:], torch.rand(windows, paths, steps, 2, generator=g)
-
-
 def speed_and_agreement(args) -> None:
     tokenizer, model, context = build_pair("kronos-mini")
-    x, xs, ys, u = batch_inputs(args.windows, 256, 24, 8)
+    x, xs, ys, u = random_inputs(args.windows, 256, 24, 8, seed=3)
     sampling = Sampling(T=1.0, top_k=0, top_p=0.9)
     times = {}
     for dtype in (torch.float32, torch.bfloat16):

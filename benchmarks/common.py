@@ -200,17 +200,22 @@ PHASES = [(generation, "_encode", "tokenizer encode"),
           (fast.FastKronos, "s2_logits", "dependency layer + s2 head"),
           (generation, "nucleus", "nucleus kept set"), (generation, "sample_tokens", "sampling (incl. nucleus)"),
           (generation, "_decode_suffix", "tokenizer decode of the paths")]
-# the timed calls that make up each phase of `forecast_flops_by_phase` (the s1 head runs
-# inside `extend`, the nucleus inside `sample_tokens`): the phases' floors line up with them
+# the timed calls that make up each phase of `forecast_flops_by_phase` (the nucleus runs
+# inside `sample_tokens`): the phases' floors line up with them where no window slides (slid
+# windows' history passes are timed under `_prefill`, a helper's in parallel with the steps)
 FLOOR_PHASES = {"tokenizer encode": ("_encode",), "prefill": ("_prefill",),
-                "steps": ("extend", "s2_logits", "sample_tokens"), "decode of the paths": ("_decode_suffix",)}
-PRODUCT_OPS = ("linear", "addmm", "mm", "bmm", "matmul", "mkldnn")
+                "steps": ("extend", "s1_logits", "s2_logits", "sample_tokens"),
+                "decode of the paths": ("_decode_suffix",)}
+PRODUCT_OPS = ("linear", "addmm", "mm", "matmul", "mkldnn")
+# batched small products (`bmm`): the decode steps' attention over each path's own keys, and
+# one-row products split among threads (`PackedLinear`)
+BATCHED_OPS = ("bmm",)
 
 
 def profile_call(call: Callable[[], object]) -> tuple[float, dict[str, float], dict[str, float]]:
     """A warmed-up generation call's wall time, the wall time of each of its `PHASES` (by
-    name), and the self CPU time of its kernels by kind: products, attention, other ops
-    (torch's profiler, on a third run)."""
+    name), and the self CPU time of its kernels by kind: products, batched small products,
+    fused attention, other ops (torch's profiler, on a third run; numpy's work is in none)."""
     call()
     totals: dict[str, float] = defaultdict(float)
     with ExitStack() as stack:
@@ -224,7 +229,7 @@ def profile_call(call: Callable[[], object]) -> tuple[float, dict[str, float], d
     kinds: dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
         key = event.key.lower()
-        kind = ("attention" if "attention" in key else "products" if any(op in key for op in PRODUCT_OPS)
-                else "other ops")
+        kind = ("attention" if "attention" in key else "batched products" if any(op in key for op in BATCHED_OPS)
+                else "products" if any(op in key for op in PRODUCT_OPS) else "other ops")
         kinds[kind] += event.self_cpu_time_total / 1e6
     return whole, totals, kinds
